@@ -1,0 +1,381 @@
+"""The event bus: Redis Streams with at-least-once delivery and idempotent publishing.
+
+In: events from collectors (`EventBus.publish`). Out: batches of decoded entries to a
+handler in a consumer group (`StreamConsumer`).
+
+Publishing runs one Lua script per batch that, atomically: drops events whose id was seen
+within the dedupe TTL (so two collector replicas, a restart or a backfill never publish a
+fact twice), appends the rest with ``XADD MAXLEN ~``, and stores the collector's checkpoint.
+A crash can therefore never leave events published without their checkpoint or the reverse.
+
+Consuming reads a consumer group in batches and acks only after the handler returned. If
+the handler fails on a batch, each entry is retried alone so that one poison entry does not
+hold back the others. Entries left pending by a consumer that died are reclaimed with
+XAUTOCLAIM (following its cursor) once idle for ``claim_idle_ms``; an entry delivered more
+than ``max_deliveries`` times, or that cannot be decoded, is moved to the dead-letter stream
+and counted. Handlers must be idempotent: an entry can be delivered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from convmon.monitor.config import BusSettings
+from convmon.monitor.events import Event, decode_event, encode_event
+from convmon.monitor.keys import Keys
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_PUBLISH_LUA = """
+-- KEYS[1] stream, KEYS[2] checkpoint key ('' for none)
+-- ARGV: maxlen, dedupe ttl, dedupe key prefix, checkpoint value, then (id, kind, data)*
+local added = 0
+for i = 5, #ARGV, 3 do
+  local id = ARGV[i]
+  if redis.call('SET', ARGV[3] .. id, '1', 'NX', 'EX', ARGV[2]) then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+               'id', id, 'kind', ARGV[i + 1], 'data', ARGV[i + 2])
+    added = added + 1
+  end
+end
+if KEYS[2] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[4])
+end
+return added
+"""
+
+
+class BusMetrics:
+    """Process counters of the bus (per process; cluster-wide figures come from XINFO)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.published = Counter(
+            "convmon_bus_published_events",
+            "Events appended to the stream by this process.",
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "convmon_bus_duplicate_events",
+            "Events dropped at publish because their id was already seen.",
+            registry=registry,
+        )
+        self.consumed = Counter(
+            "convmon_bus_consumed_entries",
+            "Stream entries handled and acknowledged.",
+            ["stream", "group"],
+            registry=registry,
+        )
+        self.handler_errors = Counter(
+            "convmon_bus_handler_errors",
+            "Entries whose handler raised (they stay pending and are retried).",
+            ["stream", "group"],
+            registry=registry,
+        )
+        self.reclaimed = Counter(
+            "convmon_bus_reclaimed_entries",
+            "Entries reclaimed from idle consumers with XAUTOCLAIM.",
+            ["stream", "group"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "convmon_bus_dead_letters",
+            "Entries moved to a dead-letter stream (poison or undecodable).",
+            ["stream", "group", "reason"],
+            registry=registry,
+        )
+        self.trimmed = Counter(
+            "convmon_bus_trimmed_unprocessed_entries",
+            "Pending entries that were trimmed from the stream before being handled.",
+            ["stream", "group"],
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "convmon_bus_batch_seconds",
+            "Time to handle and acknowledge one batch.",
+            ["stream", "group"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+
+
+class EventBus:
+    """Publishes events to ``convmon:events`` with dedupe and checkpoint, atomically."""
+
+    def __init__(
+        self, redis: Redis, keys: Keys, settings: BusSettings, metrics: BusMetrics
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.settings = settings
+        self.metrics = metrics
+        self._publish = redis.register_script(_PUBLISH_LUA)
+
+    async def publish(
+        self, events: Sequence[Event], *, checkpoint: tuple[str, str] | None = None
+    ) -> int:
+        """Publish ``events`` (and store ``checkpoint = (source, value)``) atomically.
+
+        Returns how many were new. Safe to call again with the same events.
+        """
+        if not events and checkpoint is None:
+            return 0
+        args: list[Any] = [
+            self.settings.maxlen,
+            self.settings.dedupe_ttl_s,
+            self.keys.dedupe(""),
+            checkpoint[1] if checkpoint else "",
+        ]
+        for ev in events:
+            args.extend((ev.id, ev.kind, encode_event(ev)))
+        ckey = self.keys.checkpoint(checkpoint[0]) if checkpoint else ""
+        added = int(await self._publish(keys=[self.keys.events, ckey], args=args))
+        self.metrics.published.inc(added)
+        self.metrics.duplicates.inc(len(events) - added)
+        return added
+
+    async def get_checkpoint(self, source: str) -> str | None:
+        value = await self.redis.get(self.keys.checkpoint(source))
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    async def set_checkpoint(self, source: str, value: str) -> None:
+        await self.publish((), checkpoint=(source, value))
+
+    def consumer(
+        self,
+        group: str,
+        name: str,
+        handler: Callable[[Sequence[Delivery[Event]]], Awaitable[None]],
+    ) -> StreamConsumer[Event]:
+        """A consumer of the event stream in ``group``."""
+        return StreamConsumer(
+            self.redis,
+            stream=self.keys.events,
+            group=group,
+            name=name,
+            handler=handler,
+            decode=decode_event,
+            settings=self.settings,
+            metrics=self.metrics,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery(Generic[T]):
+    """One stream entry handed to a handler."""
+
+    entry_id: str
+    value: T
+    deliveries: int
+    """How many times this entry has been delivered (1 on first delivery)."""
+
+
+class StreamConsumer(Generic[T]):
+    """Reads one stream in a consumer group, at least once, with reclaim and dead letters.
+
+    Any stream whose entries carry a ``data`` field can be consumed: events with
+    `decode_event`, alert transitions with their decoder.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        stream: str,
+        group: str,
+        name: str,
+        handler: Callable[[Sequence[Delivery[T]]], Awaitable[None]],
+        decode: Callable[[bytes], T],
+        settings: BusSettings,
+        metrics: BusMetrics,
+        batch: int | None = None,
+        start_id: str = "0",
+    ) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.dead_stream = f"{stream}:dead"
+        self.group = group
+        self.name = name
+        self.handler = handler
+        self.decode = decode
+        self.settings = settings
+        self.metrics = metrics
+        self.batch = batch or settings.batch
+        self.start_id = start_id
+        self._claim_cursor = "0-0"
+        self._own_cursor: str | None = "0"
+        self._labels = (stream, group)
+
+    async def ensure_group(self) -> None:
+        """Create the consumer group (and the stream) if missing."""
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id=self.start_id, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def run(self) -> None:
+        """Consume until cancelled. Cancellation lets the in-flight batch finish and ack."""
+        await self.ensure_group()
+        while True:
+            handled = await self.step()
+            if handled == 0:
+                await asyncio.sleep(0)
+
+    async def step(self, block_ms: int | None = None) -> int:
+        """One round: own pending entries (after a restart), reclaimed entries, then new
+        ones. Returns how many entries were handled."""
+        entries = await self._next_entries(self.settings.block_ms if block_ms is None else block_ms)
+        if not entries:
+            return 0
+        task = asyncio.ensure_future(self._process(entries))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
+
+    async def _next_entries(self, block_ms: int) -> list[tuple[str, dict[bytes, bytes], int]]:
+        if self._own_cursor is not None:
+            # One pass over entries left pending for this consumer name by a previous run.
+            own = await self._read(self._own_cursor, block_ms=None)
+            if own:
+                self._own_cursor = own[-1][0]
+                counts = await self._delivery_counts([e[0] for e in own])
+                return [(eid, f, counts.get(eid, 2)) for eid, f in own]
+            self._own_cursor = None
+        claimed = await self._autoclaim()
+        if claimed:
+            return claimed
+        fresh = await self._read(">", block_ms=block_ms)
+        return [(eid, f, 1) for eid, f in fresh]
+
+    async def _read(
+        self, start: str, block_ms: int | None
+    ) -> list[tuple[str, dict[bytes, bytes]]]:
+        resp = await self.redis.xreadgroup(
+            self.group, self.name, {self.stream: start}, count=self.batch, block=block_ms
+        )
+        out: list[tuple[str, dict[bytes, bytes]]] = []
+        for _stream, items in resp or ():
+            for eid, fields in items:
+                if fields is None:  # entry trimmed while pending for us
+                    await self._ack([_s(eid)])
+                    self.metrics.trimmed.labels(*self._labels).inc()
+                    continue
+                out.append((_s(eid), fields))
+        return out
+
+    async def _autoclaim(self) -> list[tuple[str, dict[bytes, bytes], int]]:
+        resp = await self.redis.xautoclaim(
+            self.stream,
+            self.group,
+            self.name,
+            min_idle_time=self.settings.claim_idle_ms,
+            start_id=self._claim_cursor,
+            count=self.batch,
+        )
+        cursor, items = _s(resp[0]), resp[1]
+        deleted = resp[2] if len(resp) > 2 else []
+        self._claim_cursor = cursor
+        if deleted:
+            await self._ack([_s(d) for d in deleted])
+            self.metrics.trimmed.labels(*self._labels).inc(len(deleted))
+        entries = [(_s(eid), fields) for eid, fields in items if fields is not None]
+        if not entries:
+            return []
+        self.metrics.reclaimed.labels(*self._labels).inc(len(entries))
+        counts = await self._delivery_counts([e[0] for e in entries])
+        return [(eid, f, counts.get(eid, 2)) for eid, f in entries]
+
+    async def _delivery_counts(self, ids: list[str]) -> dict[str, int]:
+        rows = await self.redis.xpending_range(
+            self.stream, self.group, min=ids[0], max=ids[-1], count=len(ids) + 1000,
+            consumername=self.name,
+        )
+        return {_s(r["message_id"]): int(r["times_delivered"]) for r in rows}
+
+    async def _process(self, entries: list[tuple[str, dict[bytes, bytes], int]]) -> int:
+        started = time.perf_counter()
+        good: list[Delivery[T]] = []
+        for eid, fields, count in entries:
+            if count > self.settings.max_deliveries:
+                await self._dead_letter(eid, fields, "max_deliveries", count)
+                continue
+            data = fields.get(b"data")
+            try:
+                if data is None:
+                    raise ValueError("entry has no data field")
+                value = self.decode(data)
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+                log.warning(
+                    "undecodable stream entry",
+                    extra={"stream": self.stream, "entry": eid, "error": str(exc)},
+                )
+                await self._dead_letter(eid, fields, "undecodable", count)
+                continue
+            good.append(Delivery(eid, value, count))
+        if good:
+            try:
+                await self.handler(good)
+                await self._ack([d.entry_id for d in good])
+            except Exception:
+                log.exception(
+                    "batch handler failed; retrying entries one by one",
+                    extra={"stream": self.stream, "group": self.group, "size": len(good)},
+                )
+                for d in good:
+                    try:
+                        await self.handler([d])
+                    except Exception as exc:
+                        self.metrics.handler_errors.labels(*self._labels).inc()
+                        log.warning(
+                            "handler failed; entry stays pending",
+                            extra={"entry": d.entry_id, "deliveries": d.deliveries,
+                                   "error": repr(exc)},
+                        )
+                        continue
+                    await self._ack([d.entry_id])
+        self.metrics.batch_seconds.labels(*self._labels).observe(time.perf_counter() - started)
+        self.metrics.consumed.labels(*self._labels).inc(len(good))
+        return len(entries)
+
+    async def _ack(self, ids: list[str]) -> None:
+        if ids:
+            await self.redis.xack(self.stream, self.group, *ids)
+
+    async def _dead_letter(
+        self, eid: str, fields: dict[bytes, bytes], reason: str, deliveries: int
+    ) -> None:
+        record: dict[Any, Any] = dict(fields)
+        record.update(
+            {b"entry_id": eid, b"group": self.group, b"reason": reason,
+             b"deliveries": str(deliveries)}
+        )
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.dead_stream, record, maxlen=100_000, approximate=True)
+            pipe.xack(self.stream, self.group, eid)
+            await pipe.execute()
+        self.metrics.dead_letters.labels(self.stream, self.group, reason).inc()
+        log.error(
+            "entry moved to dead-letter stream",
+            extra={"stream": self.stream, "group": self.group, "entry": eid, "reason": reason,
+                   "deliveries": deliveries},
+        )
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

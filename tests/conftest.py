@@ -1,0 +1,95 @@
+"""Shared fixtures: a real Redis for every test, isolated by a unique key prefix.
+
+The server is ``CONVMON_TEST_REDIS_URL`` if set, else 127.0.0.1:6379 if it answers, else an
+embedded redis-server started for the session (the same code path as the daemon's).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis as redis_sync
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from convmon.monitor.bus import BusMetrics, EventBus
+from convmon.monitor.config import BusSettings
+from convmon.monitor.keys import Keys
+from convmon.monitor.redisconn import EmbeddedRedis, find_redis_server
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def require_shared_data() -> Path:
+    """The shared reference data folder; skips outside CI when absent, fails in CI."""
+    if not SHARED_DATA.is_dir():
+        if IN_CI:
+            pytest.fail(f"{SHARED_DATA} is missing; CI must have ../shared/data")
+        pytest.skip(f"{SHARED_DATA} not present")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("CONVMON_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    try:
+        if redis_sync.Redis.from_url("redis://127.0.0.1:6379/0", socket_connect_timeout=0.5).ping():
+            yield "redis://127.0.0.1:6379/0"
+            return
+    except redis_sync.RedisError:
+        pass
+    binary = find_redis_server()
+    if binary is None:
+        pytest.fail("no Redis at 127.0.0.1:6379 and no redis-server binary to start one")
+    import asyncio
+
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), binary=binary)
+    asyncio.run(server.start())
+    try:
+        yield server.url
+    finally:
+        asyncio.run(server.stop())
+
+
+@pytest.fixture
+def keys() -> Keys:
+    return Keys(prefix=f"t{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+async def redis(redis_url: str, keys: Keys) -> AsyncIterator[Redis]:
+    client: Redis = Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        cursor = 0
+        while True:
+            cursor, found = await client.scan(cursor, match=f"{keys.prefix}:*", count=1000)
+            if found:
+                await client.delete(*found)
+            if cursor == 0:
+                break
+        await client.aclose()
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def bus_settings() -> BusSettings:
+    return BusSettings(claim_idle_ms=200, block_ms=50, max_deliveries=3, batch=100)
+
+
+@pytest.fixture
+def bus(redis: Redis, keys: Keys, bus_settings: BusSettings, registry: CollectorRegistry) -> EventBus:
+    return EventBus(redis, keys, bus_settings, BusMetrics(registry))
