@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 import redis as redis_sync
@@ -20,19 +19,6 @@ from convmon.monitor.bus import BusMetrics, EventBus
 from convmon.monitor.config import BusSettings
 from convmon.monitor.keys import Keys
 from convmon.monitor.redisconn import EmbeddedRedis, find_redis_server
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def require_shared_data() -> Path:
-    """The shared reference data folder; skips outside CI when absent, fails in CI."""
-    if not SHARED_DATA.is_dir():
-        if IN_CI:
-            pytest.fail(f"{SHARED_DATA} is missing; CI must have ../shared/data")
-        pytest.skip(f"{SHARED_DATA} not present")
-    return SHARED_DATA
-
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

@@ -50,6 +50,13 @@ class Keys:
     def alerts_dead(self) -> str:
         return self._k("alerts", "dead")
 
+    @property
+    def active_alerts(self) -> str:
+        """Hash: fingerprint -> latest `AlertTransition` JSON of every pending or firing
+        instance. The rule engine writes it atomically with the outbox entry; the CLI,
+        the HTTP API and the metrics read it."""
+        return self._k("alerts", "active")
+
     def stream_dead(self, stream: str) -> str:
         """Dead-letter stream for any stream."""
         return f"{stream}:dead"

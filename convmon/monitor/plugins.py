@@ -26,6 +26,7 @@ from convmon.monitor.keys import Keys
 
 if TYPE_CHECKING:
     import typer
+    from aiohttp import web
     from redis.asyncio import Redis
 
     from convmon.monitor.bus import EventBus
@@ -92,6 +93,8 @@ class Plugin:
     """A JSON-able block for ``/api/v1/status`` under the plugin's name."""
     cli: Callable[[typer.Typer], None] | None = None
     """Add commands or command groups to the ``convmon`` CLI."""
+    http_routes: Callable[[Runtime, Any], Sequence[web.RouteDef]] | None = None
+    """Extra aiohttp routes (under ``/api/v1/``), behind the API bearer token."""
     check: Callable[[Any, ConfigSource], Sequence[FileError]] | None = None
     """Extra validation for ``convmon check`` (e.g. rule files referenced by the config)."""
     description: str = ""

@@ -1,0 +1,51 @@
+"""Concentration measures over block counts: shares, top-N share, HHI, Nakamoto coefficient.
+
+Pure functions shared by the live Redis windows (rules) and the offline replay (bitcoin
+CLI), so both report the same numbers for the same counts. ``unknown`` blocks count in
+the denominator (they are real blocks) but never as an entity in top-N, HHI or Nakamoto:
+we do not know they belong to one miner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+UNKNOWN = "unknown"
+
+
+def shares(counts: Mapping[str, int]) -> dict[str, float]:
+    total = sum(counts.values())
+    if total <= 0:
+        return {}
+    return {k: v / total for k, v in counts.items() if v > 0}
+
+
+def _known_sorted(counts: Mapping[str, int]) -> list[int]:
+    return sorted((v for k, v in counts.items() if k != UNKNOWN and v > 0), reverse=True)
+
+
+def top_share(counts: Mapping[str, int], n: int) -> float:
+    """Combined share of the ``n`` largest known pools (0..1)."""
+    total = sum(counts.values())
+    if total <= 0:
+        return 0.0
+    return sum(_known_sorted(counts)[:n]) / total
+
+
+def hhi(counts: Mapping[str, int]) -> float:
+    """Herfindahl-Hirschman index on 0..10000 (shares in percent, squared, summed)."""
+    total = sum(counts.values())
+    if total <= 0:
+        return 0.0
+    return sum((100.0 * v / total) ** 2 for v in _known_sorted(counts))
+
+
+def nakamoto(counts: Mapping[str, int]) -> int:
+    """Fewest known entities whose summed share exceeds 50%; 0 when they cannot."""
+    total = sum(counts.values())
+    acc = 0
+    for i, v in enumerate(_known_sorted(counts), start=1):
+        acc += v
+        if 2 * acc > total:
+            return i
+    return 0
