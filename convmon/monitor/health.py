@@ -1,0 +1,154 @@
+"""Collector health: the one way collectors report connection state, progress and errors.
+
+In: calls from a collector (`connected`, `disconnected`, `progress`, `malformed`,
+`error`). Out: the collector's status hash in Redis (what ``/readyz``, ``/api/v1/status``
+and ``convmon status`` show, the same from every replica), a ``collector.status`` event on
+every connect/disconnect transition (what absence rules such as "collector disconnected
+for 5 minutes" watch), and process counters.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import CollectorRegistry, Counter
+from redis.asyncio import Redis
+
+from convmon.monitor.bus import EventBus
+from convmon.monitor.clock import Clock
+from convmon.monitor.events import CollectorStatus, Event
+from convmon.monitor.keys import Keys
+
+log = logging.getLogger(__name__)
+
+_METRICS: dict[int, tuple[Counter, Counter, Counter]] = {}
+
+
+def _counters(registry: CollectorRegistry) -> tuple[Counter, Counter, Counter]:
+    key = id(registry)
+    if key not in _METRICS:
+        _METRICS[key] = (
+            Counter(
+                "convmon_collector_malformed_payloads",
+                "Payloads from a source that could not be parsed (counted and skipped).",
+                ["collector", "what"],
+                registry=registry,
+            ),
+            Counter(
+                "convmon_collector_errors",
+                "Errors talking to a source (timeouts, HTTP errors, rate limits).",
+                ["collector", "kind"],
+                registry=registry,
+            ),
+            Counter(
+                "convmon_collector_reconnects",
+                "Reconnections to a source.",
+                ["collector"],
+                registry=registry,
+            ),
+        )
+    return _METRICS[key]
+
+
+class CollectorHealth:
+    """Status reporter for one collector (``name`` such as ``bitcoin`` or ``depin``)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        redis: Redis,
+        keys: Keys,
+        bus: EventBus,
+        clock: Clock,
+        registry: CollectorRegistry,
+        source: str | None = None,
+    ) -> None:
+        self.name = name
+        self.source = source or name
+        self.redis = redis
+        self.keys = keys
+        self.bus = bus
+        self.clock = clock
+        self._malformed, self._errors, self._reconnects = _counters(registry)
+        self._connected: bool | None = None
+        self._ever_connected = False
+
+    @property
+    def is_connected(self) -> bool:
+        return bool(self._connected)
+
+    async def connected(self, detail: str = "") -> None:
+        if self._ever_connected and not self._connected:
+            self._reconnects.labels(self.name).inc()
+            await self.redis.hincrby(self.keys.collector_status(self.name), "reconnects", 1)
+        self._ever_connected = True
+        await self._transition(True, detail)
+
+    async def disconnected(self, detail: str = "") -> None:
+        await self._transition(False, detail)
+
+    async def progress(self, position: int | str, event_time: float | None = None) -> None:
+        """Record that the collector processed up to ``position`` (height, slot, block)."""
+        now = self.clock.now()
+        mapping: dict[str, str | float] = {
+            "last_event_at": now,
+            "last_position": str(position),
+            "updated_at": now,
+        }
+        if event_time is not None:
+            mapping["last_event_time"] = event_time
+        await self.redis.hset(self.keys.collector_status(self.name), mapping=mapping)
+
+    def malformed(self, what: str, detail: str = "") -> None:
+        """Count a payload that was skipped because it could not be parsed."""
+        self._malformed.labels(self.name, what).inc()
+        log.warning(
+            "malformed payload skipped",
+            extra={"collector": self.name, "what": what, "detail": detail[:300]},
+        )
+
+    async def error(self, kind: str, detail: str = "") -> None:
+        self._errors.labels(self.name, kind).inc()
+        await self.redis.hset(
+            self.keys.collector_status(self.name),
+            mapping={"last_error": f"{kind}: {detail}"[:500], "last_error_at": self.clock.now()},
+        )
+
+    async def _transition(self, connected: bool, detail: str) -> None:
+        changed = self._connected is not connected
+        self._connected = connected
+        now = self.clock.now()
+        key = self.keys.collector_status(self.name)
+        mapping: dict[str, str | float | int] = {
+            "connected": int(connected),
+            "detail": detail[:500],
+            "updated_at": now,
+        }
+        if changed:
+            mapping["since"] = now
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=mapping)
+            pipe.sadd(self.keys.collectors, self.name)
+            await pipe.execute()
+        if changed:
+            state = "up" if connected else "down"
+            await self.bus.publish(
+                [
+                    Event(
+                        id=f"collector:{self.name}:{state}:{int(now * 1000)}",
+                        chain="convmon",
+                        source=self.source,
+                        observed_at=now,
+                        occurred_at=now,
+                        position=int(now * 1000),
+                        payload=CollectorStatus(
+                            collector=self.name, connected=connected, detail=detail[:200]
+                        ),
+                    )
+                ]
+            )
+            log.info(
+                "collector connected" if connected else "collector disconnected",
+                extra={"collector": self.name, "detail": detail[:200]},
+            )
