@@ -20,6 +20,7 @@ from convmon.monitor.config import BusSettings
 from convmon.monitor.keys import Keys
 from convmon.monitor.redisconn import EmbeddedRedis, find_redis_server
 
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("CONVMON_TEST_REDIS_URL")
@@ -77,5 +78,7 @@ def bus_settings() -> BusSettings:
 
 
 @pytest.fixture
-def bus(redis: Redis, keys: Keys, bus_settings: BusSettings, registry: CollectorRegistry) -> EventBus:
+def bus(
+    redis: Redis, keys: Keys, bus_settings: BusSettings, registry: CollectorRegistry
+) -> EventBus:
     return EventBus(redis, keys, bus_settings, BusMetrics(registry))

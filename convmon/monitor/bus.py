@@ -266,7 +266,7 @@ class StreamConsumer(Generic[T]):
     async def _read(
         self, start: str, block_ms: int | None
     ) -> list[tuple[str, dict[bytes, bytes]]]:
-        resp = await self.redis.xreadgroup(
+        resp: Any = await self.redis.xreadgroup(
             self.group, self.name, {self.stream: start}, count=self.batch, block=block_ms
         )
         out: list[tuple[str, dict[bytes, bytes]]] = []
@@ -302,7 +302,7 @@ class StreamConsumer(Generic[T]):
         return [(eid, f, counts.get(eid, 2)) for eid, f in entries]
 
     async def _delivery_counts(self, ids: list[str]) -> dict[str, int]:
-        rows = await self.redis.xpending_range(
+        rows: Any = await self.redis.xpending_range(
             self.stream, self.group, min=ids[0], max=ids[-1], count=len(ids) + 1000,
             consumername=self.name,
         )

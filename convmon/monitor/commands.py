@@ -1,13 +1,23 @@
-"""Core CLI commands: check, config show. (run, status: see daemon and status modules.)"""
+"""Core CLI commands: run, check, config show, status."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import json
+from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.markup import escape
+from rich.table import Table
 
-from convmon.monitor.cli import ConfigOption, app, console, load_or_exit
+from convmon.monitor.app import open_runtime
+from convmon.monitor.cli import ConfigOption, app, console, err_console, load_or_exit
+from convmon.monitor.daemon import run_daemon
+from convmon.monitor.http import status_document
+from convmon.monitor.logs import setup_logging
+from convmon.monitor.plugins import ROLES, Role
+from convmon.monitor.redisconn import RedisSetupError
 
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -37,3 +47,117 @@ def config_show(config: ConfigOption = None) -> None:
             cur = cur.setdefault(part, {})
         cur[plugin.section[-1]] = loaded.sections[plugin.name].model_dump(mode="json")
     typer.echo(yaml.safe_dump(merged, sort_keys=False), nl=False)
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    role: Annotated[
+        list[str] | None,
+        typer.Option("--role", "-r", help="all, collectors, rules, alerts or api (repeatable)."),
+    ] = None,
+) -> None:
+    """Run the daemon (all roles by default) until SIGTERM/SIGINT."""
+    loaded = load_or_exit(config)
+    roles = _parse_roles(role or ["all"])
+    setup_logging(loaded.core.log.level, loaded.core.log.format)
+    try:
+        code = asyncio.run(run_daemon(loaded, roles))
+    except RedisSetupError as exc:
+        err_console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+def _parse_roles(values: list[str]) -> list[Role]:
+    roles: list[Role] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if part == "all":
+                roles.extend(ROLES)
+            elif part in ROLES:
+                roles.append(part)  # type: ignore[arg-type,unused-ignore]
+            else:
+                err_console.print(
+                    f"[red]error[/red]: --role: unknown role {part!r} "
+                    f"(choose from all, {', '.join(ROLES)})"
+                )
+                raise typer.Exit(2)
+    return sorted(set(roles), key=ROLES.index)
+
+
+@app.command()
+def status(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON document.")] = False,
+) -> None:
+    """Show processes, collectors and active alerts (read from Redis)."""
+    loaded = load_or_exit(config)
+
+    async def fetch() -> dict[str, Any]:
+        async with open_runtime(loaded) as rt:
+            return await status_document(rt, [])
+
+    try:
+        doc = asyncio.run(fetch())
+    except RedisSetupError as exc:
+        err_console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2, default=str))
+        return
+    render_status(doc)
+
+
+def render_status(doc: dict[str, Any]) -> None:
+    now = float(doc.get("time") or 0)
+    procs = Table(title="Processes", title_justify="left")
+    for col in ("instance", "roles", "host", "pid", "up for", "last beat"):
+        procs.add_column(col)
+    for p in doc.get("processes", []):
+        procs.add_row(
+            p.get("instance", ""), p.get("roles", ""), p.get("host", ""), p.get("pid", ""),
+            _ago(now - float(p.get("started_at") or now)),
+            _ago(now - float(p.get("updated_at") or now)) + " ago",
+        )
+    console.print(procs)
+    coll = Table(title="Collectors", title_justify="left")
+    for col in ("collector", "state", "last event", "position", "lag", "reconnects", "error"):
+        coll.add_column(col)
+    for name, c in sorted(doc.get("collectors", {}).items()):
+        state = "[green]connected[/green]" if c["connected"] else "[red]disconnected[/red]"
+        last = c.get("last_event_at")
+        coll.add_row(
+            name, state, _ago(now - last) + " ago" if last else "-",
+            str(c.get("last_position") or "-"),
+            _ago(c["lag_s"]) if c.get("lag_s") is not None else "-",
+            str(c.get("reconnects", 0)), escape(c.get("last_error") or ""),
+        )
+    console.print(coll)
+    alerts = Table(title="Active alerts", title_justify="left")
+    for col in ("state", "severity", "alert", "labels", "since", "summary"):
+        alerts.add_column(col)
+    for a in doc.get("alerts", []):
+        labels = a.get("labels", {})
+        shown = {k: v for k, v in labels.items() if k not in ("alertname", "severity")}
+        colour = "red" if a.get("state") == "firing" else "yellow"
+        alerts.add_row(
+            f"[{colour}]{a.get('state')}[/{colour}]", labels.get("severity", ""),
+            escape(labels.get("alertname", a.get("rule", ""))),
+            escape(", ".join(f"{k}={v}" for k, v in sorted(shown.items()))),
+            _ago(now - float(a.get("starts_at") or now)) + " ago",
+            escape(a.get("annotations", {}).get("summary", "")),
+        )
+    console.print(alerts)
+
+
+def _ago(seconds: float) -> str:
+    s = max(0, int(seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 172800:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"

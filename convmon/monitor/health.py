@@ -10,6 +10,7 @@ for 5 minutes" watch), and process counters.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
@@ -91,7 +92,7 @@ class CollectorHealth:
     async def progress(self, position: int | str, event_time: float | None = None) -> None:
         """Record that the collector processed up to ``position`` (height, slot, block)."""
         now = self.clock.now()
-        mapping: dict[str, str | float] = {
+        mapping: dict[Any, Any] = {
             "last_event_at": now,
             "last_position": str(position),
             "updated_at": now,
@@ -120,7 +121,7 @@ class CollectorHealth:
         self._connected = connected
         now = self.clock.now()
         key = self.keys.collector_status(self.name)
-        mapping: dict[str, str | float | int] = {
+        mapping: dict[Any, Any] = {
             "connected": int(connected),
             "detail": detail[:500],
             "updated_at": now,

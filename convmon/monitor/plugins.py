@@ -17,9 +17,9 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from pydantic import BaseModel
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
+from pydantic import BaseModel
 
 from convmon.monitor.clock import Clock
 from convmon.monitor.keys import Keys

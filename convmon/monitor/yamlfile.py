@@ -112,9 +112,8 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: FieldPath, out: Locat
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)):
-                raise FileError(
-                    out.file, key_node.start_mark.line + 1, format_path(path), "keys must be scalars"
-                )
+                line = key_node.start_mark.line + 1
+                raise FileError(out.file, line, format_path(path), "keys must be scalars")
             skey = str(key) if not isinstance(key, str) else key
             sub = (*path, skey)
             if skey in result:
@@ -167,7 +166,9 @@ def dig(data: Any, path: Sequence[str | int]) -> Any:
     """The value at ``path`` in nested dicts/lists, or None when absent."""
     cur = data
     for part in path:
-        if isinstance(cur, Mapping) and part in cur:
+        if isinstance(cur, Mapping):
+            if part not in cur:
+                return None
             cur = cur[part]
         elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
             cur = cur[part]

@@ -1,0 +1,3 @@
+from convmon.monitor.cli import main
+
+main()

@@ -1,0 +1,174 @@
+"""The daemon: the composition root that wires plugins into running components.
+
+``convmon run --role all|collectors|rules|alerts|api`` loads the configuration, opens
+Redis (embedded if no URL), builds each plugin's components for the selected roles, adds
+the HTTP server (role ``api``) and a heartbeat, runs them under the `Supervisor`, and on
+SIGTERM/SIGINT stops them cleanly within ``supervisor.shutdown_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+from collections.abc import Collection
+from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+from convmon import __version__
+from convmon.monitor.app import LoadedConfig, open_runtime
+from convmon.monitor.clock import Clock
+from convmon.monitor.http import HttpServer, StateSource, StatusSource
+from convmon.monitor.plugins import ROLES, Component, Plugin, Role, Runtime
+from convmon.monitor.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    """Writes this process's heartbeat hash with a TTL, so dead processes vanish."""
+
+    name = "heartbeat"
+
+    def __init__(self, rt: Runtime, roles: Collection[str], supervisor: Supervisor) -> None:
+        self.rt = rt
+        self.roles = roles
+        self.supervisor = supervisor
+        self.started_at = rt.clock.now()
+
+    async def beat(self) -> None:
+        ttl = self.rt.settings.supervisor.heartbeat_ttl_s
+        key = self.rt.keys.heartbeat(self.rt.instance)
+        async with self.rt.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "instance": self.rt.instance,
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "version": __version__,
+                    "roles": ",".join(sorted(self.roles)),
+                    "started_at": self.started_at,
+                    "updated_at": self.rt.clock.now(),
+                    "components": json.dumps(self.supervisor.snapshot(), default=str),
+                },
+            )
+            pipe.expire(key, ttl)
+            await pipe.execute()
+
+    async def run(self) -> None:
+        interval = max(1.0, self.rt.settings.supervisor.heartbeat_ttl_s / 3)
+        try:
+            while True:
+                await self.beat()
+                await asyncio.sleep(interval)
+        except asyncio.CancelledError:
+            await self.rt.redis.delete(self.rt.keys.heartbeat(self.rt.instance))
+            raise
+
+
+def select_plugins(config: LoadedConfig, roles: Collection[Role]) -> list[Plugin]:
+    return [p for p in config.plugins if p.role in roles]
+
+
+def build_components(
+    rt: Runtime, config: LoadedConfig, roles: Collection[Role], supervisor: Supervisor
+) -> tuple[list[tuple[str, Component]], HttpServer | None]:
+    comps: list[tuple[str, Component]] = []
+    local_collectors: list[str] = []
+    for plugin in select_plugins(config, roles):
+        built = list(plugin.components(rt, config.section(plugin.name)))
+        comps.extend((plugin.role, c) for c in built)
+        if plugin.role == "collectors":
+            local_collectors.extend(c.name for c in built)
+    http: HttpServer | None = None
+    if "api" in roles and config.core.http.enabled:
+        state: list[tuple[str, StateSource]] = []
+        status: list[tuple[str, StatusSource]] = []
+        routes: list[Any] = []
+        for plugin in config.plugins:
+            section = config.section(plugin.name)
+            if plugin.state_metrics is not None:
+                state.append((plugin.name, _bind_state(plugin, rt, section)))
+            if plugin.status is not None:
+                status.append((plugin.name, _bind_status(plugin, rt, section)))
+            if plugin.http_routes is not None:
+                routes.extend(plugin.http_routes(rt, section))
+        http = HttpServer(
+            rt,
+            config.core.http,
+            state_sources=state,
+            status_sources=status,
+            routes=routes,
+            local_collectors=local_collectors,
+            components=supervisor.snapshot,
+        )
+        comps.append(("api", http))
+    comps.append(("core", Heartbeat(rt, roles, supervisor)))
+    return comps, http
+
+
+def _bind_state(plugin: Plugin, rt: Runtime, section: Any) -> StateSource:
+    fn = plugin.state_metrics
+    assert fn is not None
+
+    async def source() -> Any:
+        return await fn(rt, section)
+
+    return source
+
+
+def _bind_status(plugin: Plugin, rt: Runtime, section: Any) -> StatusSource:
+    fn = plugin.status
+    assert fn is not None
+
+    async def source() -> dict[str, Any]:
+        return dict(await fn(rt, section))
+
+    return source
+
+
+async def run_daemon(
+    config: LoadedConfig,
+    roles: Collection[Role] = ROLES,
+    *,
+    clock: Clock | None = None,
+    stop: asyncio.Event | None = None,
+    extras: dict[str, Any] | None = None,
+    install_signals: bool = True,
+    started: asyncio.Event | None = None,
+) -> int:
+    """Run until ``stop`` is set or SIGTERM/SIGINT arrives. Returns the exit code."""
+    stop = stop or asyncio.Event()
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    loop = asyncio.get_running_loop()
+    if install_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        async with open_runtime(config, clock=clock, registry=registry, extras=extras) as rt:
+            supervisor = Supervisor(config.core.supervisor, registry)
+            comps, http = build_components(rt, config, roles, supervisor)
+            rt.extras["http"] = http
+            supervisor.start(comps)
+            log.info(
+                "convmon started",
+                extra={"instance": rt.instance, "roles": sorted(roles),
+                       "components": [c.name for _, c in comps]},
+            )
+            if started is not None:
+                started.set()
+            await stop.wait()
+            log.info("shutting down", extra={"instance": rt.instance})
+            await supervisor.stop()
+    finally:
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+    log.info("convmon stopped")
+    return 0

@@ -1,0 +1,206 @@
+"""The HTTP server: ``/metrics``, ``/healthz``, ``/readyz``, ``/api/v1/status`` and plugin
+routes under ``/api/v1/``.
+
+``/metrics`` combines this process's counters with gauges computed from Redis state at
+scrape time (core and plugins), so every replica reports the same truth. State collection
+runs with a timeout; ``/healthz`` never waits on it or on Redis (liveness must only say the
+event loop is alive). ``/readyz`` checks Redis and that this process's collectors are
+connected. ``/api`` requires ``Authorization: Bearer <token>`` when ``http.token`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from convmon import __version__
+from convmon.monitor.config import HttpSettings
+from convmon.monitor.plugins import Runtime
+from convmon.monitor.statemetrics import collector_statuses, core_state_metrics, heartbeats
+
+log = logging.getLogger(__name__)
+
+StateSource = Callable[[], Awaitable[Iterable[Metric]]]
+StatusSource = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+class HttpServer:
+    """A `Component` serving the HTTP endpoints."""
+
+    name = "http"
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        settings: HttpSettings,
+        *,
+        state_sources: Sequence[tuple[str, StateSource]] = (),
+        status_sources: Sequence[tuple[str, StatusSource]] = (),
+        routes: Sequence[web.RouteDef] = (),
+        local_collectors: Sequence[str] = (),
+        components: Callable[[], list[dict[str, object]]] = list,
+    ) -> None:
+        self.rt = runtime
+        self.settings = settings
+        self.state_sources = list(state_sources)
+        self.status_sources = list(status_sources)
+        self.local_collectors = list(local_collectors)
+        self.components = components
+        self.port: int | None = None
+        self.app = web.Application(middlewares=[self._auth])
+        self.app.router.add_get("/metrics", self.metrics)
+        self.app.router.add_get("/healthz", self.healthz)
+        self.app.router.add_get("/readyz", self.readyz)
+        self.app.router.add_get("/api/v1/status", self.status)
+        self.app.router.add_routes(routes)
+        self._token = settings.token.reveal() if settings.token is not None else None
+
+    @web.middleware
+    async def _auth(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if self._token and request.path.startswith("/api/"):
+            given = request.headers.get("Authorization", "")
+            expected = f"Bearer {self._token}"
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                return web.json_response({"error": "unauthorized"}, status=401)
+        return await handler(request)
+
+    async def run(self) -> None:
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.host, self.settings.port)
+        try:
+            await site.start()
+            server = site._server
+            sockets = getattr(server, "sockets", None) or []
+            if sockets:
+                self.port = sockets[0].getsockname()[1]
+            log.info("http listening", extra={"host": self.settings.host, "port": self.port})
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "version": __version__})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        problems: list[str] = []
+        try:
+            await asyncio.wait_for(self.rt.redis.ping(), timeout=2.0)
+        except Exception as exc:
+            problems.append(f"redis: {type(exc).__name__}")
+        else:
+            statuses = await collector_statuses(self.rt.redis, self.rt.keys)
+            for name in self.local_collectors:
+                if statuses.get(name, {}).get("connected") != "1":
+                    problems.append(f"collector {name} not connected")
+        status = 200 if not problems else 503
+        return web.json_response({"ready": not problems, "problems": problems}, status=status)
+
+    async def _gather_state(self) -> list[Metric]:
+        families: list[Metric] = []
+
+        async def one(name: str, source: StateSource) -> list[Metric]:
+            try:
+                return list(await source())
+            except Exception:
+                log.exception("state metrics failed", extra={"source": name})
+                return []
+
+        sources: list[tuple[str, StateSource]] = [
+            ("core", lambda: core_state_metrics(self.rt.redis, self.rt.keys)),
+            *self.state_sources,
+        ]
+        results = await asyncio.wait_for(
+            asyncio.gather(*(one(n, s) for n, s in sources)), self.settings.scrape_timeout_s
+        )
+        for fams in results:
+            families.extend(fams)
+        return families
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        registry = CollectorRegistry(auto_describe=False)
+        try:
+            registry.register(_Families(await self._gather_state()))
+        except TimeoutError:
+            log.error("state metrics timed out; serving process metrics only")
+        registry.register(_Families(list(self.rt.metrics.collect())))
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        body = encoder(registry)
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def status(self, request: web.Request) -> web.Response:
+        doc = await status_document(self.rt, self.components(), self.status_sources)
+        return web.json_response(doc, dumps=_dumps)
+
+async def status_document(
+    rt: Runtime,
+    components: list[dict[str, object]],
+    status_sources: Sequence[tuple[str, StatusSource]] = (),
+) -> dict[str, Any]:
+    """The ``/api/v1/status`` document: components of this process, live processes,
+    collectors with their last event and lag, active alerts, plugin blocks."""
+    now = rt.clock.now()
+    collectors = await collector_statuses(rt.redis, rt.keys)
+    coll_out = {}
+    for name, st in collectors.items():
+        last_time = float(st["last_event_time"]) if st.get("last_event_time") else None
+        coll_out[name] = {
+            "connected": st.get("connected") == "1",
+            "since": _f(st.get("since")),
+            "last_event_at": _f(st.get("last_event_at")),
+            "last_position": st.get("last_position"),
+            "lag_s": (now - last_time) if last_time else None,
+            "reconnects": int(st.get("reconnects") or 0),
+            "last_error": st.get("last_error") or None,
+            "detail": st.get("detail") or None,
+        }
+    alerts = []
+    for raw in await rt.redis.hvals(rt.keys.active_alerts):
+        try:
+            alerts.append(json.loads(raw))
+        except ValueError:
+            continue
+    alerts.sort(key=lambda a: (a.get("state") != "firing", a.get("starts_at", 0)))
+    doc: dict[str, Any] = {
+        "version": __version__,
+        "instance": rt.instance,
+        "time": now,
+        "components": components,
+        "processes": await heartbeats(rt.redis, rt.keys),
+        "collectors": coll_out,
+        "alerts": alerts,
+    }
+    for name, source in status_sources:
+        try:
+            doc[name] = await source()
+        except Exception as exc:
+            doc[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    return doc
+
+
+def _f(v: str | None) -> float | None:
+    return float(v) if v else None
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, default=str)

@@ -1,0 +1,91 @@
+"""The daemon stops cleanly on SIGTERM with work in flight; the supervisor restarts
+failed components."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from convmon.monitor.bus import EventBus
+from convmon.monitor.config import SupervisorSettings
+from convmon.monitor.keys import Keys
+from convmon.monitor.supervisor import Supervisor
+from tests.monitor.test_bus import make_event
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def test_sigterm_finishes_and_acks_the_in_flight_batch(
+    redis_url: str, redis: Redis, keys: Keys, bus: EventBus
+) -> None:
+    await bus.publish([make_event(i) for i in range(5)])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.monitor.daemon_fixture", redis_url, keys.prefix,
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        await wait_for(lambda: redis.exists(keys.ns("test", "started")))
+        assert await redis.exists(keys.heartbeat("fixture"))
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert code == 0
+    assert await redis.scard(keys.ns("test", "done")) == 5
+    assert (await redis.xpending(keys.events, "slow"))["pending"] == 0
+    assert not await redis.exists(keys.heartbeat("fixture"))
+
+
+class Flaky:
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def run(self) -> None:
+        self.runs += 1
+        if self.runs < 3:
+            raise RuntimeError("endpoint down")
+        await asyncio.Event().wait()
+
+
+async def test_supervisor_restarts_a_failed_component_with_backoff() -> None:
+    sup = Supervisor(
+        SupervisorSettings(restart_backoff_initial_s=0.01, restart_backoff_max_s=0.05),
+        CollectorRegistry(),
+    )
+    comp = Flaky()
+    sup.start([("collectors", comp)])
+    for _ in range(200):
+        if comp.runs >= 3:
+            break
+        await asyncio.sleep(0.01)
+    state = sup.snapshot()[0]
+    assert comp.runs == 3 and state["restarts"] == 2 and state["state"] == "running"
+    assert "endpoint down" in str(state["last_error"])
+    await sup.stop()
+    assert sup.snapshot()[0]["state"] == "stopped"
+
+
+async def test_supervisor_rejects_duplicate_names() -> None:
+    sup = Supervisor(SupervisorSettings(), CollectorRegistry())
+    sup.start([("collectors", Flaky())])
+    with pytest.raises(ValueError, match="duplicate"):
+        sup.start([("collectors", Flaky())])
+    await sup.stop()
