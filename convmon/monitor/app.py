@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,9 +45,15 @@ def load_config(
     path: str | Path | None,
     environ: dict[str, str] | None = None,
     plugins: Sequence[Plugin] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> LoadedConfig:
-    """Read and validate everything; raises `FileErrors` listing every problem found."""
+    """Read and validate everything; raises `FileErrors` listing every problem found.
+
+    ``overrides`` (used by the demo) are merged over the file and the environment.
+    """
     source = read_config_source(path, environ)
+    if overrides:
+        _deep_merge(source.data, overrides)
     errors: list[FileError] = []
     core: CoreSettings | None = None
     try:
@@ -73,6 +79,14 @@ def load_config(
     if errors:
         raise FileErrors(errors)
     return loaded
+
+
+def _deep_merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _deep_merge(target[key], value)
+        else:
+            target[key] = dict(value) if isinstance(value, Mapping) else value
 
 
 @contextlib.asynccontextmanager

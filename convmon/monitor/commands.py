@@ -161,3 +161,34 @@ def _ago(seconds: float) -> str:
     if s < 172800:
         return f"{s // 3600}h"
     return f"{s // 86400}d"
+
+
+@app.command()
+def demo(
+    config: ConfigOption = None,
+    speed: Annotated[
+        float, typer.Option(help="Demo seconds per wall-clock second (the simulated clock).")
+    ] = 1200.0,
+    duration: Annotated[float, typer.Option(help="Wall-clock seconds to run.")] = 180.0,
+    port: Annotated[int, typer.Option(help="Port for /metrics and the API (0: any).")] = 9720,
+    live: Annotated[
+        bool | None, typer.Option("--live/--no-live", help="Live terminal view (default: on a TTY).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run the whole product offline on a SIMULATED scenario: local Esplora, Solana and
+    exchange servers (and anvil when installed), embedded Redis, the default rule pack and
+    a console receiver. Prints which alerts fired and resolved."""
+    from convmon.monitor.demo import print_summary, run_demo
+
+    load_or_exit(config)
+    show_live = console.is_terminal if live is None else live
+    setup_logging("WARNING", "console" if show_live else "auto")
+    try:
+        result = asyncio.run(
+            run_demo(config, speed=speed, duration=duration, port=port, live=show_live)
+        )
+    except RedisSetupError as exc:
+        err_console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+    print_summary(result, as_json)

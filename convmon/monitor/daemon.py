@@ -155,6 +155,8 @@ async def run_daemon(
             supervisor = Supervisor(config.core.supervisor, registry)
             comps, http = build_components(rt, config, roles, supervisor)
             rt.extras["http"] = http
+            if extras is not None:
+                extras["runtime"] = rt
             supervisor.start(comps)
             log.info(
                 "convmon started",
