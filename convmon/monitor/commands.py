@@ -172,7 +172,8 @@ def demo(
     duration: Annotated[float, typer.Option(help="Wall-clock seconds to run.")] = 180.0,
     port: Annotated[int, typer.Option(help="Port for /metrics and the API (0: any).")] = 9720,
     live: Annotated[
-        bool | None, typer.Option("--live/--no-live", help="Live terminal view (default: on a TTY).")
+        bool | None,
+        typer.Option("--live/--no-live", help="Live terminal view (default: on a TTY)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
