@@ -80,7 +80,8 @@ async def end_to_end(url: str, batch: int, total: int) -> float:
     proc.start()
     assert q.get(timeout=30) == "ready"
     redis = Redis.from_url(url)
-    bus = EventBus(redis, Keys(prefix), BusSettings(maxlen=10_000_000), BusMetrics(CollectorRegistry()))
+    settings = BusSettings(maxlen=10_000_000)
+    bus = EventBus(redis, Keys(prefix), settings, BusMetrics(CollectorRegistry()))
     start = time.perf_counter()
     for i in range(0, total, batch):
         await bus.publish(events[i : i + batch])
@@ -144,7 +145,9 @@ async def main() -> None:
     sizes = {1: 2_000, 100: 20_000, 1000: 100_000}
     if args.quick:
         sizes = {1: 500, 100: 5_000, 1000: 20_000}
-    ceiling = redis_benchmark_ceiling(args.url, 200_000) or await pipeline_ceiling(args.url, 200_000)
+    ceiling = redis_benchmark_ceiling(args.url, 200_000)
+    if ceiling is None:
+        ceiling = await pipeline_ceiling(args.url, 200_000)
     py_ceiling = await pipeline_ceiling(args.url, 100_000)
     print("bus throughput (publish -> consume -> ack, 1 producer + 1 consumer process)")
     print(f"  ceiling: {ceiling[0]}: {ceiling[1]:,.0f} entries/s")

@@ -103,7 +103,9 @@ async def test_status_document_lists_collectors_and_alerts(runtime: Runtime, bas
     assert doc["alerts"][0]["labels"]["alertname"] == "X"
 
 
-async def test_api_requires_the_bearer_token(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_api_requires_the_bearer_token(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CONVMON_TEST_TOKEN", "t0ken")
     server = HttpServer(runtime, HttpSettings(token=Secret("env:CONVMON_TEST_TOKEN")))
     async for base in serve(server):
