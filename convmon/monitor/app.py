@@ -96,11 +96,12 @@ async def open_runtime(
     clock: Clock | None = None,
     registry: CollectorRegistry | None = None,
     extras: dict[str, Any] | None = None,
+    start_embedded: bool = True,
 ) -> AsyncIterator[Runtime]:
     """Connect to (or start) Redis and yield the runtime every plugin receives."""
     core = config.core
     data_dir = core.data_dir.expanduser()
-    async with open_redis(core.redis, data_dir) as redis:
+    async with open_redis(core.redis, data_dir, start_embedded=start_embedded) as redis:
         keys = Keys(core.redis.prefix)
         reg = registry if registry is not None else CollectorRegistry()
         bus = EventBus(redis, keys, core.bus, BusMetrics(reg))

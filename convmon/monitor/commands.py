@@ -96,7 +96,7 @@ def status(
     loaded = load_or_exit(config)
 
     async def fetch() -> dict[str, Any]:
-        async with open_runtime(loaded) as rt:
+        async with open_runtime(loaded, start_embedded=False) as rt:
             return await status_document(rt, [])
 
     try:

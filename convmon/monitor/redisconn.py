@@ -140,8 +140,14 @@ async def check_version(client: Redis) -> str:
 
 
 @contextlib.asynccontextmanager
-async def open_redis(settings: RedisSettings, data_dir: Path) -> AsyncIterator[Redis]:
-    """Yield a connected client; start (and afterwards stop) an embedded server if needed."""
+async def open_redis(
+    settings: RedisSettings, data_dir: Path, *, start_embedded: bool = True
+) -> AsyncIterator[Redis]:
+    """Yield a connected client; start (and afterwards stop) an embedded server if needed.
+
+    With ``start_embedded=False`` a missing embedded server is an error (commands such as
+    ``convmon status`` read a running daemon's state and must not start an empty one).
+    """
     embedded: EmbeddedRedis | None = None
     if settings.url is not None:
         url = settings.url.reveal()
@@ -152,6 +158,11 @@ async def open_redis(settings: RedisSettings, data_dir: Path) -> AsyncIterator[R
         if await _answers(candidate.url):
             url = candidate.url
             log.info("using the embedded redis already running", extra={"socket": url})
+        elif not start_embedded:
+            raise RedisSetupError(
+                f"no convmon daemon is running with data dir {redis_dir.parent} "
+                "(its embedded Redis is not answering); start one or set redis.url"
+            )
         else:
             binary = find_redis_server(settings.embedded_binary)
             if binary is None:

@@ -37,3 +37,12 @@ async def test_embedded_starts_persists_and_stops(short_dir: Path) -> None:
     async with open_redis(settings, short_dir) as client:
         assert await client.get("k") == b"v"
         assert await client.xlen("s") == 1
+
+
+async def test_read_only_commands_do_not_start_an_embedded_server(short_dir: Path) -> None:
+    from convmon.monitor.redisconn import RedisSetupError
+
+    with pytest.raises(RedisSetupError, match="no convmon daemon is running"):
+        async with open_redis(RedisSettings(), short_dir, start_embedded=False):
+            pass
+    assert not (short_dir / "redis" / "redis.sock").exists()
