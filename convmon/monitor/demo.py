@@ -62,7 +62,14 @@ class DemoResult:
 
 
 def discover_demos() -> dict[str, DemoFactory]:
-    return {ep.name: ep.load() for ep in entry_points(group=DEMO_GROUP)}
+    """Demo sources by name; one that fails to import is reported and left out."""
+    found: dict[str, DemoFactory] = {}
+    for ep in entry_points(group=DEMO_GROUP):
+        try:
+            found[ep.name] = ep.load()
+        except Exception as exc:
+            log.warning("demo source failed to load", extra={"source": ep.name, "error": str(exc)})
+    return found
 
 
 def _set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
