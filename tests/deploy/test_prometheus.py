@@ -64,7 +64,7 @@ def test_promtool_test_rules_catches_a_wrong_expectation(tmp_path: Path) -> None
 
 
 def _alerting_rules() -> list[dict[str, object]]:
-    rules = []
+    rules: list[dict[str, object]] = []
     for path in RULE_FILES:
         for group in yaml.safe_load(path.read_text())["groups"]:
             rules.extend(rule for rule in group["rules"] if "alert" in rule)
