@@ -125,7 +125,7 @@ def time_series(
     if limits is not None:
         panel = panel.thresholds(limits).thresholds_style(
             common_builders.GraphThresholdsStyleConfig().mode(
-                common.GraphTresholdsStyleMode.DASHED
+                common.GraphThresholdsStyleMode.DASHED
             )
         )
     if min_value is not None:

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+# Run as a script: the helpers sit next to this file.
 from dashboard_kit import (
     GREEN_BASE,
     PanelIds,
@@ -137,7 +138,8 @@ def depin_payouts() -> dash.Dashboard:
         .with_panel(bar_gauge(ids, "Since last payout", q(
             "time() - max by (network) (convmon_depin_last_payout_timestamp_seconds)",
             "{{network}}"), unit="s",
-            limits=thresholds(GREEN_BASE, (86400, "orange"), (93600, "red"))))
+            # Helium pays daily (alert at 26 h); weekly networks turn red past 8 days.
+            limits=thresholds(GREEN_BASE, (93600, "orange"), (691200, "red"))))
         .with_panel(bar_gauge(ids, "Paid in USD over window", q(
             f"max by (network) (convmon_depin_paid_usd{{{w}}})", "{{network}}"),
             unit="currencyUSD"))
