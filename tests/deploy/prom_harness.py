@@ -2,7 +2,8 @@
 
 In: a scrape target URL (a convmon `/metrics`, or any exporter). Out: a Prometheus process on
 127.0.0.1 (free port, temporary data dir, short scrape interval) that the test can query over the
-HTTP API, stopped cleanly on exit. `dashboard_queries` reads every panel target of the generated
+HTTP API, stopped cleanly on exit; optionally it evaluates rule files and sends alerts to an
+Alertmanager (see am_harness.py). `dashboard_queries` reads every panel target of the generated
 dashboards (template variables replaced by their default values) and `empty_panel_queries` returns
 those that give no series, which is how the demo run proves every panel has data.
 
@@ -71,6 +72,7 @@ class PrometheusHarness:
         binary: str | None = None,
         scrape_interval: str = "1s",
         rule_files: list[Path] | None = None,
+        alertmanager_url: str | None = None,
         ready_timeout_s: float = 60.0,
     ) -> AsyncIterator[PrometheusHarness]:
         binary = binary or shutil.which("prometheus")
@@ -94,6 +96,13 @@ class PrometheusHarness:
                     }
                 ],
             }
+            if alertmanager_url is not None:
+                alertmanager = urlsplit(alertmanager_url)
+                config["alerting"] = {
+                    "alertmanagers": [
+                        {"static_configs": [{"targets": [alertmanager.netloc]}]}
+                    ]
+                }
             config_path = workdir / "prometheus.yml"
             config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
             port = free_port()

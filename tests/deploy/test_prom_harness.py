@@ -4,12 +4,8 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
 
-import pytest
-from aiohttp import web
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Gauge
 
 from tests.deploy.prom_harness import (
     PrometheusHarness,
@@ -18,26 +14,6 @@ from tests.deploy.prom_harness import (
     poll,
 )
 from tests.shared_data import require_binary
-
-
-@pytest.fixture
-async def exporter(registry: CollectorRegistry) -> AsyncIterator[str]:
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}/metrics"
-    finally:
-        await runner.cleanup()
 
 
 async def test_harness_scrapes_queries_and_finds_empty_panels(
