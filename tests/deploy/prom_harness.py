@@ -1,0 +1,252 @@
+"""A real Prometheus for tests, and the queries of convmon's Grafana dashboards.
+
+In: a scrape target URL (a convmon `/metrics`, or any exporter). Out: a Prometheus process on
+127.0.0.1 (free port, temporary data dir, short scrape interval) that the test can query over the
+HTTP API, stopped cleanly on exit; optionally it evaluates rule files and sends alerts to an
+Alertmanager (see am_harness.py). `dashboard_queries` reads every panel target of the generated
+dashboards (template variables replaced by their default values) and `empty_panel_queries` returns
+those that give no series, which is how the demo run proves every panel has data.
+
+    async with PrometheusHarness.start("http://127.0.0.1:9720/metrics") as prom:
+        await prom.wait_target_up()
+        series = await prom.query("convmon_btc_hhi")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import shutil
+import socket
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DASHBOARDS_DIR = REPO / "deploy" / "grafana" / "dashboards"
+
+
+class HarnessError(RuntimeError):
+    """Prometheus did not start, its target never came up, or a query failed."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    dashboard: str
+    panel_id: int
+    panel_title: str
+    ref_id: str
+    expr: str
+
+
+class PrometheusHarness:
+    """One running Prometheus; use `PrometheusHarness.start(...)` as an async context manager."""
+
+    def __init__(self, process: asyncio.subprocess.Process, url: str, workdir: Path) -> None:
+        self.process = process
+        self.url = url
+        self.workdir = workdir
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def start(
+        cls,
+        target_url: str,
+        *,
+        binary: str | None = None,
+        scrape_interval: str = "1s",
+        rule_files: list[Path] | None = None,
+        alertmanager_url: str | None = None,
+        ready_timeout_s: float = 60.0,
+    ) -> AsyncIterator[PrometheusHarness]:
+        binary = binary or shutil.which("prometheus")
+        if binary is None:
+            raise HarnessError("prometheus binary not found on PATH")
+        target = urlsplit(target_url)
+        if not target.hostname or not target.port:
+            raise HarnessError(f"target URL needs a host and port: {target_url!r}")
+        with tempfile.TemporaryDirectory(prefix="convmon-prom-") as tmp:
+            workdir = Path(tmp)
+            config = {
+                "global": {"scrape_interval": scrape_interval, "evaluation_interval": "1s"},
+                "rule_files": [str(path) for path in rule_files or []],
+                "scrape_configs": [
+                    {
+                        "job_name": "convmon",
+                        "metrics_path": target.path or "/metrics",
+                        "scheme": target.scheme or "http",
+                        "scrape_timeout": scrape_interval,
+                        "static_configs": [{"targets": [f"{target.hostname}:{target.port}"]}],
+                    }
+                ],
+            }
+            if alertmanager_url is not None:
+                alertmanager = urlsplit(alertmanager_url)
+                config["alerting"] = {
+                    "alertmanagers": [
+                        {"static_configs": [{"targets": [alertmanager.netloc]}]}
+                    ]
+                }
+            config_path = workdir / "prometheus.yml"
+            config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+            port = free_port()
+            log = (workdir / "prometheus.log").open("wb")
+            process = await asyncio.create_subprocess_exec(
+                binary,
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--web.enable-lifecycle",
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            harness = cls(process, f"http://127.0.0.1:{port}", workdir)
+            try:
+                await harness._wait_ready(ready_timeout_s)
+                yield harness
+            finally:
+                await harness.stop()
+                log.close()
+
+    async def _wait_ready(self, timeout_s: float) -> None:
+        async def ready() -> bool:
+            if self.process.returncode is not None:
+                raise HarnessError(f"prometheus exited: {self.log_tail()}")
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                async with self._session.get(f"{self.url}/-/ready") as response:
+                    return response.status == 200
+            return False
+
+        await poll(ready, timeout_s, f"prometheus not ready in {timeout_s}s")
+
+    async def wait_target_up(self, timeout_s: float = 60.0) -> None:
+        """Until every active target has been scraped successfully."""
+
+        async def up() -> bool:
+            data = await self._api("targets", method="GET")
+            targets = data["activeTargets"]
+            return bool(targets) and all(t["health"] == "up" for t in targets)
+
+        await poll(up, timeout_s, f"scrape target not up in {timeout_s}s")
+
+    async def query(self, expr: str) -> list[dict[str, Any]]:
+        """Instant query; the result vector (or a one-element list for scalars)."""
+        data = await self._api("query", {"query": expr})
+        if data["resultType"] in ("scalar", "string"):
+            return [{"metric": {}, "value": data["result"]}]
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+    async def _api(
+        self, path: str, params: dict[str, str] | None = None, method: str = "POST"
+    ) -> dict[str, Any]:
+        url = f"{self.url}/api/v1/{path}"
+        if method == "GET":
+            request = self._session.get(url, params=params or {})
+        else:
+            request = self._session.post(url, data=params or {})
+        async with request as resp:
+            body = await resp.json(content_type=None)
+        if body.get("status") != "success":
+            raise HarnessError(f"{path} {params}: {body.get('error', body)}")
+        data: dict[str, Any] = body["data"]
+        return data
+
+    async def stop(self) -> None:
+        await self._session.close()
+        if self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+    def log_tail(self, lines: int = 20) -> str:
+        path = self.workdir / "prometheus.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+async def poll(condition: Any, timeout_s: float, message: str, every_s: float = 0.2) -> None:
+    """Await `condition()` until it is true; HarnessError after `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not await condition():
+        if loop.time() > deadline:
+            raise HarnessError(message)
+        await asyncio.sleep(every_s)
+
+
+_VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+def _variable_defaults(dashboard: dict[str, Any]) -> dict[str, str]:
+    defaults = {}
+    for variable in dashboard.get("templating", {}).get("list", []):
+        value = variable.get("current", {}).get("value")
+        if isinstance(value, list):
+            value = value[0] if value else ""
+        defaults[variable["name"]] = str(value)
+    return defaults
+
+
+def iter_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every panel, including those nested in collapsed rows."""
+    for panel in panels:
+        yield panel
+        yield from iter_panels(panel.get("panels", []))
+
+
+def dashboard_queries(dashboards_dir: Path = DASHBOARDS_DIR) -> list[PanelQuery]:
+    """Every PromQL target of every dashboard, with `$var` replaced by the variable's default."""
+    queries = []
+    for path in sorted(dashboards_dir.glob("*.json")):
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        defaults = _variable_defaults(dashboard)
+
+        def substitute(
+            match: re.Match[str], defaults: dict[str, str] = defaults, file: str = path.name
+        ) -> str:
+            name = match.group(1) or match.group(2)
+            if name not in defaults:
+                raise HarnessError(f"{file}: unknown variable ${name}")
+            return defaults[name]
+
+        for panel in iter_panels(dashboard.get("panels", [])):
+            for target in panel.get("targets", []):
+                expr = target.get("expr")
+                if expr:
+                    queries.append(
+                        PanelQuery(
+                            dashboard=dashboard["uid"],
+                            panel_id=panel["id"],
+                            panel_title=panel.get("title", ""),
+                            ref_id=target.get("refId", ""),
+                            expr=_VARIABLE.sub(substitute, expr),
+                        )
+                    )
+    return queries
+
+
+async def empty_panel_queries(
+    prom: PrometheusHarness, dashboards_dir: Path = DASHBOARDS_DIR
+) -> list[PanelQuery]:
+    """The panel queries that return no series from `prom` right now."""
+    return [q for q in dashboard_queries(dashboards_dir) if not await prom.query(q.expr)]

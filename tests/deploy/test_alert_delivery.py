@@ -1,0 +1,130 @@
+"""deploy/alertmanager/alertmanager.yml and the Prometheus alerting rules, run for real: a
+real Alertmanager with our config (only the secret-file directory and timings changed) delivers
+to a local server speaking Slack's webhook protocol; a real Prometheus evaluating our rules
+against a local exporter fires and resolves through it; inhibition mutes the warning."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, Gauge
+
+from tests.deploy.am_harness import AlertmanagerHarness, SlackWebhook
+from tests.deploy.prom_harness import PrometheusHarness, free_port, poll
+from tests.shared_data import require_binary
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+SECRETS_DIR = "/etc/alertmanager/secrets"
+
+
+def deploy_config(secrets: Path, slack_url: str) -> dict[str, Any]:
+    """Our alertmanager.yml with secrets in `secrets/` and delivery timings shortened."""
+    text = (DEPLOY / "alertmanager" / "alertmanager.yml").read_text()
+    assert SECRETS_DIR in text
+    config: dict[str, Any] = yaml.safe_load(text.replace(SECRETS_DIR, str(secrets)))
+    (secrets / "slack_webhook_url").write_text(slack_url)
+    (secrets / "smtp_password").write_text("not-used")
+    # no SMTP server here: point email at a closed local port so it fails fast
+    config["global"]["smtp_smarthost"] = f"127.0.0.1:{free_port()}"
+    config["route"]["group_wait"] = "1s"
+    config["route"]["group_interval"] = "1s"
+    return config
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackWebhook]:
+    async with SlackWebhook.serve() as hook:
+        yield hook
+
+
+@pytest.fixture
+async def alertmanager(tmp_path: Path, slack: SlackWebhook) -> AsyncIterator[AlertmanagerHarness]:
+    binary = require_binary(
+        "alertmanager",
+        shutil.which("prometheus-alertmanager") or shutil.which("alertmanager"),
+    )
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    async with AlertmanagerHarness.start(deploy_config(secrets, slack.url), binary=binary) as am:
+        yield am
+
+
+def concentration_alert(name: str, pool: str, severity: str, summary: str) -> dict[str, Any]:
+    return {
+        "labels": {
+            "alertname": name, "pool": pool, "window": "1008",
+            "group": "concentration", "severity": severity, "job": "convmon",
+        },
+        "annotations": {"summary": summary, "description": summary},
+    }
+
+
+async def test_critical_concentration_inhibits_the_warning_on_the_same_pool(
+    alertmanager: AlertmanagerHarness, slack: SlackWebhook
+) -> None:
+    await alertmanager.post_alerts([
+        concentration_alert("BtcPoolShareAbove40", "foundry-usa", "critical", "foundry at 41%"),
+        concentration_alert("BtcPoolShareAbove33", "foundry-usa", "warning", "foundry at 41%!"),
+        concentration_alert("BtcPoolShareAbove33", "antpool", "warning", "antpool at 35%"),
+    ])
+
+    async def delivered() -> bool:
+        texts = "\n".join(slack.texts())
+        return "FIRING: foundry at 41%\n" in texts + "\n" and "antpool at 35%" in texts
+
+    await poll(delivered, 60, f"not delivered to Slack: {slack.texts()}")
+    states = {
+        (a["labels"]["alertname"], a["labels"]["pool"]): a["status"]
+        for a in await alertmanager.alerts()
+    }
+    assert states[("BtcPoolShareAbove33", "foundry-usa")]["state"] == "suppressed"
+    assert states[("BtcPoolShareAbove33", "foundry-usa")]["inhibitedBy"]
+    assert states[("BtcPoolShareAbove33", "antpool")]["state"] == "active"
+    assert states[("BtcPoolShareAbove40", "foundry-usa")]["state"] == "active"
+    assert not any("foundry at 41%!" in text for text in slack.texts())
+    channels = {message["channel"] for message in slack.messages}
+    assert channels == {"#convmon-alerts"}
+
+
+async def test_prometheus_rules_fire_and_resolve_through_alertmanager(
+    registry: CollectorRegistry,
+    exporter: str,
+    alertmanager: AlertmanagerHarness,
+    slack: SlackWebhook,
+) -> None:
+    binary = require_binary("prometheus", shutil.which("prometheus"))
+    net = Gauge(
+        "convmon_stablecoin_net_issuance_tokens", "net", ["token", "chain", "window"],
+        registry=registry,
+    )
+    net.labels(token="USDT", chain="ethereum", window="24h").set(7e8)
+    net.labels(token="USDT", chain="solana", window="24h").set(5e8)
+    net.labels(token="USDC", chain="ethereum", window="24h").set(2e8)
+
+    async with PrometheusHarness.start(
+        exporter,
+        binary=binary,
+        rule_files=[DEPLOY / "prometheus" / "rules" / "flows.yml"],
+        alertmanager_url=alertmanager.url,
+    ) as prom:
+        await prom.wait_target_up()
+
+        async def fired() -> bool:
+            return any("FIRING: USDT net issuance 1.2G in 24 h" in t for t in slack.texts())
+
+        await poll(fired, 90, f"no firing notification: {slack.texts()}")
+        assert not any("USDC" in text for text in slack.texts())
+
+        net.labels(token="USDT", chain="solana", window="24h").set(-5e8)
+
+        async def resolved() -> bool:
+            return any(t.startswith("RESOLVED: USDT") for t in slack.texts())
+
+        await poll(resolved, 90, f"no resolved notification: {slack.texts()}")
+        active = await prom.query('ALERTS{alertname="StablecoinNetIssuanceAbove1B"}')
+        assert active == []
