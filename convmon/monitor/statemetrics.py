@@ -94,7 +94,7 @@ async def core_state_metrics(redis: Redis, keys: Keys) -> Iterable[Metric]:
     beat = GaugeMetricFamily(
         "convmon_process_heartbeat_timestamp_seconds",
         "Last heartbeat of each live convmon process.",
-        labels=["instance", "role"],
+        labels=["process", "role"],
     )
     for hb in await heartbeats(redis, keys):
         for role in (hb.get("roles") or "").split(","):
