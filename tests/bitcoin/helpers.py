@@ -59,9 +59,9 @@ async def events(bus: EventBus) -> list[Event]:
     return [decode_event(fields[b"data"]) for _id, fields in entries]
 
 
-async def wait_for(cond: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
+async def wait_for(cond: Callable[[], Awaitable[bool]], limit_s: float = 20.0) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + limit_s
     while not await cond():
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")

@@ -18,7 +18,12 @@ from convmon.collectors.bitcoin.attribution import (
     payout_addresses,
     pool_slug,
 )
-from convmon.collectors.bitcoin.blocks import MalformedBlock, block_payload, from_bitcoind, from_esplora
+from convmon.collectors.bitcoin.blocks import (
+    MalformedBlock,
+    block_payload,
+    from_bitcoind,
+    from_esplora,
+)
 from convmon.collectors.bitcoin.registry import curated_registry
 from convmon.collectors.bitcoin.simchain import SimPool, make_block
 from tests.shared_data import require_shared_data
@@ -48,7 +53,8 @@ def test_non_utf8_scriptsig_is_decoded_per_byte(curated: Attributor) -> None:
 
 
 def test_merged_mining_marker_does_not_hide_the_tag(curated: Attributor) -> None:
-    raw = b"\x03\x01\x02\x03" + b"\xfa\xbemm" + bytes(range(32)) + b"\x01\x00\x00\x00Mined by AntPool"
+    marker = b"\xfa\xbemm" + bytes(range(32)) + b"\x01\x00\x00\x00"
+    raw = b"\x03\x01\x02\x03" + marker + b"Mined by AntPool"
     a = curated.attribute(hx(raw), [])
     assert (a.pool, a.entity) == ("antpool", "Bitmain")
     assert "mm" in a.coinbase_tag and a.coinbase_tag.endswith("Mined by AntPool")

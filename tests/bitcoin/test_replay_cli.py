@@ -86,7 +86,9 @@ def test_cli_replay_json(tmp_path: Path) -> None:
 
 def test_cli_attribute_hex_and_block_files(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"data_dir: {tmp_path}\ncollectors:\n  bitcoin:\n    pools: {{source: builtin}}\n")
+    cfg.write_text(
+        f"data_dir: {tmp_path}\ncollectors:\n  bitcoin:\n    pools: {{source: builtin}}\n"
+    )
 
     def invoke(args: list[str]) -> Result:
         return CliRunner().invoke(cli(), [*args, "--config", str(cfg)])

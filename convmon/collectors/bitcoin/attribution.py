@@ -39,7 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import ahocorasick
+import ahocorasick  # type: ignore[import-not-found,unused-ignore]
 
 UNKNOWN_SLUG = "unknown"
 UNKNOWN_NAME = "Unknown"

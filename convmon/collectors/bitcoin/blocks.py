@@ -148,7 +148,8 @@ def from_bitcoind(block: Any) -> ChainBlock:
             raise MalformedBlock("coinbase: vout entry is not an object")
         spk = out.get("scriptPubKey")
         address = spk.get("address") if isinstance(spk, dict) else None
-        outputs.append((address if isinstance(address, str) else None, _btc_to_sats(out.get("value"))))
+        address = address if isinstance(address, str) else None
+        outputs.append((address, _btc_to_sats(out.get("value"))))
     bits_raw = block.get("bits")
     try:
         bits = int(bits_raw, 16) if isinstance(bits_raw, str) else None

@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
                 empty[key] += 1
         total = sum(counts.values())
         hashrate = network_hashrate(blocks[-1].difficulty) if blocks else 0.0
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"rank": i, "pool": k, "name": names[k], "blocks": n, "share": n / total,
              "hashrate_hs": n / total * hashrate, "empty_blocks": empty[k]}
             for i, (k, n) in enumerate(counts.most_common(), start=1)
@@ -202,7 +202,8 @@ def register(app: typer.Typer) -> None:
                 else:
                     parts = [str(row.height)]
                     for size, s in row.windows.items():
-                        top = ",".join(f"{p}={v:.3f}" for p, v in list(s.get("shares", {}).items())[:5])
+                        best = list(s.get("shares", {}).items())[:5]
+                        top = ",".join(f"{p}={v:.3f}" for p, v in best)
                         parts.append(
                             f"w{size} top1={s['top1_share']:.3f} top2={s['top2_share']:.3f} "
                             f"top3={s['top3_share']:.3f} hhi={s['hhi']:.0f} "

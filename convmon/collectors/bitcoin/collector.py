@@ -1,7 +1,7 @@
 """The bitcoin collector: follows the best chain, attributes blocks, publishes events.
 
-Flow: wake on a push (websocket ``block`` / ZMQ ``hashblock``) or every poll interval
-(shorter while the push channel is down) -> `sync`: compare the checkpoint ``height:hash``
+Flow: wake on a push (websocket ``block`` / ZMQ ``hashblock``; also at once when that
+channel drops) or every poll interval -> `sync`: compare the checkpoint ``height:hash``
 with the source's hash at that height; equal -> fetch the following blocks up to the tip,
 checking each ``previousblockhash`` against the block before it; different -> walk back
 through the Redis block record to the fork point and publish ONE ``bitcoin.reorg`` event
@@ -17,6 +17,7 @@ applied and published, then the journal is cleared; a restart replays a leftover
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -90,7 +91,6 @@ class BitcoinCollector:
         self.source_name = f"bitcoin/{source.name}"
         self._journal_key = bus.keys.ns("bitcoin", "reorg_journal")
         self._wake = asyncio.Event()
-        self._push_up = False
         self._registry_checked = time.monotonic()
 
     # -- state -------------------------------------------------------------------------
@@ -265,7 +265,8 @@ class BitcoinCollector:
         end = min(cp[0], tip)
         batch: list[RecordedBlock] = []
         for height in range(start, end + 1):
-            batch.append(self._recorded(await self.source.block(await self.source.block_hash(height))))
+            block_hash = await self.source.block_hash(height)
+            batch.append(self._recorded(await self.source.block(block_hash)))
             if len(batch) >= self.publish_batch or height == end:
                 await self._publish_blocks(batch, move_tip=False)
                 done += len(batch)
@@ -332,9 +333,6 @@ class BitcoinCollector:
         await self.apply_registry(await self.registry_loader())
 
     # -- run -------------------------------------------------------------------------------
-    def _push_state(self, up: bool) -> None:
-        self._push_up = up
-
     async def _watch_loop(self) -> None:
         backoff = Backoff(1.0, 60.0)
         while True:
@@ -363,10 +361,8 @@ class BitcoinCollector:
                     await asyncio.sleep(self.backoff.next_delay())
                     continue
                 await self._maybe_refresh_registry()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
-                except TimeoutError:
-                    pass
                 self._wake.clear()
         finally:
             watcher.cancel()

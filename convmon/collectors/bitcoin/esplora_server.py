@@ -192,9 +192,8 @@ class EsploraServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        server: Any = site._server
+        self.port = int(server.sockets[0].getsockname()[1])
         self.host = host
 
     @property

@@ -111,7 +111,9 @@ def build_source(cfg: BitcoinConfig, health: CollectorHealth) -> ChainSource:
     )
 
 
-def make_collector(runtime: Runtime, cfg: BitcoinConfig, attributor: Attributor) -> BitcoinCollector:
+def make_collector(
+    runtime: Runtime, cfg: BitcoinConfig, attributor: Attributor
+) -> BitcoinCollector:
     health = CollectorHealth(
         "bitcoin", redis=runtime.redis, keys=runtime.keys, bus=runtime.bus,
         clock=runtime.clock, registry=runtime.metrics, source=f"bitcoin/{cfg.source}",
@@ -182,8 +184,12 @@ async def _status(runtime: Runtime, cfg: BitcoinConfig) -> dict[str, Any]:
     return {
         "source": cfg.source,
         "checkpoint": checkpoint,
-        "registry": {k.decode(): v.decode() for k, v in info.items()},
+        "registry": {_s(k): _s(v) for k, v in info.items()},
     }
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _cli(app: Any) -> None:

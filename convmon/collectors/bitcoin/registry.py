@@ -11,6 +11,7 @@ unreachable at the next start.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -60,16 +61,28 @@ async def load_registry(
     an unreachable or broken source: attribution must keep working offline."""
     if source is None or source == BUILTIN:
         return curated_registry()
+    if not source.startswith(("http://", "https://")):
+        return await asyncio.to_thread(_load_path, source, cache_path)
     try:
-        if source.startswith(("http://", "https://")):
-            raw = await fetch_registry_bytes(source, timeout_s)
-            registry = PoolRegistry.from_bytes(raw, origin=source)
-            if cache_path is not None:
-                _write_atomic(cache_path, raw)
-            return registry
-        return PoolRegistry.from_bytes(Path(source).expanduser().read_bytes(), origin=source)
+        raw = await fetch_registry_bytes(source, timeout_s)
+        registry = PoolRegistry.from_bytes(raw, origin=source)
+        if cache_path is not None:
+            await asyncio.to_thread(_write_atomic, cache_path, raw)
+        return registry
     except (OSError, aiohttp.ClientError, TimeoutError, RegistryError) as exc:
         log.warning("pool list unavailable", extra={"source": source, "error": str(exc)})
+    return await asyncio.to_thread(_fallback, cache_path)
+
+
+def _load_path(source: str, cache_path: Path | None) -> PoolRegistry:
+    try:
+        return PoolRegistry.from_bytes(Path(source).expanduser().read_bytes(), origin=source)
+    except (OSError, RegistryError) as exc:
+        log.warning("pool list unavailable", extra={"source": source, "error": str(exc)})
+    return _fallback(cache_path)
+
+
+def _fallback(cache_path: Path | None) -> PoolRegistry:
     if cache_path is not None and cache_path.exists():
         try:
             return PoolRegistry.from_bytes(cache_path.read_bytes(), origin=str(cache_path))

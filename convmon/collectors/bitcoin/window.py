@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from convmon.monitor import concentration
 
@@ -72,8 +72,10 @@ class LabelError(ValueError):
 
 def read_labels(path: Path) -> Iterator[tuple[int, str, str]]:
     """Rows of a labels CSV (header optional; ``.gz`` transparently decompressed)."""
-    raw = path.open("rb")
-    stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw) if path.suffix == ".gz" else raw  # type: ignore[assignment]
+    raw: IO[bytes] = path.open("rb")
+    stream: IO[bytes] = raw
+    if path.suffix == ".gz":
+        stream = cast(IO[bytes], gzip.GzipFile(fileobj=raw))
     with raw, io.TextIOWrapper(stream, encoding="utf-8", newline="") as text:
         for lineno, row in enumerate(csv.reader(text), start=1):
             if not row:
