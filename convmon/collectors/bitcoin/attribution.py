@@ -36,10 +36,11 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import ahocorasick  # type: ignore[import-not-found,unused-ignore]
+import msgspec
 
 UNKNOWN_SLUG = "unknown"
 UNKNOWN_NAME = "Unknown"
@@ -142,13 +143,12 @@ class PoolRegistry:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class Attribution:
+class Attribution(msgspec.Struct, frozen=True):
     pool: str
     pool_name: str
     match: MatchKind
     coinbase_tag: str
-    payout_addresses: list[str] = field(default_factory=list)
+    payout_addresses: list[str] = msgspec.field(default_factory=list)
     entity: str | None = None
 
 
