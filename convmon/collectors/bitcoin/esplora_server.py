@@ -7,6 +7,10 @@ Serves a chain of `SimBlock`s over the real endpoints: ``GET /api/blocks/tip/hei
 Controlled in-process: `append`, `reorg` (replace the last k blocks), `drop_websockets`,
 and queued faults for the next REST requests (`fail` with 429 + Retry-After or 500,
 `garbage` malformed JSON bodies).
+
+The same chain is also served as Bitcoin Core JSON-RPC (``POST /rpc``: getblockchaininfo,
+getblockhash, getblock verbosity 2, getnetworkhashps) and, with `start_zmq` (pyzmq),
+``hashblock`` notifications, so both collector sources run against one server.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from convmon.collectors.bitcoin.simchain import SimBlock
+from convmon.collectors.bitcoin.simchain import SimBlock, to_bitcoind
 
 
 @dataclass
@@ -39,6 +43,8 @@ class EsploraServer:
         self._wanting: set[web.WebSocketResponse] = set()
         self.requests = 0
         self.port = 0
+        self._zmq: Any = None
+        self._zmq_seq = 0
         self._runner: web.AppRunner | None = None
         for block in blocks:
             self._add(block)
@@ -72,6 +78,12 @@ class EsploraServer:
         await self._announce(self.tip)
 
     async def _announce(self, header: dict[str, Any]) -> None:
+        if self._zmq is not None:
+            seq = self._zmq_seq.to_bytes(4, "little")
+            self._zmq_seq += 1
+            await self._zmq.send_multipart(
+                [b"hashblock", bytes.fromhex(header["id"])[::-1], seq]
+            )
         for ws in list(self._wanting):
             if ws.closed:
                 self._wanting.discard(ws)
@@ -153,6 +165,52 @@ class EsploraServer:
             raise web.HTTPNotFound(text="Transaction not found")
         return web.json_response(tx)
 
+    async def _rpc(self, request: web.Request) -> web.Response:
+        try:
+            doc = await request.json()
+            method, params, rid = doc["method"], doc.get("params", []), doc.get("id")
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"result": None, "error": {"code": -32700,
+                                      "message": "Parse error"}, "id": None}, status=500)
+
+        def error(code: int, message: str) -> web.Response:
+            return web.json_response(
+                {"result": None, "error": {"code": code, "message": message}, "id": rid},
+                status=500,
+            )
+
+        base = self.blocks[0][0]["height"]
+        if method == "getblockchaininfo":
+            result: Any = {"chain": "main", "blocks": self.tip["height"],
+                           "bestblockhash": self.tip["id"],
+                           "difficulty": self.tip["difficulty"]}
+        elif method == "getblockhash":
+            height = params[0] if params else -1
+            if not isinstance(height, int) or not base <= height <= self.tip["height"]:
+                return error(-8, "Block height out of range")
+            result = self.blocks[height - base][0]["id"]
+        elif method == "getblock":
+            block = self._by_hash.get(str(params[0]).lower()) if params else None
+            if block is None:
+                return error(-5, "Block not found")
+            result = to_bitcoind(block)
+        elif method == "getnetworkhashps":
+            result = self.tip["difficulty"] * 2**32 / 600
+        else:
+            return error(-32601, "Method not found")
+        return web.json_response({"result": result, "error": None, "id": rid})
+
+    async def start_zmq(self, endpoint: str = "tcp://127.0.0.1:*") -> str:
+        """Publish ``hashblock`` on ``endpoint``; returns the bound address."""
+        import zmq
+        import zmq.asyncio
+
+        sock = zmq.asyncio.Context.instance().socket(zmq.PUB)
+        sock.bind(endpoint)
+        self._zmq = sock
+        bound = sock.getsockopt(zmq.LAST_ENDPOINT)
+        return bound.decode() if isinstance(bound, bytes) else str(bound)
+
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
@@ -183,6 +241,7 @@ class EsploraServer:
                 web.get("/api/block/{hash}/txid/{index}", self._txid),
                 web.get("/api/tx/{txid}", self._tx),
                 web.get("/api/v1/ws", self._ws),
+                web.post("/rpc", self._rpc),
             ]
         )
         return app
@@ -201,10 +260,17 @@ class EsploraServer:
         return f"http://{self.host}:{self.port}/api"
 
     @property
+    def rpc_url(self) -> str:
+        return f"http://user:pass@{self.host}:{self.port}/rpc"
+
+    @property
     def ws_url(self) -> str:
         return f"ws://{self.host}:{self.port}/api/v1/ws"
 
     async def close(self) -> None:
+        if self._zmq is not None:
+            self._zmq.close(linger=0)
+            self._zmq = None
         await self.drop_websockets()
         if self._runner is not None:
             await self._runner.cleanup()

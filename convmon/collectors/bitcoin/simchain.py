@@ -119,3 +119,35 @@ def make_chain(
         out.append(block)
         prev_hash = block[0]["id"]
     return out
+
+
+def to_bitcoind(block: SimBlock) -> dict[str, Any]:
+    """The same block as Bitcoin Core's ``getblock <hash> 2`` (values in BTC, bits hex)."""
+    header, tx = block
+    vout = []
+    for n, out in enumerate(tx["vout"]):
+        spk: dict[str, Any] = {"type": out["scriptpubkey_type"]}
+        if "scriptpubkey_address" in out:
+            spk["address"] = out["scriptpubkey_address"]
+        vout.append({"value": out["value"] / 100_000_000, "n": n, "scriptPubKey": spk})
+    return {
+        "hash": header["id"],
+        "height": header["height"],
+        "version": header["version"],
+        "time": header["timestamp"],
+        "mediantime": header["mediantime"],
+        "nonce": header["nonce"],
+        "bits": format(header["bits"], "08x"),
+        "difficulty": header["difficulty"],
+        "nTx": header["tx_count"],
+        "size": header["size"],
+        "weight": header["weight"],
+        "previousblockhash": header["previousblockhash"],
+        "tx": [
+            {
+                "txid": tx["txid"],
+                "vin": [{"coinbase": tx["vin"][0]["scriptsig"], "sequence": 4294967295}],
+                "vout": vout,
+            }
+        ],
+    }
