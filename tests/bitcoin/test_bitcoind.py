@@ -85,6 +85,7 @@ async def test_zmq_hashblock_wakes_the_collector(
             except AssertionError:
                 continue
         await wait_for(at_tip, limit_s=5)
+        assert col.push_failures == 0
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -184,3 +184,70 @@ async def test_backfill_older_blocks_keeps_checkpoint(
     assert await bus.get_checkpoint("bitcoin") == before
     assert sorted(block_heights(await events(bus))) == list(range(900_018, 900_030))
     assert seen[-1] == (12, 12)
+
+
+async def test_interrupted_reorg_is_finished_after_restart(
+    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+) -> None:
+    col = make_collector(bus, registry, server.base_url, None, backfill=6)
+    try:
+        await col.sync()
+        fork = server.blocks[-3][0]
+        await server.reorg(2, chain(3, start=fork["height"] + 1, prev=fork["id"], salt="j"))
+
+        async def crash(journal: object) -> None:
+            raise ConnectionError("power cut after the journal was written")
+
+        col._apply_journal = crash  # type: ignore[method-assign, assignment]
+        with pytest.raises(ConnectionError):
+            await col.sync()
+    finally:
+        await col.source.close()
+    assert [e for e in await events(bus) if isinstance(e.payload, BitcoinReorg)] == []
+    col2 = make_collector(bus, CollectorRegistry(), server.base_url, None, backfill=6)
+    try:
+        await col2.recover()
+        assert await bus.redis.get(bus.keys.ns("bitcoin", "reorg_journal")) is None
+        assert await col2.sync() == 0
+    finally:
+        await col2.source.close()
+    evs = await events(bus)
+    assert len([e for e in evs if isinstance(e.payload, BitcoinReorg)]) == 1
+    assert await bus.get_checkpoint("bitcoin") == f"{server.tip['height']}:{server.tip['id']}"
+
+
+async def test_reorg_below_a_lost_record_still_converges(
+    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+) -> None:
+    col = make_collector(bus, registry, server.base_url, None, backfill=6)
+    try:
+        await col.sync()
+        await bus.redis.delete(col.record.key)
+        fork = server.blocks[-2][0]
+        await server.reorg(1, chain(1, start=fork["height"] + 1, prev=fork["id"], salt="l"))
+        await col.sync()
+    finally:
+        await col.source.close()
+    assert await bus.get_checkpoint("bitcoin") == f"{server.tip['height']}:{server.tip['id']}"
+    reorgs = [e.payload for e in await events(bus) if isinstance(e.payload, BitcoinReorg)]
+    assert len(reorgs) == 1 and reorgs[0].new_tip_hash == server.tip["id"]
+
+
+async def test_record_is_trimmed_to_its_window(
+    bus: EventBus, registry: CollectorRegistry
+) -> None:
+    from convmon.collectors.bitcoin.record import BlockRecord
+
+    srv = EsploraServer(chain(30))
+    await srv.start()
+    col = make_collector(bus, registry, srv.base_url, None, backfill=30, batch=10)
+    col.record = BlockRecord(bus.redis, bus.keys, 8)
+    try:
+        await col.sync()
+    finally:
+        await col.source.close()
+        await srv.close()
+    assert await col.record.trim(900_029) > 0
+    assert await col.record.heights() == list(range(900_022, 900_030))
+    latest = await col.record.latest(3)
+    assert [b.block.height for b in latest] == [900_027, 900_028, 900_029]

@@ -91,6 +91,7 @@ class BitcoinCollector:
         self.source_name = f"bitcoin/{source.name}"
         self._journal_key = bus.keys.ns("bitcoin", "reorg_journal")
         self._wake = asyncio.Event()
+        self.push_failures = 0
         self._registry_checked = time.monotonic()
 
     # -- state -------------------------------------------------------------------------
@@ -187,34 +188,37 @@ class BitcoinCollector:
 
     async def _reorg(self, old_height: int, old_hash: str, tip: int) -> int:
         fork = min(old_height, tip)
-        while True:
+        link: str | None = None
+        while fork >= 0:
             stored = await self.record.get(fork)
             if stored is None:
-                raise ReorgTooDeep(f"no recorded block at {fork}; the fork is deeper")
+                # Deeper than the record reaches (or the record was lost): take this height
+                # as the fork; what was recorded above it is reported as disconnected.
+                log.warning("fork point below the recorded blocks", extra={"height": fork})
+                break
             if await self.source.block_hash(fork) == stored.block.hash:
+                link = stored.block.hash
                 break
             fork -= 1
+        if fork < 0:
+            raise ReorgTooDeep("no common block with the source")
         disconnected: list[BlockRef] = []
         for height in range(fork + 1, old_height + 1):
             old = await self.record.get(height)
             if old is not None:
                 disconnected.append(BlockRef(height, old.block.hash, old.block.pool))
         new_blocks: list[RecordedBlock] = []
-        prev_hash = (await self.record.get(fork)) or None
-        link = prev_hash.block.hash if prev_hash else None
         last = min(tip, max(old_height, fork + 1) + self.publish_batch)
         for height in range(fork + 1, last + 1):
             block = await self.source.block(await self.source.block_hash(height))
-            if block.prev_hash != link:
+            if link is not None and block.prev_hash != link:
                 raise BitcoinCollectorError("chain changed during reorg handling; retrying")
             new_blocks.append(self._recorded(block))
             link = block.hash
         if new_blocks:
             new_tip_height, new_tip_hash = new_blocks[-1].block.height, new_blocks[-1].block.hash
         else:
-            fork_block = await self.record.get(fork)
-            assert fork_block is not None
-            new_tip_height, new_tip_hash = fork, fork_block.block.hash
+            new_tip_height, new_tip_hash = fork, link or await self.source.block_hash(fork)
         now = self.clock.now()
         reorg = Event(
             id=f"btc:reorg:{fork}:{old_hash}:{new_tip_hash}",
@@ -339,6 +343,7 @@ class BitcoinCollector:
             try:
                 await self.source.watch(self._wake)
             except (aiohttp.ClientError, OSError, TimeoutError, BitcoinCollectorError) as exc:
+                self.push_failures += 1
                 log.info("push channel failed", extra={"error": repr(exc)})
             else:
                 backoff.reset()
