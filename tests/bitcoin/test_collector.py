@@ -251,3 +251,34 @@ async def test_record_is_trimmed_to_its_window(
     assert await col.record.heights() == list(range(900_022, 900_030))
     latest = await col.record.latest(3)
     assert [b.block.height for b in latest] == [900_027, 900_028, 900_029]
+
+
+async def test_websocket_garbage_is_counted_and_following_continues(
+    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+) -> None:
+    col = make_collector(bus, registry, server.base_url, server.ws_url, backfill=3, poll=30)
+    task = asyncio.create_task(col.run())
+    try:
+        async def ws_up() -> bool:
+            return server.websocket_count == 1
+
+        await wait_for(ws_up)
+        await server.send_ws_raw("{not json")
+        await server.send_ws_raw('{"block": "not an object"}')
+        await server.append(*chain(1, start=server.tip["height"] + 1, prev=server.tip["id"],
+                                   salt="g"))
+
+        async def at_tip() -> bool:
+            return (await bus.get_checkpoint("bitcoin") or "").startswith(
+                f"{server.tip['height']}:")
+
+        await wait_for(at_tip)
+        assert not task.done() and col.push_failures == 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    ws_malformed = [
+        s.value for m in registry.collect() if m.name == "convmon_collector_malformed_payloads"
+        for s in m.samples if s.name.endswith("_total") and s.labels["what"] == "ws"
+    ]
+    assert ws_malformed == [1.0]

@@ -57,3 +57,27 @@ async def test_leaders_drift_past_half() -> None:
         return sum(t in ("/Foundry USA Pool #dropgold/", "/AntPool/") for t in tags) / len(tags)
 
     assert share(early[:150]) < 0.5 < share(late)
+
+
+async def test_demo_run_mines_on_the_scaled_clock() -> None:
+    import asyncio
+
+    from convmon.monitor.clock import ScaledClock
+    from tests.bitcoin.helpers import wait_for
+
+    clock = ScaledClock(speed=60_000.0)
+    demo = await start_demo(clock, speed=60_000.0)
+    start = demo.server.tip["height"]
+    task = asyncio.create_task(demo.run())
+    try:
+        async def mined() -> bool:
+            return demo.server.tip["height"] >= start + 3
+
+        await wait_for(mined)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await demo.close()
+    gaps = [b[0]["timestamp"] - a[0]["timestamp"]
+            for a, b in zip(demo.server.blocks[-4:-1], demo.server.blocks[-3:], strict=True)]
+    assert all(g > 0 for g in gaps)

@@ -5,6 +5,7 @@ Serves a chain of `SimBlock`s over the real endpoints: ``GET /api/blocks/tip/hei
 ``/api/block/:hash/txid/0``, ``/api/tx/:txid`` and the websocket ``/api/v1/ws`` (after
 ``{"action":"want","data":["blocks"]}`` every new tip is pushed as ``{"block": {...}}``).
 Controlled in-process: `append`, `reorg` (replace the last k blocks), `drop_websockets`,
+`send_ws_raw` (arbitrary, e.g. malformed, websocket frames),
 and queued faults for the next REST requests (`fail` with 429 + Retry-After or 500,
 `garbage` malformed JSON bodies).
 
@@ -100,6 +101,12 @@ class EsploraServer:
         self._sockets.clear()
         self._wanting.clear()
         return len(socks)
+
+    async def send_ws_raw(self, text: str) -> None:
+        """Send ``text`` as-is to every websocket client (e.g. malformed JSON)."""
+        for ws in list(self._wanting):
+            if not ws.closed:
+                await ws.send_str(text)
 
     @property
     def websocket_count(self) -> int:
