@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from convmon.collectors.backoff import Backoff, RateLimiter
@@ -90,3 +91,25 @@ async def test_zmq_hashblock_wakes_the_collector(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await server.close()
+
+
+async def test_rpc_password_never_reaches_errors_or_status(
+    bus: EventBus, registry: CollectorRegistry
+) -> None:
+    from convmon.collectors.bitcoin.sources import SourceUnavailable, safe_url
+
+    assert safe_url("http://rpcuser:hunter2@127.0.0.1:8332/?x=1") == "http://127.0.0.1:8332/"
+    server = EsploraServer(chain(3))
+    await server.start()
+    col = collector(bus, registry, server, None)
+    col.source.url = server.rpc_url.replace("user:pass", "rpc:hunter2")  # type: ignore[attr-defined]
+    server.fail(10, status=502)
+    try:
+        with pytest.raises(SourceUnavailable) as info:
+            await col.sync()
+    finally:
+        await col.source.close()
+        await server.close()
+    assert "hunter2" not in str(info.value)
+    status = await bus.redis.hgetall(bus.keys.collector_status("bitcoin"))
+    assert all(b"hunter2" not in v for v in status.values())

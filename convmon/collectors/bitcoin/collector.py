@@ -34,7 +34,7 @@ from convmon.collectors.bitcoin.blocks import (
     block_payload,
 )
 from convmon.collectors.bitcoin.record import BlockRecord, RecordedBlock
-from convmon.collectors.bitcoin.sources import ChainSource
+from convmon.collectors.bitcoin.sources import ChainSource, safe_url
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import Clock
 from convmon.monitor.events import BitcoinAttribution, BitcoinReorg, BlockRef, Event
@@ -328,6 +328,19 @@ class BitcoinCollector:
         )
         return len(updated)
 
+    async def store_registry_info(self) -> None:
+        """Publish which pool list is in use (read by the gauges and ``/api/v1/status``)."""
+        await self.bus.redis.hset(
+            self.bus.keys.ns("bitcoin", "registry"),
+            mapping={
+                "version": self.attributor.version,
+                "pools": len(self.attributor.registry.pools),
+                "origin": safe_url(self.attributor.registry.origin)
+                if "://" in self.attributor.registry.origin
+                else self.attributor.registry.origin,
+            },
+        )
+
     async def _maybe_refresh_registry(self) -> None:
         if self.registry_loader is None:
             return
@@ -335,6 +348,7 @@ class BitcoinCollector:
             return
         self._registry_checked = time.monotonic()
         await self.apply_registry(await self.registry_loader())
+        await self.store_registry_info()
 
     # -- run -------------------------------------------------------------------------------
     async def _watch_loop(self) -> None:
@@ -352,6 +366,7 @@ class BitcoinCollector:
 
     async def run(self) -> None:
         await self.recover()
+        await self.store_registry_info()
         watcher = asyncio.create_task(self._watch_loop(), name="bitcoin-watch")
         try:
             while True:

@@ -149,14 +149,6 @@ class BitcoinComponent:
 
     async def run(self) -> None:
         attributor = await attributor_for(self.cfg, self.runtime.data_dir)
-        await self.runtime.redis.hset(
-            self.runtime.keys.ns("bitcoin", "registry"),
-            mapping={
-                "version": attributor.version,
-                "pools": len(attributor.registry.pools),
-                "origin": attributor.registry.origin,
-            },
-        )
         await make_collector(self.runtime, self.cfg, attributor).run()
 
 

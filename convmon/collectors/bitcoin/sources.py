@@ -17,6 +17,7 @@ import logging
 from typing import Any, Protocol
 
 import aiohttp
+from yarl import URL
 
 from convmon.collectors.backoff import Backoff, RateLimiter
 from convmon.collectors.bitcoin.blocks import (
@@ -47,6 +48,16 @@ class ChainSource(Protocol):
     async def block(self, block_hash: str) -> ChainBlock: ...
     async def watch(self, wake: asyncio.Event) -> None: ...
     async def close(self) -> None: ...
+
+
+def safe_url(url: str) -> str:
+    """``url`` without credentials or query string: fit for logs and status (an RPC URL
+    carries the node's password)."""
+    try:
+        parsed = URL(url)
+        return str(parsed.with_user(None).with_query(None).with_fragment(None))
+    except (ValueError, TypeError):
+        return "<url>"
 
 
 def _retry_after(value: str | None, default: float) -> float:
@@ -108,7 +119,7 @@ class _Http:
                 await self.health.error("connection", repr(exc))
                 last = repr(exc)
                 await self.backoff.wait()
-        raise SourceUnavailable(f"{method} {url.split('?', 1)[0]}: {last}")
+        raise SourceUnavailable(f"{method} {safe_url(url)}: {last}")
 
     async def close(self) -> None:
         await self.session.close()
