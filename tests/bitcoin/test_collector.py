@@ -282,3 +282,18 @@ async def test_websocket_garbage_is_counted_and_following_continues(
         for s in m.samples if s.name.endswith("_total") and s.labels["what"] == "ws"
     ]
     assert ws_malformed == [1.0]
+
+
+async def test_long_downtime_skips_ahead_to_the_backfill_depth(
+    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+) -> None:
+    col = make_collector(bus, registry, server.base_url, None, backfill=3)
+    try:
+        await col.sync()
+        await server.append(*chain(10, start=server.tip["height"] + 1, prev=server.tip["id"],
+                                   salt="d"))
+        assert await col.sync() == 3
+    finally:
+        await col.source.close()
+    assert block_heights(await events(bus)) == [900_027, 900_028, 900_029,
+                                                 900_037, 900_038, 900_039]

@@ -7,7 +7,8 @@ checking each ``previousblockhash`` against the block before it; different -> wa
 through the Redis block record to the fork point and publish ONE ``bitcoin.reorg`` event
 (the disconnected blocks) followed by the new blocks. Events and the checkpoint go out in
 one `EventBus.publish` (atomic), so a restart resumes exactly where the bus is. On first
-start (no checkpoint) the last ``backfill_blocks`` blocks are fetched.
+start (no checkpoint), or when the checkpoint is more than ``backfill_blocks`` behind the
+tip, the last ``backfill_blocks`` blocks are fetched.
 
 Crash safety: plain extensions write the record before publishing (a replay republishes
 the same ids: no-op). A reorg is first journaled in Redis (record changes + events), then
@@ -153,6 +154,12 @@ class BitcoinCollector:
             start = max(0, tip - self.backfill_blocks + 1)
             return await self._extend(start, tip, None, progress)
         height, block_hash = cp
+        if tip - height > self.backfill_blocks:
+            # Down for longer than the backfill depth: like a first start, fetch only the
+            # last ``backfill_blocks`` (older ones cannot be in any window by now).
+            log.warning("checkpoint far behind the tip; skipping ahead",
+                        extra={"checkpoint": height, "tip": tip})
+            return await self._extend(tip - self.backfill_blocks + 1, tip, None, progress)
         if height <= tip and await self.source.block_hash(height) == block_hash:
             if height == tip:
                 return 0, True

@@ -73,6 +73,7 @@ class BitcoinConfig(Model):
     bitcoind: BitcoindSettings = BitcoindSettings()
     poll_interval_s: float = Field(default=30.0, gt=0)
     backfill_blocks: int = Field(default=2016, ge=1)
+    """Blocks fetched on first start (and after a downtime longer than that)."""
     requests_per_s: float = Field(default=5.0, gt=0)
     request_burst: float = Field(default=10.0, ge=1)
     request_attempts: int = Field(default=5, ge=1)
@@ -80,6 +81,7 @@ class BitcoinConfig(Model):
     backoff_max_s: float = Field(default=60.0, gt=0)
     publish_batch: int = Field(default=50, ge=1)
     windows: list[int] = Field(default_factory=lambda: [144, 1008, 2016])
+    """Analytics windows the Redis block record must cover (the largest + reorg_margin)."""
     reorg_margin: int = Field(default=144, ge=6)
     pools: PoolsSettings = PoolsSettings()
 
