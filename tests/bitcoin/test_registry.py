@@ -92,3 +92,36 @@ async def test_registry_change_reattributes_unknown_blocks(
     for a in attrs:
         rb = await col.record.get(a.payload.height)
         assert rb is not None and rb.block.pool == "solocollective"
+
+
+async def test_running_collector_refreshes_its_list_on_schedule(
+    bus: EventBus, registry: CollectorRegistry
+) -> None:
+    import asyncio
+
+    from tests.bitcoin.helpers import wait_for
+
+    server = EsploraServer(chain(12))
+    await server.start()
+    col = make_collector(bus, registry, server.base_url, None, backfill=12)
+    merged = Attributor(PoolRegistry.from_pools_v2(json.loads(CURATED_PATH.read_text()) + SOLO))
+    answers: list[Attributor | None] = [None, merged]
+
+    async def loader() -> Attributor | None:
+        return answers.pop(0) if answers else merged
+
+    col.registry_loader = loader
+    col.registry_refresh_s = 0.05
+    task = asyncio.create_task(col.run())
+    try:
+        async def refreshed() -> bool:
+            info = await bus.redis.hgetall(bus.keys.ns("bitcoin", "registry"))
+            return info.get(b"version") == merged.version.encode()
+
+        await wait_for(refreshed)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.close()
+    attrs = [e for e in await events(bus) if isinstance(e.payload, BitcoinAttribution)]
+    assert len(attrs) == 2 and not answers

@@ -74,7 +74,7 @@ class BitcoinCollector:
         poll_interval_s: float = 30.0,
         publish_batch: int = 50,
         backoff: Backoff | None = None,
-        registry_loader: Callable[[], Awaitable[Attributor]] | None = None,
+        registry_loader: Callable[[], Awaitable[Attributor | None]] | None = None,
         registry_refresh_s: float = 6 * 3600.0,
     ) -> None:
         self.source = source
@@ -354,8 +354,14 @@ class BitcoinCollector:
         if time.monotonic() - self._registry_checked < self.registry_refresh_s:
             return
         self._registry_checked = time.monotonic()
-        await self.apply_registry(await self.registry_loader())
-        await self.store_registry_info()
+        try:
+            attributor = await self.registry_loader()
+        except (OSError, ValueError) as exc:
+            log.warning("pool list refresh failed", extra={"error": str(exc)})
+            return
+        if attributor is not None:
+            await self.apply_registry(attributor)
+            await self.store_registry_info()
 
     # -- run -------------------------------------------------------------------------------
     async def _watch_loop(self) -> None:

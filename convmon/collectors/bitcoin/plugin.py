@@ -20,7 +20,12 @@ from convmon.collectors.backoff import Backoff, RateLimiter
 from convmon.collectors.bitcoin.attribution import Attributor
 from convmon.collectors.bitcoin.collector import BitcoinCollector
 from convmon.collectors.bitcoin.record import BlockRecord
-from convmon.collectors.bitcoin.registry import DEFAULT_POOLS_URL, load_entities, load_registry
+from convmon.collectors.bitcoin.registry import (
+    BUILTIN,
+    DEFAULT_POOLS_URL,
+    load_entities,
+    load_registry,
+)
 from convmon.collectors.bitcoin.sources import BitcoindSource, ChainSource, EsploraSource
 from convmon.monitor.config import Model
 from convmon.monitor.health import CollectorHealth
@@ -121,8 +126,11 @@ def make_collector(
         clock=runtime.clock, registry=runtime.metrics, source=f"bitcoin/{cfg.source}",
     )
 
-    async def reload() -> Attributor:
-        return await attributor_for(cfg, runtime.data_dir)
+    async def reload() -> Attributor | None:
+        fresh = await attributor_for(cfg, runtime.data_dir)
+        if fresh.registry.origin == BUILTIN and cfg.pools.source != BUILTIN:
+            return None  # the configured list is unreachable: keep the one in use
+        return fresh
 
     return BitcoinCollector(
         source=build_source(cfg, health),
