@@ -165,11 +165,12 @@ def test_esplora_and_bitcoind_shapes_give_the_same_block(curated: Attributor) ->
         from_bitcoind({"tx": []})
 
 
-def test_shared_pools_v2_loads_and_agrees_with_mempools_loop() -> None:
+@pytest.mark.parametrize("pure_python", [False, True])
+def test_shared_pools_v2_loads_and_agrees_with_mempools_loop(pure_python: bool) -> None:
     path = require_shared_data("bitcoin", "mempool-pools-v2.json")
     reg = PoolRegistry.from_bytes(path.read_bytes(), origin=str(path))
     assert len(reg.pools) == 168
-    at = Attributor(reg)
+    at = Attributor(reg, pure_python=pure_python)
     by = reg.by_slug()
     assert at.attribute(hx(b"\x03\x01\x02/ViaBTC/TATMAS Pool/"), []).pool == "tatmaspool"
     assert at.attribute(hx(b"\x03\x01\x02/Foundry USA Pool #dropgold/"), []).pool == "foundryusa"

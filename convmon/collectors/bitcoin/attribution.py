@@ -13,7 +13,8 @@ expressions and, between tags, the pool listed first wins (``/ViaBTC/`` is liste
 TATMAS Pool, whose coinbases read ``/ViaBTC/TATMAS Pool/``).
 
 Speed: the registry is compiled once into a dict of addresses and one Aho-Corasick
-automaton over the lower-cased literal parts of every tag (pyahocorasick, C). One pass over
+automaton over the lower-cased literal parts of every tag (pyahocorasick, C; a pure-Python
+scanner with the same results when it is not installed). One pass over
 the scriptSig finds every tag that can match, overlapping ones included; the lowest list
 index among them wins. Tags that are pure literals are decided by the automaton alone;
 tags with regex syntax (``.``, ``$`` ...) are anchored on their longest literal run and
@@ -39,7 +40,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import ahocorasick  # type: ignore[import-not-found,unused-ignore]
+try:
+    import ahocorasick  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # pragma: no cover - exercised by forcing the fallback in tests
+    ahocorasick = None
 import msgspec
 
 UNKNOWN_SLUG = "unknown"
@@ -178,11 +182,38 @@ def _anchor(tag: str) -> str | None:
     return max(runs, key=len) if runs else None
 
 
+class LiteralScanner:
+    """Pure-Python stand-in for ``ahocorasick.Automaton`` (same calls), used when
+    pyahocorasick is not installed: correct, about ten times slower."""
+
+    def __init__(self) -> None:
+        self._words: list[tuple[str, Any]] = []
+
+    def add_word(self, word: str, value: Any) -> None:
+        self._words.append((word, value))
+
+    def make_automaton(self) -> None:
+        return None
+
+    def iter(self, text: str) -> Iterable[tuple[int, Any]]:
+        for word, value in self._words:
+            pos = text.find(word)
+            if pos >= 0:
+                yield pos + len(word) - 1, value
+
+
+def _new_automaton(pure_python: bool) -> Any:
+    if pure_python or ahocorasick is None:
+        return LiteralScanner()
+    return ahocorasick.Automaton()
+
+
 class Attributor:
     """A registry compiled for fast matching, plus the pool -> entity mapping."""
 
     def __init__(
-        self, registry: PoolRegistry, entities: Mapping[str, str] | None = None
+        self, registry: PoolRegistry, entities: Mapping[str, str] | None = None,
+        *, pure_python: bool = False,
     ) -> None:
         self.registry = registry
         self.entities = dict(entities or {})
@@ -203,7 +234,7 @@ class Attributor:
                     continue
                 check = None if anchor == tag else compiled
                 per_anchor.setdefault(anchor.lower(), []).append((pool.index, check))
-        self._automaton: Any = ahocorasick.Automaton()
+        self._automaton: Any = _new_automaton(pure_python)
         for anchor, entries in per_anchor.items():
             entries.sort(key=lambda e: e[0])
             self._automaton.add_word(anchor, tuple(entries))
