@@ -93,9 +93,9 @@ class BitcoinCollector:
         self._journal_key = bus.keys.ns("bitcoin", "reorg_journal")
         self._wake = asyncio.Event()
         self.push_failures = 0
+        self._since_trim = 0
         self._registry_checked = time.monotonic()
 
-    # -- state -------------------------------------------------------------------------
     async def checkpoint(self) -> tuple[int, str] | None:
         value = await self.bus.get_checkpoint(CHECKPOINT_SOURCE)
         if not value or ":" not in value:
@@ -116,7 +116,9 @@ class BitcoinCollector:
         )
         if move_tip:
             await self.health.progress(tip.height, float(tip.timestamp))
-            if tip.height % 100 == 0:
+            self._since_trim += len(blocks)
+            if self._since_trim >= 100:
+                self._since_trim = 0
                 await self.record.trim(tip.height)
 
     async def recover(self) -> None:
@@ -136,7 +138,6 @@ class BitcoinCollector:
         await self.bus.publish(journal.events, checkpoint=(CHECKPOINT_SOURCE, journal.checkpoint))
         await self.bus.redis.delete(self._journal_key)
 
-    # -- sync ----------------------------------------------------------------------------
     async def sync(self, progress: Progress | None = None) -> int:
         """Bring the bus up to the source's tip; returns how many blocks were published."""
         total = 0
@@ -258,7 +259,6 @@ class BitcoinCollector:
         await self.health.progress(new_tip_height)
         return len(new_blocks)
 
-    # -- backfill ------------------------------------------------------------------------
     async def backfill(self, blocks: int, progress: Progress | None = None) -> int:
         """Publish the last ``blocks`` blocks (older ones below the checkpoint as plain
         events; the checkpoint only ever moves forward), then sync to the tip."""
@@ -289,7 +289,6 @@ class BitcoinCollector:
             progress(tip - start + 1, tip - start + 1)
         return done
 
-    # -- registry --------------------------------------------------------------------------
     async def apply_registry(self, attributor: Attributor) -> int:
         """Switch to a new pool list; re-attribute ``unknown`` blocks still in the record
         and publish a ``bitcoin.attribution`` event for each one that now matches."""
@@ -363,7 +362,6 @@ class BitcoinCollector:
             await self.apply_registry(attributor)
             await self.store_registry_info()
 
-    # -- run -------------------------------------------------------------------------------
     async def _watch_loop(self) -> None:
         backoff = Backoff(1.0, 60.0)
         while True:

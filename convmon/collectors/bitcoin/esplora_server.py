@@ -50,7 +50,6 @@ class EsploraServer:
         for block in blocks:
             self._add(block)
 
-    # -- chain control ---------------------------------------------------------------------
     def _add(self, block: SimBlock) -> None:
         header, tx = block
         if self.blocks and header["previousblockhash"] != self.blocks[-1][0]["id"]:
@@ -120,7 +119,6 @@ class EsploraServer:
         for _ in range(count):
             self._faults.append(_Fault(200, body=body))
 
-    # -- HTTP --------------------------------------------------------------------------------
     @web.middleware
     async def _faults_mw(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.endswith("/v1/ws"):
