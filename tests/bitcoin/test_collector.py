@@ -297,3 +297,16 @@ async def test_long_downtime_skips_ahead_to_the_backfill_depth(
         await col.source.close()
     assert block_heights(await events(bus)) == [900_027, 900_028, 900_029,
                                                  900_037, 900_038, 900_039]
+
+
+async def test_backfill_fetches_headers_ten_at_a_time(
+    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+) -> None:
+    col = make_collector(bus, registry, server.base_url, None, backfill=30, batch=30)
+    try:
+        assert await col.sync() == 30
+    finally:
+        await col.source.close()
+    # tip height + 3 header pages + (txid, tx) per block; one request per field would be 4/block
+    assert server.requests == 1 + 3 + 2 * 30
+    assert block_heights(await events(bus)) == list(range(900_000, 900_030))

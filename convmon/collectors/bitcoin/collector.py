@@ -170,28 +170,28 @@ class BitcoinCollector:
     async def _extend(
         self, start: int, end: int, prev_hash: str | None, progress: Progress | None
     ) -> tuple[int, bool]:
-        batch: list[RecordedBlock] = []
         published = 0
-        for height in range(start, end + 1):
-            block = await self.source.block(await self.source.block_hash(height))
-            if block.height != height or (prev_hash is not None and block.prev_hash != prev_hash):
-                # The chain changed while we walked it: publish what links, then resync.
-                if batch:
-                    await self._publish_blocks(batch, move_tip=True)
-                return published + len(batch), False
-            batch.append(self._recorded(block))
-            prev_hash = block.hash
-            if len(batch) >= self.publish_batch:
+        height = start
+        while height <= end:
+            first, last = height, min(end, height + self.publish_batch - 1)
+            fetched = await self.source.blocks(height, last)
+            batch: list[RecordedBlock] = []
+            for block in fetched:
+                if block.height != height or (
+                    prev_hash is not None and block.prev_hash != prev_hash
+                ):
+                    break
+                batch.append(self._recorded(block))
+                prev_hash = block.hash
+                height += 1
+            if batch:
                 await self._publish_blocks(batch, move_tip=True)
                 published += len(batch)
-                batch = []
-                if progress is not None:
-                    progress(height - start + 1, end - start + 1)
-        if batch:
-            await self._publish_blocks(batch, move_tip=True)
-            published += len(batch)
-        if progress is not None:
-            progress(end - start + 1, end - start + 1)
+            if len(batch) < last - first + 1:
+                # The chain changed (or shrank) while we walked it: resync from here.
+                return published, False
+            if progress is not None:
+                progress(height - start, end - start + 1)
         return published, True
 
     async def _reorg(self, old_height: int, old_hash: str, tip: int) -> int:

@@ -1,9 +1,10 @@
 """A local Esplora/mempool API server (aiohttp) for tests and ``convmon demo``.
 
 Serves a chain of `SimBlock`s over the real endpoints: ``GET /api/blocks/tip/height``,
-``/api/blocks/tip/hash``, ``/api/block-height/:h``, ``/api/block/:hash``,
-``/api/block/:hash/txid/0``, ``/api/tx/:txid`` and the websocket ``/api/v1/ws`` (after
-``{"action":"want","data":["blocks"]}`` every new tip is pushed as ``{"block": {...}}``).
+``/api/blocks/tip/hash``, ``/api/blocks/:start_height``, ``/api/block-height/:h``,
+``/api/block/:hash``, ``/api/block/:hash/txid/0``, ``/api/tx/:txid`` and the websocket
+``/api/v1/ws`` (after ``{"action":"want","data":["blocks"]}`` every new tip is pushed as
+``{"block": {...}}``).
 Controlled in-process: `append`, `reorg` (replace the last k blocks), `drop_websockets`,
 `send_ws_raw` (arbitrary, e.g. malformed, websocket frames),
 and queued faults for the next REST requests (`fail` with 429 + Retry-After or 500,
@@ -156,6 +157,17 @@ class EsploraServer:
             raise web.HTTPNotFound(text="Block not found")
         return web.Response(text=self.blocks[height - base][0]["id"])
 
+    async def _blocks_from(self, request: web.Request) -> web.Response:
+        """Esplora's ``GET /blocks/:start_height``: up to 10 blocks, newest first."""
+        try:
+            start = int(request.match_info["height"])
+        except ValueError:
+            raise web.HTTPBadRequest(text="Invalid height") from None
+        base = self.blocks[0][0]["height"]
+        top = min(start, self.tip["height"])
+        out = [self.blocks[h - base][0] for h in range(top, max(base, top - 9) - 1, -1)]
+        return web.json_response(out)
+
     async def _get_block(self, request: web.Request) -> web.Response:
         return web.json_response(self._block(request)[0])
 
@@ -242,6 +254,7 @@ class EsploraServer:
                 web.get("/api/blocks/tip/height", self._tip_height),
                 web.get("/api/blocks/tip/hash", self._tip_hash),
                 web.get("/api/block-height/{height}", self._block_height),
+                web.get("/api/blocks/{height}", self._blocks_from),
                 web.get("/api/block/{hash}", self._get_block),
                 web.get("/api/block/{hash}/txid/{index}", self._txid),
                 web.get("/api/tx/{txid}", self._tx),
