@@ -1,0 +1,134 @@
+"""The bitcoin part of ``convmon demo``: a local Esplora server fed a SIMULATED chain.
+
+Scenario (all simulated, nothing here is real chain data): a history of blocks ending
+"now" on the demo clock, then a new block about every 10 minutes of demo time. Pools write
+their real-world coinbase tags (and, where convmon's curated list knows one, pay to a
+listed address), so the curated list attributes them. Foundry USA and AntPool together start
+near 45 % of blocks and drift past 50 % over two simulated days; the rest is shared by
+ViaBTC, F2Pool, SpiderPool, MARA Pool, Luxor, SECPOOL, Binance Pool, Braiins Pool, OCEAN
+and a few unknown miners. After 12 new blocks the last 2 are replaced by 3 others (a reorg
+of depth 2). `DemoSource.config` is the ``collectors.bitcoin`` section for the collector.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from convmon.collectors.bitcoin.esplora_server import EsploraServer
+from convmon.collectors.bitcoin.registry import curated_registry
+from convmon.collectors.bitcoin.simchain import GENESIS_PREV, SimBlock, SimPool, make_block
+from convmon.monitor.clock import Clock
+
+BLOCK_SPACING_S = 600
+HISTORY_BLOCKS = 300
+START_HEIGHT = 946_000
+DRIFT_BLOCKS = 288
+"""Blocks over which Foundry USA + AntPool move from 45 % to 55 % (two simulated days)."""
+REORG_AFTER = 12
+# Shares of the other pools, scaled to fill what the two leaders leave; "" = unknown miner.
+OTHERS = {
+    "ViaBTC": 0.12, "F2Pool": 0.10, "SpiderPool": 0.08, "MARA Pool": 0.05, "Luxor": 0.03,
+    "SECPOOL": 0.03, "Binance Pool": 0.025, "Braiins Pool": 0.02, "OCEAN": 0.015, "": 0.03,
+}
+
+
+def _sim_pools() -> dict[str, SimPool]:
+    out: dict[str, SimPool] = {"": SimPool("/solo miner, hello world/")}
+    for pool in curated_registry().pools:
+        if pool.tags:
+            out[pool.name] = SimPool(pool.tags[0], pool.addresses[0] if pool.addresses else None)
+    return out
+
+
+class Scenario:
+    """Chooses the pool of each simulated block."""
+
+    def __init__(self, seed: int = 2026) -> None:
+        self.rng = random.Random(seed)
+        self.pools = _sim_pools()
+        self.mined = 0
+
+    def leaders_share(self) -> float:
+        return 0.45 + 0.10 * min(1.0, self.mined / DRIFT_BLOCKS)
+
+    def next_pool(self) -> SimPool:
+        lead = self.leaders_share()
+        weights = {"Foundry USA": lead * 0.58, "AntPool": lead * 0.42}
+        rest = sum(OTHERS.values())
+        weights.update({name: (1 - lead) * w / rest for name, w in OTHERS.items()})
+        names = list(weights)
+        self.mined += 1
+        return self.pools[self.rng.choices(names, [weights[n] for n in names])[0]]
+
+
+class DemoSource:
+    def __init__(self, clock: Clock, speed: float, server: EsploraServer,
+                 scenario: Scenario) -> None:
+        self.clock = clock
+        self.speed = speed
+        self.server = server
+        self.scenario = scenario
+        self.appended = 0
+        self.reorged = False
+        self.config: dict[str, Any] = {
+            "source": "esplora",
+            "esplora": {"base_url": server.base_url, "ws_url": server.ws_url},
+            "backfill_blocks": 200,
+            "poll_interval_s": max(0.5, 30.0 / max(speed, 1.0)),
+            "requests_per_s": 500.0,
+            "request_burst": 500.0,
+            "pools": {"source": "builtin"},
+        }
+
+    def _next(self, prev: dict[str, Any], timestamp: int, salt: str = "") -> SimBlock:
+        return make_block(prev["height"] + 1, prev["id"], timestamp, self.scenario.next_pool(),
+                          salt=salt, rng=random.Random(f"{prev['id']}{salt}"))
+
+    async def step(self) -> None:
+        """Mine one block (and, once, a depth-2 reorg)."""
+        now = int(self.clock.now())
+        self.appended += 1
+        if self.appended == REORG_AFTER and not self.reorged:
+            base = self.server.blocks[-3][0]
+            replacement: list[SimBlock] = []
+            prev = base
+            for i in range(3):
+                block = self._next(prev, now - (2 - i) * 200, salt="fork")
+                replacement.append(block)
+                prev = block[0]
+            await self.server.reorg(2, replacement)
+            self.reorged = True
+            return
+        await self.server.append(self._next(self.server.tip, now))
+
+    async def run(self) -> None:
+        rng = random.Random(7)
+        while True:
+            gap = min(3 * BLOCK_SPACING_S, max(60.0, rng.expovariate(1 / BLOCK_SPACING_S)))
+            await self.clock.sleep(gap)
+            await self.step()
+
+    async def close(self) -> None:
+        await self.server.close()
+
+
+def build_history(clock: Clock, scenario: Scenario, blocks: int = HISTORY_BLOCKS) -> list[SimBlock]:
+    now = int(clock.now())
+    out: list[SimBlock] = []
+    prev_hash = GENESIS_PREV
+    for i in range(blocks):
+        height = START_HEIGHT + i
+        ts = now - (blocks - 1 - i) * BLOCK_SPACING_S
+        block = make_block(height, prev_hash, ts, scenario.next_pool(),
+                           rng=random.Random(f"demo:{height}"))
+        out.append(block)
+        prev_hash = block[0]["id"]
+    return out
+
+
+async def start_demo(clock: Clock, speed: float) -> DemoSource:
+    scenario = Scenario()
+    server = EsploraServer(build_history(clock, scenario))
+    await server.start()
+    return DemoSource(clock, speed, server, scenario)

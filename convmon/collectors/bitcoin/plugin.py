@@ -1,0 +1,213 @@
+"""The ``bitcoin`` collector plugin: configuration section ``collectors.bitcoin``, the
+collector component, a few collector-side gauges, and the ``pools``/``backfill`` CLI.
+
+Defaults follow the public mempool.space API, so with internet and no configuration the
+collector follows mainnet. Window metrics (shares, HHI, ...) are the rule engine's
+aggregates, not produced here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from pydantic import Field
+
+from convmon.collectors.backoff import Backoff, RateLimiter
+from convmon.collectors.bitcoin.attribution import Attributor
+from convmon.collectors.bitcoin.collector import BitcoinCollector
+from convmon.collectors.bitcoin.record import BlockRecord
+from convmon.collectors.bitcoin.registry import (
+    BUILTIN,
+    DEFAULT_POOLS_URL,
+    load_entities,
+    load_registry,
+)
+from convmon.collectors.bitcoin.sources import BitcoindSource, ChainSource, EsploraSource
+from convmon.monitor.config import Model
+from convmon.monitor.health import CollectorHealth
+from convmon.monitor.plugins import Component, Plugin, Runtime
+from convmon.monitor.secrets import Secret
+
+
+class EsploraSettings(Model):
+    base_url: str = "https://mempool.space/api"
+    ws_url: str | None = None
+    """Default: derived from base_url (``https://x/api`` -> ``wss://x/api/v1/ws``)."""
+    websocket: bool = True
+
+    def resolved_ws_url(self) -> str | None:
+        if not self.websocket:
+            return None
+        if self.ws_url:
+            return self.ws_url
+        base = self.base_url.rstrip("/")
+        if base.startswith("https://"):
+            return "wss://" + base[len("https://") :] + "/v1/ws"
+        if base.startswith("http://"):
+            return "ws://" + base[len("http://") :] + "/v1/ws"
+        return None
+
+
+class BitcoindSettings(Model):
+    rpc_url: Secret = Field(default_factory=lambda: Secret("http://127.0.0.1:8332"))
+    """``http://user:password@host:8332`` (a secret: it carries the RPC password)."""
+    zmq_endpoint: str | None = None
+    """e.g. ``tcp://127.0.0.1:28332`` (``zmqpubhashblock``); needs the ``zmq`` extra."""
+
+
+class PoolsSettings(Model):
+    source: str = DEFAULT_POOLS_URL
+    """pools-v2.json URL or path; ``builtin`` for convmon's curated list only."""
+    refresh_interval_s: float = Field(default=6 * 3600.0, gt=0)
+    cache_path: Path | None = None
+    """Default: ``<data_dir>/bitcoin/pools-v2.json``."""
+    entities: dict[str, str] = Field(default_factory=dict)
+    """Pool slug -> parent entity (overrides the file)."""
+    entities_file: Path | None = None
+    """A file like ``pool-parent-companies.json``: ``{entity: [{name, from, to}]}``."""
+
+
+class BitcoinConfig(Model):
+    enabled: bool = True
+    source: Literal["esplora", "bitcoind"] = "esplora"
+    esplora: EsploraSettings = EsploraSettings()
+    bitcoind: BitcoindSettings = BitcoindSettings()
+    poll_interval_s: float = Field(default=30.0, gt=0)
+    backfill_blocks: int = Field(default=2016, ge=1)
+    """Blocks fetched on first start (and after a downtime longer than that)."""
+    requests_per_s: float = Field(default=5.0, gt=0)
+    request_burst: float = Field(default=10.0, ge=1)
+    request_attempts: int = Field(default=5, ge=1)
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=60.0, gt=0)
+    publish_batch: int = Field(default=50, ge=1)
+    windows: list[int] = Field(default_factory=lambda: [144, 1008, 2016])
+    """Analytics windows the Redis block record must cover (the largest + reorg_margin)."""
+    reorg_margin: int = Field(default=144, ge=6)
+    pools: PoolsSettings = PoolsSettings()
+
+    @property
+    def keep_blocks(self) -> int:
+        return max(self.windows or [2016]) + self.reorg_margin
+
+
+def cache_path(runtime_data_dir: Path, cfg: BitcoinConfig) -> Path:
+    return cfg.pools.cache_path or runtime_data_dir / "bitcoin" / "pools-v2.json"
+
+
+async def attributor_for(cfg: BitcoinConfig, data_dir: Path) -> Attributor:
+    entities = load_entities(cfg.pools.entities, cfg.pools.entities_file)
+    return Attributor(await load_registry(cfg.pools.source, cache_path(data_dir, cfg)), entities)
+
+
+def build_source(cfg: BitcoinConfig, health: CollectorHealth) -> ChainSource:
+    limiter = RateLimiter(cfg.requests_per_s, burst=cfg.request_burst)
+    backoff = Backoff(cfg.backoff_initial_s, max(cfg.backoff_initial_s, cfg.backoff_max_s))
+    if cfg.source == "bitcoind":
+        return BitcoindSource(
+            cfg.bitcoind.rpc_url.reveal(), cfg.bitcoind.zmq_endpoint, health, limiter,
+            attempts=cfg.request_attempts, backoff=backoff,
+        )
+    return EsploraSource(
+        cfg.esplora.base_url, cfg.esplora.resolved_ws_url(), health, limiter,
+        attempts=cfg.request_attempts, backoff=backoff,
+    )
+
+
+def make_collector(
+    runtime: Runtime, cfg: BitcoinConfig, attributor: Attributor
+) -> BitcoinCollector:
+    health = CollectorHealth(
+        "bitcoin", redis=runtime.redis, keys=runtime.keys, bus=runtime.bus,
+        clock=runtime.clock, registry=runtime.metrics, source=f"bitcoin/{cfg.source}",
+    )
+
+    async def reload() -> Attributor | None:
+        fresh = await attributor_for(cfg, runtime.data_dir)
+        if fresh.registry.origin == BUILTIN and cfg.pools.source != BUILTIN:
+            return None  # the configured list is unreachable: keep the one in use
+        return fresh
+
+    return BitcoinCollector(
+        source=build_source(cfg, health),
+        bus=runtime.bus,
+        record=BlockRecord(runtime.redis, runtime.keys, cfg.keep_blocks),
+        attributor=attributor,
+        health=health,
+        clock=runtime.clock,
+        backfill_blocks=cfg.backfill_blocks,
+        poll_interval_s=cfg.poll_interval_s,
+        publish_batch=cfg.publish_batch,
+        backoff=Backoff(cfg.backoff_initial_s, max(cfg.backoff_initial_s, cfg.backoff_max_s)),
+        registry_loader=reload,
+        registry_refresh_s=cfg.pools.refresh_interval_s,
+    )
+
+
+class BitcoinComponent:
+    """Loads the pool list (network I/O belongs in ``run``), then runs the collector."""
+
+    name = "bitcoin"
+
+    def __init__(self, runtime: Runtime, cfg: BitcoinConfig) -> None:
+        self.runtime = runtime
+        self.cfg = cfg
+
+    async def run(self) -> None:
+        attributor = await attributor_for(self.cfg, self.runtime.data_dir)
+        await make_collector(self.runtime, self.cfg, attributor).run()
+
+
+def _components(runtime: Runtime, cfg: BitcoinConfig) -> Sequence[Component]:
+    return [BitcoinComponent(runtime, cfg)] if cfg.enabled else []
+
+
+async def _state_metrics(runtime: Runtime, cfg: BitcoinConfig) -> Iterable[Metric]:
+    info = await runtime.redis.hgetall(runtime.keys.ns("bitcoin", "registry"))
+    size = GaugeMetricFamily(
+        "convmon_btc_pool_registry_pools", "Pools in the pool list used for attribution."
+    )
+    record = GaugeMetricFamily(
+        "convmon_btc_recorded_blocks", "Blocks held in the collector's recent-block record."
+    )
+    if info:
+        size.add_metric([], float(info.get(b"pools", b"0")))
+    record.add_metric([], float(await runtime.redis.hlen(runtime.keys.ns("bitcoin", "blocks"))))
+    return [size, record]
+
+
+async def _status(runtime: Runtime, cfg: BitcoinConfig) -> dict[str, Any]:
+    info = await runtime.redis.hgetall(runtime.keys.ns("bitcoin", "registry"))
+    checkpoint = await runtime.bus.get_checkpoint("bitcoin")
+    return {
+        "source": cfg.source,
+        "checkpoint": checkpoint,
+        "registry": {_s(k): _s(v) for k, v in info.items()},
+    }
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _cli(app: Any) -> None:
+    from convmon.collectors.bitcoin.cli import register
+
+    register(app)
+
+
+PLUGIN = Plugin(
+    name="bitcoin",
+    role="collectors",
+    section=("collectors", "bitcoin"),
+    config_model=BitcoinConfig,
+    components=_components,
+    state_metrics=_state_metrics,
+    status=_status,
+    cli=_cli,
+    description="Bitcoin blocks from Esplora/mempool or Bitcoin Core, attributed to pools.",
+)

@@ -1,0 +1,115 @@
+"""The Bitcoin Core source (JSON-RPC + ZMQ hashblock) against the local server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from convmon.collectors.backoff import Backoff, RateLimiter
+from convmon.collectors.bitcoin.attribution import Attributor
+from convmon.collectors.bitcoin.collector import BitcoinCollector
+from convmon.collectors.bitcoin.esplora_server import EsploraServer
+from convmon.collectors.bitcoin.record import BlockRecord
+from convmon.collectors.bitcoin.registry import curated_registry
+from convmon.collectors.bitcoin.sources import BitcoindSource
+from convmon.monitor.bus import EventBus
+from convmon.monitor.clock import SystemClock
+from convmon.monitor.events import BitcoinBlock, BitcoinReorg
+from convmon.monitor.health import CollectorHealth
+from tests.bitcoin.helpers import chain, events, wait_for
+
+
+def collector(bus: EventBus, registry: CollectorRegistry, server: EsploraServer,
+              zmq: str | None, poll: float = 0.2) -> BitcoinCollector:
+    clock = SystemClock()
+    health = CollectorHealth("bitcoin", redis=bus.redis, keys=bus.keys, bus=bus, clock=clock,
+                             registry=registry)
+    source = BitcoindSource(server.rpc_url, zmq, health, RateLimiter(1000, burst=1000),
+                            backoff=Backoff(0.01, 0.05))
+    return BitcoinCollector(
+        source=source, bus=bus, record=BlockRecord(bus.redis, bus.keys, 100),
+        attributor=Attributor(curated_registry()), health=health, clock=clock,
+        backfill_blocks=8, poll_interval_s=poll, publish_batch=3, backoff=Backoff(0.01, 0.05),
+    )
+
+
+async def test_rpc_sync_reorg_and_garbage(bus: EventBus, registry: CollectorRegistry) -> None:
+    server = EsploraServer(chain(20))
+    await server.start()
+    col = collector(bus, registry, server, None)
+    try:
+        server.garbage(1, body="<html>bad gateway</html>")
+        assert await col.sync() == 8
+        fork = server.blocks[-2][0]
+        await server.reorg(1, chain(2, start=fork["height"] + 1, prev=fork["id"], salt="b"))
+        assert await col.sync() == 2
+    finally:
+        await col.source.close()
+        await server.close()
+    evs = await events(bus)
+    blocks = [e.payload for e in evs if isinstance(e.payload, BitcoinBlock)]
+    assert [b.height for b in blocks[:8]] == list(range(900_012, 900_020))
+    assert blocks[0].pool == "unknown" or blocks[0].pool in {"foundryusa", "antpool", "viabtc"}
+    assert {b.pool for b in blocks} >= {"foundryusa", "antpool", "viabtc", "unknown"}
+    assert all(b.subsidy_sats == 312_500_000 and b.fees_sats == 2_000_000 for b in blocks)
+    reorg = [e.payload for e in evs if isinstance(e.payload, BitcoinReorg)]
+    assert len(reorg) == 1 and reorg[0].depth == 1 and reorg[0].fork_height == fork["height"]
+    malformed = [s for m in registry.collect() if m.name == "convmon_collector_malformed_payloads"
+                 for s in m.samples if s.name.endswith("_total")]
+    assert sum(s.value for s in malformed) == 1
+
+
+async def test_zmq_hashblock_wakes_the_collector(
+    bus: EventBus, registry: CollectorRegistry
+) -> None:
+    server = EsploraServer(chain(10))
+    await server.start()
+    endpoint = await server.start_zmq()
+    col = collector(bus, registry, server, endpoint, poll=60)
+    task = asyncio.create_task(col.run())
+    try:
+        async def at_tip() -> bool:
+            return (await bus.get_checkpoint("bitcoin") or "").startswith(
+                f"{server.tip['height']}:")
+
+        await wait_for(at_tip)
+        # the subscription needs a moment to be established (ZMQ slow joiner): keep mining
+        # until a push lands; the 60 s poll interval cannot be what brings them in
+        for i in range(40):
+            await server.append(*chain(1, start=server.tip["height"] + 1, prev=server.tip["id"],
+                                       salt=f"z{i}"))
+            try:
+                await wait_for(at_tip, limit_s=0.5)
+                break
+            except AssertionError:
+                continue
+        await wait_for(at_tip, limit_s=5)
+        assert col.push_failures == 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.close()
+
+
+async def test_rpc_password_never_reaches_errors_or_status(
+    bus: EventBus, registry: CollectorRegistry
+) -> None:
+    from convmon.collectors.bitcoin.sources import SourceUnavailable, safe_url
+
+    assert safe_url("http://rpcuser:hunter2@127.0.0.1:8332/?x=1") == "http://127.0.0.1:8332/"
+    server = EsploraServer(chain(3))
+    await server.start()
+    col = collector(bus, registry, server, None)
+    col.source.url = server.rpc_url.replace("user:pass", "rpc:hunter2")  # type: ignore[attr-defined]
+    server.fail(10, status=502)
+    try:
+        with pytest.raises(SourceUnavailable) as info:
+            await col.sync()
+    finally:
+        await col.source.close()
+        await server.close()
+    assert "hunter2" not in str(info.value)
+    status = await bus.redis.hgetall(bus.keys.collector_status("bitcoin"))
+    assert all(b"hunter2" not in v for v in status.values())

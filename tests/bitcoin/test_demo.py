@@ -1,0 +1,83 @@
+"""The demo source: a simulated chain the curated list attributes, drifting leaders, a reorg."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from convmon.collectors.bitcoin.demo import REORG_AFTER, start_demo
+from convmon.collectors.bitcoin.plugin import BitcoinConfig
+from convmon.monitor.bus import EventBus
+from convmon.monitor.clock import ManualClock
+from convmon.monitor.events import BitcoinReorg
+from tests.bitcoin.helpers import events, make_collector
+
+
+async def test_demo_feeds_a_chain_the_collector_follows(
+    bus: EventBus, registry: CollectorRegistry
+) -> None:
+    clock = ManualClock(1_780_000_000.0)
+    demo = await start_demo(clock, speed=60.0)
+    try:
+        cfg = BitcoinConfig.model_validate(demo.config)
+        assert cfg.esplora.base_url == demo.server.base_url and cfg.pools.source == "builtin"
+        col = make_collector(bus, registry, cfg.esplora.base_url, None,
+                             backfill=cfg.backfill_blocks, batch=50)
+        try:
+            await col.sync()
+            for _ in range(REORG_AFTER + 3):
+                await demo.step()
+                await col.sync()
+        finally:
+            await col.source.close()
+        assert demo.reorged
+        tip = demo.server.tip
+        assert abs(tip["timestamp"] - clock.now()) < 1
+    finally:
+        await demo.close()
+    evs = await events(bus)
+    reorgs = [e for e in evs if isinstance(e.payload, BitcoinReorg)]
+    assert len(reorgs) == 1 and reorgs[0].payload.depth == 2
+    blocks = [e.payload for e in evs if e.kind == "bitcoin.block"]
+    pools = [b.pool for b in blocks]
+    assert pools.count("unknown") / len(pools) < 0.1
+    leaders = (pools.count("foundryusa") + pools.count("antpool")) / len(pools)
+    assert 0.38 < leaders < 0.62
+    assert {"viabtc", "f2pool", "spiderpool"} <= set(pools)
+    assert any(b.match == "address" for b in blocks)
+
+
+async def test_leaders_drift_past_half() -> None:
+    from convmon.collectors.bitcoin.demo import Scenario
+
+    s = Scenario(seed=1)
+    early = [s.next_pool().tag for _ in range(300)]
+    late = [s.next_pool().tag for _ in range(600)]
+
+    def share(tags: list[str]) -> float:
+        return sum(t in ("/Foundry USA Pool #dropgold/", "/AntPool/") for t in tags) / len(tags)
+
+    assert share(early[:150]) < 0.5 < share(late)
+
+
+async def test_demo_run_mines_on_the_scaled_clock() -> None:
+    import asyncio
+
+    from convmon.monitor.clock import ScaledClock
+    from tests.bitcoin.helpers import wait_for
+
+    clock = ScaledClock(speed=60_000.0)
+    demo = await start_demo(clock, speed=60_000.0)
+    start = demo.server.tip["height"]
+    task = asyncio.create_task(demo.run())
+    try:
+        async def mined() -> bool:
+            return demo.server.tip["height"] >= start + 3
+
+        await wait_for(mined)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await demo.close()
+    gaps = [b[0]["timestamp"] - a[0]["timestamp"]
+            for a, b in zip(demo.server.blocks[-4:-1], demo.server.blocks[-3:], strict=True)]
+    assert all(g > 0 for g in gaps)

@@ -1,0 +1,127 @@
+"""Pool list sources (URL with disk cache, path, built-in) and re-attribution on change."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from convmon.collectors.bitcoin.attribution import Attributor, PoolRegistry
+from convmon.collectors.bitcoin.esplora_server import EsploraServer
+from convmon.collectors.bitcoin.registry import (
+    CURATED_PATH,
+    curated_registry,
+    load_entities,
+    load_registry,
+)
+from convmon.monitor.bus import EventBus
+from convmon.monitor.events import BitcoinAttribution
+from tests.bitcoin.helpers import chain, events, make_collector
+
+SOLO = [{"name": "Solo Collective", "addresses": [], "tags": ["/solo miner/"], "link": ""}]
+
+
+@pytest.fixture
+async def list_server() -> AsyncIterator[tuple[str, dict[str, bytes]]]:
+    state = {"body": json.dumps(SOLO).encode()}
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=state["body"], content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/pools-v2.json", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/pools-v2.json", state
+    finally:
+        await runner.cleanup()
+
+
+async def test_url_is_cached_and_cache_used_when_unreachable(
+    tmp_path: Path, list_server: tuple[str, dict[str, bytes]]
+) -> None:
+    url, state = list_server
+    cache = tmp_path / "cache" / "pools-v2.json"
+    reg = await load_registry(url, cache)
+    assert [p.slug for p in reg.pools] == ["solocollective"] and cache.exists()
+    state["body"] = b"<html>oops</html>"
+    again = await load_registry(url, cache)
+    assert again.version == reg.version and again.origin == str(cache)
+    # nothing usable at all -> the curated list
+    assert (await load_registry("/nonexistent/pools.json")).origin == "builtin"
+    assert (await load_registry("builtin")).version == curated_registry().version
+
+
+def test_entities_file_overlaid_by_inline(tmp_path: Path) -> None:
+    f = tmp_path / "ent.json"
+    f.write_text(json.dumps({"Bitmain": [{"name": "AntPool", "from": "", "to": ""}],
+                             "Old": [{"name": "Gone Pool", "from": "", "to": "2020-01"}]}))
+    ent = load_entities({"foundryusa": "Foundry Digital"}, f)
+    assert ent == {"antpool": "Bitmain", "foundryusa": "Foundry Digital"}
+
+
+async def test_registry_change_reattributes_unknown_blocks(
+    bus: EventBus, registry: CollectorRegistry
+) -> None:
+    server = EsploraServer(chain(12))
+    await server.start()
+    col = make_collector(bus, registry, server.base_url, None, backfill=12)
+    try:
+        await col.sync()
+        unknown = [e.payload.hash for e in await events(bus) if e.payload.pool == "unknown"]
+        assert len(unknown) == 2
+        merged = PoolRegistry.from_pools_v2(json.loads(CURATED_PATH.read_text()) + SOLO)
+        new = Attributor(merged)
+        assert await col.apply_registry(new) == 2
+        assert await col.apply_registry(new) == 0  # same version: nothing to do
+    finally:
+        await col.source.close()
+        await server.close()
+    attrs = [e for e in await events(bus) if isinstance(e.payload, BitcoinAttribution)]
+    assert sorted(a.payload.hash for a in attrs) == sorted(unknown)
+    assert {a.payload.pool for a in attrs} == {"solocollective"}
+    assert all(a.id == f"btc:attr:{a.payload.hash}:{merged.version}" for a in attrs)
+    for a in attrs:
+        rb = await col.record.get(a.payload.height)
+        assert rb is not None and rb.block.pool == "solocollective"
+
+
+async def test_running_collector_refreshes_its_list_on_schedule(
+    bus: EventBus, registry: CollectorRegistry
+) -> None:
+    import asyncio
+
+    from tests.bitcoin.helpers import wait_for
+
+    server = EsploraServer(chain(12))
+    await server.start()
+    col = make_collector(bus, registry, server.base_url, None, backfill=12)
+    merged = Attributor(PoolRegistry.from_pools_v2(json.loads(CURATED_PATH.read_text()) + SOLO))
+    answers: list[Attributor | None] = [None, merged]
+
+    async def loader() -> Attributor | None:
+        return answers.pop(0) if answers else merged
+
+    col.registry_loader = loader
+    col.registry_refresh_s = 0.05
+    task = asyncio.create_task(col.run())
+    try:
+        async def refreshed() -> bool:
+            info = await bus.redis.hgetall(bus.keys.ns("bitcoin", "registry"))
+            return info.get(b"version") == merged.version.encode()
+
+        await wait_for(refreshed)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.close()
+    attrs = [e for e in await events(bus) if isinstance(e.payload, BitcoinAttribution)]
+    assert len(attrs) == 2 and not answers
