@@ -24,10 +24,7 @@ from convmon.collectors.bitcoin.record import BlockRecord
 from convmon.collectors.bitcoin.registry import load_entities, load_registry
 from convmon.collectors.bitcoin.window import LabelError, read_labels, replay
 from convmon.monitor import concentration
-from convmon.monitor.app import LoadedConfig, load_config
-from convmon.monitor.cli import ConfigOption, console, err_console, run_async
-from convmon.monitor.plugins import PluginError, discover_plugins
-from convmon.monitor.yamlfile import FileError, FileErrors
+from convmon.monitor.cli import ConfigOption, console, err_console, load_or_exit, run_async
 
 HASHES_PER_DIFFICULTY = 2**32 / 600.0
 
@@ -35,24 +32,6 @@ HASHES_PER_DIFFICULTY = 2**32 / 600.0
 def network_hashrate(difficulty: float) -> float:
     """Hashes per second implied by ``difficulty`` at one block per 600 s."""
     return difficulty * HASHES_PER_DIFFICULTY
-
-
-def load_or_exit(path: Path | None) -> LoadedConfig:
-    """Like the core's ``load_or_exit``, but a plugin that fails to load (e.g. a broken
-    third-party one) does not block the bitcoin commands: it is reported and skipped."""
-    try:
-        plugins = discover_plugins()
-    except PluginError as exc:
-        from convmon.collectors.bitcoin.plugin import PLUGIN
-
-        err_console.print(f"[yellow]warning[/yellow]: {escape(str(exc))}")
-        plugins = [PLUGIN]
-    try:
-        return load_config(path, plugins=plugins)
-    except (FileError, FileErrors) as exc:
-        for line in str(exc).splitlines():
-            err_console.print(f"[red]error[/red]: {escape(line)}", highlight=False)
-        raise typer.Exit(2) from None
 
 
 def _registry(path: Path | None, cfg: Any) -> Attributor:
