@@ -49,3 +49,27 @@ def nakamoto(counts: Mapping[str, int]) -> int:
         if 2 * acc > total:
             return i
     return 0
+
+
+def measures(counts: Mapping[str, int]) -> dict[str, float | int]:
+    """top1/2/3 share, HHI and Nakamoto coefficient from one sort of the counts (the
+    same values as the individual functions; used where they are computed per block)."""
+    total = sum(counts.values())
+    known = _known_sorted(counts)
+    if total <= 0:
+        return {"top1_share": 0.0, "top2_share": 0.0, "top3_share": 0.0, "hhi": 0.0,
+                "nakamoto": 0}
+    acc = 0
+    nak = 0
+    for i, v in enumerate(known, start=1):
+        acc += v
+        if 2 * acc > total:
+            nak = i
+            break
+    return {
+        "top1_share": sum(known[:1]) / total,
+        "top2_share": sum(known[:2]) / total,
+        "top3_share": sum(known[:3]) / total,
+        "hhi": sum((100.0 * v / total) ** 2 for v in known),
+        "nakamoto": nak,
+    }

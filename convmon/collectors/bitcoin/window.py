@@ -44,14 +44,7 @@ class BlockWindow:
 
     def summary(self, with_shares: bool = True) -> dict[str, Any]:
         counts = self.counts
-        out: dict[str, Any] = {
-            "blocks": len(self._labels),
-            "top1_share": concentration.top_share(counts, 1),
-            "top2_share": concentration.top_share(counts, 2),
-            "top3_share": concentration.top_share(counts, 3),
-            "hhi": concentration.hhi(counts),
-            "nakamoto": concentration.nakamoto(counts),
-        }
+        out: dict[str, Any] = {"blocks": len(self._labels), **concentration.measures(counts)}
         if with_shares:
             out["shares"] = dict(
                 sorted(concentration.shares(counts).items(), key=lambda kv: -kv[1])
