@@ -1,0 +1,96 @@
+"""Email receiver against a real SMTP server (aiosmtpd): multipart text + HTML, escaping,
+and threading headers that tie firing and resolved mails of one group together."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import asyncio
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP
+from redis.asyncio import Redis
+
+from convmon.monitor.clock import ManualClock
+from convmon.monitor.keys import Keys
+
+from .helpers import eventually, make_dispatcher, publish, pump, transition
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], EmailMessage]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+async def smtp() -> AsyncIterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(inbox), "127.0.0.1", 0)
+    try:
+        yield inbox, server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_firing_and_resolved_mails_thread(
+    redis: Redis, keys: Keys, clock: ManualClock, smtp: tuple[Inbox, int]
+) -> None:
+    inbox, port = smtp
+    cfg = {
+        "receivers": [{"type": "email", "name": "mail", "host": "127.0.0.1", "port": port,
+                       "security": "none", "from": "convmon@example.org",
+                       "to": ["ops@example.org", "oncall@example.org"]}],
+        "route": {"receiver": "mail", "group_by": ["alertname"], "group_wait_s": 10,
+                  "group_interval_s": 60},
+    }
+    d = make_dispatcher(redis, keys, cfg, clock)
+    await d.open()
+    try:
+        labels = {"alertname": "BigMint", "token": "USDT<script>alert(1)</script>"}
+        t = transition(labels, "firing", 2, clock.now(),
+                       annotations={"summary": "Mint of 500M <b>USDT</b> & more"},
+                       event_id="eth:mint:0x" + "ab" * 32 + ":7")
+        await publish(redis, keys, t)
+        await pump(d)
+        clock.advance(10)
+        assert await d.flush_due() == 1
+        await publish(redis, keys, transition(labels, "resolved", 3, clock.now()))
+        await pump(d)
+        clock.advance(60)
+        assert await d.flush_due() == 1
+
+        async def two() -> bool:
+            return len(inbox.messages) == 2
+        await eventually(two)
+        (sender, rcpts, first), (_, _, second) = inbox.messages
+        assert sender == "convmon@example.org"
+        assert rcpts == ["ops@example.org", "oncall@example.org"]
+        assert first["Subject"] == "[FIRING] BigMint"
+        assert second["Subject"] == "[RESOLVED] BigMint"
+        assert first.is_multipart() and first.get_content_type() == "multipart/alternative"
+        text = first.get_body(("plain",))
+        html = first.get_body(("html",))
+        assert text is not None and html is not None
+        assert "Mint of 500M <b>USDT</b> & more" in text.get_content()
+        html_body = html.get_content()
+        assert "Mint of 500M &lt;b&gt;USDT&lt;/b&gt; &amp; more" in html_body
+        assert "<script>" not in html_body
+        assert f"https://etherscan.io/tx/0x{'ab' * 32}" in html_body
+        root = first["Message-ID"]
+        assert root.startswith("<convmon.") and root.endswith("@convmon.local>")
+        assert first["In-Reply-To"] is None
+        assert second["Message-ID"] != root
+        assert second["In-Reply-To"] == root and second["References"] == root
+    finally:
+        await d.close()
