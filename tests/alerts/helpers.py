@@ -96,12 +96,11 @@ class RecordingServer:
         if self.runner is not None:
             await self.runner.cleanup()
 
-    async def wait_for(self, count: int, timeout: float = 30.0) -> None:
-        async def until() -> None:
+    async def wait_for(self, count: int, limit_s: float = 30.0) -> None:
+        async with asyncio.timeout(limit_s):
             while len(self.requests) < count:
                 self.received.clear()
                 await self.received.wait()
-        await asyncio.wait_for(until(), timeout)
 
 
 def make_dispatcher(
@@ -122,9 +121,8 @@ async def pump(d: Dispatcher) -> None:
         pass
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    """Poll ``check`` until true (bounded)."""
-    async def loop() -> None:
-        while not await check():
+async def eventually(check: Callable[[], Awaitable[bool]], limit_s: float = 30.0) -> None:
+    """Poll ``check`` until true (bounded; for state outside our control, e.g. a process)."""
+    async with asyncio.timeout(limit_s):
+        while not await check():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
-    await asyncio.wait_for(loop(), timeout)

@@ -3,9 +3,9 @@ and threading headers that tie firing and resolved mails of one group together."
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
-import asyncio
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from typing import Any
@@ -24,7 +24,7 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], EmailMessage]] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))
