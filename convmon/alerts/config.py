@@ -168,8 +168,10 @@ class AlertsConfig(Model):
             receivers.append({"type": "console", "name": "console"})
         data["receivers"] = receivers
         route = dict(data.get("route") or {"receiver": "console"})
+        # Console first (continue), then the user's routes, then a catch-all for the root
+        # receiver: a matching child route would otherwise take the root's place.
         route["routes"] = [{"receiver": "console", "continue": True, "group_by": ["..."]},
-                           *(route.get("routes") or [])]
+                           *(route.get("routes") or []), {}]
         data["route"] = route
         return data
 

@@ -267,23 +267,42 @@ class Dispatcher:
             resolved=to_send, version=version, sent_at=now, links=self.config.links,
             external_url=self.config.external_url,
         )
+        # On shutdown the in-flight send finishes (receivers have timeouts) and is recorded:
+        # abandoning it after the receiver accepted it would make a restart send it again.
+        task = asyncio.ensure_future(
+            self._send_and_record(notification, entry, token, firing_fps, resolved_fps)
+        )
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
+
+    async def _send_and_record(
+        self, notification: Notification, entry: LogEntry | None, token: str,
+        firing_fps: list[str], resolved_fps: list[str],
+    ) -> bool | None:
         try:
             await self._send(notification)
-        except asyncio.CancelledError:
-            await asyncio.shield(self.store.release(gk, receiver, token))
-            raise
         except DeliveryError as exc:
-            self.metrics.failed.labels(receiver, exc.reason).inc()
+            self.metrics.failed.labels(notification.receiver, exc.reason).inc()
             await self._failed(notification, entry, token, exc)
             return None
-        if not await self.store.mark_sent(gk, receiver, token, firing_fps, resolved_fps,
-                                          self.clock.now()):
-            log.warning("lease expired before the notification was marked sent; another "
-                        "replica may send it again", extra={"group": gk, "receiver": receiver})
-        self.metrics.sent.labels(receiver).inc()
-        newest = max(t.evaluated_at for t in notification.alerts)
-        self.metrics.latency.labels(receiver).observe(max(0.0, self.clock.now() - newest))
+        await self._delivered(notification, token, firing_fps, resolved_fps)
         return True
+
+    async def _delivered(
+        self, n: Notification, token: str, firing_fps: list[str], resolved_fps: list[str]
+    ) -> None:
+        now = self.clock.now()
+        if not await self.store.mark_sent(n.group_key, n.receiver, token, firing_fps,
+                                          resolved_fps, now):
+            log.warning("lease expired before the notification was marked sent; another "
+                        "replica may send it again",
+                        extra={"group": n.group_key, "receiver": n.receiver})
+        self.metrics.sent.labels(n.receiver).inc()
+        newest = max(t.evaluated_at for t in n.alerts)
+        self.metrics.latency.labels(n.receiver).observe(max(0.0, now - newest))
 
     async def _send(self, notification: Notification) -> None:
         sender = self.senders.get(notification.receiver)
