@@ -132,27 +132,27 @@ class Dispatcher:
             await self.close()
 
     async def handle(self, deliveries: Sequence[Delivery[AlertTransition]]) -> None:
-        """Consumer-group handler: ingest each transition (idempotent)."""
-        woke = False
-        for d in deliveries:
-            woke |= await self.ingest(d.value)
-        if woke:
+        """Consumer-group handler: ingest a batch of transitions (idempotent)."""
+        if any(await self.ingest(*(d.value for d in deliveries))):
             self._wake.set()
 
-    async def ingest(self, t: AlertTransition) -> bool:
-        if t.state == "pending":
-            return False
+    async def ingest(self, *transitions: AlertTransition) -> list[bool]:
         now = self.clock.now()
-        targets = []
-        for route in self.route.match(t.labels):
-            # Alertmanager flushes a new group at once when its first alert is older than
-            # group_wait (e.g. after a restart); otherwise it waits group_wait.
-            due = max(now, min(now, t.starts_at) + route.group_wait_s)
-            targets.append(GroupTarget(
-                route.group_key(t.labels), route.id, route.receiver,
-                route.group_labels(t.labels), due,
-            ))
-        return await self.store.ingest(t, encode_transition(t), targets)
+        items = []
+        for t in transitions:
+            if t.state == "pending":
+                continue
+            targets = []
+            for route in self.route.match(t.labels):
+                # Alertmanager flushes a new group at once when its first alert is older
+                # than group_wait (e.g. after a restart); otherwise it waits group_wait.
+                due = max(now, min(now, t.starts_at) + route.group_wait_s)
+                targets.append(GroupTarget(
+                    route.group_key(t.labels), route.id, route.receiver,
+                    route.group_labels(t.labels), due, self._group_interval(route),
+                ))
+            items.append((t, encode_transition(t), targets))
+        return await self.store.ingest(items)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -181,7 +181,7 @@ class Dispatcher:
         if not due:
             return 0
         silences = await self.silences.active(now)
-        firing = await self.store.firing_alerts()
+        firing = await self.store.firing_alerts() if self.inhibitor.rules else []
         limiter = asyncio.Semaphore(MAX_PARALLEL_GROUPS)
 
         async def one(gk: str) -> bool:
@@ -191,28 +191,34 @@ class Dispatcher:
         results = await asyncio.gather(*(one(gk) for gk in due))
         return sum(results)
 
-    def _repeat_interval(self, route: Route, receiver: str) -> float:
-        cfg = self.config.receiver(receiver)
+    def _repeat_interval(self, route: Route, receiver: str | None = None) -> float:
+        cfg = self.config.receiver(receiver or route.receiver)
         if isinstance(cfg, AlertmanagerReceiver):
             return cfg.resend_interval_s
         return route.repeat_interval_s
+
+    def _group_interval(self, route: Route) -> float:
+        # Alertmanager expects firing alerts again before they time out: evaluate its
+        # groups at least once per resend interval.
+        return min(route.group_interval_s, self._repeat_interval(route))
 
     async def flush_group(
         self, gk: str, silences: Sequence[Silence], firing_all: Sequence[AlertTransition]
     ) -> bool:
         now = self.clock.now()
-        group = await self.store.load_group(gk)
-        if group is None:
+        taken = await self.store.take(gk, now)
+        if taken is None:
             return False
+        group, entry = taken
         route = self._routes.get(group.route_id)
         if route is None or route.receiver != group.receiver:
-            log.warning("dropping group of a route that no longer exists",
-                        extra={"group": gk, "route": group.route_id})
+            # The configuration changed under a live group: finish it with its receiver.
             route = self.route
-        interval = route.group_interval_s
-        if isinstance(self.config.receiver(group.receiver), AlertmanagerReceiver):
-            interval = min(interval, self._repeat_interval(route, group.receiver))
-        if not await self.store.take(gk, now, now + interval):
+        if group.receiver not in self.senders and group.receiver not in {
+            r.name for r in self.config.receivers
+        }:
+            log.warning("dropping group of a receiver that no longer exists",
+                        extra={"group": gk, "receiver": group.receiver})
             return False
         visible = [
             t for t, _ in group.alerts
@@ -224,7 +230,6 @@ class Dispatcher:
             (t for t in visible if t.state == "resolved"), key=lambda t: t.fingerprint
         )
         receiver_cfg = self.config.receiver(group.receiver)
-        entry = await self.store.log_entry(gk, group.receiver)
         firing_fps = {t.fingerprint for t in firing}
         resolved_fps = {t.fingerprint for t in resolved}
         repeat = self._repeat_interval(route, group.receiver)
@@ -252,15 +257,14 @@ class Dispatcher:
                 return None
         version = entry.version if entry else 0
         token = f"{self.instance}:{uuid.uuid4().hex}"
-        claimed = await self.store.claim(gk, receiver, version, token, now,
-                                         self.config.retry.lease_s)
+        claimed = await self.store.claim(gk, version, token, now, self.config.retry.lease_s)
         if claimed != 1:
             return None
         firing_fps = [t.fingerprint for t in firing]
         resolved_fps = [t.fingerprint for t in resolved]
         to_send = resolved if cfg.send_resolved else []
         if not firing and not to_send:
-            await self.store.mark_sent(gk, receiver, token, firing_fps, resolved_fps, now)
+            await self.store.mark_sent(gk, token, firing_fps, resolved_fps, now)
             return False
         notification = Notification(
             receiver=receiver, group_key=gk, group_labels=group.labels, firing=firing,
@@ -295,8 +299,7 @@ class Dispatcher:
         self, n: Notification, token: str, firing_fps: list[str], resolved_fps: list[str]
     ) -> None:
         now = self.clock.now()
-        if not await self.store.mark_sent(n.group_key, n.receiver, token, firing_fps,
-                                          resolved_fps, now):
+        if not await self.store.mark_sent(n.group_key, token, firing_fps, resolved_fps, now):
             log.warning("lease expired before the notification was marked sent; another "
                         "replica may send it again",
                         extra={"group": n.group_key, "receiver": n.receiver})
@@ -328,7 +331,7 @@ class Dispatcher:
         give_up = not exc.retryable or now - first >= self.config.retry.give_up_after_s
         if give_up:
             await self.store.mark_sent(
-                n.group_key, n.receiver, token, [t.fingerprint for t in n.firing],
+                n.group_key, token, [t.fingerprint for t in n.firing],
                 [t.fingerprint for t in n.resolved], now,
             )
             await self.store.dead_letter({
@@ -340,7 +343,7 @@ class Dispatcher:
             log.error("notification dead-lettered", extra={
                 "group": n.group_key, "receiver": n.receiver, "reason": exc.reason})
             return
-        recorded = await self.store.record_failure(n.group_key, n.receiver, token, now)
+        recorded = await self.store.record_failure(n.group_key, token, now)
         attempts = recorded[0] if recorded else 1
         delay = exc.retry_after if exc.retry_after is not None else self.backoff(attempts)
         await self.store.reschedule(n.group_key, now + delay)

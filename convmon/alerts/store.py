@@ -5,10 +5,11 @@ restarts share it:
 
 - ``seq:<fp>``            last transition seq ingested per alert (redelivery guard)
 - ``firing``              hash fp → transition JSON of every firing alert (inhibition sources)
-- ``group:<gk>``          hash ``meta`` → JSON {route, receiver, labels}
+- ``group:<gk>``          hash ``meta`` → JSON {route, receiver, labels}; ``interval``
 - ``group:<gk>:alerts``   hash fp → latest transition JSON of the alerts in the group
 - ``due``                 sorted set gk → unix time the group must next be evaluated
-- ``nflog:<gk>:<recv>``   the notification log: what was last sent (firing/resolved
+- ``nflog:<gk>``          the notification log of the group's receiver (the group key
+  already names route and receiver): what was last sent (firing/resolved
   fingerprints, sent_at, version) plus the current claim (token, lease_until) and retry state
 - ``dead``                stream of notifications given up after the retry budget
 - ``rate:<recv>:<minute>`` per-receiver notification counter (rate limit)
@@ -24,7 +25,7 @@ before `mark_sent` leaves a lease that expires, and another replica sends again:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,7 @@ SEQ_TTL_S = 30 * 86400
 
 _INGEST_LUA = """
 -- KEYS: seq, firing, due, then (group, group alerts)*
--- ARGV: fp, seq, state, data, seq ttl, then (gk, meta, due if new)*
+-- ARGV: fp, seq, state, data, seq ttl, then (gk, meta, due if new, interval)*
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[2]) <= last then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[5])
@@ -49,11 +50,11 @@ else
 end
 local n = 0
 for i = 4, #KEYS, 2 do
-  local base = 5 + n * 3
+  local base = 5 + n * 4
   n = n + 1
   local member = redis.call('HEXISTS', KEYS[i + 1], ARGV[1]) == 1
   if ARGV[3] == 'firing' or member then
-    redis.call('HSET', KEYS[i], 'meta', ARGV[base + 2])
+    redis.call('HSET', KEYS[i], 'meta', ARGV[base + 2], 'interval', ARGV[base + 4])
     redis.call('HSET', KEYS[i + 1], ARGV[1], ARGV[4])
     redis.call('ZADD', KEYS[3], 'NX', ARGV[base + 3], ARGV[base + 1])
   end
@@ -62,11 +63,19 @@ return 1
 """
 
 _TAKE_LUA = """
--- KEYS[1] due; ARGV gk, now, next
+-- KEYS: due, group, group alerts, nflog; ARGV gk, now
+-- Take a due group (re-schedule it one group_interval later) and return its state:
+-- {-1} group gone, {0} not due (another replica took it), else {1, meta, alerts, nflog}.
+local meta = redis.call('HGET', KEYS[2], 'meta')
+if not meta then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return {-1}
+end
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not s or tonumber(s) > tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-return 1
+if not s or tonumber(s) > tonumber(ARGV[2]) then return {0} end
+local interval = tonumber(redis.call('HGET', KEYS[2], 'interval') or '300')
+redis.call('ZADD', KEYS[1], tonumber(ARGV[2]) + interval, ARGV[1])
+return {1, meta, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}
 """
 
 _CLAIM_LUA = """
@@ -135,6 +144,7 @@ class GroupTarget:
     receiver: str
     labels: dict[str, str]
     due_if_new: float
+    interval_s: float
 
 
 @dataclass
@@ -196,18 +206,30 @@ class AlertStore:
     def dead_key(self) -> str:
         return self.k("dead")
 
-    def nflog_key(self, group_key: str, receiver: str) -> str:
-        return self.k("nflog", group_key, receiver)
+    def nflog_key(self, group_key: str) -> str:
+        return self.k("nflog", group_key)
 
-    async def ingest(self, t: AlertTransition, data: bytes, targets: list[GroupTarget]) -> bool:
-        """Apply one transition to its groups; False if it was already applied (or older)."""
-        keys = [self.k("seq", t.fingerprint), self.k("firing"), self.due_key]
-        args: list[Any] = [t.fingerprint, t.seq, t.state, data, SEQ_TTL_S]
-        for g in targets:
-            keys += [self.k("group", g.group_key), self.k("group", g.group_key, "alerts")]
-            meta = json.dumps({"route": g.route_id, "receiver": g.receiver, "labels": g.labels})
-            args += [g.group_key, meta, g.due_if_new]
-        return bool(await self._ingest(keys=keys, args=args))
+    async def ingest(
+        self, items: Sequence[tuple[AlertTransition, bytes, list[GroupTarget]]]
+    ) -> list[bool]:
+        """Apply transitions to their groups (one pipeline, one script per transition);
+        False where a transition was already applied or is older than the last one."""
+        if not items:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for t, data, targets in items:
+                keys = [self.k("seq", t.fingerprint), self.k("firing"), self.due_key]
+                args: list[Any] = [t.fingerprint, t.seq, t.state, data, SEQ_TTL_S]
+                for g in targets:
+                    keys += [self.k("group", g.group_key),
+                             self.k("group", g.group_key, "alerts")]
+                    meta = json.dumps(
+                        {"route": g.route_id, "receiver": g.receiver, "labels": g.labels}
+                    )
+                    args += [g.group_key, meta, g.due_if_new, g.interval_s]
+                await self._ingest(keys=keys, args=args, client=pipe)
+            results = await pipe.execute()
+        return [bool(r) for r in results]
 
     async def due_groups(self, now: float, limit: int = 200) -> list[str]:
         raw = await self.redis.zrangebyscore(self.due_key, "-inf", now, start=0, num=limit)
@@ -217,58 +239,63 @@ class AlertStore:
         first = await self.redis.zrange(self.due_key, 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
-    async def take(self, group_key: str, now: float, next_at: float) -> bool:
-        """Atomically take a due group for evaluation and schedule its next tick."""
-        return bool(await self._take(keys=[self.due_key], args=[group_key, now, next_at]))
+    async def take(self, group_key: str, now: float) -> tuple[Group, LogEntry | None] | None:
+        """Atomically take a due group for evaluation (scheduling its next tick one
+        group_interval later) and load it with its notification log. None when the group
+        is gone or not due (e.g. another replica just took it)."""
+        gk = group_key
+        res = await self._take(
+            keys=[self.due_key, self.k("group", gk), self.k("group", gk, "alerts"),
+                  self.nflog_key(gk)],
+            args=[gk, now],
+        )
+        if int(res[0]) != 1:
+            return None
+        meta = json.loads(res[1])
+        flat = res[2]
+        alerts = [(decode_transition(flat[i + 1]), flat[i + 1]) for i in range(0, len(flat), 2)]
+        log_flat = res[3]
+        entry = LogEntry.from_hash(
+            {log_flat[i]: log_flat[i + 1] for i in range(0, len(log_flat), 2)}
+        )
+        group = Group(gk, meta["route"], meta["receiver"], meta["labels"], alerts)
+        return group, entry
 
     async def reschedule(self, group_key: str, at: float) -> None:
         await self.redis.zadd(self.due_key, {group_key: at}, xx=True)
 
-    async def load_group(self, group_key: str) -> Group | None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hget(self.k("group", group_key), "meta")
-            pipe.hgetall(self.k("group", group_key, "alerts"))
-            meta_raw, alerts_raw = await pipe.execute()
-        if meta_raw is None:
-            await self.redis.zrem(self.due_key, group_key)
-            return None
-        meta = json.loads(meta_raw)
-        alerts = [(decode_transition(v), v) for v in alerts_raw.values()]
-        return Group(group_key, meta["route"], meta["receiver"], meta["labels"], alerts)
-
     async def firing_alerts(self) -> list[AlertTransition]:
         return [decode_transition(v) for v in (await self.redis.hvals(self.k("firing")))]
 
-    async def log_entry(self, group_key: str, receiver: str) -> LogEntry | None:
-        return LogEntry.from_hash(await self.redis.hgetall(self.nflog_key(group_key, receiver)))
+    async def log_entry(self, group_key: str) -> LogEntry | None:
+        return LogEntry.from_hash(await self.redis.hgetall(self.nflog_key(group_key)))
 
     async def claim(
-        self, group_key: str, receiver: str, version: int, token: str, now: float, lease_s: float
+        self, group_key: str, version: int, token: str, now: float, lease_s: float
     ) -> int:
         """1 claimed, 0 the log changed since it was read, -1 another sender holds a lease."""
         return int(await self._claim(
-            keys=[self.nflog_key(group_key, receiver)], args=[version, token, now, now + lease_s]
+            keys=[self.nflog_key(group_key)], args=[version, token, now, now + lease_s]
         ))
 
     async def mark_sent(
-        self, group_key: str, receiver: str, token: str, firing: list[str],
-        resolved: list[str], now: float,
+        self, group_key: str, token: str, firing: list[str], resolved: list[str], now: float,
     ) -> bool:
         return bool(await self._mark(
-            keys=[self.nflog_key(group_key, receiver)],
+            keys=[self.nflog_key(group_key)],
             args=[token, json.dumps(firing), json.dumps(resolved), now, NFLOG_TTL_S],
         ))
 
     async def record_failure(
-        self, group_key: str, receiver: str, token: str, now: float
+        self, group_key: str, token: str, now: float
     ) -> tuple[int, float] | None:
-        res = await self._fail(keys=[self.nflog_key(group_key, receiver)], args=[token, now])
+        res = await self._fail(keys=[self.nflog_key(group_key)], args=[token, now])
         if not res:
             return None
         return int(res[0]), float(res[1])
 
-    async def release(self, group_key: str, receiver: str, token: str) -> None:
-        await self._release(keys=[self.nflog_key(group_key, receiver)], args=[token])
+    async def release(self, group_key: str, token: str) -> None:
+        await self._release(keys=[self.nflog_key(group_key)], args=[token])
 
     async def prune_resolved(self, group: Group) -> bool:
         """Drop the resolved alerts just evaluated (unless they changed since); True when
@@ -277,6 +304,8 @@ class AlertStore:
         for t, raw in group.alerts:
             if t.state == "resolved":
                 args += [t.fingerprint, raw]
+        if len(args) == 1:
+            return False
         gk = group.group_key
         keys = [self.k("group", gk), self.k("group", gk, "alerts"), self.due_key]
         return bool(await self._prune(keys=keys, args=args))
