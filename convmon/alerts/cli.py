@@ -13,6 +13,8 @@ import typer
 from rich.table import Table
 
 from convmon.monitor.alerting import AlertTransition, alert_fingerprint, decode_transition
+from convmon.monitor.app import open_runtime
+from convmon.monitor.cli import ConfigOption, console, err_console, load_or_exit, run_async
 
 from .config import AlertsConfig
 from .notification import DeliveryError, Notification, format_time
@@ -46,9 +48,6 @@ def sample_notification(receiver: str, now: float) -> Notification:
 
 
 def register_cli(app: typer.Typer) -> None:
-    from convmon.monitor.app import open_runtime
-    from convmon.monitor.cli import ConfigOption, console, err_console, load_or_exit, run_async
-
     alerts_app = typer.Typer(help="Inspect alerts and test receivers.", no_args_is_help=True)
     silence_app = typer.Typer(help="Mute alerts for a while.", no_args_is_help=True)
     app.add_typer(alerts_app, name="alerts")

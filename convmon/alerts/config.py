@@ -8,6 +8,7 @@ this. Durations are seconds. Secrets (webhook URLs, tokens, passwords, HMAC keys
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -60,6 +61,8 @@ class EmailReceiver(_ReceiverBase):
     to: list[str] = Field(min_length=1)
     timeout_s: float = Field(default=30.0, gt=0)
     validate_certs: bool = True
+    ca_file: Path | None = None
+    """CA bundle to verify the server with (a private CA); default: the system store."""
     message_id_domain: str = "convmon.local"
 
 

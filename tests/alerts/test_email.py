@@ -6,16 +6,21 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from redis.asyncio import Redis
 
 from convmon.monitor.clock import ManualClock
 from convmon.monitor.keys import Keys
+from tests.shared_data import require_binary
 
 from .helpers import eventually, make_dispatcher, publish, pump, transition
 
@@ -94,3 +99,65 @@ async def test_firing_and_resolved_mails_thread(
         assert second["In-Reply-To"] == root and second["References"] == root
     finally:
         await d.close()
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    openssl = require_binary("openssl", shutil.which("openssl"))
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+async def test_tls_and_auth(
+    security: str, redis: Redis, keys: Keys, clock: ManualClock,
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    inbox = Inbox()
+    logins: list[tuple[bytes, bytes]] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
+                      data: Any) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        logins.append((data.login, data.password))
+        return AuthResult(success=data.password == b"hunter2")
+
+    def protocol() -> SMTP:
+        if security == "starttls":
+            return SMTP(inbox, tls_context=context, require_starttls=True,
+                        authenticator=authenticator, auth_require_tls=True)
+        return SMTP(inbox, authenticator=authenticator, auth_require_tls=False)
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        protocol, "127.0.0.1", 0, ssl=context if security == "tls" else None)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("CONVMON_TEST_SMTP_PASSWORD", "hunter2")
+    cfg = {
+        "receivers": [{"type": "email", "name": "mail", "host": "127.0.0.1", "port": port,
+                       "security": security, "username": "convmon",
+                       "password": "env:CONVMON_TEST_SMTP_PASSWORD", "ca_file": str(cert),
+                       "from": "convmon@example.org", "to": ["ops@example.org"]}],
+        "route": {"receiver": "mail", "group_wait_s": 0},
+    }
+    d = make_dispatcher(redis, keys, cfg, clock)
+    await d.open()
+    try:
+        await publish(redis, keys, transition({"alertname": "A"}, "firing", 2, clock.now()))
+        await pump(d)
+        assert await d.flush_due() == 1
+        assert logins == [(b"convmon", b"hunter2")]
+        assert len(inbox.messages) == 1
+    finally:
+        await d.close()
+        server.close()
+        await server.wait_closed()

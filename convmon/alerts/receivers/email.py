@@ -99,6 +99,7 @@ class EmailSender:
                 use_tls=cfg.security == "tls",
                 start_tls=cfg.security == "starttls",
                 validate_certs=cfg.validate_certs,
+                cert_bundle=str(cfg.ca_file) if cfg.ca_file is not None else None,
                 timeout=cfg.timeout_s,
             )
         except aiosmtplib.SMTPResponseException as exc:
