@@ -118,6 +118,15 @@ def slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def slack_code(text: str) -> str:
+    """Untrusted data (a coinbase tag, a memo) as an inline code span: escaped, and shown
+    literally (no bold/italic/strike from ``*``, ``_``, ``~``). A backtick inside would end
+    the span, so it is shown as ``'``."""
+    if not text:
+        return "-"
+    return "`" + slack_escape(text.replace("`", "'").replace("\n", " ")) + "`"
+
+
 def slack_link(url: str, text: str) -> str:
     """A mrkdwn link whose URL cannot break out of the ``<url|text>`` syntax."""
     safe_url = url.replace("&", "&amp;").replace("<", "%3C").replace(">", "%3E")

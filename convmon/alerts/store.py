@@ -35,7 +35,9 @@ from convmon.monitor.alerting import AlertTransition, decode_transition
 from convmon.monitor.keys import Keys
 
 NFLOG_TTL_S = 5 * 86400
-SEQ_TTL_S = 30 * 86400
+SEQ_TTL_S = 6 * 86400
+"""Shorter than the rule engine keeps an inactive instance's record (8 days): once that
+expires the engine counts seq from 1 again, and by then our guard must have expired too."""
 
 _INGEST_LUA = """
 -- KEYS: seq, firing, due, then (group, group alerts)*

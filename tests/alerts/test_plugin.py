@@ -128,3 +128,16 @@ def test_config_rejects_unknown_receiver_and_bad_matchers() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         AlertsConfig.model_validate({"receivers": [{"type": "slack", "name": "s"}],
                                      "route": {"receiver": "s"}})
+
+
+def test_demo_console_adds_a_console_route_and_keeps_the_root_receiver() -> None:
+    cfg = AlertsConfig.model_validate({
+        "demo_console": True,
+        "receivers": [{"type": "webhook", "name": "hook", "url": "http://127.0.0.1:1/"}],
+        "route": {"receiver": "hook"},
+    })
+    from convmon.alerts.routing import Route
+
+    matched = Route.build(cfg.route).match({"alertname": "X", "severity": "info"})
+    assert sorted(r.receiver for r in matched) == ["console", "hook"]
+    assert AlertsConfig.model_validate({"demo_console": True}).receiver("console")

@@ -72,7 +72,8 @@ async def test_block_kit_message_with_escaped_coinbase_tag(
         assert section["text"]["text"].startswith("*CRITICAL* Block mined by unknown pool")
         field_texts = [f["text"] for f in section["fields"]]
         assert "*Value*\n0.42" in field_texts
-        assert f"*coinbase_tag*\n{slack_escape(TAG)}" in field_texts
+        # Label values are data: escaped and shown as code, so *x* is not made bold.
+        assert f"*coinbase_tag*\n`{slack_escape(TAG)}`" in field_texts
         context = blocks[2]
         assert context["type"] == "context"
         assert f"<https://mempool.space/block/{BLOCK}|block>" in context["elements"][0]["text"]

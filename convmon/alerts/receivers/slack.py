@@ -19,6 +19,7 @@ from ..notification import (
     DeliveryError,
     Notification,
     format_time,
+    slack_code,
     slack_escape,
     slack_link,
 )
@@ -55,7 +56,7 @@ def build_blocks(n: Notification) -> dict[str, Any]:
             if key in _SKIP_LABELS or len(fields) >= 10:
                 continue
             fields.append({"type": "mrkdwn", "text": _clip(
-                f"*{slack_escape(key)}*\n{slack_escape(alert.labels[key])}", 2000)})
+                f"*{slack_escape(key)}*\n{slack_code(alert.labels[key])}", 2000)})
         blocks.append({
             "type": "section", "text": {"type": "mrkdwn", "text": _clip(text, 3000)},
             "fields": fields,
