@@ -258,6 +258,10 @@ class Dispatcher:
         version = entry.version if entry else 0
         token = f"{self.instance}:{uuid.uuid4().hex}"
         claimed = await self.store.claim(gk, version, token, now, self.config.retry.lease_s)
+        if claimed == -1:
+            # Another sender holds the lease: look again when it would have expired, in
+            # case that sender died.
+            await self.store.reschedule(gk, now + self.config.retry.lease_s, earlier_only=True)
         if claimed != 1:
             return None
         firing_fps = [t.fingerprint for t in firing]

@@ -8,6 +8,7 @@ listed as expired until pruned after a retention period).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 
@@ -19,6 +20,11 @@ from convmon.monitor.keys import Keys
 from .matchers import Matcher, match_all, parse_matchers
 
 RETENTION_S = 5 * 86400
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(matchers: tuple[str, ...]) -> tuple[Matcher, ...]:
+    return parse_matchers(matchers)
 
 
 class Silence(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,7 +42,7 @@ class Silence(msgspec.Struct, frozen=True, kw_only=True):
         return "active" if now < self.ends_at else "expired"
 
     def compiled(self) -> tuple[Matcher, ...]:
-        return parse_matchers(self.matchers)
+        return _compiled(tuple(self.matchers))
 
     def mutes(self, labels: Mapping[str, str], now: float) -> bool:
         return self.state(now) == "active" and match_all(self.compiled(), labels)

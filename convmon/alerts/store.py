@@ -263,8 +263,8 @@ class AlertStore:
         group = Group(gk, meta["route"], meta["receiver"], meta["labels"], alerts)
         return group, entry
 
-    async def reschedule(self, group_key: str, at: float) -> None:
-        await self.redis.zadd(self.due_key, {group_key: at}, xx=True)
+    async def reschedule(self, group_key: str, at: float, *, earlier_only: bool = False) -> None:
+        await self.redis.zadd(self.due_key, {group_key: at}, xx=True, lt=earlier_only)
 
     async def firing_alerts(self) -> list[AlertTransition]:
         return [decode_transition(v) for v in (await self.redis.hvals(self.k("firing")))]

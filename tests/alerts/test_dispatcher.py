@@ -407,3 +407,27 @@ async def test_routing_continue_and_rate_limit(
         assert [r.path for r in hook.requests].count("/hook") == 6
     finally:
         await d.close()
+
+
+async def test_crashed_sender_lease_expires_and_another_replica_delivers(
+    redis: Redis, keys: Keys, clock: ManualClock, hook: RecordingServer
+) -> None:
+    d = make_dispatcher(redis, keys, config(hook.url), clock, instance="survivor")
+    await d.open()
+    try:
+        t = transition({"alertname": "PoolShare"}, "firing", 2, clock.now())
+        await publish(redis, keys, t)
+        await pump(d)
+        clock.advance(30)
+        (gk,) = await AlertStore(redis, keys).due_groups(clock.now())
+        # A replica claimed this notification and died before sending or marking it.
+        assert await AlertStore(redis, keys).claim(gk, 0, "crashed:1", clock.now(), 60) == 1
+        assert await d.flush_due() == 0
+        assert await AlertStore(redis, keys).next_due() == clock.now() + 60
+        clock.advance(60)
+        assert await d.flush_due() == 1
+        clock.advance(300)
+        assert await d.flush_due() == 0
+        assert len(hook.requests) == 1
+    finally:
+        await d.close()
