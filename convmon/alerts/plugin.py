@@ -9,7 +9,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
+from convmon.monitor.config import ConfigSource
 from convmon.monitor.plugins import Component, Plugin, Runtime
+from convmon.monitor.secrets import Secret, SecretError
+from convmon.monitor.yamlfile import FileError
 
 from .api import http_routes
 from .cli import register_cli
@@ -54,6 +57,25 @@ async def status(runtime: Runtime, cfg: AlertsConfig) -> Mapping[str, Any]:
     }
 
 
+def check(cfg: AlertsConfig, source: ConfigSource) -> Sequence[FileError]:
+    """``convmon check``: every secret a receiver needs must be resolvable now."""
+    errors: list[FileError] = []
+    for i, receiver in enumerate(cfg.receivers):
+        for name, value in receiver:
+            secrets = value if isinstance(value, list) else [value]
+            for j, secret in enumerate(secrets):
+                if not isinstance(secret, Secret):
+                    continue
+                try:
+                    secret.reveal()
+                except SecretError as exc:
+                    path: list[str | int] = ["alerts", "receivers", i, name]
+                    if isinstance(value, list):
+                        path.append(j)
+                    errors.append(source.error(path, str(exc)))
+    return errors
+
+
 PLUGIN = Plugin(
     name="alerts",
     role="alerts",
@@ -64,6 +86,7 @@ PLUGIN = Plugin(
     status=status,
     cli=register_cli,
     http_routes=http_routes,
+    check=check,
     description="Routes, groups, silences and delivers alert notifications "
     "(Slack, email, webhook, Alertmanager, console).",
 )

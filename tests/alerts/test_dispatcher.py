@@ -225,7 +225,7 @@ async def test_dead_letter_after_retry_budget_and_on_permanent_error(
             await d.flush_due()
             if await redis.xlen(keys.ns("alerts", "dead")):
                 break
-        dead = await redis.xrange(keys.ns("alerts", "dead"))
+        dead: Any = await redis.xrange(keys.ns("alerts", "dead"))
         assert len(dead) == 1 and dead[0][1][b"reason"] == b"http_5xx"
         assert registry.get_sample_value("convmon_notification_dead_letters_total",
                                          {"receiver": "hook"}) == 1

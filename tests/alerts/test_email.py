@@ -141,11 +141,11 @@ async def test_tls_and_auth(
     server = await loop.create_server(
         protocol, "127.0.0.1", 0, ssl=context if security == "tls" else None)
     port = server.sockets[0].getsockname()[1]
-    monkeypatch.setenv("CONVMON_TEST_SMTP_PASSWORD", "hunter2")
+    monkeypatch.setenv("ALERTS_TEST_SMTP_PASSWORD", "hunter2")
     cfg = {
         "receivers": [{"type": "email", "name": "mail", "host": "127.0.0.1", "port": port,
                        "security": security, "username": "convmon",
-                       "password": "env:CONVMON_TEST_SMTP_PASSWORD", "ca_file": str(cert),
+                       "password": "env:ALERTS_TEST_SMTP_PASSWORD", "ca_file": str(cert),
                        "from": "convmon@example.org", "to": ["ops@example.org"]}],
         "route": {"receiver": "mail", "group_wait_s": 0},
     }

@@ -141,3 +141,29 @@ def test_demo_console_adds_a_console_route_and_keeps_the_root_receiver() -> None
     matched = Route.build(cfg.route).match({"alertname": "X", "severity": "info"})
     assert sorted(r.receiver for r in matched) == ["console", "hook"]
     assert AlertsConfig.model_validate({"demo_console": True}).receiver("console")
+
+
+def test_check_reports_unresolvable_secrets_with_their_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from convmon.monitor.app import load_config
+    from convmon.monitor.yamlfile import FileErrors
+
+    monkeypatch.delenv("ALERTS_TEST_MISSING_HOOK", raising=False)
+    path = tmp_path / "convmon.yaml"
+    path.write_text(
+        "alerts:\n"
+        "  receivers:\n"
+        "    - type: webhook\n"
+        "      name: hook\n"
+        "      url: env:ALERTS_TEST_MISSING_HOOK\n"
+        "  route:\n"
+        "    receiver: hook\n"
+    )
+    with pytest.raises(FileErrors) as caught:
+        load_config(path, plugins=[PLUGIN])
+    (error,) = caught.value.errors
+    assert error.line == 5 and error.field == "alerts.receivers[0].url"
+    assert "ALERTS_TEST_MISSING_HOOK is not set" in error.message
+    monkeypatch.setenv("ALERTS_TEST_MISSING_HOOK", "http://127.0.0.1:1/")
+    load_config(path, plugins=[PLUGIN])
