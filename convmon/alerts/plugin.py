@@ -53,7 +53,7 @@ async def status(runtime: Runtime, cfg: AlertsConfig) -> Mapping[str, Any]:
         "receivers": [r.name for r in cfg.receivers],
         "groups_due": int(await runtime.redis.zcount(keys.ns("alerts", "due"), "-inf",
                                                     runtime.clock.now())),
-        "dead_letters": int(await runtime.redis.xlen(keys.ns("alerts", "dead"))),
+        "dead_letters": int(await runtime.redis.xlen(keys.ns("alerts", "notifications", "dead"))),
     }
 
 

@@ -11,7 +11,8 @@ restarts share it:
 - ``nflog:<gk>``          the notification log of the group's receiver (the group key
   already names route and receiver): what was last sent (firing/resolved
   fingerprints, sent_at, version) plus the current claim (token, lease_until) and retry state
-- ``dead``                stream of notifications given up after the retry budget
+- ``notifications:dead`` stream of notifications given up after the retry budget (the
+  outbox's own dead letters, undecodable entries, stay in ``keys.alerts_dead``)
 - ``rate:<recv>:<minute>`` per-receiver notification counter (rate limit)
 
 Ingest is one Lua script per transition (seq compare-and-set, group insert, due schedule),
@@ -206,7 +207,7 @@ class AlertStore:
 
     @property
     def dead_key(self) -> str:
-        return self.k("dead")
+        return self.k("notifications", "dead")
 
     def nflog_key(self, group_key: str) -> str:
         return self.k("nflog", group_key)

@@ -223,9 +223,9 @@ async def test_dead_letter_after_retry_budget_and_on_permanent_error(
             assert nxt is not None
             clock.advance(max(0.0, nxt - clock.now()))
             await d.flush_due()
-            if await redis.xlen(keys.ns("alerts", "dead")):
+            if await redis.xlen(keys.ns("alerts", "notifications", "dead")):
                 break
-        dead: Any = await redis.xrange(keys.ns("alerts", "dead"))
+        dead: Any = await redis.xrange(keys.ns("alerts", "notifications", "dead"))
         assert len(dead) == 1 and dead[0][1][b"reason"] == b"http_5xx"
         assert registry.get_sample_value("convmon_notification_dead_letters_total",
                                          {"receiver": "hook"}) == 1
@@ -239,7 +239,7 @@ async def test_dead_letter_after_retry_budget_and_on_permanent_error(
         await pump(d)
         clock.advance(30)
         await d.flush_due()
-        assert await redis.xlen(keys.ns("alerts", "dead")) == 2  # 4xx: not retried
+        assert await redis.xlen(keys.ns("alerts", "notifications", "dead")) == 2  # 4xx: not retried
         assert hook.attempts == attempts + 1
     finally:
         await d.close()
