@@ -25,10 +25,13 @@ class Inhibitor:
         for sources, targets, equal in self.rules:
             if not match_all(targets, target.labels):
                 continue
+            two_sided = match_all(sources, target.labels)
             for src in firing:
                 if src.fingerprint == target.fingerprint:
                     continue
                 if not match_all(sources, src.labels):
+                    continue
+                if two_sided and match_all(targets, src.labels):
                     continue
                 if all(src.labels.get(k, "") == target.labels.get(k, "") for k in equal):
                     return True
