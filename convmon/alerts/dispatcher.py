@@ -257,7 +257,8 @@ class Dispatcher:
                 return None
         version = entry.version if entry else 0
         token = f"{self.instance}:{uuid.uuid4().hex}"
-        claimed = await self.store.claim(gk, version, token, now, self.config.retry.lease_s)
+        claimed, thread = await self.store.claim(gk, version, token, now,
+                                                 self.config.retry.lease_s)
         if claimed == -1:
             # Another sender holds the lease: look again when it would have expired, in
             # case that sender died.
@@ -272,7 +273,8 @@ class Dispatcher:
             return False
         notification = Notification(
             receiver=receiver, group_key=gk, group_labels=group.labels, firing=firing,
-            resolved=to_send, version=version, sent_at=now, links=self.config.links,
+            resolved=to_send, version=version, thread=thread, sent_at=now,
+            links=self.config.links,
             external_url=self.config.external_url,
         )
         # On shutdown the in-flight send finishes (receivers have timeouts) and is recorded:

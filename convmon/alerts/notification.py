@@ -48,6 +48,8 @@ class Notification:
     version: int
     """Notification-log version this notification was claimed at (stable across retries)."""
     sent_at: float
+    thread: str = ""
+    """Fixed for the life of the group's notification log (email threading)."""
     links: LinkTemplates = field(default_factory=LinkTemplates)
     external_url: str = ""
 

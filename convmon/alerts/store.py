@@ -82,14 +82,16 @@ return {1, meta, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}
 """
 
 _CLAIM_LUA = """
--- KEYS[1] nflog; ARGV expected version, token, now, lease until
+-- KEYS[1] nflog; ARGV expected version, token, now, lease until, new thread id
+-- 0 / -1 when refused, else {1, thread id} (set once per log: names the mail thread)
 local v = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if v ~= tonumber(ARGV[1]) then return 0 end
 local holder = redis.call('HGET', KEYS[1], 'token')
 local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
 if holder and holder ~= ARGV[2] and lease > tonumber(ARGV[3]) then return -1 end
 redis.call('HSET', KEYS[1], 'token', ARGV[2], 'lease_until', ARGV[4])
-return 1
+redis.call('HSETNX', KEYS[1], 'thread', ARGV[5])
+return {1, redis.call('HGET', KEYS[1], 'thread')}
 """
 
 _MARK_LUA = """
@@ -275,11 +277,17 @@ class AlertStore:
 
     async def claim(
         self, group_key: str, version: int, token: str, now: float, lease_s: float
-    ) -> int:
-        """1 claimed, 0 the log changed since it was read, -1 another sender holds a lease."""
-        return int(await self._claim(
-            keys=[self.nflog_key(group_key)], args=[version, token, now, now + lease_s]
-        ))
+    ) -> tuple[int, str]:
+        """(1, thread id) claimed; (0, "") the log changed since it was read; (-1, "")
+        another sender holds a lease. The thread id is fixed at the log's first claim."""
+        res = await self._claim(
+            keys=[self.nflog_key(group_key)],
+            args=[version, token, now, now + lease_s, f"{int(now * 1000):x}"],
+        )
+        if isinstance(res, list):
+            thread = res[1]
+            return 1, thread.decode() if isinstance(thread, bytes) else str(thread)
+        return int(res), ""
 
     async def mark_sent(
         self, group_key: str, token: str, firing: list[str], resolved: list[str], now: float,

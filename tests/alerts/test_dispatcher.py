@@ -304,13 +304,13 @@ async def test_two_replicas_deliver_once(
 
 async def test_claim_lease_lets_another_replica_take_over(redis: Redis, keys: Keys) -> None:
     store = AlertStore(redis, keys)
-    assert await store.claim("g", 0, "dead-replica", 1000.0, 60) == 1
-    assert await store.claim("g", 0, "other", 1030.0, 60) == -1  # lease held
-    assert await store.claim("g", 0, "other", 1061.0, 60) == 1  # lease expired
+    assert (await store.claim("g", 0, "dead-replica", 1000.0, 60))[0] == 1
+    assert (await store.claim("g", 0, "other", 1030.0, 60))[0] == -1  # lease held
+    assert (await store.claim("g", 0, "other", 1061.0, 60))[0] == 1  # lease expired
     assert not await store.mark_sent("g", "dead-replica", ["x"], [], 1062.0)
     assert await store.mark_sent("g", "other", ["x"], [], 1062.0)
     # The log moved on: a claim at the old version is refused.
-    assert await store.claim("g", 0, "late", 1063.0, 60) == 0
+    assert (await store.claim("g", 0, "late", 1063.0, 60))[0] == 0
 
 
 async def test_silence_mutes_until_expired(
@@ -421,7 +421,7 @@ async def test_crashed_sender_lease_expires_and_another_replica_delivers(
         clock.advance(30)
         (gk,) = await AlertStore(redis, keys).due_groups(clock.now())
         # A replica claimed this notification and died before sending or marking it.
-        assert await AlertStore(redis, keys).claim(gk, 0, "crashed:1", clock.now(), 60) == 1
+        assert (await AlertStore(redis, keys).claim(gk, 0, "crashed:1", clock.now(), 60))[0] == 1
         assert await d.flush_due() == 0
         assert await AlertStore(redis, keys).next_due() == clock.now() + 60
         clock.advance(60)

@@ -1,9 +1,10 @@
 """Email receiver: multipart (text + HTML) mail over SMTP with aiosmtplib.
 
 Threading: every notification of one alert group carries ``Message-ID:
-<convmon.<group>.<version>@domain>`` (stable across retries of the same notification, so a
-re-sent mail is recognisably the same) and, after the first, ``In-Reply-To``/``References``
-pointing at the group's first message, so mail clients thread firing and resolved together.
+<convmon.<group>.<thread>.<version>@domain>`` (stable across retries of the same
+notification, so a re-sent mail is recognisably the same) and, after the first,
+``In-Reply-To``/``References`` pointing at the group's first message, so mail clients thread
+firing and resolved together.
 All alert text goes through `html.escape` in the HTML part.
 """
 
@@ -21,8 +22,11 @@ from ..notification import DeliveryError, Notification, format_time
 
 
 def message_id(n: Notification, domain: str, version: int | None = None) -> str:
+    """``<convmon.<group>.<thread>.<version>@domain>``: the same for retries of one
+    notification, new for the next one, and never reused after the log expires (the
+    thread id is the time of the log's first claim)."""
     v = n.version if version is None else version
-    return f"<convmon.{n.group_key}.{v}@{domain}>"
+    return f"<convmon.{n.group_key}.{n.thread or 'x'}.{v}@{domain}>"
 
 
 def _text(n: Notification) -> str:
