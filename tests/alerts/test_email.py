@@ -161,3 +161,42 @@ async def test_tls_and_auth(
         await d.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_temporary_smtp_failure_is_retried_with_the_same_message_id(
+    redis: Redis, keys: Keys, clock: ManualClock
+) -> None:
+    class Flaky(Inbox):
+        refused = 0
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            if self.refused == 0:
+                self.refused += 1
+                return "451 4.3.0 try again later"
+            return await super().handle_DATA(server, session, envelope)
+
+    inbox = Flaky()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(inbox), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg = {
+        "receivers": [{"type": "email", "name": "mail", "host": "127.0.0.1", "port": port,
+                       "security": "none", "from": "convmon@example.org",
+                       "to": ["ops@example.org"]}],
+        "route": {"receiver": "mail", "group_wait_s": 0},
+    }
+    d = make_dispatcher(redis, keys, cfg, clock)
+    await d.open()
+    try:
+        await publish(redis, keys, transition({"alertname": "A"}, "firing", 2, clock.now()))
+        await pump(d)
+        assert await d.flush_due() == 0
+        clock.advance(1)
+        assert await d.flush_due() == 1
+        assert inbox.refused == 1 and len(inbox.messages) == 1
+        message_id = inbox.messages[0][2]["Message-ID"]
+        assert message_id.endswith(".0@convmon.local>")
+    finally:
+        await d.close()
+        server.close()
+        await server.wait_closed()
