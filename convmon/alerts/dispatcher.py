@@ -351,7 +351,10 @@ class Dispatcher:
             return
         recorded = await self.store.record_failure(n.group_key, token, now)
         attempts = recorded[0] if recorded else 1
-        delay = exc.retry_after if exc.retry_after is not None else self.backoff(attempts)
+        if exc.retry_after is not None:  # the receiver's wish, but never a hot loop
+            delay = max(exc.retry_after, self.config.retry.initial_backoff_s)
+        else:
+            delay = self.backoff(attempts)
         await self.store.reschedule(n.group_key, now + delay)
         log.warning("notification failed; will retry", extra={
             "group": n.group_key, "receiver": n.receiver, "reason": exc.reason,
