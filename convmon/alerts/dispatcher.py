@@ -214,11 +214,10 @@ class Dispatcher:
         if route is None or route.receiver != group.receiver:
             # The configuration changed under a live group: finish it with its receiver.
             route = self.route
-        if group.receiver not in self.senders and group.receiver not in {
-            r.name for r in self.config.receivers
-        }:
-            log.warning("dropping group of a receiver that no longer exists",
+        if group.receiver not in {r.name for r in self.config.receivers}:
+            log.warning("dropping group of a receiver that is no longer configured",
                         extra={"group": gk, "receiver": group.receiver})
+            await self.store.drop_group(gk)
             return False
         visible = [
             t for t, _ in group.alerts

@@ -321,6 +321,12 @@ class AlertStore:
         keys = [self.k("group", gk), self.k("group", gk, "alerts"), self.due_key]
         return bool(await self._prune(keys=keys, args=args))
 
+    async def drop_group(self, group_key: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.due_key, group_key)
+            pipe.delete(self.k("group", group_key), self.k("group", group_key, "alerts"))
+            await pipe.execute()
+
     async def take_rate_token(self, receiver: str, now: float, per_minute: int) -> float | None:
         """None when allowed; else the time the next minute window opens."""
         minute = int(now // 60)

@@ -431,3 +431,26 @@ async def test_crashed_sender_lease_expires_and_another_replica_delivers(
         assert len(hook.requests) == 1
     finally:
         await d.close()
+
+
+async def test_groups_of_a_removed_receiver_are_dropped(
+    redis: Redis, keys: Keys, clock: ManualClock, hook: RecordingServer
+) -> None:
+    cfg = config(hook.url)
+    cfg["receivers"].append({"type": "webhook", "name": "old", "url": hook.url + "/old"})
+    cfg["route"]["routes"] = [{"receiver": "old", "matchers": ["team=old"]}]
+    before = make_dispatcher(redis, keys, cfg, clock)
+    await before.open()
+    await publish(redis, keys, transition({"alertname": "A", "team": "old"}, "firing", 2,
+                                          clock.now()))
+    await pump(before)
+    await before.close()
+    after = make_dispatcher(redis, keys, config(hook.url), clock)  # "old" was removed
+    await after.open()
+    try:
+        clock.advance(30)
+        assert await after.flush_due() == 0
+        assert await redis.zcard(keys.ns("alerts", "due")) == 0
+        assert hook.attempts == 0
+    finally:
+        await after.close()
