@@ -1,0 +1,169 @@
+"""CLI: ``convmon alerts list|test`` and ``convmon silence add|list|expire``."""
+
+from __future__ import annotations
+
+import getpass
+import re
+import time
+from datetime import datetime
+from typing import Annotated
+
+import aiohttp
+import typer
+from rich.table import Table
+
+from convmon.monitor.alerting import AlertTransition, alert_fingerprint, decode_transition
+from convmon.monitor.app import open_runtime
+from convmon.monitor.cli import ConfigOption, console, err_console, load_or_exit, run_async
+
+from .config import AlertsConfig
+from .notification import DeliveryError, Notification, format_time
+from .receivers import build_receiver
+from .silences import SilenceStore
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``30m``, ``2h``, ``1d``, ``1w`` → seconds; raises `ValueError`."""
+    m = _DURATION.match(text.strip())
+    if m is None:
+        raise ValueError(f"invalid duration {text!r} (use e.g. 30m, 2h, 1d)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def sample_notification(receiver: str, now: float) -> Notification:
+    labels = {"alertname": "ConvmonTestNotification", "severity": "info",
+              "pool": "example-pool"}
+    alert = AlertTransition(
+        id=f"{alert_fingerprint(labels)}:1", fingerprint=alert_fingerprint(labels), seq=1,
+        rule="ConvmonTestNotification", state="firing", labels=labels,
+        annotations={"summary": "Test notification from convmon",
+                     "description": "If you can read this, the receiver works."},
+        value=1.0, starts_at=now, evaluated_at=now,
+    )
+    return Notification(receiver=receiver, group_key="test", group_labels={},
+                        firing=[alert], resolved=[], version=0, sent_at=now)
+
+
+def register_cli(app: typer.Typer) -> None:
+    alerts_app = typer.Typer(help="Inspect alerts and test receivers.", no_args_is_help=True)
+    silence_app = typer.Typer(help="Mute alerts for a while.", no_args_is_help=True)
+    app.add_typer(alerts_app, name="alerts")
+    app.add_typer(silence_app, name="silence")
+
+    @alerts_app.command("list")
+    def list_alerts(config: ConfigOption = None) -> None:
+        """Pending and firing alerts."""
+        loaded = load_or_exit(config)
+
+        async def main() -> list[AlertTransition]:
+            async with open_runtime(loaded) as rt:
+                return [decode_transition(v) for v in await rt.redis.hvals(rt.keys.active_alerts)]
+
+        alerts = run_async(main)
+        table = Table("state", "alert", "severity", "since", "labels", "summary")
+        for a in sorted(alerts, key=lambda a: (a.state, a.rule, a.starts_at)):
+            labels = ", ".join(f"{k}={v}" for k, v in sorted(a.labels.items())
+                               if k not in ("alertname", "severity"))
+            table.add_row(a.state, a.labels.get("alertname", a.rule),
+                          a.labels.get("severity", ""), format_time(a.starts_at), labels,
+                          a.annotations.get("summary", ""))
+        console.print(table)
+
+    @alerts_app.command("test")
+    def test_receiver(
+        receiver: Annotated[str, typer.Option("--receiver", "-r", help="Receiver name.")],
+        config: ConfigOption = None,
+    ) -> None:
+        """Send a sample notification to one receiver (no dedupe, no retries)."""
+        loaded = load_or_exit(config)
+        cfg: AlertsConfig = loaded.section("alerts")
+        try:
+            rcfg = cfg.receiver(receiver)
+        except KeyError:
+            err_console.print(f"[red]error[/red]: no receiver named {receiver!r}")
+            raise typer.Exit(2) from None
+
+        async def main() -> None:
+            async with aiohttp.ClientSession() as session:
+                await build_receiver(rcfg, session).send(sample_notification(receiver,
+                                                                             time.time()))
+
+        try:
+            run_async(main)
+        except DeliveryError as exc:
+            err_console.print(f"[red]failed[/red]: {receiver}: {exc}")
+            raise typer.Exit(1) from None
+        console.print(f"[green]sent[/green] a test notification to {receiver}")
+
+    @silence_app.command("add")
+    def silence_add(
+        matcher: Annotated[list[str], typer.Argument(help="Matchers: name=value, !=, =~, !~")],
+        duration: Annotated[str, typer.Option("--duration", "-d")] = "1h",
+        end: Annotated[str | None, typer.Option("--end", help="ISO end time")] = None,
+        author: Annotated[str | None, typer.Option("--author", "-a")] = None,
+        comment: Annotated[str, typer.Option("--comment", "-m")] = "",
+        config: ConfigOption = None,
+    ) -> None:
+        """Add a silence."""
+        loaded = load_or_exit(config)
+        now = time.time()
+        try:
+            ends = datetime.fromisoformat(end).timestamp() if end else now + parse_duration(
+                duration)
+        except ValueError as exc:
+            err_console.print(f"[red]error[/red]: {exc}")
+            raise typer.Exit(2) from None
+
+        async def main() -> str:
+            async with open_runtime(loaded) as rt:
+                s = await SilenceStore(rt.redis, rt.keys).add(
+                    matcher, now, ends, author or getpass.getuser(), comment, now)
+                return s.id
+
+        try:
+            sid = run_async(main)
+        except ValueError as exc:
+            err_console.print(f"[red]error[/red]: {exc}")
+            raise typer.Exit(2) from None
+        console.print(sid)
+
+    @silence_app.command("list")
+    def silence_list(
+        all_: Annotated[bool, typer.Option("--all", help="Include expired.")] = False,
+        config: ConfigOption = None,
+    ) -> None:
+        """List silences."""
+        loaded = load_or_exit(config)
+        now = time.time()
+
+        async def main() -> list[tuple[str, str, str, str, str, str, str]]:
+            async with open_runtime(loaded) as rt:
+                found = await SilenceStore(rt.redis, rt.keys).all(now)
+            return [(s.id, s.state(now), " ".join(s.matchers), format_time(s.starts_at),
+                     format_time(s.ends_at), s.author, s.comment)
+                    for s in found if all_ or s.state(now) != "expired"]
+
+        table = Table("id", "state", "matchers", "starts", "ends", "author", "comment")
+        for row in run_async(main):
+            table.add_row(*row)
+        console.print(table)
+
+    @silence_app.command("expire")
+    def silence_expire(silence_id: str, config: ConfigOption = None) -> None:
+        """Expire a silence now."""
+        loaded = load_or_exit(config)
+
+        async def main() -> bool:
+            async with open_runtime(loaded) as rt:
+                return await SilenceStore(rt.redis, rt.keys).expire(silence_id, time.time())
+
+        if not run_async(main):
+            err_console.print(f"[red]error[/red]: no silence {silence_id}")
+            raise typer.Exit(1)
+        console.print(f"expired {silence_id}")
+
+
+__all__ = ["parse_duration", "register_cli", "sample_notification"]

@@ -1,0 +1,367 @@
+"""The alert dispatcher: outbox → groups → notifications, exactly once per due notification.
+
+In: `AlertTransition`s from the ``keys.alerts`` outbox, read through a consumer group
+(``pending`` transitions are ignored). Out: notifications to receivers.
+
+Flow, following Alertmanager:
+1. Ingest: route the alert through the route tree and insert it into one aggregation group
+   per matching route (`AlertStore.ingest`, atomic and idempotent per transition seq). A new
+   group is due after ``group_wait``.
+2. Flush: a due group is taken atomically (and re-scheduled ``group_interval`` later), its
+   alerts are filtered by silences and inhibition, and the notification log decides whether
+   anything is new: new firing alerts, newly resolved alerts (when the receiver has
+   ``send_resolved``), everything resolved, or ``repeat_interval`` elapsed.
+3. Deliver: claim (compare-and-set with a lease) → send → mark sent. Failures are retried
+   with exponential backoff and jitter (``Retry-After`` wins) by re-scheduling the group;
+   the state is in Redis, so an outage spanning restarts still ends in one delivery. After
+   ``give_up_after_s`` the notification goes to the dead-letter stream.
+4. Resolved alerts that were evaluated leave the group; an empty group is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Mapping, Sequence
+
+import aiohttp
+from redis.asyncio import Redis
+
+from convmon.monitor.alerting import AlertTransition, decode_transition, encode_transition
+from convmon.monitor.bus import BusMetrics, Delivery, StreamConsumer
+from convmon.monitor.clock import Clock
+from convmon.monitor.config import BusSettings
+from convmon.monitor.keys import Keys
+
+from .config import AlertmanagerReceiver, AlertsConfig
+from .inhibit import Inhibitor
+from .metrics import DeliveryMetrics
+from .notification import DeliveryError, Notification, notification_json
+from .receivers import Sender, build_receiver
+from .routing import Route
+from .silences import Silence, SilenceStore
+from .store import AlertStore, Group, GroupTarget, LogEntry
+
+log = logging.getLogger(__name__)
+
+CONSUMER_GROUP = "alerts-dispatcher"
+MAX_PARALLEL_GROUPS = 32
+
+
+def needs_update(
+    entry: LogEntry | None, firing: set[str], resolved: set[str], send_resolved: bool,
+    repeat_s: float, now: float,
+) -> bool:
+    """Alertmanager's notification-log decision (``nflog`` ``needsUpdate``)."""
+    if entry is None:
+        return bool(firing)
+    if not firing <= set(entry.firing):
+        return True
+    if not firing:
+        return bool(entry.firing)
+    if send_resolved and not resolved <= set(entry.resolved):
+        return True
+    return entry.sent_at is None or entry.sent_at <= now - repeat_s
+
+
+class Dispatcher:
+    """One dispatcher replica. Run as many as you like against one Redis."""
+
+    name = "alerts-dispatcher"
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        config: AlertsConfig,
+        clock: Clock,
+        metrics: DeliveryMetrics,
+        *,
+        bus_settings: BusSettings,
+        bus_metrics: BusMetrics,
+        instance: str = "dispatcher",
+        senders: Mapping[str, Sender] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.config = config
+        self.clock = clock
+        self.metrics = metrics
+        self.instance = instance
+        self.store = AlertStore(redis, keys)
+        self.silences = SilenceStore(redis, keys)
+        self.route = Route.build(config.route)
+        self._routes = {r.id: r for r in _walk(self.route)}
+        self.inhibitor = Inhibitor(config.inhibit_rules)
+        self.senders: dict[str, Sender] = dict(senders or {})
+        self._rng = rng or random.Random()
+        self._session: aiohttp.ClientSession | None = None
+        self._wake = asyncio.Event()
+        self.consumer: StreamConsumer[AlertTransition] = StreamConsumer(
+            redis, stream=keys.alerts, group=CONSUMER_GROUP, name=instance,
+            handler=self.handle, decode=decode_transition, settings=bus_settings,
+            metrics=bus_metrics,
+        )
+
+    async def open(self) -> None:
+        """Create the HTTP session and the senders not given explicitly."""
+        missing = [r for r in self.config.receivers if r.name not in self.senders]
+        if missing and self._session is None:
+            self._session = aiohttp.ClientSession()
+        for cfg in missing:
+            assert self._session is not None
+            self.senders[cfg.name] = build_receiver(cfg, self._session)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def run(self) -> None:
+        await self.open()
+        try:
+            await self.consumer.ensure_group()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.consumer.run())
+                tg.create_task(self._flush_loop())
+        finally:
+            await self.close()
+
+    async def handle(self, deliveries: Sequence[Delivery[AlertTransition]]) -> None:
+        """Consumer-group handler: ingest a batch of transitions (idempotent)."""
+        if any(await self.ingest(*(d.value for d in deliveries))):
+            self._wake.set()
+
+    async def ingest(self, *transitions: AlertTransition) -> list[bool]:
+        now = self.clock.now()
+        items = []
+        for t in transitions:
+            if t.state == "pending":
+                continue
+            targets = []
+            for route in self.route.match(t.labels):
+                # Alertmanager flushes a new group at once when its first alert is older
+                # than group_wait (e.g. after a restart); otherwise it waits group_wait.
+                due = max(now, min(now, t.starts_at) + route.group_wait_s)
+                targets.append(GroupTarget(
+                    route.group_key(t.labels), route.id, route.receiver,
+                    route.group_labels(t.labels), due, self._group_interval(route),
+                ))
+            items.append((t, encode_transition(t), targets))
+        return await self.store.ingest(items)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self.flush_due()
+            now = self.clock.now()
+            nxt = await self.store.next_due()
+            wait = self.config.tick_s if nxt is None else min(self.config.tick_s, nxt - now)
+            if wait <= 0:
+                await asyncio.sleep(0)
+                continue
+            self._wake.clear()
+            sleeper = asyncio.ensure_future(self.clock.sleep(wait))
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (sleeper, waker):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+    async def flush_due(self) -> int:
+        """Evaluate every due group once; returns how many notifications were delivered."""
+        now = self.clock.now()
+        due = await self.store.due_groups(now)
+        if not due:
+            return 0
+        silences = await self.silences.active(now)
+        firing = await self.store.firing_alerts() if self.inhibitor.rules else []
+        limiter = asyncio.Semaphore(MAX_PARALLEL_GROUPS)
+
+        async def one(gk: str) -> bool:
+            async with limiter:
+                return await self.flush_group(gk, silences, firing)
+
+        results = await asyncio.gather(*(one(gk) for gk in due))
+        return sum(results)
+
+    def _repeat_interval(self, route: Route, receiver: str | None = None) -> float:
+        cfg = self.config.receiver(receiver or route.receiver)
+        if isinstance(cfg, AlertmanagerReceiver):
+            return cfg.resend_interval_s
+        return route.repeat_interval_s
+
+    def _group_interval(self, route: Route) -> float:
+        # Alertmanager expects firing alerts again before they time out: evaluate its
+        # groups at least once per resend interval.
+        return min(route.group_interval_s, self._repeat_interval(route))
+
+    async def flush_group(
+        self, gk: str, silences: Sequence[Silence], firing_all: Sequence[AlertTransition]
+    ) -> bool:
+        now = self.clock.now()
+        taken = await self.store.take(gk, now)
+        if taken is None:
+            return False
+        group, entry = taken
+        route = self._routes.get(group.route_id)
+        if route is None or route.receiver != group.receiver:
+            # The configuration changed under a live group: finish it with its receiver.
+            route = self.route
+        if group.receiver not in {r.name for r in self.config.receivers}:
+            log.warning("dropping group of a receiver that is no longer configured",
+                        extra={"group": gk, "receiver": group.receiver})
+            await self.store.drop_group(gk)
+            return False
+        visible = [
+            t for t, _ in group.alerts
+            if not any(s.mutes(t.labels, now) for s in silences)
+            and not (t.state == "firing" and self.inhibitor.inhibited(t, firing_all))
+        ]
+        firing = sorted((t for t in visible if t.state == "firing"), key=lambda t: t.fingerprint)
+        resolved = sorted(
+            (t for t in visible if t.state == "resolved"), key=lambda t: t.fingerprint
+        )
+        receiver_cfg = self.config.receiver(group.receiver)
+        firing_fps = {t.fingerprint for t in firing}
+        resolved_fps = {t.fingerprint for t in resolved}
+        repeat = self._repeat_interval(route, group.receiver)
+        if not needs_update(entry, firing_fps, resolved_fps, receiver_cfg.send_resolved,
+                            repeat, now):
+            await self.store.prune_resolved(group)
+            return False
+        sent = await self._deliver(group, entry, firing, resolved, now)
+        if sent is not None:
+            await self.store.prune_resolved(group)
+        return bool(sent)
+
+    async def _deliver(
+        self, group: Group, entry: LogEntry | None, firing: list[AlertTransition],
+        resolved: list[AlertTransition], now: float,
+    ) -> bool | None:
+        """Claim, send, mark. True delivered, False nothing to send (logged as sent),
+        None not done now (busy elsewhere, rate limited or retrying later)."""
+        gk, receiver = group.group_key, group.receiver
+        cfg = self.config.receiver(receiver)
+        if cfg.rate_limit_per_minute is not None:
+            reopen = await self.store.take_rate_token(receiver, now, cfg.rate_limit_per_minute)
+            if reopen is not None:
+                await self.store.reschedule(gk, reopen)
+                return None
+        version = entry.version if entry else 0
+        token = f"{self.instance}:{uuid.uuid4().hex}"
+        claimed, thread = await self.store.claim(gk, version, token, now,
+                                                 self.config.retry.lease_s)
+        if claimed == -1:
+            # Another sender holds the lease: look again when it would have expired, in
+            # case that sender died.
+            await self.store.reschedule(gk, now + self.config.retry.lease_s, earlier_only=True)
+        if claimed != 1:
+            return None
+        firing_fps = [t.fingerprint for t in firing]
+        resolved_fps = [t.fingerprint for t in resolved]
+        to_send = resolved if cfg.send_resolved else []
+        if not firing and not to_send:
+            await self.store.mark_sent(gk, token, firing_fps, resolved_fps, now)
+            return False
+        notification = Notification(
+            receiver=receiver, group_key=gk, group_labels=group.labels, firing=firing,
+            resolved=to_send, version=version, thread=thread, sent_at=now,
+            links=self.config.links,
+            external_url=self.config.external_url,
+        )
+        # On shutdown the in-flight send finishes (receivers have timeouts) and is recorded:
+        # abandoning it after the receiver accepted it would make a restart send it again.
+        task = asyncio.ensure_future(
+            self._send_and_record(notification, entry, token, firing_fps, resolved_fps)
+        )
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
+
+    async def _send_and_record(
+        self, notification: Notification, entry: LogEntry | None, token: str,
+        firing_fps: list[str], resolved_fps: list[str],
+    ) -> bool | None:
+        try:
+            await self._send(notification)
+        except DeliveryError as exc:
+            self.metrics.failed.labels(notification.receiver, exc.reason).inc()
+            await self._failed(notification, entry, token, exc)
+            return None
+        await self._delivered(notification, token, firing_fps, resolved_fps)
+        return True
+
+    async def _delivered(
+        self, n: Notification, token: str, firing_fps: list[str], resolved_fps: list[str]
+    ) -> None:
+        now = self.clock.now()
+        if not await self.store.mark_sent(n.group_key, token, firing_fps, resolved_fps, now):
+            log.warning("lease expired before the notification was marked sent; another "
+                        "replica may send it again",
+                        extra={"group": n.group_key, "receiver": n.receiver})
+        self.metrics.sent.labels(n.receiver).inc()
+        newest = max(t.evaluated_at for t in n.alerts)
+        self.metrics.latency.labels(n.receiver).observe(max(0.0, now - newest))
+
+    async def _send(self, notification: Notification) -> None:
+        sender = self.senders.get(notification.receiver)
+        if sender is None:
+            raise DeliveryError("receiver not configured", retryable=False, reason="config")
+        try:
+            await sender.send(notification)
+        except DeliveryError:
+            raise
+        except Exception as exc:  # a broken receiver (bad secret, bug) must not stop others
+            raise DeliveryError(f"{type(exc).__name__}", reason="error") from exc
+
+    def backoff(self, attempts: int) -> float:
+        policy = self.config.retry
+        ceiling = min(policy.max_backoff_s, policy.initial_backoff_s * 2 ** max(0, attempts - 1))
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    async def _failed(
+        self, n: Notification, entry: LogEntry | None, token: str, exc: DeliveryError
+    ) -> None:
+        now = self.clock.now()
+        first = entry.first_failure_at if entry and entry.first_failure_at else now
+        give_up = not exc.retryable or now - first >= self.config.retry.give_up_after_s
+        if give_up:
+            await self.store.mark_sent(
+                n.group_key, token, [t.fingerprint for t in n.firing],
+                [t.fingerprint for t in n.resolved], now,
+            )
+            await self.store.dead_letter({
+                "group_key": n.group_key, "receiver": n.receiver, "reason": exc.reason,
+                "error": str(exc), "first_failure_at": str(first), "at": str(now),
+                "data": notification_json(n).decode(),
+            })
+            self.metrics.dead_letters.labels(n.receiver).inc()
+            log.error("notification dead-lettered", extra={
+                "group": n.group_key, "receiver": n.receiver, "reason": exc.reason})
+            return
+        recorded = await self.store.record_failure(n.group_key, token, now)
+        attempts = recorded[0] if recorded else 1
+        if exc.retry_after is not None:  # the receiver's wish, but never a hot loop
+            delay = max(exc.retry_after, self.config.retry.initial_backoff_s)
+        else:
+            delay = self.backoff(attempts)
+        await self.store.reschedule(n.group_key, now + delay)
+        log.warning("notification failed; will retry", extra={
+            "group": n.group_key, "receiver": n.receiver, "reason": exc.reason,
+            "attempt": attempts, "retry_in_s": round(delay, 3)})
+
+
+def _walk(route: Route) -> list[Route]:
+    out = [route]
+    for child in route.children:
+        out.extend(_walk(child))
+    return out

@@ -1,0 +1,41 @@
+"""Receivers: deliver one `Notification` or raise `DeliveryError`.
+
+`build_receiver` turns a receiver configuration into its sender. Receivers are stateless
+apart from an HTTP session; dedupe, retries and rate limits are the dispatcher's job.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+
+from ..config import (
+    AlertmanagerReceiver,
+    ConsoleReceiver,
+    EmailReceiver,
+    ReceiverConfig,
+    SlackReceiver,
+    WebhookReceiver,
+)
+from .alertmanager import AlertmanagerSender
+from .base import Sender
+from .console import ConsoleSender
+from .email import EmailSender
+from .slack import SlackSender
+from .webhook import WebhookSender
+
+
+def build_receiver(cfg: ReceiverConfig, session: aiohttp.ClientSession) -> Sender:
+    if isinstance(cfg, SlackReceiver):
+        return SlackSender(cfg, session)
+    if isinstance(cfg, EmailReceiver):
+        return EmailSender(cfg)
+    if isinstance(cfg, WebhookReceiver):
+        return WebhookSender(cfg, session)
+    if isinstance(cfg, AlertmanagerReceiver):
+        return AlertmanagerSender(cfg, session)
+    if isinstance(cfg, ConsoleReceiver):
+        return ConsoleSender(cfg)
+    raise ValueError(f"unknown receiver type {type(cfg).__name__}")
+
+
+__all__ = ["Sender", "build_receiver"]

@@ -1,0 +1,128 @@
+"""Test helpers: transitions written to the outbox exactly as the rule engine writes them,
+a local HTTP server that records requests and can fail on demand, and dispatcher wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from convmon.alerts.config import AlertsConfig
+from convmon.alerts.dispatcher import Dispatcher
+from convmon.alerts.metrics import DeliveryMetrics
+from convmon.monitor.alerting import AlertTransition, alert_fingerprint, encode_transition
+from convmon.monitor.bus import BusMetrics
+from convmon.monitor.clock import Clock
+from convmon.monitor.config import BusSettings
+from convmon.monitor.keys import Keys
+
+
+def transition(
+    labels: dict[str, str], state: str, seq: int, at: float, *,
+    annotations: dict[str, str] | None = None, event_id: str | None = None,
+    value: float | None = 1.0, starts_at: float | None = None,
+) -> AlertTransition:
+    labels = {"severity": "warning", **labels}
+    fp = alert_fingerprint(labels)
+    return AlertTransition(
+        id=f"{fp}:{seq}", fingerprint=fp, seq=seq, rule=labels["alertname"],
+        state=state,  # type: ignore[arg-type]
+        labels=labels, annotations=annotations or {"summary": f"{labels['alertname']} fired"},
+        value=value, starts_at=at if starts_at is None else starts_at,
+        ends_at=at if state == "resolved" else None, evaluated_at=at, event_id=event_id,
+    )
+
+
+async def publish(redis: Redis, keys: Keys, t: AlertTransition) -> None:
+    """XADD to the outbox with the contract's fields (id, fp, state, data)."""
+    await redis.xadd(keys.alerts, {"id": t.id, "fp": t.fingerprint, "state": t.state,
+                                   "data": encode_transition(t)})
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class RecordingServer:
+    """An HTTP server on 127.0.0.1:0 recording every request. ``faults`` is a queue of
+    responses to give before answering normally: (status, headers) or ("hang", seconds)."""
+
+    ok_body: bytes = b"ok"
+    requests: list[Recorded] = field(default_factory=list)
+    attempts: int = 0
+    faults: list[tuple[Any, Any]] = field(default_factory=list)
+    runner: web.AppRunner | None = None
+    url: str = ""
+    received: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.attempts += 1
+        if self.faults:
+            kind, arg = self.faults.pop(0)
+            if kind == "hang":
+                await asyncio.sleep(arg)
+                return web.Response(status=200)
+            return web.Response(status=kind, headers=arg or {})
+        self.requests.append(Recorded(request.path, dict(request.headers), body))
+        self.received.set()
+        return web.Response(body=self.ok_body, content_type="application/json")
+
+    async def start(self) -> RecordingServer:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def wait_for(self, count: int, limit_s: float = 30.0) -> None:
+        async with asyncio.timeout(limit_s):
+            while len(self.requests) < count:
+                self.received.clear()
+                await self.received.wait()
+
+
+def make_dispatcher(
+    redis: Redis, keys: Keys, cfg: dict[str, Any] | AlertsConfig, clock: Clock,
+    registry: CollectorRegistry | None = None, instance: str = "d1",
+) -> Dispatcher:
+    config = cfg if isinstance(cfg, AlertsConfig) else AlertsConfig.model_validate(cfg)
+    reg = registry or CollectorRegistry()
+    settings = BusSettings(claim_idle_ms=200, block_ms=20, max_deliveries=5, batch=100)
+    return Dispatcher(redis, keys, config, clock, DeliveryMetrics(reg),
+                      bus_settings=settings, bus_metrics=BusMetrics(reg), instance=instance)
+
+
+async def pump(d: Dispatcher) -> None:
+    """Consume everything currently in the outbox."""
+    await d.consumer.ensure_group()
+    while await d.consumer.step(block_ms=1):
+        pass
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], limit_s: float = 30.0) -> None:
+    """Poll ``check`` until true (bounded; for state outside our control, e.g. a process)."""
+    async with asyncio.timeout(limit_s):
+        while not await check():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)

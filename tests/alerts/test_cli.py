@@ -1,0 +1,70 @@
+"""``convmon alerts`` and ``convmon silence`` through the real CLI entry (typer), against
+the test Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis as redis_sync
+import typer
+from typer.testing import CliRunner
+
+from convmon.alerts.cli import register_cli
+from convmon.monitor.alerting import encode_transition
+from convmon.monitor.keys import Keys
+from convmon.monitor.plugins import PluginError, discover_plugins
+
+from .helpers import transition
+
+
+@pytest.fixture
+def cli_config(tmp_path: Path, redis_url: str, keys: Keys) -> Iterator[Path]:
+    try:
+        discover_plugins()
+    except PluginError as exc:  # the CLI loads every plugin's configuration
+        pytest.skip(f"not every plugin is importable in this checkout: {exc}")
+    path = tmp_path / "convmon.yaml"
+    path.write_text(
+        f"redis:\n  url: {redis_url}\n  prefix: {keys.prefix}\n"
+        "alerts:\n  receivers:\n    - type: console\n      name: console\n"
+        "  route:\n    receiver: console\n"
+    )
+    yield path
+    client = redis_sync.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{keys.prefix}:*"):
+        client.delete(key)
+
+
+def app() -> typer.Typer:
+    root = typer.Typer()
+    root.command("noop")(lambda: None)
+    register_cli(root)
+    return root
+
+
+def test_silence_add_list_expire_and_alerts(cli_config: Path, redis_url: str,
+                                            keys: Keys) -> None:
+    runner = CliRunner()
+    cfg = ["--config", str(cli_config)]
+    added = runner.invoke(app(), ["silence", "add", "alertname=PoolShare", "pool=~foundry",
+                                  "--duration", "2h", "--author", "ops", "-m", "upgrade", *cfg])
+    assert added.exit_code == 0, added.output
+    silence_id = added.output.strip()
+    listed = runner.invoke(app(), ["silence", "list", *cfg])
+    assert listed.exit_code == 0 and silence_id[:8] in listed.output and "active" in listed.output
+    assert runner.invoke(app(), ["silence", "expire", silence_id, *cfg]).exit_code == 0
+    assert silence_id[:8] not in runner.invoke(app(), ["silence", "list", *cfg]).output
+    bad = runner.invoke(app(), ["silence", "add", "pool=~(", *cfg])
+    assert bad.exit_code == 2
+
+    t = transition({"alertname": "PoolShare", "pool": "foundry"}, "firing", 2, 1.8e9)
+    redis_sync.Redis.from_url(redis_url).hset(keys.active_alerts, t.fingerprint,
+                                              encode_transition(t))
+    alerts = runner.invoke(app(), ["alerts", "list", *cfg])
+    assert alerts.exit_code == 0 and "PoolShare" in alerts.output and "firing" in alerts.output
+
+    sent = runner.invoke(app(), ["alerts", "test", "--receiver", "console", *cfg])
+    assert sent.exit_code == 0 and "ConvmonTestNotification" in sent.output
+    assert runner.invoke(app(), ["alerts", "test", "--receiver", "nope", *cfg]).exit_code == 2
