@@ -46,10 +46,13 @@ def load_config(
     environ: dict[str, str] | None = None,
     plugins: Sequence[Plugin] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    deep: bool = True,
 ) -> LoadedConfig:
     """Read and validate everything; raises `FileErrors` listing every problem found.
 
     ``overrides`` (used by the demo) are merged over the file and the environment.
+    ``deep`` also runs the plugins' own checks (rule files load, secrets resolve): what
+    ``run`` and ``check`` need, and commands that only read state can skip.
     """
     source = read_config_source(path, environ)
     if overrides:
@@ -74,7 +77,7 @@ def load_config(
         except FileErrors as exc:
             errors.extend(exc.errors)
             continue
-        if plugin.check is not None:
+        if deep and plugin.check is not None:
             errors.extend(plugin.check(loaded.sections[plugin.name], source))
     if errors:
         raise FileErrors(errors)

@@ -42,10 +42,14 @@ ConfigOption = Annotated[
 ]
 
 
-def load_or_exit(path: Path | None) -> LoadedConfig:
-    """Load configuration; on errors print them (file:line: field: message) and exit 2."""
+def load_or_exit(path: Path | None, *, deep: bool = False) -> LoadedConfig:
+    """Load configuration; on errors print them (file:line: field: message) and exit 2.
+
+    ``deep`` adds the plugins' checks (rule files, resolvable secrets): for ``run`` and
+    ``check``; commands that only read or change state in Redis do without them.
+    """
     try:
-        return load_config(path)
+        return load_config(path, deep=deep)
     except (FileError, FileErrors) as exc:
         for line in str(exc).splitlines():
             err_console.print(f"[red]error[/red]: {line}", highlight=False, markup=True)

@@ -26,7 +26,7 @@ app.add_typer(config_app, name="config")
 @app.command()
 def check(config: ConfigOption = None) -> None:
     """Validate the configuration and every rule file it references; exit 2 on errors."""
-    loaded = load_or_exit(config)
+    loaded = load_or_exit(config, deep=True)
     console.print(
         f"[green]ok[/green]: {loaded.source.file} "
         f"({len(loaded.plugins)} plugins: {', '.join(p.name for p in loaded.plugins)})"
@@ -58,7 +58,7 @@ def run(
     ] = None,
 ) -> None:
     """Run the daemon (all roles by default) until SIGTERM/SIGINT."""
-    loaded = load_or_exit(config)
+    loaded = load_or_exit(config, deep=True)
     roles = _parse_roles(role or ["all"])
     setup_logging(loaded.core.log.level, loaded.core.log.format)
     try:
@@ -182,7 +182,7 @@ def demo(
     a console receiver. Prints which alerts fired and resolved."""
     from convmon.monitor.demo import print_summary, run_demo
 
-    load_or_exit(config)
+    load_or_exit(config, deep=True)
     show_live = console.is_terminal if live is None else live
     setup_logging("WARNING", "console" if show_live else "auto")
     try:
