@@ -117,9 +117,14 @@ async def run_demo(
     duration: float,
     port: int,
     live: bool,
-    on_runtime: Callable[[Runtime], Awaitable[None]] | None = None,
+    observer: Callable[[Runtime, asyncio.Event], Awaitable[None]] | None = None,
 ) -> DemoResult:
-    """Run the demo for ``duration`` wall-clock seconds; returns the alert transitions."""
+    """Run the demo for ``duration`` wall-clock seconds; returns the alert transitions.
+
+    ``observer(runtime, ending)`` runs beside the demo from the start (e.g. a Prometheus
+    scraping ``/metrics``); ``ending`` is set when the duration is over, and the daemon
+    stops once the observer returns.
+    """
     base = load_config(config_path)
     clock = ScaledClock(speed)
     result = DemoResult()
@@ -148,10 +153,13 @@ async def run_demo(
             rt: Runtime = extras["runtime"]
             feeders = [asyncio.create_task(s.run(), name=f"demo:{n}") for n, s in sources.items()]
             view = asyncio.create_task(_view(rt)) if live else None
+            ending = asyncio.Event()
+            watcher = asyncio.create_task(observer(rt, ending)) if observer else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(daemon), duration)
-            if on_runtime is not None:
-                await on_runtime(rt)
+            ending.set()
+            if watcher is not None:
+                await watcher
             result.transitions = await _transitions(rt)
             if view is not None:
                 view.cancel()
