@@ -154,7 +154,9 @@ async def run_demo(
             feeders = [asyncio.create_task(s.run(), name=f"demo:{n}") for n, s in sources.items()]
             view = asyncio.create_task(_view(rt)) if live else None
             ending = asyncio.Event()
-            watcher = asyncio.create_task(observer(rt, ending)) if observer else None
+            watcher: asyncio.Future[None] | None = (
+                asyncio.ensure_future(observer(rt, ending)) if observer else None
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(daemon), duration)
             ending.set()
