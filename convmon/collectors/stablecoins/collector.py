@@ -33,11 +33,12 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from redis.asyncio import Redis
 from web3 import AsyncHTTPProvider, AsyncWeb3, WebSocketProvider
+from web3.types import LogsSubscriptionArg
 
 from convmon.collectors.backoff import Backoff
 from convmon.collectors.stablecoins.config import EthereumStablecoinsConfig
@@ -169,7 +170,10 @@ class EthereumStablecoinCollector:
                 await provider.connect()
                 rpc = EthRpc(provider)
                 await self._prepare(rpc)
-                log_subs = {str(await w3.eth.subscribe("logs", f)) for f in self.filters}
+                log_subs = {
+                    str(await w3.eth.subscribe("logs", cast(LogsSubscriptionArg, f)))
+                    for f in self.filters
+                }
                 head_sub = str(await w3.eth.subscribe("newHeads"))
                 await self.health.connected(f"websocket {self.cfg.ws_url.redacted()}")
                 backoff.reset()

@@ -71,7 +71,9 @@ class EthRpc:
         result = await self.call("eth_getBlockByNumber", [ref, False])
         return result if isinstance(result, dict) else None
 
-    async def eth_call_uint(self, to: str, selector: str, block: int | str = "latest") -> int | None:
+    async def eth_call_uint(
+        self, to: str, selector: str, block: int | str = "latest"
+    ) -> int | None:
         """A no-argument view returning one uint256; None when the contract has no answer."""
         ref = hex(block) if isinstance(block, int) else block
         result = await self.call("eth_call", [{"to": to, "data": selector}, ref])
