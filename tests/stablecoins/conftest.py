@@ -55,7 +55,7 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], what: str,
 
 
 async def stream_events(redis: Redis, keys: Keys) -> list[Event]:
-    rows = await redis.xrange(keys.events)
+    rows: Any = await redis.xrange(keys.events)
     return [decode_event(fields[b"data"]) for _id, fields in rows]
 
 
@@ -94,7 +94,7 @@ class Running:
         return cp is not None and cp >= block
 
     async def status(self) -> dict[str, str]:
-        raw = await self.redis.hgetall(self.keys.collector_status(COLLECTOR))
+        raw: Any = await self.redis.hgetall(self.keys.collector_status(COLLECTOR))
         return {k.decode(): v.decode() for k, v in raw.items()}
 
 

@@ -4,13 +4,19 @@ each token's mint/burn semantics."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from convmon.collectors.stablecoins import tokens as t
-from convmon.collectors.stablecoins.anvil import _addr_topic, burn_records, mint_records
+from convmon.collectors.stablecoins.anvil import (
+    Record,
+    _addr_topic,
+    burn_records,
+    mint_records,
+)
 from convmon.collectors.stablecoins.decode import (
     MalformedLog,
     RawLog,
@@ -85,7 +91,7 @@ def test_only_watched_contracts_match_among_all_logs_of_the_blocks() -> None:
         (r["transaction_hash"], r["log_index"]) for r in subset}
 
 
-def as_logs(records: list[tuple[list[str], bytes]], address: str) -> list[RawLog]:
+def as_logs(records: Sequence[Record], address: str) -> list[RawLog]:
     return [
         RawLog(address=address, topics=tuple(topics), data="0x" + data.hex(),
                block_number=10, block_hash="0x" + "bb" * 32, tx_hash="0x" + "cc" * 32,

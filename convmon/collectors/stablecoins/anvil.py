@@ -266,6 +266,9 @@ class AnvilNode:
             await asyncio.sleep(0.02)
         raise AnvilError(f"transaction {tx_hash} not mined")
 
+    async def set_automine(self, enabled: bool) -> None:
+        await self.rpc("evm_setAutomine", enabled)
+
     async def mine(self, blocks: int = 1) -> None:
         await self.rpc("anvil_mine", hex(blocks))
 

@@ -205,7 +205,7 @@ class EthereumStablecoinCollector:
 
     async def _failed(self, exc: Exception) -> None:
         detail = f"{type(exc).__name__}: {exc}"[:300]
-        log.warning("ethereum rpc failed", extra={"collector": COLLECTOR, "error": detail})
+        log.warning("ethereum rpc failed: %s", detail, extra={"collector": COLLECTOR})
         await self.health.error("rpc", detail)
         if self.health.is_connected:
             await self.health.disconnected(detail)

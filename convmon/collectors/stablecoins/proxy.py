@@ -46,7 +46,7 @@ class RpcProxy:
         app.router.add_post("/", self._http)
         app.router.add_get("/ws", self._ws)
         self._session = aiohttp.ClientSession()
-        self._runner = web.AppRunner(app)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
