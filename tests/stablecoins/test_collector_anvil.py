@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from convmon.collectors.stablecoins import tokens as t
 from convmon.collectors.stablecoins.anvil import AnvilNode, burn_records, mint_records
 from convmon.collectors.stablecoins.proxy import RpcProxy
 from convmon.collectors.stablecoins.tokens import DEFAULT_TOKENS
@@ -251,3 +253,36 @@ async def test_decimals_mismatch_is_reported_and_supply_is_reconciled(
     payload = usdc_supply[0].payload
     assert isinstance(payload, StablecoinSupply)
     assert (payload.amount.units, payload.amount.decimals) == (55 * 10**6, 6)
+
+
+async def test_malformed_log_is_counted_and_skipped(
+    node: AnvilNode, start_collector: Callable[..., Running], redis: Redis, keys: Keys,
+    registry: CollectorRegistry,
+) -> None:
+    run = start_collector(ws_url=node.ws_url)
+    usdc = TOKENS["USDC"]
+    minter, to = "0x" + "00" * 12 + MINTER[2:], "0x" + "00" * 12 + ALICE[2:]
+    await node.emit(usdc.address, [([t.USDC_MINT, minter, to], b"\x01" * 5)])
+    good = await mint(node, "USDT", 10**6)
+    last = await node.block_number()
+    await node.mine(3)
+    await wait_for(lambda: run.settled_through(last), "both logs to confirm")
+    assert [e.payload.tx for e in await flows(redis, keys)] == [good]  # type: ignore[union-attr]
+    malformed = registry.get_sample_value(
+        "convmon_collector_malformed_payloads_total",
+        {"collector": "stablecoins_ethereum", "what": "log"})
+    assert malformed == 1
+
+
+async def test_safe_tag_instead_of_counted_confirmations(
+    node: AnvilNode, start_collector: Callable[..., Running], redis: Redis, keys: Keys
+) -> None:
+    run = start_collector(http_url=node.http_url, ws_url=None, finality="safe")
+    tx = await mint(node, "FDUSD", 10**18)
+    block = await node.block_number()
+    await node.mine(31)  # anvil's safe block is 32 below the head
+    await wait_for(lambda: run.settled_through(block - 1), "settling below the mint")
+    assert await flows(redis, keys) == []
+    await node.mine(1)
+    await wait_for(lambda: run.settled_through(block), "the safe block to reach the mint")
+    assert [e.payload.tx for e in await flows(redis, keys)] == [tx]  # type: ignore[union-attr]

@@ -88,6 +88,19 @@ def parse_head(obj: Any) -> Head:
         raise MalformedLog(f"not a block header: {exc!r}") from None
 
 
+async def _drain(w3: AsyncWeb3[Any], inbox: asyncio.Queue[Any]) -> None:
+    """Move subscription notifications into ``inbox``; the end of the stream or its
+    failure is queued as an exception."""
+    try:
+        async for message in w3.socket.process_subscriptions():
+            inbox.put_nowait(message)
+        inbox.put_nowait(ConnectionError("subscription stream ended"))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        inbox.put_nowait(exc)
+
+
 class EthereumStablecoinCollector:
     """One `Component`: follows the chain and publishes confirmed mints and burns."""
 
@@ -159,6 +172,7 @@ class EthereumStablecoinCollector:
     async def _run_websocket(self) -> None:
         assert self.cfg.ws_url is not None
         backoff = Backoff(initial=0.5, maximum=60.0)
+        reader: asyncio.Task[None] | None = None
         while True:
             provider = WebSocketProvider(
                 self.cfg.ws_url.reveal(),
@@ -177,8 +191,16 @@ class EthereumStablecoinCollector:
                 head_sub = str(await w3.eth.subscribe("newHeads"))
                 await self.health.connected(f"websocket {self.cfg.ws_url.redacted()}")
                 backoff.reset()
+                # Drain notifications into our own queue while settling: web3's queue is
+                # bounded and its reader stops reading the socket when it is full, which
+                # would starve the RPC replies a long backfill is waiting for.
+                inbox: asyncio.Queue[Any] = asyncio.Queue()
+                reader = asyncio.create_task(_drain(w3, inbox))
                 await self.settle(rpc, await rpc.block_number())
-                async for message in w3.socket.process_subscriptions():
+                while True:
+                    message = await inbox.get()
+                    if isinstance(message, BaseException):
+                        raise message
                     sub = str(message.get("subscription"))
                     result = message.get("result")
                     if sub == head_sub:
@@ -191,12 +213,16 @@ class EthereumStablecoinCollector:
                         await self.settle(rpc, head.number)
                     elif sub in log_subs:
                         self.add_pending(result)
-                raise ConnectionError("subscription stream ended")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 await self._failed(exc)
             finally:
+                if reader is not None:
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await reader
+                    reader = None
                 with contextlib.suppress(Exception):
                     await provider.disconnect()
                 self.heads.clear()
@@ -262,7 +288,7 @@ class EthereumStablecoinCollector:
             if block is None:
                 raise RuntimeError(f"node has no {self.cfg.finality!r} block")
             return int(block["number"], 16)
-        return head - self.cfg.confirmations
+        return max(-1, head - self.cfg.confirmations)
 
     async def settle(self, rpc: EthRpc, head: int) -> None:
         """Publish every block up to the confirmed tip below ``head``."""
