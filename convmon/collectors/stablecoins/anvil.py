@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from convmon.collectors.stablecoins import tokens as t
+from convmon.collectors.stablecoins.errors import CollectorError
 
 SELECTOR_DECIMALS = 0x313CE567
 SELECTOR_TOTAL_SUPPLY = 0x18160DDD
@@ -154,8 +155,8 @@ def free_port() -> int:
         return port
 
 
-class AnvilError(RuntimeError):
-    pass
+class AnvilError(CollectorError):
+    """The local anvil node failed to start or refused a call."""
 
 
 class AnvilNode:

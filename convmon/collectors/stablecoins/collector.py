@@ -233,8 +233,7 @@ class EthereumStablecoinCollector:
         detail = f"{type(exc).__name__}: {exc}"[:300]
         log.warning("ethereum rpc failed: %s", detail, extra={"collector": COLLECTOR})
         await self.health.error("rpc", detail)
-        if self.health.is_connected:
-            await self.health.disconnected(detail)
+        await self.health.disconnected(detail)
 
     async def _prepare(self, rpc: EthRpc) -> None:
         if self.checkpoint is None:

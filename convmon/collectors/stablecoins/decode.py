@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from convmon.collectors.stablecoins import tokens as t
+from convmon.collectors.stablecoins.errors import MalformedLog
 from convmon.monitor.events import Amount, Event, StablecoinBurn, StablecoinMint
+
+__all__ = ["SOURCE", "Flow", "MalformedLog", "RawLog", "decode_log", "decode_transfer",
+           "flow_event", "hex_str", "to_int"]
 
 SOURCE = "stablecoins/ethereum"
 ETHERSCAN_TX = "https://etherscan.io/tx/"
 _UINT256 = 2**256
-
-
-class MalformedLog(ValueError):
-    """A log of a watched token that does not have the shape its event requires."""
 
 
 @dataclass(frozen=True, slots=True)

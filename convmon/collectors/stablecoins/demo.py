@@ -25,6 +25,7 @@ from convmon.collectors.stablecoins.anvil import (
     find_anvil,
     mint_records,
 )
+from convmon.collectors.stablecoins.errors import CollectorError
 from convmon.collectors.stablecoins.tokens import DEFAULT_TOKENS, TokenConfig
 from convmon.monitor.clock import Clock
 
@@ -36,7 +37,7 @@ START_SUPPLY_USD = {"USDC": 61_000_000_000, "USDT": 87_000_000_000, "USD1": 2_70
                     "PYUSD": 1_300_000_000, "RLUSD": 900_000_000, "FDUSD": 700_000_000}
 
 
-class DemoUnavailable(RuntimeError):
+class DemoUnavailable(CollectorError):
     """The demo needs a binary that is not installed."""
 
 

@@ -17,10 +17,7 @@ from typing import Any
 from web3.types import RPCEndpoint
 
 from convmon.collectors.stablecoins.decode import RawLog
-
-
-class CollectorError(RuntimeError):
-    """Base of the Ethereum stablecoin collector's errors."""
+from convmon.collectors.stablecoins.errors import CollectorError
 
 
 class RpcError(CollectorError):
