@@ -51,10 +51,11 @@ from convmon.collectors.stablecoins.decode import (
     hex_str,
     to_int,
 )
+from convmon.collectors.stablecoins.reconcile import check_decimals, supply_events
 from convmon.collectors.stablecoins.rpc import EthRpc, get_logs_split, sort_logs
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import Clock
-from convmon.monitor.events import Amount, Event, StablecoinSupply
+from convmon.monitor.events import Event
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
 
@@ -62,9 +63,6 @@ log = logging.getLogger(__name__)
 
 COLLECTOR = "stablecoins_ethereum"
 CHECKPOINT = SOURCE
-DECIMALS = "0x313ce567"
-TOTAL_SUPPLY = "0x18160ddd"
-ETHERSCAN_TOKEN = "https://etherscan.io/token/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,25 +243,7 @@ class EthereumStablecoinCollector:
             self._decimals_checked = True
 
     async def check_decimals(self, rpc: EthRpc) -> None:
-        """Compare configured decimals with ``decimals()``; a mismatch is reported (status +
-        log) and the configured value is kept, so a misconfiguration never silently rescales
-        amounts."""
-        for token in self.registry:
-            try:
-                onchain = await rpc.eth_call_uint(token.address, DECIMALS)
-            except Exception as exc:
-                log.info("decimals() not checked",
-                         extra={"token": token.symbol, "error": repr(exc)[:200]})
-                continue
-            if onchain is None or onchain == token.decimals:
-                continue
-            self.decimals_mismatch[token.symbol] = onchain
-            detail = (f"{token.symbol} decimals() = {onchain} on chain, {token.decimals} "
-                      "configured; keeping the configured value")
-            log.error("token decimals mismatch",
-                      extra={"collector": COLLECTOR, "token": token.symbol,
-                             "onchain": onchain, "configured": token.decimals})
-            await self.health.error("decimals_mismatch", detail)
+        self.decimals_mismatch.update(await check_decimals(rpc, self.registry, self.health))
 
     def add_pending(self, obj: Any) -> None:
         """A log from the subscription: held until its block is settled."""
@@ -417,31 +397,8 @@ class EthereumStablecoinCollector:
                 await self.reconcile_supply(rpc, self.checkpoint)
 
     async def reconcile_supply(self, rpc: EthRpc, block: int) -> int:
-        """``totalSupply()`` of every token at ``block`` → ``stablecoin.supply`` events
-        (id per token per block), so the aggregates can measure drift against tracked net
-        issuance."""
+        """Publish ``stablecoin.supply`` events for every token at ``block``."""
         block_time = await self._block_time(rpc, block)
-        now = self.clock.now()
-        events: list[Event] = []
-        for token in self.registry:
-            try:
-                supply = await rpc.eth_call_uint(token.address, TOTAL_SUPPLY, block)
-            except Exception as exc:
-                await self.health.error("total_supply", f"{token.symbol}: {exc}"[:300])
-                continue
-            if supply is None:
-                continue
-            events.append(Event(
-                id=f"eth:supply:{token.symbol}:{block}",
-                chain="ethereum",
-                source=SOURCE,
-                observed_at=now,
-                occurred_at=block_time,
-                position=block,
-                payload=StablecoinSupply(
-                    token=token.symbol, chain="ethereum", track=token.track,
-                    contract=token.address, amount=Amount(supply, token.decimals),
-                    tx="", method="totalSupply", link=ETHERSCAN_TOKEN + token.address,
-                ),
-            ))
+        events = await supply_events(rpc, self.registry, self.health, block,
+                                     block_time=block_time, observed_at=self.clock.now())
         return await self.bus.publish(events)
