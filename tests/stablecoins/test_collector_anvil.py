@@ -3,6 +3,8 @@ restarts, range splitting and polling."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,10 +13,16 @@ from redis.asyncio import Redis
 
 from convmon.collectors.stablecoins import tokens as t
 from convmon.collectors.stablecoins.anvil import AnvilNode, burn_records, mint_records
+from convmon.collectors.stablecoins.config import EthereumStablecoinsConfig
+from convmon.collectors.stablecoins.plugin import PLUGIN
 from convmon.collectors.stablecoins.proxy import RpcProxy
 from convmon.collectors.stablecoins.tokens import DEFAULT_TOKENS
+from convmon.monitor.bus import EventBus
+from convmon.monitor.clock import SystemClock
+from convmon.monitor.config import CoreSettings
 from convmon.monitor.events import StablecoinMint, StablecoinSupply
 from convmon.monitor.keys import Keys
+from convmon.monitor.plugins import Runtime
 from tests.stablecoins.conftest import Running, flows, stream_events, wait_for
 
 TOKENS = {tok.symbol: tok for tok in DEFAULT_TOKENS}
@@ -286,3 +294,33 @@ async def test_safe_tag_instead_of_counted_confirmations(
     await node.mine(1)
     await wait_for(lambda: run.settled_through(block), "the safe block to reach the mint")
     assert [e.payload.tx for e in await flows(redis, keys)] == [tx]  # type: ignore[union-attr]
+
+
+async def test_plugin_builds_the_collector_and_reports_status(
+    node: AnvilNode, redis: Redis, keys: Keys, bus: EventBus, registry: CollectorRegistry,
+    tmp_path: Path,
+) -> None:
+    runtime = Runtime(settings=CoreSettings(), redis=redis, keys=keys, bus=bus,
+                      clock=SystemClock(), metrics=registry, instance="test", data_dir=tmp_path)
+    cfg = EthereumStablecoinsConfig.model_validate(
+        {"ws_url": node.ws_url, "confirmations": 1, "start_block": 1, "supply_interval_s": 0})
+    assert PLUGIN.components(runtime, EthereumStablecoinsConfig.model_validate(
+        {"enabled": False})) == []
+    (component,) = PLUGIN.components(runtime, cfg)
+    task = asyncio.create_task(component.run())
+    try:
+        tx = await mint(node, "USDC", 10**6)
+        await node.mine(1)
+
+        async def published() -> bool:
+            return [e.payload.tx for e in await flows(redis, keys)] == [tx]  # type: ignore[union-attr]
+
+        await wait_for(published, "the mint through the plugin's component")
+        assert PLUGIN.status is not None
+        status = await PLUGIN.status(runtime, cfg)
+        assert status["mode"] == "websocket" and status["connected"] == "1"
+        assert status["tokens"]["USD1"] == "machine-native"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

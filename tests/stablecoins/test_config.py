@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from convmon.collectors.stablecoins import tokens as t
 from convmon.collectors.stablecoins.config import DEFAULT_WS_URL, EthereumStablecoinsConfig
 from convmon.collectors.stablecoins.plugin import PLUGIN
+from convmon.monitor.app import load_config
+from convmon.monitor.yamlfile import FileErrors
 
 
 def test_defaults_watch_six_tokens_on_a_public_websocket() -> None:
@@ -57,3 +61,20 @@ def test_filters_select_mints_and_burns_only() -> None:
 def test_invalid_configuration_is_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         EthereumStablecoinsConfig.model_validate(bad)
+
+
+def test_section_loads_from_yaml_and_errors_name_the_line(tmp_path: Path) -> None:
+    good = tmp_path / "convmon.yaml"
+    good.write_text(
+        "collectors:\n  stablecoins:\n    ethereum:\n      ws_url: env:ETH_WS\n"
+        "      confirmations: 6\n      tracks: {FDUSD: regulated}\n")
+    section = load_config(good, environ={}, plugins=[PLUGIN]).section("stablecoins_ethereum")
+    assert isinstance(section, EthereumStablecoinsConfig)
+    assert section.confirmations == 6 and section.ws_url is not None
+    assert section.ws_url.redacted() == "env:ETH_WS"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("collectors:\n  stablecoins:\n    ethereum:\n      confirmations: -2\n")
+    with pytest.raises(FileErrors) as caught:
+        load_config(bad, environ={}, plugins=[PLUGIN])
+    (error,) = caught.value.errors
+    assert error.line == 4 and "confirmations" in error.field
