@@ -12,7 +12,12 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from convmon.collectors.stablecoins import tokens as t
-from convmon.collectors.stablecoins.anvil import AnvilNode, burn_records, mint_records
+from convmon.collectors.stablecoins.anvil import (
+    AnvilNode,
+    burn_records,
+    encode_records,
+    mint_records,
+)
 from convmon.collectors.stablecoins.config import EthereumStablecoinsConfig
 from convmon.collectors.stablecoins.plugin import PLUGIN
 from convmon.collectors.stablecoins.proxy import RpcProxy
@@ -324,3 +329,53 @@ async def test_plugin_builds_the_collector_and_reports_status(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_anvil_reorg_replacing_the_mint_block_retracts_it(
+    node: AnvilNode, start_collector: Callable[..., Running], redis: Redis, keys: Keys
+) -> None:
+    run = start_collector(ws_url=node.ws_url, confirmations=4)
+    await wait_for(lambda: run.settled_through(0), "first settle")
+    await node.mine(2)
+    orphan = await mint(node, "USDC", 999 * 10**6)
+    await node.mine(1)
+
+    async def orphan_pending() -> bool:
+        return int((await run.status()).get("pending_logs", 0)) >= 1
+
+    await wait_for(orphan_pending, "the orphan mint to be seen")
+    await node.rpc("anvil_reorg", 2, [])  # replaces the mint's block and the one above it
+    head = await node.block_number()
+    await node.mine(4)
+    await wait_for(lambda: run.settled_through(head), "the new chain to confirm")
+    assert await node.rpc("eth_getTransactionReceipt", orphan) is None
+    assert await flows(redis, keys) == []
+    assert int((await run.status())["retracted_logs"]) >= 1
+
+
+async def test_anvil_reorg_moving_the_mint_to_another_block_publishes_it_once(
+    node: AnvilNode, start_collector: Callable[..., Running], redis: Redis, keys: Keys
+) -> None:
+    run = start_collector(ws_url=node.ws_url, confirmations=4)
+    await wait_for(lambda: run.settled_through(0), "first settle")
+    await node.mine(2)
+    usdt = TOKENS["USDT"]
+    records = mint_records(usdt, ALICE, 250_000_000 * 10**6, MINTER)
+    first = await node.emit(usdt.address, records)
+    first_block = int((await node.receipt(first))["blockNumber"], 16)
+    await node.mine(1)
+
+    async def seen() -> bool:
+        return int((await run.status()).get("pending_logs", 0)) >= 1
+
+    await wait_for(seen, "the mint to be seen")
+    tx = {"from": await node.account(), "to": usdt.address, "data": encode_records(records),
+          "gas": hex(1_000_000)}
+    await node.rpc("anvil_reorg", 2, [[tx, 1]])  # the same call lands one block later
+    head = await node.block_number()
+    await node.mine(4)
+    await wait_for(lambda: run.settled_through(head), "the new chain to confirm")
+    (event,) = await flows(redis, keys)
+    receipt = await node.receipt(event.payload.tx)  # type: ignore[union-attr]
+    assert event.position == int(receipt["blockNumber"], 16) == first_block + 1
+    assert event.payload.amount.units == 250_000_000 * 10**6  # type: ignore[union-attr]
