@@ -18,6 +18,7 @@ from convmon.collectors.stablecoins.anvil import (
     encode_records,
     mint_records,
 )
+from convmon.collectors.stablecoins.collector import retry_after
 from convmon.collectors.stablecoins.config import EthereumStablecoinsConfig
 from convmon.collectors.stablecoins.plugin import PLUGIN
 from convmon.collectors.stablecoins.proxy import RpcProxy
@@ -379,3 +380,47 @@ async def test_anvil_reorg_moving_the_mint_to_another_block_publishes_it_once(
     receipt = await node.receipt(event.payload.tx)  # type: ignore[union-attr]
     assert event.position == int(receipt["blockNumber"], 16) == first_block + 1
     assert event.payload.amount.units == 250_000_000 * 10**6  # type: ignore[union-attr]
+
+
+async def test_polling_survives_429_500_and_garbage_and_honours_retry_after(
+    node: AnvilNode, start_collector: Callable[..., Running], redis: Redis, keys: Keys,
+    registry: CollectorRegistry,
+) -> None:
+    proxy = RpcProxy(node.http_url, node.ws_url)
+    await proxy.start()
+    run: Running | None = None
+    try:
+        run = start_collector(mode="polling", ws_url=None, http_url=proxy.http_url)
+        sent = [await mint(node, "USDC", 10**6)]
+        head = await node.block_number()
+        await node.mine(3)
+        await wait_for(lambda: run.settled_through(head), "the first mint")
+        proxy.fail_next(429, retry_after=0.3)
+        proxy.fail_next(500)
+        proxy.fail_next(0)
+        sent.append(await burn(node, "USDT", 10**6))
+        head = await node.block_number()
+        await node.mine(3)
+        await wait_for(lambda: run.settled_through(head), "the burn despite the faults")
+        assert proxy.faults_served == 3
+        events = await flows(redis, keys)
+        assert sorted(e.payload.tx for e in events) == sorted(sent)  # type: ignore[union-attr]
+        errors = registry.get_sample_value(
+            "convmon_collector_errors_total", {"collector": "stablecoins_ethereum", "kind": "rpc"})
+        assert errors is not None and errors >= 3
+    finally:
+        if run is not None:
+            await run.stop()
+        await proxy.close()
+
+
+def test_retry_after_is_read_from_429_and_503_only() -> None:
+    from aiohttp import ClientResponseError, RequestInfo
+    from multidict import CIMultiDict, CIMultiDictProxy
+    from yarl import URL
+
+    info = RequestInfo(URL("http://x"), "POST", CIMultiDictProxy(CIMultiDict()), URL("http://x"))
+    headers = CIMultiDictProxy(CIMultiDict({"Retry-After": "7"}))
+    assert retry_after(ClientResponseError(info, (), status=429, headers=headers)) == 7.0
+    assert retry_after(ClientResponseError(info, (), status=500, headers=headers)) is None
+    assert retry_after(ValueError("x")) is None

@@ -86,6 +86,17 @@ def parse_head(obj: Any) -> Head:
         raise MalformedLog(f"not a block header: {exc!r}") from None
 
 
+def retry_after(exc: BaseException) -> float | None:
+    """The server's ``Retry-After`` (seconds) of an HTTP 429/503, None otherwise."""
+    if not isinstance(exc, aiohttp.ClientResponseError) or exc.status not in (429, 503):
+        return None
+    value = exc.headers.get("Retry-After") if exc.headers is not None else None
+    try:
+        return min(600.0, max(0.0, float(value))) if value is not None else None
+    except ValueError:
+        return None
+
+
 async def _drain(w3: AsyncWeb3[Any], inbox: asyncio.Queue[Any]) -> None:
     """Move subscription notifications into ``inbox``; the end of the stream or its
     failure is queued as an exception."""
@@ -160,7 +171,7 @@ class EthereumStablecoinCollector:
                     raise
                 except Exception as exc:
                     await self._failed(exc)
-                    await asyncio.sleep(backoff.next_delay())
+                    await asyncio.sleep(retry_after(exc) or backoff.next_delay())
                     continue
                 await asyncio.sleep(self.cfg.poll_interval_s)
         finally:

@@ -4,7 +4,9 @@ In: JSON-RPC over HTTP POST and websocket from the collector. Out: the same requ
 forwarded to the upstream node (anvil), except ``eth_getLogs`` spanning more than
 ``max_range`` blocks, which get the provider error real endpoints send (so the collector's
 range splitting runs against the real wire protocol), and websockets that `drop_websockets`
-closes on demand (so reconnect + resubscribe + backfill can be exercised).
+closes on demand (so reconnect + resubscribe + backfill can be exercised). `fail_next`
+queues HTTP faults for the next requests: an error status (429 with ``Retry-After``, 500)
+or a body that is not JSON.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import deque
 from typing import Any
 
 import aiohttp
@@ -29,6 +32,8 @@ class RpcProxy:
         self.refused = 0
         self.log_ranges: list[tuple[int, int]] = []
         self._sockets: set[web.WebSocketResponse] = set()
+        self._faults: deque[tuple[int, float | None]] = deque()
+        self.faults_served = 0
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.port = 0
@@ -59,6 +64,13 @@ class RpcProxy:
         if self._session is not None:
             await self._session.close()
 
+    def fail_next(self, status: int, *, retry_after: float | None = None,
+                  times: int = 1) -> None:
+        """Answer the next ``times`` HTTP requests with ``status`` (0 = a 200 whose body is
+        not JSON) instead of forwarding them."""
+        for _ in range(times):
+            self._faults.append((status, retry_after))
+
     async def drop_websockets(self) -> None:
         for ws in list(self._sockets):
             await ws.close()
@@ -80,6 +92,14 @@ class RpcProxy:
 
     async def _http(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        if self._faults:
+            status, retry_after = self._faults.popleft()
+            self.faults_served += 1
+            if status == 0:
+                return web.Response(body=b"<html>upstream hiccup</html>",
+                                    content_type="application/json")
+            headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+            return web.Response(status=status, text="fault injected", headers=headers)
         try:
             refusal = self._refusal(json.loads(body))
         except ValueError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from convmon.collectors.stablecoins.decode import SOURCE
-from convmon.collectors.stablecoins.rpc import EthRpc
+from convmon.collectors.stablecoins.rpc import EthRpc, RpcError
 from convmon.collectors.stablecoins.tokens import TokenRegistry
 from convmon.monitor.events import Amount, Event, StablecoinSupply
 from convmon.monitor.health import CollectorHealth
@@ -28,12 +28,13 @@ async def check_decimals(
     rpc: EthRpc, registry: TokenRegistry, health: CollectorHealth
 ) -> dict[str, int]:
     """``{symbol: on-chain decimals}`` for every token whose ``decimals()`` differs from
-    the configuration. Tokens that do not answer are skipped."""
+    the configuration. Tokens whose call fails are skipped; a failing endpoint raises (the
+    caller retries the whole check)."""
     mismatches: dict[str, int] = {}
     for token in registry:
         try:
             onchain = await rpc.eth_call_uint(token.address, DECIMALS)
-        except Exception as exc:
+        except RpcError as exc:  # the contract has no decimals(); transport errors propagate
             log.info("decimals() not checked",
                      extra={"token": token.symbol, "error": repr(exc)[:200]})
             continue
