@@ -24,7 +24,6 @@ from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
 from tests.shared_data import require_binary
 
-
 _REGISTRIES: list[CollectorRegistry] = []
 
 
