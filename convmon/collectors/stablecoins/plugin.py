@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from convmon.collectors.stablecoins.cli import register as register_cli
 from convmon.collectors.stablecoins.collector import COLLECTOR, EthereumStablecoinCollector
 from convmon.collectors.stablecoins.config import EthereumStablecoinsConfig
 from convmon.collectors.stablecoins.decode import SOURCE
@@ -55,6 +56,7 @@ PLUGIN = Plugin(
     config_model=EthereumStablecoinsConfig,
     components=build_components,
     status=status,
+    cli=register_cli,
     description="Confirmed mints and burns of Ethereum stablecoins (USDC, USDT, USD1, PYUSD, "
     "RLUSD, FDUSD) and totalSupply reconciliation.",
 )
