@@ -404,7 +404,7 @@ class EthereumStablecoinCollector:
         )
         if self.cfg.supply_interval_s > 0 and time.monotonic() >= self._next_supply:
             self._next_supply = time.monotonic() + self.cfg.supply_interval_s
-            if self.checkpoint is not None:
+            if self.checkpoint is not None and self.checkpoint >= 0:
                 await self.reconcile_supply(rpc, self.checkpoint)
 
     async def reconcile_supply(self, rpc: EthRpc, block: int) -> int:

@@ -1,5 +1,18 @@
 """Configuration of the Ethereum stablecoin collector (section
-``collectors.stablecoins.ethereum``)."""
+``collectors.stablecoins.ethereum``).
+
+Example::
+
+    collectors:
+      stablecoins:
+        ethereum:
+          ws_url: env:ETH_WS_URL          # or http_url + mode: polling
+          confirmations: 12               # or finality: safe | finalized
+          max_block_range: 2000           # halved automatically when the provider refuses
+          tracks: {FDUSD: regulated}      # relabel a default token
+          extra_tokens:
+            - {symbol: USDE, address: "0x...", decimals: 18, track: synthetic, style: transfer}
+"""
 
 from __future__ import annotations
 
