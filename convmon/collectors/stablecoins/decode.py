@@ -24,7 +24,6 @@ __all__ = ["SOURCE", "Flow", "MalformedLog", "RawLog", "decode_log", "decode_tra
 
 SOURCE = "stablecoins/ethereum"
 ETHERSCAN_TX = "https://etherscan.io/tx/"
-_UINT256 = 2**256
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +186,7 @@ def flow_event(flow: Flow, *, block_time: float, observed_at: float) -> Event:
         chain="ethereum",
         track=flow.token.track,
         contract=flow.token.address,
-        amount=Amount(flow.units % _UINT256, flow.token.decimals),
+        amount=Amount(flow.units, flow.token.decimals),
         counterparty=flow.counterparty,
         tx=log.tx_hash,
         log_index=log.log_index,
