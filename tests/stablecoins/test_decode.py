@@ -24,6 +24,7 @@ from convmon.collectors.stablecoins.decode import (
     decode_transfer,
     flow_event,
 )
+from convmon.collectors.stablecoins.rpc import is_range_refusal
 from convmon.collectors.stablecoins.tokens import DEFAULT_TOKENS, TokenRegistry
 from convmon.monitor.events import StablecoinBurn, StablecoinMint, decode_event, encode_event
 from tests.shared_data import require_shared_data
@@ -168,3 +169,22 @@ def test_event_shape_and_deterministic_id() -> None:
     assert str(payload.amount) == "250000000.000000"
     assert payload.link == f"https://etherscan.io/tx/{log.tx_hash}"
     assert decode_event(encode_event(event)) == event
+
+
+@pytest.mark.parametrize("message", [
+    "query returned more than 10000 results",
+    "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block "
+    "range and no limit on the response size",
+    "eth_getLogs is limited to a 10,000 range",
+    "block range is too wide",
+    "exceed maximum block range: 50000",
+    "Invalid eth_getLogs request. 'fromBlock'-'toBlock' range too large. Max range: 800",
+    "query exceeds max results 20000, retry with the range 100-200",
+])
+def test_provider_range_refusals_are_recognised(message: str) -> None:
+    assert is_range_refusal(message)
+
+
+@pytest.mark.parametrize("message", ["execution reverted", "invalid argument 0: hex string"])
+def test_other_errors_are_not_range_refusals(message: str) -> None:
+    assert not is_range_refusal(message)

@@ -34,9 +34,15 @@ class RangeRefused(RpcError):
 
 _RANGE_ERROR = re.compile(
     r"more than \d+ results|too many (results|logs|blocks)|range (is )?too (large|wide|big)"
-    r"|block range|exceed(s|ed)? (the )?max|response size|limit exceeded|query timeout",
+    r"|block range|exceed(s|ed)? (the )?max|response size|limit exceeded|query timeout"
+    r"|limited to (a )?[\d,]+",
     re.IGNORECASE,
 )
+
+
+def is_range_refusal(message: str) -> bool:
+    """Whether an ``eth_getLogs`` error message means "ask for a smaller range"."""
+    return _RANGE_ERROR.search(message) is not None
 
 
 class EthRpc:
@@ -53,7 +59,7 @@ class EthRpc:
         if error is not None:
             code = error.get("code") if isinstance(error, dict) else None
             message = str(error.get("message", error) if isinstance(error, dict) else error)
-            if method == "eth_getLogs" and _RANGE_ERROR.search(message):
+            if method == "eth_getLogs" and is_range_refusal(message):
                 raise RangeRefused(method, code, message)
             raise RpcError(method, code, message)
         if "result" not in response:
