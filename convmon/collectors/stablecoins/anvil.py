@@ -35,42 +35,47 @@ _SEGMENT = 30
 
 
 def _assemble_emitter() -> bytes:
+    """Runtime bytecode of the log emitter. Stack pictures are bottom → top."""
     loop, body = 10, 18
-    head = bytes.fromhex(
-        "36" "6004" "14" "61" "0000"   # CALLDATASIZE 4 EQ PUSH2 <view>  (patched below)
-        "57" "6000"                    # JUMPI; PUSH1 0 (ptr)
+    code = bytearray.fromhex(
+        "36" "6004" "14" "61" "0000" "57"  # if CALLDATASIZE == 4: goto VIEW (patched below)
+        "6000"                             # ptr = 0                          [ptr]
     )
-    code = bytearray(head)
-    code += bytes.fromhex("5b" "80" "36" "11" "60") + bytes([body]) + bytes.fromhex("57" "00")
+    code += bytes.fromhex(
+        "5b"                               # LOOP:
+        "80" "36" "11" "60") + bytes([body]) + bytes.fromhex(  # if CALLDATASIZE > ptr: BODY
+        "57" "00"                          # else STOP
+    )
     assert len(code) == body
     code += bytes.fromhex(
-        "5b"            # BODY: JUMPDEST             [ptr]
-        "80" "35"       # DUP1 CALLDATALOAD          [ptr hdr]
-        "80" "6008" "1c"  # DUP1 8 SHR               [ptr hdr dlen]
-        "90" "60ff" "16"  # SWAP1 0xff AND           [ptr dlen n]
-        "80" "6005" "1b" "83" "01" "6020" "01"  # doff = ptr + 32 + 32n   [ptr dlen n doff]
-        "82" "81" "6000" "37"  # CALLDATACOPY(0, doff, dlen)
-        "82" "01"       # DUP3 ADD                   [ptr dlen n next]
-        "92" "90"       # SWAP3 SWAP1                [next dlen ptr n]
-        "601e" "02"     # PUSH1 30 MUL
-        "60"            # PUSH1 <base>
+        "5b"                               # BODY:                            [ptr]
+        "80" "35"                          # hdr = calldata[ptr]              [ptr hdr]
+        "80" "6008" "1c"                   # dlen = hdr >> 8                  [ptr hdr dlen]
+        "90" "60ff" "16"                   # n = hdr & 0xff                   [ptr dlen n]
+        "80" "6005" "1b" "83" "01" "6020" "01"  # doff = ptr + 32 + 32n       [ptr dlen n doff]
+        "82" "81" "6000" "37"              # memory[0:dlen] = calldata[doff:]
+        "82" "01"                          # next = doff + dlen               [ptr dlen n next]
+        "92" "90"                          #                                  [next dlen ptr n]
+        "601e" "02" "60"                   # goto SEGMENT[n] = BASE + 30n ...
     )
-    base_placeholder = len(code)
-    code += b"\x00" + bytes.fromhex("01" "56")  # base ADD JUMP      [next dlen ptr]
+    base_at = len(code)
+    code += bytes.fromhex("00" "01" "56")  # ... (BASE patched below)       [next dlen ptr]
     base = len(code)
-    code[base_placeholder] = base
+    code[base_at] = base
     for k in range(5):
+        # SEGMENT[k]: push topics k-1..0 (calldata[ptr + 32 + 32i]), LOGk(0, dlen, ...),
+        # drop ptr and dlen, goto LOOP with [next]. Padded so that segments are equal-sized.
         seg = bytearray(b"\x5b")
         for j, i in enumerate(reversed(range(k))):
-            seg += bytes([0x80 + j, 0x60, 32 + 32 * i, 0x01, 0x35])
+            seg += bytes([0x80 + j, 0x60, 32 + 32 * i, 0x01, 0x35])  # DUP ptr; +off; LOAD
         seg += bytes([0x80 + k + 1, 0x60, 0x00, 0xA0 + k, 0x50, 0x50, 0x60, loop, 0x56])
         seg += b"\x00" * (_SEGMENT - len(seg))
         code += seg
     view = len(code)
     code[5:7] = view.to_bytes(2, "big")
     code += bytes.fromhex(
-        "5b" "6000" "35" "60e0" "1c" "54"  # JUMPDEST; SLOAD(calldata[0:4])
-        "6000" "52" "6020" "6000" "f3"     # MSTORE 0; RETURN(0, 32)
+        "5b" "6000" "35" "60e0" "1c" "54"  # VIEW: SLOAD(selector)
+        "6000" "52" "6020" "6000" "f3"     # return it as one word
     )
     assert code[loop] == 0x5B and code[body] == 0x5B and base < 256
     return bytes(code)
