@@ -424,3 +424,22 @@ def test_retry_after_is_read_from_429_and_503_only() -> None:
     assert retry_after(ClientResponseError(info, (), status=429, headers=headers)) == 7.0
     assert retry_after(ClientResponseError(info, (), status=500, headers=headers)) is None
     assert retry_after(ValueError("x")) is None
+
+
+async def test_two_replicas_publish_each_mint_once(
+    node: AnvilNode, start_collector: Callable[..., Running], redis: Redis, keys: Keys
+) -> None:
+    first = start_collector(ws_url=node.ws_url)
+    second = start_collector(mode="polling", ws_url=None, http_url=node.http_url)
+    sent = [await mint(node, symbol, 10**6) for symbol in ("USDC", "USDT", "PYUSD")]
+    last = await node.block_number()
+    await node.mine(3)
+
+    async def both_settled() -> bool:
+        return (first.collector.checkpoint or 0) >= last and (
+            second.collector.checkpoint or 0) >= last
+
+    await wait_for(both_settled, "both replicas to settle")
+    events = await flows(redis, keys)
+    assert sorted(e.payload.tx for e in events) == sorted(sent)  # type: ignore[union-attr]
+    assert first.collector.published + second.collector.published == len(sent)
