@@ -10,6 +10,7 @@ for 5 minutes" watch), and process counters.
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -22,11 +23,14 @@ from convmon.monitor.keys import Keys
 
 log = logging.getLogger(__name__)
 
-_METRICS: dict[int, tuple[Counter, Counter, Counter]] = {}
+# One set of counters per registry (a registry refuses a second metric of the same name).
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, tuple[Counter, Counter, Counter]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _counters(registry: CollectorRegistry) -> tuple[Counter, Counter, Counter]:
-    key = id(registry)
+    key = registry
     if key not in _METRICS:
         _METRICS[key] = (
             Counter(

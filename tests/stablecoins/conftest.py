@@ -24,17 +24,6 @@ from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
 from tests.shared_data import require_binary
 
-_REGISTRIES: list[CollectorRegistry] = []
-
-
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    """A fresh registry kept alive for the session: `CollectorHealth` caches its counters
-    by ``id(registry)``, and a reused id would hand this test a dead registry's counters."""
-    fresh = CollectorRegistry()
-    _REGISTRIES.append(fresh)
-    return fresh
-
 
 @pytest.fixture
 def anvil_binary() -> str:
