@@ -57,6 +57,9 @@ return added
 """
 
 
+PRUNE_IDLE_MS = 24 * 3600 * 1000
+
+
 class BusMetrics:
     """Process counters of the bus (per process; cluster-wide figures come from XINFO)."""
 
@@ -220,12 +223,27 @@ class StreamConsumer(Generic[T]):
         self._labels = (stream, group)
 
     async def ensure_group(self) -> None:
-        """Create the consumer group (and the stream) if missing."""
+        """Create the consumer group (and the stream) if missing, and forget consumers
+        that are long gone (no pending entries, idle for ``PRUNE_IDLE_MS``)."""
         try:
             await self.redis.xgroup_create(self.stream, self.group, id=self.start_id, mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        await self.prune_consumers()
+
+    async def prune_consumers(self, idle_ms: int = PRUNE_IDLE_MS) -> list[str]:
+        """Delete consumers with nothing pending that have been idle longer than
+        ``idle_ms`` (processes that were replaced, e.g. pods with new names). Entries a dead
+        consumer still holds are first reclaimed by XAUTOCLAIM, then it is pruned."""
+        consumers: Any = await self.redis.xinfo_consumers(self.stream, self.group)
+        gone = []
+        for c in consumers:
+            name = _s(c["name"])
+            if name != self.name and int(c["pending"]) == 0 and int(c["idle"]) > idle_ms:
+                await self.redis.xgroup_delconsumer(self.stream, self.group, name)
+                gone.append(name)
+        return gone
 
     async def run(self) -> None:
         """Consume until cancelled. Cancellation lets the in-flight batch finish and ack."""
@@ -272,7 +290,7 @@ class StreamConsumer(Generic[T]):
         out: list[tuple[str, dict[bytes, bytes]]] = []
         for _stream, items in resp or ():
             for eid, fields in items:
-                if fields is None:  # entry trimmed while pending for us
+                if not fields:  # trimmed while pending for us (nil on 6.2, {} on 7)
                     await self._ack([_s(eid)])
                     self.metrics.trimmed.labels(*self._labels).inc()
                     continue
@@ -294,12 +312,34 @@ class StreamConsumer(Generic[T]):
         if deleted:
             await self._ack([_s(d) for d in deleted])
             self.metrics.trimmed.labels(*self._labels).inc(len(deleted))
-        entries = [(_s(eid), fields) for eid, fields in items if fields is not None]
+        entries = [(_s(eid), fields) for eid, fields in items if eid is not None and fields]
+        if len(entries) < len(items):
+            # Redis 6.2 returns nil for claimed entries that were trimmed meanwhile (7.x
+            # lists them in `deleted` and drops them itself): acknowledge them by looking
+            # for our pending ids that no longer exist.
+            await self._ack_vanished()
         if not entries:
             return []
         self.metrics.reclaimed.labels(*self._labels).inc(len(entries))
         counts = await self._delivery_counts([e[0] for e in entries])
         return [(eid, f, counts.get(eid, 2)) for eid, f in entries]
+
+    async def _ack_vanished(self) -> None:
+        rows: Any = await self.redis.xpending_range(
+            self.stream, self.group, min="-", max="+", count=self.batch * 4,
+            consumername=self.name,
+        )
+        ids = [_s(r["message_id"]) for r in rows]
+        if not ids:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for eid in ids:
+                pipe.xrange(self.stream, min=eid, max=eid, count=1)
+            found = await pipe.execute()
+        gone = [eid for eid, hit in zip(ids, found, strict=True) if not hit]
+        if gone:
+            await self._ack(gone)
+            self.metrics.trimmed.labels(*self._labels).inc(len(gone))
 
     async def _delivery_counts(self, ids: list[str]) -> dict[str, int]:
         rows: Any = await self.redis.xpending_range(

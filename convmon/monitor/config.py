@@ -89,7 +89,10 @@ class SupervisorSettings(Model):
 
 
 class CoreSettings(Model):
-    instance: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    instance: str = Field(default_factory=socket.gethostname, min_length=1)
+    """Names this process: its heartbeat and its consumer name in every consumer group.
+    Stable across restarts (default: the host name) so a restarted process resumes the
+    entries it held; give each process on one host its own name."""
     data_dir: Path = Field(
         default_factory=lambda: Path(platformdirs.user_data_dir("convmon", appauthor=False))
     )

@@ -138,3 +138,43 @@ async def test_checkpoint_survives_a_new_bus(bus: EventBus, redis: Redis) -> Non
     await bus.publish([make_event(1)], checkpoint=("btc", "840000:abc"))
     again = EventBus(redis, bus.keys, bus.settings, BusMetrics(CollectorRegistry()))
     assert await again.get_checkpoint("btc") == "840000:abc"
+
+
+async def test_entries_trimmed_while_pending_are_acked_and_counted(
+    bus: EventBus, redis: Redis, registry: CollectorRegistry
+) -> None:
+    await bus.publish([make_event(i) for i in range(2)])
+    dying = bus.consumer("g", "dead", Recorder())
+    await dying.ensure_group()
+    read = await redis.xreadgroup("g", "dead", {bus.keys.events: ">"}, count=10)
+    first_id = read[0][1][0][0]
+    await redis.xdel(bus.keys.events, first_id)  # trimmed while pending on a dead consumer
+    await asyncio.sleep(bus.settings.claim_idle_ms / 1000 + 0.05)
+    rec = Recorder()
+    live = bus.consumer("g", "live", rec)
+    for _ in range(5):
+        await live.step(block_ms=10)
+    assert rec.seen == [1]
+    assert (await redis.xpending(bus.keys.events, "g"))["pending"] == 0
+    assert await redis.xlen(bus.keys.events_dead) == 0
+    assert registry.get_sample_value(
+        "convmon_bus_trimmed_unprocessed_entries_total",
+        {"stream": bus.keys.events, "group": "g"},
+    ) == 1
+
+
+async def test_long_gone_consumers_are_pruned(bus: EventBus, redis: Redis) -> None:
+    await bus.publish([make_event(i) for i in range(3)])
+    old = bus.consumer("g", "old-pod", Recorder())
+    await drain(old, rounds=2)  # handled and acked: nothing pending
+    holder = bus.consumer("g", "holder", Recorder())
+    await redis.xreadgroup("g", "holder", {bus.keys.events: "0"}, count=1)
+    await bus.publish([make_event(9)])
+    await redis.xreadgroup("g", "holder", {bus.keys.events: ">"}, count=1)
+    await asyncio.sleep(0.05)
+    live = bus.consumer("g", "live", Recorder())
+    await live.ensure_group()
+    assert await live.prune_consumers(idle_ms=10) == ["old-pod"]
+    names = {c["name"] for c in await redis.xinfo_consumers(bus.keys.events, "g")}
+    assert names == {b"holder"}  # the one holding an entry is kept
+    del holder
