@@ -25,6 +25,7 @@ from convmon.monitor.events import (
     DepinPayout,
     Event,
     MarketPrice,
+    Payload,
     Recipient,
     StablecoinBurn,
     StablecoinMint,
@@ -39,6 +40,11 @@ TOKENS = [("USDC", "regulated", 6), ("USDT", "offshore", 6), ("USD1", "machine-n
 SYMBOLS = ["BTC", "ETH", "SOL", "HNT", "USDC", "USDT"]
 
 
+def _event(event_id: str, chain: str, t: float, position: int, payload: Payload) -> Event:
+    return Event(id=event_id, chain=chain, source="bench", observed_at=t, occurred_at=t,
+                 position=position, payload=payload)
+
+
 def make_events(n: int, seed: int = 1) -> list[Event]:
     """Mix per 100 events: 40 DePIN payouts, 30 stablecoin mints/burns, 25 prices,
     4 collector statuses, 1 bitcoin block (heights in order, a week apart in time)."""
@@ -48,17 +54,16 @@ def make_events(n: int, seed: int = 1) -> list[Event]:
     for i in range(n):
         t = T0 + i * 0.05
         r = rng.random()
-        base = {"observed_at": t, "occurred_at": t, "position": i, "source": "bench"}
         if r < 0.40:
             net, tok, dec = rng.choice(NETWORKS)
             recipients = [Recipient(owner=f"owner{rng.randrange(50_000)}", units=1)
                           for _ in range(rng.randint(1, 5))]
-            payload: object = DepinPayout(
+            payload: Payload = DepinPayout(
                 network=net, token=tok, mint="m", amount=Amount(rng.randrange(10**dec), dec),
                 recipient_count=len(recipients), recipients=recipients, signature=f"s{i}",
                 block_time=int(t), payout_kind="claim",
             )
-            out.append(Event(id=f"sol:payout:s{i}:{tok}", chain="solana", payload=payload, **base))
+            out.append(_event(f"sol:payout:s{i}:{tok}", "solana", t, i, payload))
         elif r < 0.70:
             tok, track, dec = rng.choice(TOKENS)
             cls = StablecoinMint if rng.random() < 0.6 else StablecoinBurn
@@ -66,25 +71,25 @@ def make_events(n: int, seed: int = 1) -> list[Event]:
                 token=tok, chain="ethereum", track=track, contract="0xc",
                 amount=Amount(rng.randrange(10**(dec + 9)), dec), tx=f"0x{i:x}", method="Transfer",
             )
-            out.append(Event(id=f"eth:flow:{i}:0", chain="ethereum", payload=payload, **base))
+            out.append(_event(f"eth:flow:{i}:0", "ethereum", t, i, payload))
         elif r < 0.95:
             sym = rng.choice(SYMBOLS)
             payload = MarketPrice(symbol=sym, price_usd=rng.uniform(0.9, 100_000),
                                   sources={"coinbase": 1.0, "kraken": 1.0})
-            out.append(Event(id=f"market:{sym}:{i}", chain="market", payload=payload, **base))
+            out.append(_event(f"market:{sym}:{i}", "market", t, i, payload))
         elif r < 0.99:
             payload = CollectorStatus(collector=rng.choice(["bitcoin", "depin", "market"]),
                                       connected=rng.random() < 0.5)
-            out.append(Event(id=f"collector:{i}", chain="convmon", payload=payload, **base))
+            out.append(_event(f"collector:{i}", "convmon", t, i, payload))
         else:
             height += 1
             payload = BitcoinBlock(
                 height=height, hash=f"{height:064x}", prev_hash=f"{height - 1:064x}",
                 timestamp=int(t), difficulty=1.4e14, tx_count=rng.choice([1, 3000]),
-                pool=rng.choice(POOLS), pool_name="", match="tag", coinbase_value_sats=3e8,
+                pool=rng.choice(POOLS), pool_name="", match="tag", coinbase_value_sats=300_000_000,
                 subsidy_sats=312_500_000, fees_sats=rng.randrange(5_000_000),
             )
-            out.append(Event(id=f"btc:block:{height}", chain="bitcoin", payload=payload, **base))
+            out.append(_event(f"btc:block:{height}", "bitcoin", t, i, payload))
     return out
 
 

@@ -3,12 +3,18 @@ amounts, largest mint, track shares, supply drift, unique recipients (HyperLogLo
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from decimal import Decimal
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from convmon.monitor.clock import ManualClock
+from convmon.monitor.keys import Keys
+from convmon.rules.aggregates import AggregatesConfig, AggregateStore
 from tests.aggregates import factories as f
 from tests.aggregates.conftest import MakeStore
 
@@ -171,3 +177,61 @@ async def test_hyperloglog_counts_many_recipients(
     unique = 39 * 50 + 100
     got = (await store.snapshot(["depin"]))["depin"]["networks"]["hivemapper"]["recipients_24h"]
     assert abs(got - unique) / unique < 0.02
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=3 * HOUR),  # clock advance
+            st.lists(
+                st.tuples(
+                    st.integers(min_value=0, max_value=9 * DAY),  # event age
+                    st.integers(min_value=1, max_value=10**30),  # units (18 decimals)
+                ),
+                max_size=6,
+            ),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_sliding_sums_equal_an_independent_sum(
+    redis_url: str, steps: list[tuple[int, list[tuple[int, int]]]]
+) -> None:
+    async def scenario() -> None:
+        redis: Redis = Redis.from_url(redis_url)
+        keys = Keys(prefix=f"tp{uuid.uuid4().hex[:12]}")
+        clock = ManualClock(f.T0)
+        store = AggregateStore(redis, keys, clock, AggregatesConfig())
+        await store.load()
+        bucket = store.config.bucket_s
+        seen: list[tuple[float, int]] = []
+        try:
+            for n, (advance, events) in enumerate(steps):
+                clock.advance(advance)
+                batch = [
+                    f.mint("USD1", units, clock.now() - age, decimals=18, n=n * 10 + k)
+                    for k, (age, units) in enumerate(events)
+                ]
+                await store.apply(batch)
+                seen += [(clock.now() - age, units) for age, units in events]
+                tok = (await store.snapshot(["stablecoin"]))["stablecoin"]["tokens"]
+                if not seen:
+                    continue
+                cur = int(clock.now() // bucket)
+                wk = store.key("ts", "w", "mint:USD1/ethereum")
+                for name, secs in store.config.time_windows.items():
+                    lo = cur - secs // bucket + 1
+                    expected = sum(u for t, u in seen if int(t // bucket) >= lo)
+                    assert (await hget_int(redis, wk, f"s{secs}")) == expected
+                    assert tok["USD1/ethereum"][f"minted_{name}"] == pytest.approx(
+                        expected / 10**18
+                    )
+                assert (await hget_int(redis, wk, "tot")) == sum(u for _, u in seen)
+        finally:
+            async for k in redis.scan_iter(match=f"{keys.prefix}:*", count=1000):
+                await redis.delete(k)
+            await redis.aclose()
+
+    asyncio.run(scenario())
