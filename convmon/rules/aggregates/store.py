@@ -38,7 +38,7 @@ from convmon.monitor.events import (
 from convmon.monitor.keys import Keys
 from convmon.rules.aggregates import views
 from convmon.rules.aggregates.config import AggregatesConfig
-from convmon.rules.aggregates.encoding import encode
+from convmon.rules.aggregates.encoding import SEP, encode
 from convmon.rules.aggregates.metrics import build_metrics
 from convmon.rules.aggregates.scripts import Scripts
 
@@ -97,12 +97,12 @@ class AggregateStore:
         current = await self.redis.hget(self.key("btc", "meta"), "windows")
         if current is None or _s(current) != self._windows_csv:
             marker = f"rewindow:{self._windows_csv}:{time.time_ns()}"
-            await self._eval_batches([["W", marker, "0"]])
+            await self._eval_batches([f"W{SEP}{marker}"])
 
     async def apply(self, events: Sequence[Event]) -> list[bool]:
         """Apply a delivery batch; True where the event changed state (first application)."""
         results = [False] * len(events)
-        encoded: list[list[str]] = []
+        encoded: list[str] = []
         index: list[int] = []
         for i, event in enumerate(events):
             args = encode(event, self._entities)
@@ -116,16 +116,16 @@ class AggregateStore:
             results[i] = bool(flag)
         return results
 
-    async def _eval_batches(self, encoded: list[list[str]]) -> list[int]:
+    async def _eval_batches(self, encoded: list[str]) -> list[int]:
         header = [self.base, repr(self.clock.now()), *self._static_header]
         for attempt in (1, 2):
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for start in range(0, len(encoded), EVENTS_PER_CALL):
-                        args = list(header)
-                        for item in encoded[start : start + EVENTS_PER_CALL]:
-                            args.extend(item)
-                        pipe.evalsha(self._scripts.sha["apply"], 0, *args)
+                        pipe.evalsha(
+                            self._scripts.sha["apply"], 0, *header,
+                            *encoded[start : start + EVENTS_PER_CALL],
+                        )
                     pipe.hgetall(self.key("prices"))
                     replies = await pipe.execute()
             except NoScriptError:

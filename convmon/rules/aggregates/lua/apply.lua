@@ -1,6 +1,7 @@
 -- Apply a batch of events to the aggregates, atomically and idempotently.
 -- ARGV: base, now, applied_ttl, block_windows_csv, keep_blocks, bucket_s, time_windows_csv,
---       hll_bucket_s, hll_ttl, then per event: code, id, nargs, args...
+--       hll_bucket_s, hll_ttl, then one argument per event: code, id and the event's
+--       fields joined by the unit separator (0x1f).
 -- Returns one 0/1 per event (1 = first application, state changed).
 
 local B = ARGV[1]
@@ -333,15 +334,13 @@ local HANDLERS = {
 }
 
 local results = {}
-local i = 10
-while i <= #ARGV do
-  local code, id, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+for i = 10, #ARGV do
+  local f = split(ARGV[i], '\31')
   local args = {}
-  for k = 1, n do args[k] = ARGV[i + 2 + k] end
-  i = i + 3 + n
+  for k = 3, #f do args[k - 2] = f[k] end
   local r = 0
-  if redis.call('SET', B .. ':done:' .. id, '1', 'NX', 'EX', DONE_TTL) then
-    r = HANDLERS[code](args)
+  if redis.call('SET', B .. ':done:' .. f[2], '1', 'NX', 'EX', DONE_TTL) then
+    r = HANDLERS[f[1]](args)
   end
   results[#results + 1] = r
 end
