@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 
 from convmon.monitor.clock import ManualClock
 from convmon.monitor.keys import Keys
+from convmon.rules.aggregates import AggregateError
 from tests.aggregates import factories as f
 from tests.aggregates.conftest import MakeStore
 
@@ -121,3 +122,21 @@ async def test_collectors_from_status_hash_and_events(
     coll = (await store.snapshot(["collectors"]))["collectors"]
     assert coll["bitcoin"]["connected"] is False
     assert coll["bitcoin"]["disconnected_for_s"] == 10.0
+
+
+async def test_unknown_root_is_an_error(make_store: MakeStore) -> None:
+    store = await make_store()
+    with pytest.raises(AggregateError, match="bitcoin"):
+        await store.snapshot(["bitcoin"])
+    assert await store.snapshot(["now"]) == {}
+
+
+async def test_ignored_kinds_and_empty_state(make_store: MakeStore) -> None:
+    store = await make_store()
+    assert await store.apply([]) == []
+    snap = await store.snapshot(["btc", "miner", "stablecoin", "depin"])
+    assert snap["btc"]["tip_height"] is None
+    assert snap["btc"]["windows"]["144"]["blocks"] == 0
+    assert snap["btc"]["windows"]["144"]["fees_sats_mean"] is None
+    assert snap["miner"]["hashprice_usd_per_phs_day"] is None
+    assert snap["stablecoin"]["tokens"] == {}

@@ -75,6 +75,7 @@ class AggregateStore:
         self._entities = config.entity_map()
         self._prices = views.Prices()
         self._prices_read_at = -math.inf
+        self._hashprice_written: tuple[int, float] | None = None
         cfg = config
         self._windows_csv = ",".join(str(n) for n in cfg.block_windows)
         self._time_windows_csv = ",".join(str(s) for s in sorted(cfg.time_windows.values()))
@@ -147,8 +148,9 @@ class AggregateStore:
         return self._prices
 
     async def snapshot(self, roots: Collection[str]) -> dict[str, Any]:
-        """CEL-ready dicts for the requested roots (see CONTRACTS §3)."""
-        unknown = set(roots) - ROOTS
+        """CEL-ready dicts for the requested roots (see CONTRACTS §3). ``now`` is the
+        engine's own root and is ignored here."""
+        unknown = set(roots) - ROOTS - {"now"}
         if unknown:
             raise AggregateError(f"unknown aggregate roots: {', '.join(sorted(unknown))}")
         wanted = set(roots)
@@ -250,6 +252,9 @@ class AggregateStore:
 
     async def _record_hashprice(self, day: int, value: float) -> None:
         """Keep the latest hashprice of each day (for the 7-day change); drop old days."""
+        if self._hashprice_written == (day, value):
+            return
+        self._hashprice_written = (day, value)
         key = self.key("miner", "hashprice")
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, str(day), repr(value))
