@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from convmon.rules.aggregates import AggregatesConfig
+from convmon.rules.aggregates import AggregateError, AggregatesConfig
 from convmon.rules.aggregates.config import load_entity_file
+from tests.aggregates.conftest import MakeStore
 from tests.shared_data import require_shared_data
 
 
@@ -57,3 +58,9 @@ def test_bad_entity_file_names_itself(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"X": [{"from": ""}]}))
     with pytest.raises(ValueError, match=r"parents\.json.*without a name"):
         load_entity_file(bad)
+
+
+async def test_changed_bucket_size_fails_fast(make_store: MakeStore) -> None:
+    await make_store(bucket_s=300)
+    with pytest.raises(AggregateError, match=r"bucket_s is 600 .* built with 300"):
+        await make_store(bucket_s=600)

@@ -93,8 +93,20 @@ class AggregateStore:
         return ":".join((self.base, *parts))
 
     async def load(self) -> None:
-        """Register the scripts; recount the block windows if their sizes changed."""
+        """Register the scripts; recount the block windows if their sizes changed.
+
+        Raises `AggregateError` when ``bucket_s`` differs from the one the time series in
+        Redis were built with (their bucket indices would mean other times)."""
         await self._scripts.load(self.redis)
+        layout = self.key("ts", "bucket_s")
+        await self.redis.set(layout, str(self.config.bucket_s), nx=True)
+        stored = await self.redis.get(layout)
+        if stored is not None and int(stored) != self.config.bucket_s:
+            raise AggregateError(
+                f"rules.aggregates.bucket_s is {self.config.bucket_s} but the time series in "
+                f"Redis were built with {int(stored)}; keep {int(stored)} or delete the keys "
+                f"{self.key('ts', '*')}"
+            )
         current = await self.redis.hget(self.key("btc", "meta"), "windows")
         if current is None or _s(current) != self._windows_csv:
             marker = f"rewindow:{self._windows_csv}:{time.time_ns()}"
