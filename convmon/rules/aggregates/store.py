@@ -125,8 +125,16 @@ class AggregateStore:
         if not encoded:
             return results
         flags = await self._eval_batches(encoded)
+        failed: list[str] = []
         for i, flag in zip(index, flags, strict=True):
-            results[i] = bool(flag)
+            results[i] = flag > 0
+            if flag < 0:
+                failed.append(events[i].id)
+        if failed:
+            raise AggregateError(
+                f"{len(failed)} event(s) could not be applied (the others were): "
+                + ", ".join(failed[:5])
+            )
         return results
 
     async def _eval_batches(self, encoded: list[str]) -> list[int]:
