@@ -112,6 +112,7 @@ def btc_state(snap: dict[str, Any]) -> dict[str, Any]:
     btc = dict(snap["btc"])
     btc.pop("reorgs_total")
     btc.pop("last_reorg_depth")
+    btc.pop("last_reorg_time")
     return btc
 
 
