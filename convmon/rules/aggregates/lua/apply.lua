@@ -206,10 +206,11 @@ local function latest_get(key, field)
   return e
 end
 
--- Keep value (whose first |-field is its time) when it is not older than the stored one.
-local function latest_put(key, field, t, value, strictly_newer)
+-- Keep value (whose first |-field is its time) when it is newer than the stored one; on a
+-- tie the greater string wins, so the outcome never depends on arrival order.
+local function latest_put(key, field, t, value)
   local e = latest_get(key, field)
-  if e and (t < e.time or (strictly_newer and t == e.time)) then return false end
+  if e and (t < e.time or (t == e.time and value <= e.value)) then return false end
   latest[key][field] = {time = t, value = value, dirty = true}
   return true
 end
@@ -249,7 +250,7 @@ local function on_flow(a, family, track_max)
   local t = tonumber(a[4])
   meta_pending[series] = a[2]
   series_add(TS, series, t, a[3], track_max)
-  latest_put(B .. ':stable:last', a[5], t, fmt_time(t), true)
+  latest_put(B .. ':stable:last', a[5], t, fmt_time(t))
   return 1
 end
 
@@ -280,7 +281,7 @@ local function on_payout(a)
   meta_pending[series] = a[3]
   series_add(TS, 'dpn:' .. a[1], t, '0', false)
   meta_pending['dpn:' .. a[1]] = a[3]
-  latest_put(B .. ':depin:last', a[1], t, fmt_time(t), true)
+  latest_put(B .. ':depin:last', a[1], t, fmt_time(t))
   if #a > 5 and t > NOW - 86400 - HLL_BS then
     local hk = B .. ':hll:' .. a[1] .. ':' .. math.floor(math.min(t, NOW) / HLL_BS)
     local list = hll_pending[hk]
@@ -293,14 +294,14 @@ end
 -- a: symbol, time, price, sources_csv, stale_csv
 local function on_price(a)
   local t = tonumber(a[2])
-  if not latest_put(B .. ':prices', a[1], t, a[2] .. '|' .. a[3] .. '|' .. a[4], false) then
+  if not latest_put(B .. ':prices', a[1], t, a[2] .. '|' .. a[3] .. '|' .. a[4]) then
     return 0
   end
   local sk = B .. ':price_sources'
   for _, pair in ipairs({{a[4], '1'}, {a[5], '0'}}) do
     if pair[1] ~= '' then
       for _, src in ipairs(split(pair[1], ',')) do
-        latest_put(sk, src, t, a[2] .. '|' .. pair[2], false)
+        latest_put(sk, src, t, a[2] .. '|' .. pair[2])
       end
     end
   end
@@ -310,7 +311,7 @@ end
 -- a: collector, connected, time
 local function on_status(a)
   local t = tonumber(a[3])
-  if not latest_put(B .. ':collectors', a[1], t, a[3] .. '|' .. a[2], false) then return 0 end
+  if not latest_put(B .. ':collectors', a[1], t, a[3] .. '|' .. a[2]) then return 0 end
   return 1
 end
 
