@@ -98,3 +98,13 @@ async def test_pool_labels_are_bounded(make_store: MakeStore) -> None:
     assert len(w["pools"]) == 21  # the CEL snapshot keeps every pool
     entity_labels = {s["entity"] for s in samples["convmon_btc_entity_share_ratio"]}
     assert len(entity_labels) <= 7
+
+
+async def test_empty_state_reports_no_made_up_values(make_store: MakeStore) -> None:
+    store = await make_store()
+    samples = exposition(await store.state_metrics())
+    assert "convmon_btc_tip_height" not in samples
+    assert "convmon_btc_hashprice_usd_per_phs_day" not in samples
+    assert "convmon_price_usd" not in samples
+    assert samples["convmon_btc_reorgs_total"] == [{}]
+    assert len(samples["convmon_ai_hosting_benchmark_usd_per_mwh"]) == 2
