@@ -31,7 +31,7 @@ from convmon.monitor.events import (
     StablecoinMint,
 )
 from convmon.monitor.keys import Keys
-from convmon.rules.aggregates import AggregatesConfig, AggregateStore
+from convmon.rules.aggregates import ROOTS, AggregatesConfig, AggregateStore
 
 T0 = 1_790_000_000.0
 POOLS = ["foundryusa", "antpool", "viabtc", "f2pool", "marapool", "spiderpool", "unknown"]
@@ -93,7 +93,8 @@ def make_events(n: int, seed: int = 1) -> list[Event]:
     return out
 
 
-async def bench_apply(redis: Redis, events: list[Event], batch: int) -> float:
+async def bench_apply(redis: Redis, events: list[Event], batch: int) -> tuple[float, float]:
+    """Events/s through apply, and the mean time of a snapshot of every root afterwards."""
     keys = Keys(prefix=f"bench{uuid.uuid4().hex[:8]}")
     clock = ManualClock(T0)
     store = AggregateStore(redis, keys, clock, AggregatesConfig())
@@ -106,7 +107,11 @@ async def bench_apply(redis: Redis, events: list[Event], batch: int) -> float:
             clock.advance(batch * 0.05)
             await store.apply(events[i : i + batch])
         elapsed = time.perf_counter() - start
-        return (len(events) - batch) / elapsed
+        start = time.perf_counter()
+        for _ in range(50):
+            await store.snapshot(ROOTS)
+        snapshot_s = (time.perf_counter() - start) / 50
+        return (len(events) - batch) / elapsed, snapshot_s
     finally:
         await _drop(redis, keys)
 
@@ -140,13 +145,14 @@ async def main() -> None:
     redis: Redis = Redis.from_url(args.redis)
     try:
         ceiling = await bench_ceiling(redis, n, args.batch)
-        rate = await bench_apply(redis, events, args.batch)
+        rate, snapshot_s = await bench_apply(redis, events, args.batch)
     finally:
         await redis.aclose()
     print(f"events: {n}, batch: {args.batch}")
     print(f"apply (windows + aggregates): {rate:,.0f} events/s")
     print(f"ceiling (raw pipeline, one HSET per event): {ceiling:,.0f} writes/s")
     print(f"ratio apply / ceiling: {rate / ceiling:.2f}")
+    print(f"snapshot of every root after the run: {snapshot_s * 1000:.2f} ms")
 
 
 if __name__ == "__main__":
