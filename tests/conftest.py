@@ -82,10 +82,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "redis_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
         "all_redis"
     ):
-        metafunc.parametrize("redis_url", ["current", "6.2"], indirect=True)
+        metafunc.parametrize("redis_url", ["current", "6.2"], indirect=True, scope="session")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def redis_url(request: pytest.FixtureRequest) -> str:
     if getattr(request, "param", "current") == "6.2":
         return str(request.getfixturevalue("redis62_url"))

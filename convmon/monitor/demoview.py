@@ -56,7 +56,7 @@ def render(samples: Samples, alerts: list[dict[str, Any]], clock_now: float) -> 
     for w in sorted(top2, key=lambda x: int(x or 0)):
         conc.add_row(str(w), f"{top2[w]:.1%}", f"{hhi.get(w, 0):.0f}", f"{nak.get(w, 0):.0f}")
     depin = _table("DePIN paid (24 h)", "network", "token", "amount")
-    for lab, v in samples.get("convmon_depin_paid_tokens", []):
+    for lab, v in samples.get("convmon_depin_window_paid_tokens", []):
         if lab.get("window") == "24h":
             depin.add_row(lab.get("network", ""), lab.get("token", ""), f"{v:,.0f}")
     flows = _table("Stablecoin net issuance (24 h)", "token", "chain", "net")

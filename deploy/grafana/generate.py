@@ -144,7 +144,7 @@ def depin_payouts() -> dash.Dashboard:
             f"max by (network) (convmon_depin_paid_usd{{{w}}})", "{{network}}"),
             unit="currencyUSD"))
         .with_panel(time_series(ids, "Paid tokens over window", [q(
-            f"max by (network, token) (convmon_depin_paid_tokens{{{w}}})",
+            f"max by (network, token) (convmon_depin_window_paid_tokens{{{w}}})",
             "{{network}} {{token}}")]))
         .with_panel(time_series(ids, "Recipients over window", [q(
             f"max by (network) (convmon_depin_recipients{{{w}}})", "{{network}}")]))

@@ -149,7 +149,7 @@ def _depin(dp: dict[str, Any], cfg: AggregatesConfig) -> list[Metric]:
                                      labels=["network", "token"])
     payouts = CounterMetricFamily("convmon_depin_payout_transactions",
                                   "Payout transactions.", labels=["network"])
-    paid = _gauge("convmon_depin_paid_tokens", "Tokens paid over a window.",
+    paid = _gauge("convmon_depin_window_paid_tokens", "Tokens paid over a window.",
                   ["network", "token", "window"])
     recipients = _gauge("convmon_depin_recipients", "Unique recipients (HyperLogLog).",
                         ["network", "window"])
