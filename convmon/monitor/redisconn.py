@@ -19,9 +19,11 @@ import os
 import shutil
 import signal
 import subprocess
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -176,12 +178,14 @@ async def open_redis(
             log.info("started embedded redis", extra={"socket": url, "pid": embedded.process.pid
                                                        if embedded.process else None})
         shown = url
+    client_name = f"convmon-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     client: Redis = Redis.from_url(
         url,
         socket_timeout=settings.socket_timeout_s,
         socket_connect_timeout=settings.socket_timeout_s,
         max_connections=settings.max_connections,
         health_check_interval=30,
+        client_name=client_name,
     )
     try:
         try:
@@ -193,9 +197,33 @@ async def open_redis(
         log.debug("connected to redis", extra={"url": shown, "version": version})
         yield client
     finally:
+        last = settings.url is None and await _last_client(client, client_name)
         await client.aclose()
-        if embedded is not None:
-            await embedded.stop()
+        if last:
+            # The embedded server stops with its last user, whoever started it: a CLI
+            # command that started it must not pull it away from a daemon that joined.
+            if embedded is not None:
+                await embedded.stop()
+            else:
+                await _shutdown(url)
+
+
+async def _last_client(client: Redis, own_name: str) -> bool:
+    try:
+        clients: Any = await client.client_list()
+    except Exception:
+        return False
+    return all(c.get("name") == own_name for c in clients)
+
+
+async def _shutdown(url: str) -> None:
+    other: Redis = Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        await other.shutdown()
+    except Exception as exc:  # the server closes the connection as it exits
+        log.debug("embedded redis shutdown", extra={"detail": type(exc).__name__})
+    finally:
+        await other.aclose()
 
 
 def pid_alive(pid: int) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from pathlib import Path
 
@@ -46,3 +47,22 @@ async def test_read_only_commands_do_not_start_an_embedded_server(short_dir: Pat
         async with open_redis(RedisSettings(), short_dir, start_embedded=False):
             pass
     assert not (short_dir / "redis" / "redis.sock").exists()
+
+
+async def test_the_last_user_stops_the_embedded_server_not_its_starter(short_dir: Path) -> None:
+    require_binary("redis-server", find_redis_server())
+    settings = RedisSettings()
+    sock = short_dir / "redis" / "redis.sock"
+    starter = open_redis(settings, short_dir)
+    client = await starter.__aenter__()
+    joined = open_redis(settings, short_dir)
+    daemon = await joined.__aenter__()
+    await client.set("k", "v")
+    await starter.__aexit__(None, None, None)  # the starter leaves first
+    assert await daemon.get("k") == b"v"  # the joined user still has its server
+    await joined.__aexit__(None, None, None)
+    for _ in range(100):
+        if not sock.exists():
+            break
+        await asyncio.sleep(0.05)
+    assert not sock.exists()
