@@ -1,0 +1,386 @@
+"""The rule engine: evaluates rules against aggregates and events, and moves alert
+instances through inactive → pending → firing → resolved (Prometheus semantics).
+
+In: batches of events (after the aggregate store applied them) and timer ticks. Out:
+compare-and-set writes of instance state, each carrying its outbox transition
+(`convmon.rules.state`). Everything the engine knows between calls is in Redis, so any
+number of workers (and a restarted one) agree: a worker holds nothing but compiled rules.
+
+One evaluation round builds a single CEL context (the aggregate roots the rules read,
+``now`` and every rule's parameters) and runs each relevant rule's program once; fan-out
+rules return one row per map entry. Event rules run per matching event with the event in
+their context.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter as KindCounter
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import cel
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from redis.asyncio import Redis
+
+from convmon.monitor.alerting import AlertTransition, alert_fingerprint
+from convmon.monitor.clock import Clock
+from convmon.monitor.events import Event
+from convmon.monitor.keys import Keys
+from convmon.rules.expr import PARAMS_VAR
+from convmon.rules.loader import Rule, RuleSet
+from convmon.rules.state import InstanceState, InstanceStore, Stored, Write
+from convmon.rules.templates import render
+
+log = logging.getLogger(__name__)
+
+_MAX_CAS_ROUNDS = 3
+
+
+class AggregateSource(Protocol):
+    """What the engine needs from the aggregate store (CONTRACTS §3)."""
+
+    async def apply(self, events: Sequence[Event]) -> list[bool]: ...
+
+    async def snapshot(self, roots: Collection[str]) -> dict[str, Any]: ...
+
+    async def event_context(self, event: Event) -> dict[str, Any]: ...
+
+
+class RuleMetrics:
+    """Process metrics of the engine (CONTRACTS §5)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.evaluations = Counter(
+            "convmon_rule_evaluations", "Rule evaluations.", ["rule"], registry=registry
+        )
+        self.errors = Counter(
+            "convmon_rule_evaluation_errors", "Rule evaluations that failed.", ["rule"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "convmon_rule_evaluation_seconds", "Time to evaluate one rule once.",
+            registry=registry,
+            buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                     0.05, 0.1),
+        )
+        self.transitions = Counter(
+            "convmon_alert_transitions", "Alert transitions written to the outbox.",
+            ["state"], registry=registry,
+        )
+
+
+@dataclass
+class Observation:
+    """A rule's verdict for one instance in one evaluation."""
+
+    rule: Rule
+    labels: dict[str, str]
+    holds: bool
+    value: float | None
+    context: dict[str, Any]
+    event_id: str | None = None
+    count: int = 0
+
+    @property
+    def fingerprint(self) -> str:
+        return alert_fingerprint(self.labels)
+
+
+@dataclass
+class _Round:
+    """Observations of one round, per rule, plus the rules whose live instances it must
+    revisit (an instance not observed holding is observed not holding)."""
+
+    rules: list[Rule] = field(default_factory=list)
+    observed: dict[str, dict[str, Observation]] = field(default_factory=dict)
+
+
+class RuleEngine:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        clock: Clock,
+        rules: RuleSet,
+        aggregates: AggregateSource,
+        metrics: RuleMetrics,
+        generator_url: str = "",
+    ) -> None:
+        self.clock = clock
+        self.rules = rules
+        self.aggregates = aggregates
+        self.metrics = metrics
+        self.store = InstanceStore(redis, keys)
+        self.generator_url = generator_url
+        self._params = rules.params
+        self._event_rules = [r for r in rules.rules if r.kind == "event"]
+        self._state_rules = [r for r in rules.rules if r.kind != "event"]
+
+    async def handle(self, events: Sequence[Event]) -> None:
+        """Apply a batch to the aggregates and evaluate what it concerns."""
+        changed = await self.aggregates.apply(events)
+        await self.evaluate_batch(events, changed)
+
+    async def evaluate_batch(self, events: Sequence[Event], changed: Sequence[bool]) -> None:
+        now = self.clock.now()
+        new_kinds = KindCounter(e.kind for e, c in zip(events, changed, strict=True) if c)
+        kinds = {e.kind for e in events}
+        rnd = _Round()
+        await self._observe_events(events, now, rnd)
+        relevant = [r for r in self._state_rules if r.on & kinds]
+        if relevant:
+            counts = {r.name: sum(new_kinds[k] for k in r.on) for r in relevant}
+            await self._observe_state_rules(relevant, now, rnd, counts)
+        await self._reconcile(rnd, now)
+
+    async def evaluate_timer(self) -> None:
+        """The periodic round: every window and absence rule, and event alert timers."""
+        now = self.clock.now()
+        rnd = _Round()
+        await self._observe_state_rules(self._state_rules, now, rnd, {})
+        rnd.rules.extend(self._event_rules)
+        await self._reconcile(rnd, now)
+
+    async def _observe_state_rules(
+        self, rules: Sequence[Rule], now: float, rnd: _Round, counts: Mapping[str, int]
+    ) -> None:
+        roots: set[str] = set()
+        for rule in rules:
+            roots |= rule.program.roots
+        snap = await self.aggregates.snapshot(sorted(roots)) if roots else {}
+        variables = {**snap, "now": now, PARAMS_VAR: self._params}
+        context = cel.Context(variables)
+        for rule in rules:
+            rows = self._run(rule, context)
+            if rows is None:
+                continue
+            rnd.rules.append(rule)
+            observed = rnd.observed.setdefault(rule.name, {})
+            spec = rule.spec
+            for key, holds, value, item in rows:
+                if not holds:
+                    continue
+                tctx: dict[str, Any] = {"params": rule.params, "now": now}
+                if spec.for_each is not None:
+                    tctx["key"] = key
+                    tctx["item"] = item
+                labels = self._labels(rule, tctx, fan_key=key if spec.for_each else None)
+                obs = Observation(rule, labels, True, _number(value), tctx,
+                                  count=counts.get(rule.name, 0))
+                observed[obs.fingerprint] = obs
+
+    async def _observe_events(self, events: Sequence[Event], now: float, rnd: _Round) -> None:
+        matching = [(e, [r for r in self._event_rules if e.kind in r.on]) for e in events]
+        matching = [(e, rs) for e, rs in matching if rs]
+        if not matching:
+            return
+        roots: set[str] = set()
+        for _, rs in matching:
+            for r in rs:
+                roots |= r.program.roots
+        snap = await self.aggregates.snapshot(sorted(roots)) if roots else {}
+        for event in matching:
+            ev, rules = event
+            ectx = await self.aggregates.event_context(ev)
+            variables = {**snap, "now": now, PARAMS_VAR: self._params, "event": ectx}
+            for rule in rules:
+                rows = self._run(rule, variables)
+                if not rows or not rows[0][1]:
+                    continue
+                tctx = {"params": rule.params, "now": now, "event": ectx}
+                labels = self._labels(rule, tctx, event_id=ev.id)
+                obs = Observation(rule, labels, True, _number(rows[0][2]), tctx, event_id=ev.id)
+                rnd.observed.setdefault(rule.name, {})[obs.fingerprint] = obs
+
+    def _run(
+        self, rule: Rule, context: cel.Context | dict[str, Any]
+    ) -> list[tuple[str, bool, Any, Any]] | None:
+        started = time.perf_counter()
+        self.metrics.evaluations.labels(rule.name).inc()
+        try:
+            rows = rule.program.run(context)
+            out: list[tuple[str, bool, Any, Any]] = []
+            for row in rows:
+                key, holds, value, item = row
+                if not isinstance(holds, bool):
+                    raise TypeError(f"condition gave {type(holds).__name__}, not bool")
+                out.append((str(key), holds, value, item))
+            return out
+        except Exception as exc:  # a bad rule must not stop the others
+            self.metrics.errors.labels(rule.name).inc()
+            log.warning("rule evaluation failed", extra={"rule": rule.name, "error": repr(exc)})
+            return None
+        finally:
+            self.metrics.seconds.observe(time.perf_counter() - started)
+
+    def _labels(
+        self, rule: Rule, tctx: Mapping[str, Any], *, fan_key: str | None = None,
+        event_id: str | None = None,
+    ) -> dict[str, str]:
+        spec = rule.spec
+        labels = {"alertname": rule.name, "severity": spec.severity}
+        if spec.for_each is not None and fan_key is not None:
+            labels[spec.for_each.label] = fan_key
+        for name, text in spec.labels.items():
+            labels[name] = render(text, {**tctx, "labels": labels})
+        if event_id is not None:
+            labels["event_id"] = event_id
+        return labels
+
+    async def _reconcile(self, rnd: _Round, now: float) -> None:
+        if not rnd.rules and not rnd.observed:
+            return
+        names = [r.name for r in rnd.rules]
+        live = await self.store.live(names)
+        todo: dict[str, tuple[Rule, Observation | None]] = {}
+        for observed in rnd.observed.values():
+            for fp, seen in observed.items():
+                todo[fp] = (seen.rule, seen)
+        for rule in rnd.rules:
+            for fp in live.get(rule.name, ()):
+                todo.setdefault(fp, (rule, None))
+        for _ in range(_MAX_CAS_ROUNDS):
+            if not todo:
+                return
+            stored = await self.store.read(list(todo))
+            writes = []
+            for fp, (rule, obs) in todo.items():
+                w = self._step(rule, stored[fp], obs, now)
+                if w is not None:
+                    writes.append(w)
+            results = await self.store.write(writes)
+            retry: dict[str, tuple[Rule, Observation | None]] = {}
+            for w, ok in zip(writes, results, strict=True):
+                if ok:
+                    if w.transition is not None:
+                        self.metrics.transitions.labels(w.transition.state).inc()
+                else:
+                    retry[w.fingerprint] = todo[w.fingerprint]
+            todo = retry
+
+    def _step(
+        self, rule: Rule, stored: Stored, obs: Observation | None, now: float
+    ) -> Write | None:
+        if rule.kind == "event":
+            return self._step_event(rule, stored, obs, now)
+        return self._step_state(rule, stored, obs, now)
+
+    def _step_state(
+        self, rule: Rule, stored: Stored, obs: Observation | None, now: float
+    ) -> Write | None:
+        spec = rule.spec
+        st = stored.state
+        status = st.status if st is not None else "inactive"
+        if obs is not None and obs.holds:
+            if st is None or status in ("inactive", "resolved"):
+                st = InstanceState(rule=rule.name, labels=obs.labels, seq=st.seq if st else 0)
+                st.active_at = now
+                st.count = obs.count
+                st.last_true = now
+                st.value = obs.value
+                if self._for_met(rule, st, now):
+                    return self._transition(rule, stored, st, obs, "firing", now)
+                return self._transition(rule, stored, st, obs, "pending", now)
+            if status == "pending":
+                st.count += obs.count
+                st.last_true = now
+                st.value = obs.value
+                if self._for_met(rule, st, now):
+                    return self._transition(rule, stored, st, obs, "firing", now)
+                if obs.count:
+                    return Write(stored.fingerprint, stored.version, st, None)
+                return None
+            if spec.keep_firing_for > 0:
+                st.last_true = now
+                st.value = obs.value
+                return Write(stored.fingerprint, stored.version, st, None)
+            return None
+        if st is None or status not in ("pending", "firing"):
+            return None
+        if status == "pending":
+            st.status = "inactive"
+            st.count = 0
+            return Write(stored.fingerprint, stored.version, st, None)
+        if spec.keep_firing_for > 0 and now - st.last_true < spec.keep_firing_for:
+            return None
+        return self._transition(rule, stored, st, None, "resolved", now)
+
+    def _step_event(
+        self, rule: Rule, stored: Stored, obs: Observation | None, now: float
+    ) -> Write | None:
+        spec = rule.spec
+        st = stored.state
+        if obs is not None:
+            if st is not None:
+                return None  # already seen: pending, firing or resolved (redelivery)
+            st = InstanceState(rule=rule.name, labels=obs.labels, active_at=now,
+                               last_true=now, value=obs.value, event_id=obs.event_id)
+            state = "firing" if spec.for_.seconds <= 0 else "pending"
+            return self._transition(rule, stored, st, obs, state, now)
+        if st is None:
+            return None
+        if st.status == "pending" and now - st.active_at >= spec.for_.seconds:
+            return self._transition(rule, stored, st, None, "firing", now)
+        if st.status == "firing" and now - st.fired_at >= spec.resolve_after:
+            return self._transition(rule, stored, st, None, "resolved", now)
+        return None
+
+    def _for_met(self, rule: Rule, st: InstanceState, now: float) -> bool:
+        spec = rule.spec.for_
+        if spec.count:
+            return st.count >= spec.count
+        return now - st.active_at >= spec.seconds
+
+    def _transition(
+        self, rule: Rule, stored: Stored, st: InstanceState, obs: Observation | None,
+        state: str, now: float,
+    ) -> Write:
+        st.seq += 1
+        if obs is not None:
+            tctx = {**obs.context, "value": obs.value, "labels": obs.labels}
+            st.annotations = self._annotations(rule, tctx)
+        if state == "firing":
+            st.fired_at = now
+        st.status = "firing" if state == "firing" else "pending" if state == "pending" else (
+            "resolved" if rule.kind == "event" else "inactive"
+        )
+        starts_at = st.active_at if state == "pending" else st.fired_at
+        transition = AlertTransition(
+            id=f"{stored.fingerprint}:{st.seq}",
+            fingerprint=stored.fingerprint,
+            seq=st.seq,
+            rule=rule.name,
+            state=state,  # type: ignore[arg-type]
+            labels=st.labels,
+            annotations=st.annotations,
+            value=st.value,
+            starts_at=starts_at,
+            ends_at=now if state == "resolved" else None,
+            evaluated_at=now,
+            generator_url=self.generator_url,
+            event_id=st.event_id if obs is None else obs.event_id,
+        )
+        return Write(stored.fingerprint, stored.version, st, transition)
+
+    def _annotations(self, rule: Rule, tctx: Mapping[str, Any]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, text in rule.spec.annotations.items():
+            try:
+                out[name] = render(text, tctx)
+            except Exception as exc:  # a template error must not lose the alert
+                self.metrics.errors.labels(rule.name).inc()
+                out[name] = f"<template error: {exc}>"
+        return out
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    return None
