@@ -164,7 +164,7 @@ class RuleEngine:
             for key, holds, value, item in rows:
                 if not holds:
                     continue
-                tctx: dict[str, Any] = {"params": rule.params, "now": now}
+                tctx: dict[str, Any] = {**snap, "params": rule.params, "now": now}
                 if spec.for_each is not None:
                     tctx["key"] = key
                     tctx["item"] = item
@@ -191,7 +191,7 @@ class RuleEngine:
                 rows = self._run(rule, variables)
                 if not rows or not rows[0][1]:
                     continue
-                tctx = {"params": rule.params, "now": now, "event": ectx}
+                tctx = {**snap, "params": rule.params, "now": now, "event": ectx}
                 labels = self._labels(rule, tctx, event_id=ev.id)
                 obs = Observation(rule, labels, True, _number(rows[0][2]), tctx, event_id=ev.id)
                 rnd.observed.setdefault(rule.name, {})[obs.fingerprint] = obs

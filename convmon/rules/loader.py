@@ -49,7 +49,7 @@ class Rule:
 
     @property
     def on(self) -> frozenset[str]:
-        return frozenset(self.spec.on)
+        return frozenset(self.spec.events)
 
 
 @dataclass

@@ -2,13 +2,13 @@
 
 A rule file holds ``rules:``, a list of rules of three kinds:
 
-- ``event``: evaluated on each event whose kind is in ``on``; one alert instance per
+- ``event``: evaluated on each event whose kind is in ``events``; one alert instance per
   event (its id becomes the ``event_id`` label), resolved ``resolve_after`` after firing.
 - ``window``: a condition over aggregates, evaluated after each batch holding an event of a
-  kind in ``on`` and on the timer; ``for_each`` fans it out over a map, one instance per
+  kind in ``events`` and on the timer; ``for_each`` fans it out over a map, one instance per
   key (the key becomes the label ``for_each.label``).
 - ``absence``: ``age`` (seconds a stream has been silent; null when it never spoke) is
-  compared with ``max_age`` on the timer and after events of the kinds in ``on``.
+  compared with ``max_age`` on the timer and after events of the kinds in ``events``.
 
 ``for`` is a duration (``90s``, ``5m``, ``26h``, ``7d``, seconds as a number) or a count
 (``6 events`` / ``6 blocks``: consecutive evaluations after events where the condition
@@ -88,7 +88,7 @@ class FanOut(Model):
 
 
 Severity = Literal["critical", "warning", "info"]
-ParamValue = bool | int | float | str
+ParamValue = bool | int | float | str | list[str]
 
 
 class RuleSpec(Model):
@@ -96,7 +96,7 @@ class RuleSpec(Model):
 
     name: str = Field(pattern=RULE_NAME)
     kind: Literal["event", "window", "absence"]
-    on: list[str] = Field(default_factory=list)
+    events: list[str] = Field(default_factory=list)
     """Event kinds that trigger an evaluation (event rules: the kinds they match)."""
     condition: str | None = None
     value: str | None = None
@@ -115,7 +115,7 @@ class RuleSpec(Model):
     annotations: dict[str, str] = Field(default_factory=dict)
     params: dict[str, ParamValue] = Field(default_factory=dict)
 
-    @field_validator("on")
+    @field_validator("events")
     @classmethod
     def _known_kinds(cls, kinds: list[str]) -> list[str]:
         unknown = sorted(set(kinds) - EVENT_KINDS)
@@ -149,8 +149,8 @@ class RuleSpec(Model):
             if self.age or self.max_age:
                 raise ValueError("'age' and 'max_age' belong to absence rules")
         if self.kind == "event":
-            if not self.on:
-                raise ValueError("event rules need 'on' (the event kinds they match)")
+            if not self.events:
+                raise ValueError("event rules need 'events' (the event kinds they match)")
             if self.for_each is not None:
                 raise ValueError("event rules cannot fan out ('for_each')")
             if self.for_.count:
