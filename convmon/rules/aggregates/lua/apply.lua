@@ -1,0 +1,296 @@
+-- Apply a batch of events to the aggregates, atomically and idempotently.
+-- ARGV: base, now, applied_ttl, block_windows_csv, keep_blocks, bucket_s, time_windows_csv,
+--       hll_bucket_s, hll_ttl, then per event: code, id, nargs, args...
+-- Returns one 0/1 per event (1 = first application, state changed).
+
+local B = ARGV[1]
+local NOW = tonumber(ARGV[2])
+local DONE_TTL = ARGV[3]
+local WINDOWS = num_list(ARGV[4])
+local KEEP = tonumber(ARGV[5])
+local BS = tonumber(ARGV[6])
+local TW = num_list(ARGV[7])
+local HLL_BS = tonumber(ARGV[8])
+local HLL_TTL = ARGV[9]
+
+-- Bitcoin: candidates per height, one active block per height, windows over (tip-N, tip].
+local META = B .. ':btc:meta'
+local ACTIVE = B .. ':btc:active'
+local HEIGHTS = B .. ':btc:heights'
+local CANDH = B .. ':btc:candh'
+local DEAD = B .. ':btc:dead'
+
+local function cand_key(h) return B .. ':btc:cand:' .. h end
+local function win_key(n) return B .. ':btc:win:' .. n end
+
+local function tip_get()
+  local r = redis.call('ZREVRANGE', HEIGHTS, 0, 0)
+  if #r == 0 then return nil end
+  return tonumber(r[1])
+end
+
+local function hincr(key, field, d)
+  if redis.call('HINCRBY', key, field, d) == 0 then redis.call('HDEL', key, field) end
+end
+
+-- rec = pool|entity|tx_count|subsidy|fees|time|difficulty|hash|version
+local function wcount(n, rec, d)
+  local f = split(rec, '|')
+  local k = win_key(n)
+  hincr(k, 'p:' .. f[1], d)
+  hincr(k, 'e:' .. f[2], d)
+  hincr(k, 'blocks', d)
+  if tonumber(f[3]) == 1 then
+    hincr(k, 'empty', d)
+    hincr(k, 'x:' .. f[1], d)
+  end
+  hincr(k, 'fees', d * tonumber(f[5]))
+  hincr(k, 'subsidy', d * tonumber(f[4]))
+end
+
+local function count_range(n, lo, hi, d)
+  -- active heights in (lo, hi]
+  local hs = redis.call('ZRANGEBYSCORE', HEIGHTS, '(' .. lo, hi)
+  if #hs == 0 then return end
+  local recs = redis.call('HMGET', ACTIVE, unpack(hs))
+  for i = 1, #recs do
+    if recs[i] then wcount(n, recs[i], d) end
+  end
+end
+
+local function trim(tip)
+  local cutoff = tip - KEEP
+  local hs = redis.call('ZRANGEBYSCORE', CANDH, '-inf', cutoff)
+  for _, h in ipairs(hs) do
+    redis.call('DEL', cand_key(h))
+    redis.call('HDEL', ACTIVE, h)
+  end
+  if #hs > 0 then
+    redis.call('ZREMRANGEBYSCORE', CANDH, '-inf', cutoff)
+    redis.call('ZREMRANGEBYSCORE', HEIGHTS, '-inf', cutoff)
+  end
+  redis.call('ZREMRANGEBYSCORE', DEAD, '-inf', cutoff)
+end
+
+local function set_active(h, new)
+  local old = redis.call('HGET', ACTIVE, h)
+  if old == false then old = nil end
+  if old == new then return false end
+  local tip = tip_get()
+  if old then
+    for _, n in ipairs(WINDOWS) do
+      if h > tip - n then wcount(n, old, -1) end
+    end
+    redis.call('HDEL', ACTIVE, h)
+    redis.call('ZREM', HEIGHTS, h)
+  end
+  local newtip = tip_get()
+  if new and (newtip == nil or h > newtip) then newtip = h end
+  if tip ~= nil and newtip ~= nil and newtip ~= tip then
+    for _, n in ipairs(WINDOWS) do
+      local a, b = tip - n, newtip - n
+      if b > a then count_range(n, a, b, -1) else count_range(n, b, a, 1) end
+    end
+  end
+  if new then
+    redis.call('HSET', ACTIVE, h, new)
+    redis.call('ZADD', HEIGHTS, h, h)
+    for _, n in ipairs(WINDOWS) do
+      if h > newtip - n then wcount(n, new, 1) end
+    end
+  end
+  redis.call('HINCRBY', META, 'version', 1)
+  if newtip ~= nil and (tip == nil or newtip > tip) then trim(newtip) end
+  return true
+end
+
+-- The live candidate applied last wins; an attribution overrides pool and entity when its
+-- registry version is not older than the block's.
+local function choose_active(h)
+  local flat = redis.call('HGETALL', cand_key(h))
+  local recs, seqs, attrs = {}, {}, {}
+  for i = 1, #flat, 2 do
+    local f, v = flat[i], flat[i + 1]
+    local t, hash = string.sub(f, 1, 1), string.sub(f, 3)
+    if t == 'r' then recs[hash] = v elseif t == 's' then seqs[hash] = tonumber(v)
+    elseif t == 'a' then attrs[hash] = v end
+  end
+  local best, best_seq = nil, -1
+  for hash, rec in pairs(recs) do
+    if not redis.call('ZSCORE', DEAD, hash) and seqs[hash] > best_seq then
+      best, best_seq = hash, seqs[hash]
+    end
+  end
+  if not best then return set_active(h, nil) end
+  local rec = recs[best]
+  local a = attrs[best]
+  if a then
+    local af = split(a, '|')
+    local rf = split(rec, '|')
+    if af[3] >= rf[9] then
+      rf[1], rf[2] = af[1], af[2]
+      rec = table.concat(rf, '|')
+    end
+  end
+  return set_active(h, rec)
+end
+
+local function below_history(h)
+  local tip = tip_get()
+  return tip ~= nil and h <= tip - KEEP
+end
+
+local function on_block(a)
+  local h, hash = tonumber(a[1]), a[2]
+  if below_history(h) or redis.call('ZSCORE', DEAD, hash) then return 0 end
+  local ck = cand_key(h)
+  if redis.call('HEXISTS', ck, 'r:' .. hash) == 1 then return 0 end
+  local rec = table.concat({a[3], a[4], a[5], a[6], a[7], a[8], a[9], hash, a[10]}, '|')
+  local seq = redis.call('HINCRBY', META, 'seq', 1)
+  redis.call('HSET', ck, 'r:' .. hash, rec, 's:' .. hash, seq)
+  redis.call('ZADD', CANDH, h, h)
+  choose_active(h)
+  return 1
+end
+
+local function on_reorg(a)
+  local depth = tonumber(a[1])
+  for i = 3, #a, 2 do
+    local h, hash = tonumber(a[i]), a[i + 1]
+    redis.call('ZADD', DEAD, h, hash)
+    if redis.call('EXISTS', cand_key(h)) == 1 then choose_active(h) end
+  end
+  redis.call('HINCRBY', META, 'reorgs_total', 1)
+  redis.call('HSET', META, 'last_reorg_depth', depth, 'last_reorg_time', a[2])
+  return 1
+end
+
+local function on_attribution(a)
+  local h, hash, version = tonumber(a[1]), a[2], a[5]
+  if below_history(h) then return 0 end
+  local ck = cand_key(h)
+  local old = redis.call('HGET', ck, 'a:' .. hash)
+  if old and split(old, '|')[3] > version then return 0 end
+  local val = a[3] .. '|' .. a[4] .. '|' .. version
+  if old == val then return 0 end
+  redis.call('HSET', ck, 'a:' .. hash, val)
+  redis.call('ZADD', CANDH, h, h)
+  choose_active(h)
+  return 1
+end
+
+-- Time series: buckets of BS seconds and a running sum per window over (CUR-W/BS, CUR].
+local SMETA = B .. ':ts:meta'
+local TS = series_context(B, NOW, BS, TW)
+
+local function max_time(key, field, t)
+  local old = tonumber(redis.call('HGET', key, field))
+  if old == nil or t > old then redis.call('HSET', key, field, t) end
+end
+
+-- a: series, meta_json, amount, time, chain
+local function on_flow(a, family, track_max)
+  local series = family .. ':' .. a[1]
+  redis.call('HSET', SMETA, series, a[2])
+  series_add(TS, series, tonumber(a[4]), a[3], track_max)
+  max_time(B .. ':stable:last', a[5], tonumber(a[4]))
+  return 1
+end
+
+-- a: token/chain, meta_json, amount, time
+local function on_supply(a)
+  local k = B .. ':supply:' .. a[1]
+  local t = tonumber(a[4])
+  local cur = redis.call('HMGET', k, 'time', 'supply', 'minted', 'burned')
+  if cur[1] and tonumber(cur[1]) >= t then return 0 end
+  local minted = redis.call('HGET', B .. ':ts:w:mint:' .. a[1], 'tot') or '0'
+  local burned = redis.call('HGET', B .. ':ts:w:burn:' .. a[1], 'tot') or '0'
+  if cur[1] then
+    redis.call('HSET', k, 'prev_time', cur[1], 'prev_supply', cur[2],
+               'prev_minted', cur[3], 'prev_burned', cur[4])
+  end
+  redis.call('HSET', SMETA, 'supply:' .. a[1], a[2])
+  redis.call('HSET', k, 'time', a[4], 'supply', a[3], 'minted', minted, 'burned', burned,
+             'meta', a[2])
+  return 1
+end
+
+-- a: network, token, meta_json, amount, time, recipients...
+local function on_payout(a)
+  local t = tonumber(a[5])
+  series_add(TS, 'dp:' .. a[1] .. '/' .. a[2], t, a[4], false)
+  redis.call('HSET', SMETA, 'dp:' .. a[1] .. '/' .. a[2], a[3])
+  series_add(TS, 'dpn:' .. a[1], t, '0', false)
+  redis.call('HSET', SMETA, 'dpn:' .. a[1], a[3])
+  max_time(B .. ':depin:last', a[1], t)
+  if #a > 5 then
+    local hk = B .. ':hll:' .. a[1] .. ':' .. math.floor(math.min(t, NOW) / HLL_BS)
+    redis.call('PFADD', hk, unpack(a, 6))
+    redis.call('EXPIRE', hk, HLL_TTL)
+  end
+  return 1
+end
+
+-- a: symbol, time, price, sources_csv, stale_csv
+local function on_price(a)
+  local t = tonumber(a[2])
+  local old = redis.call('HGET', B .. ':prices', a[1])
+  if old and tonumber(split(old, '|')[1]) > t then return 0 end
+  redis.call('HSET', B .. ':prices', a[1], a[2] .. '|' .. a[3] .. '|' .. a[4])
+  local sk = B .. ':price_sources'
+  for _, pair in ipairs({{a[4], '1'}, {a[5], '0'}}) do
+    if pair[1] ~= '' then
+      for _, s in ipairs(split(pair[1], ',')) do
+        local o = redis.call('HGET', sk, s)
+        if not o or tonumber(split(o, '|')[1]) <= t then
+          redis.call('HSET', sk, s, a[2] .. '|' .. pair[2])
+        end
+      end
+    end
+  end
+  return 1
+end
+
+-- a: collector, connected, time, detail
+local function on_status(a)
+  local k = B .. ':collectors'
+  local old = redis.call('HGET', k, a[1])
+  if old and tonumber(split(old, '|')[1]) > tonumber(a[3]) then return 0 end
+  redis.call('HSET', k, a[1], a[3] .. '|' .. a[2])
+  return 1
+end
+
+-- The block windows changed in the configuration: recount them from the per-height records.
+local function on_rewindow(a)
+  local tip = tip_get()
+  for _, n in ipairs(WINDOWS) do
+    redis.call('DEL', win_key(n))
+    if tip ~= nil then count_range(n, tip - n, tip, 1) end
+  end
+  redis.call('HSET', META, 'windows', ARGV[4])
+  redis.call('HINCRBY', META, 'version', 1)
+  return 1
+end
+
+local HANDLERS = {
+  W = on_rewindow,
+  B = on_block, R = on_reorg, A = on_attribution,
+  M = function(a) return on_flow(a, 'mint', true) end,
+  U = function(a) return on_flow(a, 'burn', false) end,
+  S = on_supply, D = on_payout, P = on_price, C = on_status,
+}
+
+local results = {}
+local i = 10
+while i <= #ARGV do
+  local code, id, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local args = {}
+  for k = 1, n do args[k] = ARGV[i + 2 + k] end
+  i = i + 3 + n
+  local r = 0
+  if redis.call('SET', B .. ':done:' .. id, '1', 'NX', 'EX', DONE_TTL) then
+    r = HANDLERS[code](args)
+  end
+  results[#results + 1] = r
+end
+return results

@@ -1,0 +1,310 @@
+"""`AggregateStore`: the state half of the rule engine, kept in Redis.
+
+In: batches of events (`apply`), from any number of workers, possibly redelivered and in
+any order. Out: CEL-ready snapshots of the aggregates (`snapshot`), the ``event`` variable
+of a rule (`event_context`) and Prometheus families (`state_metrics`).
+
+Every change happens inside one Lua script per batch (``lua/apply.lua``), which first sets
+an applied-id marker for each event (``SET NX EX``), so redelivery changes nothing and the
+batch is atomic: a worker killed mid-batch either applied all of it or none. Blocks live
+per height (all candidates, tombstones of disconnected hashes, one active block per
+height), so block windows depend only on which blocks are on the best chain, not on the
+order they arrived in. See the scripts for the data layout; all keys live under
+``keys.ns("rules", "{agg}")`` (one hash tag, so a cluster keeps them in one slot).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import msgspec
+from prometheus_client.metrics_core import Metric
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from convmon.monitor.clock import Clock
+from convmon.monitor.events import (
+    BitcoinBlock,
+    DepinPayout,
+    Event,
+    StablecoinBurn,
+    StablecoinMint,
+    StablecoinSupply,
+)
+from convmon.monitor.keys import Keys
+from convmon.rules.aggregates import views
+from convmon.rules.aggregates.config import AggregatesConfig
+from convmon.rules.aggregates.encoding import encode
+from convmon.rules.aggregates.metrics import build_metrics
+from convmon.rules.aggregates.scripts import Scripts
+
+ROOTS = frozenset({"btc", "stablecoin", "depin", "market", "miner", "collectors"})
+EVENTS_PER_CALL = 1000
+"""Events per script call: bounds how long one call holds Redis."""
+PRICE_CACHE_S = 1.0
+"""`event_context` reuses prices read within this many seconds (apply refreshes them)."""
+DAY_S = 86_400
+
+
+class AggregateError(ValueError):
+    """Invalid use of the aggregates (e.g. an unknown snapshot root)."""
+
+
+def _s(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _hash(raw: dict[Any, Any]) -> dict[str, str]:
+    return {_s(k): _s(v) for k, v in raw.items()}
+
+
+class AggregateStore:
+    """Windows and aggregates in Redis; safe to share between workers and processes."""
+
+    def __init__(self, redis: Redis, keys: Keys, clock: Clock, config: AggregatesConfig) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.clock = clock
+        self.config = config
+        self.base = keys.ns("rules", "{agg}")
+        self._scripts = Scripts()
+        self._entities = config.entity_map()
+        self._prices = views.Prices()
+        self._prices_read_at = -math.inf
+        cfg = config
+        self._windows_csv = ",".join(str(n) for n in cfg.block_windows)
+        self._time_windows_csv = ",".join(str(s) for s in sorted(cfg.time_windows.values()))
+        self._static_header = [
+            str(cfg.applied_ttl_s),
+            self._windows_csv,
+            str(max(cfg.block_windows) + cfg.block_history_margin),
+            str(cfg.bucket_s),
+            self._time_windows_csv,
+            str(cfg.recipients_bucket_s),
+            str(cfg.time_windows["24h"] + 2 * cfg.recipients_bucket_s),
+        ]
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.base, *parts))
+
+    async def load(self) -> None:
+        """Register the scripts; recount the block windows if their sizes changed."""
+        await self._scripts.load(self.redis)
+        current = await self.redis.hget(self.key("btc", "meta"), "windows")
+        if current is None or _s(current) != self._windows_csv:
+            marker = f"rewindow:{self._windows_csv}:{time.time_ns()}"
+            await self._eval_batches([["W", marker, "0"]])
+
+    async def apply(self, events: Sequence[Event]) -> list[bool]:
+        """Apply a delivery batch; True where the event changed state (first application)."""
+        results = [False] * len(events)
+        encoded: list[list[str]] = []
+        index: list[int] = []
+        for i, event in enumerate(events):
+            args = encode(event, self._entities)
+            if args is not None:
+                encoded.append(args)
+                index.append(i)
+        if not encoded:
+            return results
+        flags = await self._eval_batches(encoded)
+        for i, flag in zip(index, flags, strict=True):
+            results[i] = bool(flag)
+        return results
+
+    async def _eval_batches(self, encoded: list[list[str]]) -> list[int]:
+        header = [self.base, repr(self.clock.now()), *self._static_header]
+        for attempt in (1, 2):
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for start in range(0, len(encoded), EVENTS_PER_CALL):
+                        args = list(header)
+                        for item in encoded[start : start + EVENTS_PER_CALL]:
+                            args.extend(item)
+                        pipe.evalsha(self._scripts.sha["apply"], 0, *args)
+                    pipe.hgetall(self.key("prices"))
+                    replies = await pipe.execute()
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self._scripts.load(self.redis)
+                continue
+            self._set_prices(replies[-1])
+            return [int(flag) for reply in replies[:-1] for flag in reply]
+        raise AssertionError("unreachable")
+
+    def _set_prices(self, raw: dict[Any, Any]) -> None:
+        self._prices = views.Prices.parse(_hash(raw))
+        self._prices_read_at = time.monotonic()
+
+    async def _fresh_prices(self) -> views.Prices:
+        if time.monotonic() - self._prices_read_at > PRICE_CACHE_S:
+            self._set_prices(await self.redis.hgetall(self.key("prices")))
+        return self._prices
+
+    async def snapshot(self, roots: Collection[str]) -> dict[str, Any]:
+        """CEL-ready dicts for the requested roots (see CONTRACTS §3)."""
+        unknown = set(roots) - ROOTS
+        if unknown:
+            raise AggregateError(f"unknown aggregate roots: {', '.join(sorted(unknown))}")
+        wanted = set(roots)
+        now = self.clock.now()
+        cfg = self.config
+        day = int(now // DAY_S)
+        families: list[str] = []
+        if "stablecoin" in wanted:
+            families += ["mint", "burn", "supply"]
+        if "depin" in wanted:
+            families += ["dp", "dpn"]
+        need_btc = bool(wanted & {"btc", "miner"})
+        need_prices = bool(wanted & {"stablecoin", "depin", "market", "miner"})
+        slots: dict[str, int] = {}
+        for attempt in (1, 2):
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    n = 0
+
+                    def slot(name: str) -> None:
+                        nonlocal n
+                        slots[name] = n
+                        n += 1
+
+                    if need_btc:
+                        pipe.evalsha(
+                            self._scripts.sha["btc_snapshot"], 0, self.base, self._windows_csv
+                        )
+                        slot("btc")
+                    if families:
+                        pipe.evalsha(
+                            self._scripts.sha["series_snapshot"], 0, self.base, repr(now),
+                            str(cfg.bucket_s), self._time_windows_csv,
+                            str(cfg.time_windows["24h"]), str(cfg.recipients_bucket_s),
+                            str(cfg.time_windows["24h"]), ",".join(families),
+                        )
+                        slot("series")
+                    if need_prices:
+                        pipe.hgetall(self.key("prices"))
+                        slot("prices")
+                    if "market" in wanted:
+                        pipe.hgetall(self.key("price_sources"))
+                        slot("sources")
+                    if "stablecoin" in wanted:
+                        pipe.hgetall(self.key("stable", "last"))
+                        slot("stable_last")
+                    if "depin" in wanted:
+                        pipe.hgetall(self.key("depin", "last"))
+                        slot("depin_last")
+                    if "miner" in wanted:
+                        pipe.hget(self.key("miner", "hashprice"), str(day - 7))
+                        slot("hp_ago")
+                    if "collectors" in wanted:
+                        pipe.smembers(self.keys.collectors)
+                        slot("coll_names")
+                        pipe.hgetall(self.key("collectors"))
+                        slot("coll_events")
+                    replies = await pipe.execute()
+                break
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self._scripts.load(self.redis)
+
+        out: dict[str, Any] = {}
+        prices = views.Prices()
+        if need_prices:
+            self._set_prices(replies[slots["prices"]])
+            prices = self._prices
+        raw_btc: dict[str, Any] = json.loads(replies[slots["btc"]]) if need_btc else {}
+        raw_series: dict[str, Any] = json.loads(replies[slots["series"]]) if families else {}
+        btc = views.btc_view(raw_btc, cfg, now) if need_btc else {}
+        if "btc" in wanted:
+            out["btc"] = btc
+        if "stablecoin" in wanted:
+            last = {k: float(v) for k, v in _hash(replies[slots["stable_last"]]).items()}
+            out["stablecoin"] = views.stablecoin_view(raw_series, last, prices, cfg, now)
+        if "depin" in wanted:
+            last = {k: float(v) for k, v in _hash(replies[slots["depin_last"]]).items()}
+            out["depin"] = views.depin_view(raw_series, last, prices, cfg, now)
+        if "market" in wanted:
+            sources = _hash(replies[slots["sources"]])
+            out["market"] = views.market_view(prices, sources, cfg, now)
+        if "miner" in wanted:
+            ago_raw = replies[slots["hp_ago"]]
+            ago = float(_s(ago_raw)) if ago_raw is not None else None
+            miner = views.miner_view(btc, raw_btc, prices, cfg, now, ago)
+            out["miner"] = miner
+            hp = miner["hashprice_usd_per_phs_day"]
+            if hp is not None:
+                await self._record_hashprice(day, hp)
+        if "collectors" in wanted:
+            out["collectors"] = await self._collectors(
+                {_s(m) for m in replies[slots["coll_names"]]},
+                _hash(replies[slots["coll_events"]]),
+                now,
+            )
+        return out
+
+    async def _record_hashprice(self, day: int, value: float) -> None:
+        """Keep the latest hashprice of each day (for the 7-day change); drop old days."""
+        key = self.key("miner", "hashprice")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, str(day), repr(value))
+            pipe.hdel(key, *(str(d) for d in range(day - 40, day - 14)))
+            await pipe.execute()
+
+    async def _collectors(
+        self, reported: set[str], events: dict[str, str], now: float
+    ) -> dict[str, Any]:
+        names = sorted(set(self.config.collectors) | reported | set(events))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(self.keys.collector_status(name))
+            replies = await pipe.execute()
+        status = {name: _hash(raw) for name, raw in zip(names, replies, strict=True)}
+        return views.collectors_view(names, status, events, now)
+
+    async def event_context(self, event: Event) -> dict[str, Any]:
+        """The ``event`` CEL variable: payload fields plus envelope fields, ``amount`` as a
+        float in token units and ``usd`` (None without a fresh price; stablecoins fall back
+        to their peg and say so in ``usd_source``)."""
+        p = event.payload
+        ctx: dict[str, Any] = msgspec.to_builtins(p)
+        ctx.update(
+            kind=event.kind,
+            id=event.id,
+            chain=event.chain,
+            source=event.source,
+            position=event.position,
+            occurred_at=event.occurred_at,
+            observed_at=event.observed_at,
+        )
+        cfg = self.config
+        if isinstance(p, StablecoinMint | StablecoinBurn | StablecoinSupply | DepinPayout):
+            amount = float(p.amount.to_decimal())
+            ctx["amount"] = amount
+            ctx["amount_units"] = str(p.amount.units)
+            ctx["decimals"] = p.amount.decimals
+            prices = await self._fresh_prices()
+            price = prices.fresh(p.token, self.clock.now(), cfg.price_staleness_s)
+            if price is not None:
+                ctx["usd"], ctx["usd_source"] = amount * price, "price"
+            elif isinstance(p, DepinPayout):
+                ctx["usd"], ctx["usd_source"] = None, None
+            else:
+                ctx["usd"], ctx["usd_source"] = amount * views.PEG_USD, "peg"
+        elif isinstance(p, BitcoinBlock):
+            reward_btc = p.coinbase_value_sats / 100_000_000
+            prices = await self._fresh_prices()
+            price = prices.fresh(cfg.btc_symbol, self.clock.now(), cfg.price_staleness_s)
+            ctx["amount"] = reward_btc
+            ctx["usd"] = reward_btc * price if price is not None else None
+            ctx["usd_source"] = "price" if price is not None else None
+        return ctx
+
+    async def state_metrics(self) -> list[Metric]:
+        """Prometheus families of CONTRACTS §5 ("Aggregates"), computed from Redis state."""
+        return build_metrics(await self.snapshot(ROOTS), self.config)
