@@ -119,6 +119,9 @@ class RuleEngine:
         self._params = rules.params
         self._event_rules = [r for r in rules.rules if r.kind == "event"]
         self._state_rules = [r for r in rules.rules if r.kind != "event"]
+        for rule in rules.rules:  # expose every rule's series from the start, at zero
+            metrics.evaluations.labels(rule.name)
+            metrics.errors.labels(rule.name)
 
     async def handle(self, events: Sequence[Event]) -> None:
         """Apply a batch to the aggregates and evaluate what it concerns."""
