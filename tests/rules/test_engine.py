@@ -267,6 +267,6 @@ async def test_metrics_count_evaluations_errors_and_transitions(
     assert value("convmon_rule_evaluations_total", {"rule": "PegOff"}) == 1
     assert value("convmon_rule_evaluation_errors_total", {"rule": "Broken"}) == 1
     assert value("convmon_rule_evaluation_errors_total", {"rule": "PegOff"}) == 0
-    assert value("convmon_alert_transitions_total", {"state": "pending"}) == 1
+    assert value("convmon_alert_transitions_total", {"state": "pending"}) == 2  # two rules
     assert value("convmon_alert_transitions_total", {"state": "firing"}) == 1
     assert (value("convmon_rule_evaluation_seconds_count") or 0) >= 4
