@@ -145,7 +145,7 @@ async def test_pending_that_clears_is_dropped_without_a_resolution(
 
 async def test_for_as_a_count_of_events(h: Harness, clock: ManualClock) -> None:
     engine = await h.engine()
-    for i in range(2):
+    for _ in range(2):
         clock.advance(1)
         await engine.handle([f.price("USDT", 0.98, clock.now())])
         await engine.evaluate_timer()  # timer rounds do not count as events
