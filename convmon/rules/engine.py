@@ -117,6 +117,7 @@ class RuleEngine:
         self.store = InstanceStore(redis, keys)
         self.generator_url = generator_url
         self._params = rules.params
+        self._own_params = {name: {name: p} for name, p in self._params.items()}
         self._event_rules = [r for r in rules.rules if r.kind == "event"]
         self._state_rules = [r for r in rules.rules if r.kind != "event"]
         for rule in rules.rules:  # expose every rule's series from the start, at zero
@@ -158,7 +159,7 @@ class RuleEngine:
         variables = {**snap, "now": now, PARAMS_VAR: self._params}
         context = cel.Context(variables)
         for rule in rules:
-            rows = self._run(rule, context)
+            rows = self._run(rule, context, variables)
             if rows is None:
                 continue
             rnd.rules.append(rule)
@@ -186,11 +187,18 @@ class RuleEngine:
             for r in rs:
                 roots |= r.program.roots
         snap = await self.aggregates.snapshot(sorted(roots)) if roots else {}
-        for event in matching:
-            ev, rules = event
+        for ev, rules in matching:
             ectx = await self.aggregates.event_context(ev)
-            variables = {**snap, "now": now, PARAMS_VAR: self._params, "event": ectx}
             for rule in rules:
+                # Only what this rule reads: the cel package converts the whole dict.
+                fields = rule.program.event_fields
+                event_var = ectx if fields is None else {
+                    k: ectx[k] for k in fields if k in ectx
+                }
+                variables = {"now": now, PARAMS_VAR: self._own_params[rule.name],
+                             "event": event_var}
+                for root in rule.program.roots:
+                    variables[root] = snap[root]
                 rows = self._run(rule, variables)
                 if not rows or not rows[0][1]:
                     continue
@@ -200,12 +208,13 @@ class RuleEngine:
                 rnd.observed.setdefault(rule.name, {})[obs.fingerprint] = obs
 
     def _run(
-        self, rule: Rule, context: cel.Context | dict[str, Any]
+        self, rule: Rule, context: cel.Context | dict[str, Any],
+        variables: dict[str, Any] | None = None,
     ) -> list[tuple[str, bool, Any, Any]] | None:
         started = time.perf_counter()
         self.metrics.evaluations.labels(rule.name).inc()
         try:
-            rows = rule.program.run(context)
+            rows = rule.program.run(context, variables)
             out: list[tuple[str, bool, Any, Any]] = []
             for row in rows:
                 key, holds, value, item = row

@@ -131,19 +131,60 @@ def compile_rewritten(source: str) -> cel.Program:
         raise ExprError(f"invalid CEL after rewriting: {_first_line(exc)}") from None
 
 
+FANOUT_VAR = "fanout_map"
+"""In the per-item program of a fan-out rule: the map computed by the rule's ``for_each``."""
+
+
 @dataclass(frozen=True)
 class RoundProgram:
-    """A rule's evaluation program for one shared round context.
+    """A rule's evaluation program(s) for one round.
 
-    Returns a list of ``[key, condition, value, item]`` rows: one row (key ``""``) for plain
-    rules, one per map entry for fan-out rules.
+    Plain rules: one program over the shared round context returning one row
+    ``["", condition, value, null]``. Fan-out rules run in two steps, because the ``cel``
+    package copies a variable's whole value on each access and the aggregate roots are
+    large: ``map_program`` computes the ``for_each`` map once on the shared context, then
+    ``program`` runs over a small context holding just that map (plus any roots the
+    condition itself reads) and returns ``[key, condition, value, item]`` per entry.
     """
 
+    rule: str
     program: cel.Program
     roots: frozenset[str]
+    """Aggregate roots the rule reads (all of them, both steps)."""
+    map_program: cel.Program | None = None
+    item_roots: frozenset[str] = frozenset()
+    """Roots the per-item step reads (empty keeps its context small)."""
+    event_fields: frozenset[str] | None = None
+    """The ``event`` fields the program reads, when it only ever selects fields of it
+    (the engine then passes just those: converting a whole event costs more than the
+    evaluation). None when it uses ``event`` as a whole."""
 
-    def run(self, context: cel.Context | dict[str, object]) -> list[list[object]]:
-        result = self.program.execute(context)
+    def run(
+        self,
+        context: cel.Context | dict[str, object],
+        variables: dict[str, object] | None = None,
+    ) -> list[list[object]]:
+        """Evaluate; ``variables`` (the plain dict behind ``context``) feeds the second
+        step of fan-out rules."""
+        if self.map_program is None:
+            result = self.program.execute(context)
+        else:
+            fan = self.map_program.execute(context)
+            if fan is None:
+                return []
+            if not isinstance(fan, dict):
+                raise ExprError(f"for_each gave {type(fan).__name__}, not a map")
+            if not fan:
+                return []
+            small: dict[str, object] = {FANOUT_VAR: fan}
+            source = variables or {}
+            params = source.get(PARAMS_VAR)
+            small[PARAMS_VAR] = {self.rule: params.get(self.rule) if isinstance(params, dict)
+                                 else None}
+            small["now"] = source.get("now")
+            for name in self.item_roots:
+                small[name] = source.get(name)
+            result = self.program.execute(small)
         if not isinstance(result, list):
             raise ExprError(f"evaluation returned {type(result).__name__}, not rows")
         return result
@@ -155,21 +196,41 @@ def build_round_program(
     value: str | None,
     fan_out: str | None,
 ) -> RoundProgram:
-    """Combine a rule's (already checked) expressions into one program."""
+    """Combine a rule's (already checked) expressions into its program(s)."""
     names = {"params": f'{PARAMS_VAR}["{rule}"]'}
     cond = rewrite(condition, names)
     val = rewrite(value, names) if value else "null"
     if fan_out is None:
-        source = f'[["", ({cond}), ({val}), null]]'
-    else:
-        mp = f"({rewrite(fan_out, names)})"
-        item = {"item": f"{mp}[key]"}
-        source = (
-            f"{mp}.map(key, [key, ({rewrite(cond, item)}), ({rewrite(val, item)}), {mp}[key]])"
-        )
-    program = compile_rewritten(source)
-    roots = frozenset(program.variables()) & AGGREGATE_ROOTS
-    return RoundProgram(program, roots)
+        program = compile_rewritten(f'[["", ({cond}), ({val}), null]]')
+        roots = frozenset(program.variables()) & AGGREGATE_ROOTS
+        return RoundProgram(rule, program, roots,
+                            event_fields=selected_fields(program.source, "event"))
+    map_program = compile_rewritten(rewrite(fan_out, names))
+    item = {"item": f"{FANOUT_VAR}[key]"}
+    program = compile_rewritten(
+        f"{FANOUT_VAR}.map(key, [key, ({rewrite(cond, item)}), ({rewrite(val, item)}), "
+        f"{FANOUT_VAR}[key]])"
+    )
+    item_roots = frozenset(program.variables()) & AGGREGATE_ROOTS
+    roots = item_roots | (frozenset(map_program.variables()) & AGGREGATE_ROOTS)
+    return RoundProgram(rule, program, roots, map_program=map_program, item_roots=item_roots)
+
+
+def selected_fields(source: str, name: str) -> frozenset[str] | None:
+    """Fields selected from the free identifier ``name`` (``name.field``), or None when
+    ``name`` also appears otherwise (indexed, passed whole, used in a macro)."""
+    fields: set[str] = set()
+    for kind, text in _tokens(source):
+        if kind != "code":
+            continue
+        for m in _IDENT.finditer(text):
+            if m.group(0) != name or text[: m.start()].rstrip().endswith("."):
+                continue
+            sel = re.match(r"\s*\.\s*([A-Za-z_]\w*)", text[m.end() :])
+            if sel is None:
+                return None
+            fields.add(sel.group(1))
+    return frozenset(fields)
 
 
 def _first_line(exc: BaseException) -> str:
