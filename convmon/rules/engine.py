@@ -120,6 +120,11 @@ class RuleEngine:
         self._own_params = {name: {name: p} for name, p in self._params.items()}
         self._event_rules = [r for r in rules.rules if r.kind == "event"]
         self._state_rules = [r for r in rules.rules if r.kind != "event"]
+        self._event_rules_by_kind: dict[str, list[Rule]] = {}
+        for rule in self._event_rules:
+            for kind in rule.on:
+                self._event_rules_by_kind.setdefault(kind, []).append(rule)
+        self._state_rule_kinds = {r.name: r.on for r in self._state_rules}
         for rule in rules.rules:  # expose every rule's series from the start, at zero
             metrics.evaluations.labels(rule.name)
             metrics.errors.labels(rule.name)
@@ -135,9 +140,10 @@ class RuleEngine:
         kinds = {e.kind for e in events}
         rnd = _Round()
         await self._observe_events(events, now, rnd)
-        relevant = [r for r in self._state_rules if r.on & kinds]
+        on = self._state_rule_kinds
+        relevant = [r for r in self._state_rules if on[r.name] & kinds]
         if relevant:
-            counts = {r.name: sum(new_kinds[k] for k in r.on) for r in relevant}
+            counts = {r.name: sum(new_kinds[k] for k in on[r.name]) for r in relevant}
             await self._observe_state_rules(relevant, now, rnd, counts)
         await self._reconcile(rnd, now)
 
@@ -178,8 +184,8 @@ class RuleEngine:
                 observed[obs.fingerprint] = obs
 
     async def _observe_events(self, events: Sequence[Event], now: float, rnd: _Round) -> None:
-        matching = [(e, [r for r in self._event_rules if e.kind in r.on]) for e in events]
-        matching = [(e, rs) for e, rs in matching if rs]
+        by_kind = self._event_rules_by_kind
+        matching = [(e, by_kind[e.kind]) for e in events if e.kind in by_kind]
         if not matching:
             return
         roots: set[str] = set()
