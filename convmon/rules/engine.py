@@ -14,6 +14,7 @@ their context.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -139,13 +140,19 @@ class RuleEngine:
         new_kinds = KindCounter(e.kind for e, c in zip(events, changed, strict=True) if c)
         kinds = {e.kind for e in events}
         rnd = _Round()
-        await self._observe_events(events, now, rnd)
         on = self._state_rule_kinds
         relevant = [r for r in self._state_rules if on[r.name] & kinds]
-        if relevant:
-            counts = {r.name: sum(new_kinds[k] for k in on[r.name]) for r in relevant}
-            await self._observe_state_rules(relevant, now, rnd, counts)
-        await self._reconcile(rnd, now)
+        # Which instances are live does not depend on this round's evaluation: read it
+        # while evaluating (a stale read only defers a resolution to the next round).
+        live = asyncio.ensure_future(self.store.live([r.name for r in relevant]))
+        try:
+            await self._observe_events(events, now, rnd)
+            if relevant:
+                counts = {r.name: sum(new_kinds[k] for k in on[r.name]) for r in relevant}
+                await self._observe_state_rules(relevant, now, rnd, counts)
+        finally:
+            live_sets = await live
+        await self._reconcile(rnd, now, live_sets)
 
     async def evaluate_timer(self) -> None:
         """The periodic round: every window and absence rule, and event alert timers."""
@@ -249,11 +256,13 @@ class RuleEngine:
             labels["event_id"] = event_id
         return labels
 
-    async def _reconcile(self, rnd: _Round, now: float) -> None:
+    async def _reconcile(
+        self, rnd: _Round, now: float, live: Mapping[str, set[str]] | None = None
+    ) -> None:
         if not rnd.rules and not rnd.observed:
             return
-        names = [r.name for r in rnd.rules]
-        live = await self.store.live(names)
+        if live is None:
+            live = await self.store.live([r.name for r in rnd.rules])
         todo: dict[str, tuple[Rule, Observation | None]] = {}
         for observed in rnd.observed.values():
             for fp, seen in observed.items():
