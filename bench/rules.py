@@ -3,7 +3,8 @@
 1. Throughput: N events of a realistic mix (market ticks, stablecoin mints/burns, DePIN
    payouts, collector statuses, bitcoin blocks) are published, then ONE rules worker
    consumes them: aggregates (Lua) → default rule pack (CEL) → transitions (Lua, outbox).
-   Beside it: the same N consumed with a no-op handler (the bus ceiling), and the ratio.
+   Beside it: the same N consumed with a no-op handler (the bus ceiling) and with the
+   aggregates alone (no rules), and the ratios.
 2. Latency at a steady 1,000 events/s from a separate publisher process: publish →
    handler done (the batch's transitions are in the outbox by then), p50/p99; beside it
    the same for the no-op handler.
@@ -131,7 +132,18 @@ async def drain(bus: EventBus, handler: Handler, total: int) -> float:
     return total / (time.perf_counter() - start)
 
 
-async def throughput(url: str, n: int, with_engine: bool) -> tuple[float, int]:
+async def apply_only_handler(redis: Redis, keys: Keys) -> Handler:
+    store = AggregateStore(redis, keys, SystemClock(), AggregatesConfig())
+    await store.load()
+
+    async def handle(batch: Sequence[Delivery[Event]]) -> None:
+        await store.apply([d.value for d in batch])
+
+    return handle
+
+
+async def throughput(url: str, n: int, with_engine: bool, apply_only: bool = False
+                     ) -> tuple[float, int]:
     redis = Redis.from_url(url)
     keys = Keys(f"benchrules{uuid.uuid4().hex[:8]}")
     bus = EventBus(redis, keys, BusSettings(maxlen=10_000_000), BusMetrics(CollectorRegistry()))
@@ -142,6 +154,8 @@ async def throughput(url: str, n: int, with_engine: bool) -> tuple[float, int]:
     handler: Handler = noop
     if with_engine:
         handler, _ = await engine_handler(redis, keys)
+    elif apply_only:
+        handler = await apply_only_handler(redis, keys)
     rate = await drain(bus, handler, n)
     transitions = int(await redis.xlen(keys.alerts)) if await redis.exists(keys.alerts) else 0
     await cleanup(redis, keys.prefix)
@@ -223,10 +237,13 @@ async def main() -> None:
     seconds = 5.0 if args.quick else 20.0
 
     bus_rate, _ = await throughput(args.url, n, with_engine=False)
+    apply_rate, _ = await throughput(args.url, n, with_engine=False, apply_only=True)
     rule_rate, transitions = await throughput(args.url, n, with_engine=True)
     print(f"events: {n} (mix per 100: 60 prices, 25 mints/burns, 10 payouts, 4 statuses, "
           f"1 block); default pack: {len(load_rules([]).rules)} rules")
     print(f"bus ceiling (publish→consume→ack, no-op handler): {bus_rate:,.0f} events/s")
+    print(f"aggregates only (consume→aggregates, no rules):  {apply_rate:,.0f} events/s  "
+          f"ratio to bus ceiling {apply_rate / bus_rate:.2f}")
     print(f"rules worker (consume→aggregates→rules→outbox):  {rule_rate:,.0f} events/s "
           f"({transitions} transitions)  ratio to bus ceiling {rule_rate / bus_rate:.2f}")
     print(f"  target ≥ 20,000 events/s per worker: {'met' if rule_rate >= 20_000 else 'NOT met'}")
