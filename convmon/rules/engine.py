@@ -186,6 +186,8 @@ class RuleEngine:
                     tctx["key"] = key
                     tctx["item"] = item
                 labels = self._labels(rule, tctx, fan_key=key if spec.for_each else None)
+                if labels is None:
+                    continue
                 obs = Observation(rule, labels, True, _number(value), tctx,
                                   count=counts.get(rule.name, 0))
                 observed[obs.fingerprint] = obs
@@ -217,6 +219,8 @@ class RuleEngine:
                     continue
                 tctx = {**snap, "params": rule.params, "now": now, "event": ectx}
                 labels = self._labels(rule, tctx, event_id=ev.id)
+                if labels is None:
+                    continue
                 obs = Observation(rule, labels, True, _number(rows[0][2]), tctx, event_id=ev.id)
                 rnd.observed.setdefault(rule.name, {})[obs.fingerprint] = obs
 
@@ -245,13 +249,20 @@ class RuleEngine:
     def _labels(
         self, rule: Rule, tctx: Mapping[str, Any], *, fan_key: str | None = None,
         event_id: str | None = None,
-    ) -> dict[str, str]:
+    ) -> dict[str, str] | None:
+        """The instance's labels, or None (counted as an error) when a template fails:
+        without its labels an instance has no identity."""
         spec = rule.spec
         labels = {"alertname": rule.name, "severity": spec.severity}
         if spec.for_each is not None and fan_key is not None:
             labels[spec.for_each.label] = fan_key
-        for name, text in spec.labels.items():
-            labels[name] = render(text, {**tctx, "labels": labels})
+        try:
+            for name, text in spec.labels.items():
+                labels[name] = render(text, {**tctx, "labels": labels})
+        except Exception as exc:  # sandbox violations and template errors alike
+            self.metrics.errors.labels(rule.name).inc()
+            log.warning("label template failed", extra={"rule": rule.name, "error": repr(exc)})
+            return None
         if event_id is not None:
             labels["event_id"] = event_id
         return labels

@@ -270,3 +270,29 @@ async def test_metrics_count_evaluations_errors_and_transitions(
     assert value("convmon_alert_transitions_total", {"state": "pending"}) == 2  # two rules
     assert value("convmon_alert_transitions_total", {"state": "firing"}) == 1
     assert (value("convmon_rule_evaluation_seconds_count") or 0) >= 4
+
+
+async def test_templates_are_sandboxed(
+    redis: Redis, keys: Keys, clock: ManualClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("""\
+rules:
+  - name: Sneaky
+    kind: event
+    events: [stablecoin.mint]
+    condition: "true"
+    severity: info
+    labels: {token: "{{ event.token }}"}
+    annotations:
+      summary: "x{{ event.__class__.__mro__ }}y"
+      description: "{{ range.__globals__ }}<b>{{ event.token }}</b>"
+""")
+    h = Harness(redis, keys, load_rules([path], include_pack=False), clock)
+    engine = await h.engine()
+    await engine.handle([f.mint("USDT", 10**6, clock.now())])
+    [t] = await h.transitions("Sneaky")
+    assert t.labels["token"] == "USDT"
+    assert t.annotations["summary"] == "xy"
+    # Nothing is escaped here (receivers escape for their medium).
+    assert t.annotations["description"] == "<b>USDT</b>"
