@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Literal
 
 from convmon.monitor.events import (
     Amount,
@@ -109,8 +110,9 @@ def attribution(height: int, pool: str, *, branch: str = "a", version: str = "v2
 
 
 def mint(
-    token: str, units: int, t: float, *, decimals: int = 6, chain: str = "ethereum",
-    track: str = "regulated", n: int = 0, burn: bool = False,
+    token: str, units: int, t: float, *, decimals: int = 6,
+    chain: Literal["ethereum", "solana"] = "ethereum", track: str = "regulated", n: int = 0,
+    burn: bool = False,
 ) -> Event:
     cls = StablecoinBurn if burn else StablecoinMint
     kind = "burn" if burn else "mint"
@@ -129,8 +131,10 @@ def mint(
     )
 
 
-def supply(token: str, units: int, t: float, *, decimals: int = 6, chain: str = "ethereum",
-           track: str = "regulated") -> Event:
+def supply(
+    token: str, units: int, t: float, *, decimals: int = 6,
+    chain: Literal["ethereum", "solana"] = "ethereum", track: str = "regulated",
+) -> Event:
     return Event(
         id=f"{chain[:3]}:supply:{token}:{t}",
         chain=chain,

@@ -44,9 +44,14 @@ def scaled_to_tokens(value: str | int | None) -> float:
     return float(Decimal(int(value)).scaleb(-SCALE))
 
 
+SEP = "\x1f"
+"""Separates the fields of one event in its script argument (one argument per event keeps
+the command small to pack: redis-py packs each argument separately)."""
+
+
 def _clean(text: str) -> str:
     """Field values are joined with ``|`` and ``,`` inside Lua records."""
-    return text.replace("|", "/").replace(",", " ")
+    return text.replace("|", "/").replace(",", " ").replace(SEP, " ")
 
 
 def _num(value: float) -> str:
@@ -59,15 +64,16 @@ def entity_of(pool: str, payload_entity: str | None, entities: dict[str, str]) -
     return entities.get(pool) or payload_entity or pool
 
 
-def encode(event: Event, entities: dict[str, str]) -> list[str] | None:
-    """Lua arguments ``[code, id, nargs, *args]`` for one event; None for kinds we ignore."""
+def encode(event: Event, entities: dict[str, str]) -> str | None:
+    """The apply script's argument for one event (code, id, fields joined by `SEP`);
+    None for kinds the aggregates ignore."""
     p = event.payload
     args: list[str]
     if isinstance(p, BitcoinBlock):
         code = "B"
         pool = _clean(p.pool) or UNKNOWN
         args = [
-            str(p.height), p.hash, pool, _clean(entity_of(pool, p.entity, entities)),
+            str(p.height), _clean(p.hash), pool, _clean(entity_of(pool, p.entity, entities)),
             str(p.tx_count), str(p.subsidy_sats), str(p.fees_sats), str(p.timestamp),
             _num(p.difficulty), _clean(p.registry_version),
         ]
@@ -75,12 +81,12 @@ def encode(event: Event, entities: dict[str, str]) -> list[str] | None:
         code = "R"
         args = [str(p.depth), _num(event.occurred_at)]
         for ref in p.disconnected:
-            args += [str(ref.height), ref.hash]
+            args += [str(ref.height), _clean(ref.hash)]
     elif isinstance(p, BitcoinAttribution):
         code = "A"
         pool = _clean(p.pool) or UNKNOWN
         args = [
-            str(p.height), p.hash, pool, _clean(entity_of(pool, p.entity, entities)),
+            str(p.height), _clean(p.hash), pool, _clean(entity_of(pool, p.entity, entities)),
             _clean(p.registry_version),
         ]
     elif isinstance(p, StablecoinMint | StablecoinBurn):
@@ -100,7 +106,7 @@ def encode(event: Event, entities: dict[str, str]) -> list[str] | None:
         when = p.block_time if p.block_time is not None else event.occurred_at
         meta = json.dumps({"network": p.network, "token": p.token})
         args = [_clean(p.network), _clean(p.token), meta, scaled_units(p.amount), _num(when)]
-        args += [r.owner for r in p.recipients]
+        args += [r.owner.replace(SEP, " ") for r in p.recipients]
     elif isinstance(p, MarketPrice):
         code = "P"
         args = [
@@ -112,4 +118,4 @@ def encode(event: Event, entities: dict[str, str]) -> list[str] | None:
         args = [_clean(p.collector), "1" if p.connected else "0", _num(event.occurred_at)]
     else:
         return None
-    return [code, event.id, str(len(args)), *args]
+    return SEP.join((code, event.id.replace(SEP, " "), *args))

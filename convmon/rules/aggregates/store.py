@@ -38,7 +38,7 @@ from convmon.monitor.events import (
 from convmon.monitor.keys import Keys
 from convmon.rules.aggregates import views
 from convmon.rules.aggregates.config import AggregatesConfig
-from convmon.rules.aggregates.encoding import encode
+from convmon.rules.aggregates.encoding import SEP, encode
 from convmon.rules.aggregates.metrics import build_metrics
 from convmon.rules.aggregates.scripts import Scripts
 
@@ -75,6 +75,7 @@ class AggregateStore:
         self._entities = config.entity_map()
         self._prices = views.Prices()
         self._prices_read_at = -math.inf
+        self._hashprice_written: tuple[int, float] | None = None
         cfg = config
         self._windows_csv = ",".join(str(n) for n in cfg.block_windows)
         self._time_windows_csv = ",".join(str(s) for s in sorted(cfg.time_windows.values()))
@@ -92,17 +93,29 @@ class AggregateStore:
         return ":".join((self.base, *parts))
 
     async def load(self) -> None:
-        """Register the scripts; recount the block windows if their sizes changed."""
+        """Register the scripts; recount the block windows if their sizes changed.
+
+        Raises `AggregateError` when ``bucket_s`` differs from the one the time series in
+        Redis were built with (their bucket indices would mean other times)."""
         await self._scripts.load(self.redis)
+        layout = self.key("ts", "bucket_s")
+        await self.redis.set(layout, str(self.config.bucket_s), nx=True)
+        stored = await self.redis.get(layout)
+        if stored is not None and int(stored) != self.config.bucket_s:
+            raise AggregateError(
+                f"rules.aggregates.bucket_s is {self.config.bucket_s} but the time series in "
+                f"Redis were built with {int(stored)}; keep {int(stored)} or delete the keys "
+                f"{self.key('ts', '*')}"
+            )
         current = await self.redis.hget(self.key("btc", "meta"), "windows")
         if current is None or _s(current) != self._windows_csv:
             marker = f"rewindow:{self._windows_csv}:{time.time_ns()}"
-            await self._eval_batches([["W", marker, "0"]])
+            await self._eval_batches([f"W{SEP}{marker}"])
 
     async def apply(self, events: Sequence[Event]) -> list[bool]:
         """Apply a delivery batch; True where the event changed state (first application)."""
         results = [False] * len(events)
-        encoded: list[list[str]] = []
+        encoded: list[str] = []
         index: list[int] = []
         for i, event in enumerate(events):
             args = encode(event, self._entities)
@@ -116,16 +129,16 @@ class AggregateStore:
             results[i] = bool(flag)
         return results
 
-    async def _eval_batches(self, encoded: list[list[str]]) -> list[int]:
+    async def _eval_batches(self, encoded: list[str]) -> list[int]:
         header = [self.base, repr(self.clock.now()), *self._static_header]
         for attempt in (1, 2):
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for start in range(0, len(encoded), EVENTS_PER_CALL):
-                        args = list(header)
-                        for item in encoded[start : start + EVENTS_PER_CALL]:
-                            args.extend(item)
-                        pipe.evalsha(self._scripts.sha["apply"], 0, *args)
+                        pipe.evalsha(
+                            self._scripts.sha["apply"], 0, *header,
+                            *encoded[start : start + EVENTS_PER_CALL],
+                        )
                     pipe.hgetall(self.key("prices"))
                     replies = await pipe.execute()
             except NoScriptError:
@@ -147,8 +160,9 @@ class AggregateStore:
         return self._prices
 
     async def snapshot(self, roots: Collection[str]) -> dict[str, Any]:
-        """CEL-ready dicts for the requested roots (see CONTRACTS §3)."""
-        unknown = set(roots) - ROOTS
+        """CEL-ready dicts for the requested roots (see CONTRACTS §3). ``now`` is the
+        engine's own root and is ignored here."""
+        unknown = set(roots) - ROOTS - {"now"}
         if unknown:
             raise AggregateError(f"unknown aggregate roots: {', '.join(sorted(unknown))}")
         wanted = set(roots)
@@ -250,6 +264,9 @@ class AggregateStore:
 
     async def _record_hashprice(self, day: int, value: float) -> None:
         """Keep the latest hashprice of each day (for the 7-day change); drop old days."""
+        if self._hashprice_written == (day, value):
+            return
+        self._hashprice_written = (day, value)
         key = self.key("miner", "hashprice")
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, str(day), repr(value))

@@ -1,6 +1,7 @@
 -- Apply a batch of events to the aggregates, atomically and idempotently.
 -- ARGV: base, now, applied_ttl, block_windows_csv, keep_blocks, bucket_s, time_windows_csv,
---       hll_bucket_s, hll_ttl, then per event: code, id, nargs, args...
+--       hll_bucket_s, hll_ttl, then one argument per event: code, id and the event's
+--       fields joined by the unit separator (0x1f).
 -- Returns one 0/1 per event (1 = first application, state changed).
 
 local B = ARGV[1]
@@ -183,22 +184,77 @@ end
 local SMETA = B .. ':ts:meta'
 local TS = series_context(B, NOW, BS, TW)
 
-local function max_time(key, field, t)
-  local old = tonumber(redis.call('HGET', key, field))
-  if old == nil or t > old then redis.call('HSET', key, field, t) end
+-- Last values and small sets are gathered in memory and written once, in flush().
+local meta_pending = {}
+local latest = {}   -- hash key -> field -> {time, value}; loaded on first touch
+local hll_pending = {}
+
+local function latest_get(key, field)
+  local h = latest[key]
+  if not h then h = {}; latest[key] = h end
+  local e = h[field]
+  if e == nil then
+    local v = redis.call('HGET', key, field)
+    if v then
+      e = {time = tonumber(split(v, '|')[1]), value = v, dirty = false}
+    else
+      e = false
+    end
+    h[field] = e
+  end
+  return e
 end
+
+-- Keep value (whose first |-field is its time) when it is not older than the stored one.
+local function latest_put(key, field, t, value, strictly_newer)
+  local e = latest_get(key, field)
+  if e and (t < e.time or (strictly_newer and t == e.time)) then return false end
+  latest[key][field] = {time = t, value = value, dirty = true}
+  return true
+end
+
+local function flush()
+  series_flush(TS)
+  local m = {}
+  for series, json in pairs(meta_pending) do
+    m[#m + 1] = series
+    m[#m + 1] = json
+  end
+  if #m > 0 then redis.call('HSET', SMETA, unpack(m)) end
+  meta_pending = {}
+  for key, fields in pairs(latest) do
+    local out = {}
+    for field, e in pairs(fields) do
+      if e and e.dirty then
+        out[#out + 1] = field
+        out[#out + 1] = e.value
+        e.dirty = false
+      end
+    end
+    if #out > 0 then redis.call('HSET', key, unpack(out)) end
+  end
+  for key, members in pairs(hll_pending) do
+    redis.call('PFADD', key, unpack(members))
+    redis.call('EXPIRE', key, HLL_TTL)
+  end
+  hll_pending = {}
+end
+
+local function fmt_time(t) return string.format('%.17g', t) end
 
 -- a: series, meta_json, amount, time, chain
 local function on_flow(a, family, track_max)
   local series = family .. ':' .. a[1]
-  redis.call('HSET', SMETA, series, a[2])
-  series_add(TS, series, tonumber(a[4]), a[3], track_max)
-  max_time(B .. ':stable:last', a[5], tonumber(a[4]))
+  local t = tonumber(a[4])
+  meta_pending[series] = a[2]
+  series_add(TS, series, t, a[3], track_max)
+  latest_put(B .. ':stable:last', a[5], t, fmt_time(t), true)
   return 1
 end
 
 -- a: token/chain, meta_json, amount, time
 local function on_supply(a)
+  flush()
   local k = B .. ':supply:' .. a[1]
   local t = tonumber(a[4])
   local cur = redis.call('HMGET', k, 'time', 'supply', 'minted', 'burned')
@@ -218,15 +274,17 @@ end
 -- a: network, token, meta_json, amount, time, recipients...
 local function on_payout(a)
   local t = tonumber(a[5])
-  series_add(TS, 'dp:' .. a[1] .. '/' .. a[2], t, a[4], false)
-  redis.call('HSET', SMETA, 'dp:' .. a[1] .. '/' .. a[2], a[3])
+  local series = 'dp:' .. a[1] .. '/' .. a[2]
+  series_add(TS, series, t, a[4], false)
+  meta_pending[series] = a[3]
   series_add(TS, 'dpn:' .. a[1], t, '0', false)
-  redis.call('HSET', SMETA, 'dpn:' .. a[1], a[3])
-  max_time(B .. ':depin:last', a[1], t)
+  meta_pending['dpn:' .. a[1]] = a[3]
+  latest_put(B .. ':depin:last', a[1], t, fmt_time(t), true)
   if #a > 5 then
     local hk = B .. ':hll:' .. a[1] .. ':' .. math.floor(math.min(t, NOW) / HLL_BS)
-    redis.call('PFADD', hk, unpack(a, 6))
-    redis.call('EXPIRE', hk, HLL_TTL)
+    local list = hll_pending[hk]
+    if not list then list = {}; hll_pending[hk] = list end
+    for k = 6, #a do list[#list + 1] = a[k] end
   end
   return 1
 end
@@ -234,29 +292,24 @@ end
 -- a: symbol, time, price, sources_csv, stale_csv
 local function on_price(a)
   local t = tonumber(a[2])
-  local old = redis.call('HGET', B .. ':prices', a[1])
-  if old and tonumber(split(old, '|')[1]) > t then return 0 end
-  redis.call('HSET', B .. ':prices', a[1], a[2] .. '|' .. a[3] .. '|' .. a[4])
+  if not latest_put(B .. ':prices', a[1], t, a[2] .. '|' .. a[3] .. '|' .. a[4], false) then
+    return 0
+  end
   local sk = B .. ':price_sources'
   for _, pair in ipairs({{a[4], '1'}, {a[5], '0'}}) do
     if pair[1] ~= '' then
-      for _, s in ipairs(split(pair[1], ',')) do
-        local o = redis.call('HGET', sk, s)
-        if not o or tonumber(split(o, '|')[1]) <= t then
-          redis.call('HSET', sk, s, a[2] .. '|' .. pair[2])
-        end
+      for _, src in ipairs(split(pair[1], ',')) do
+        latest_put(sk, src, t, a[2] .. '|' .. pair[2], false)
       end
     end
   end
   return 1
 end
 
--- a: collector, connected, time, detail
+-- a: collector, connected, time
 local function on_status(a)
-  local k = B .. ':collectors'
-  local old = redis.call('HGET', k, a[1])
-  if old and tonumber(split(old, '|')[1]) > tonumber(a[3]) then return 0 end
-  redis.call('HSET', k, a[1], a[3] .. '|' .. a[2])
+  local t = tonumber(a[3])
+  if not latest_put(B .. ':collectors', a[1], t, a[3] .. '|' .. a[2], false) then return 0 end
   return 1
 end
 
@@ -281,16 +334,15 @@ local HANDLERS = {
 }
 
 local results = {}
-local i = 10
-while i <= #ARGV do
-  local code, id, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+for i = 10, #ARGV do
+  local f = split(ARGV[i], '\31')
   local args = {}
-  for k = 1, n do args[k] = ARGV[i + 2 + k] end
-  i = i + 3 + n
+  for k = 3, #f do args[k - 2] = f[k] end
   local r = 0
-  if redis.call('SET', B .. ':done:' .. id, '1', 'NX', 'EX', DONE_TTL) then
-    r = HANDLERS[code](args)
+  if redis.call('SET', B .. ':done:' .. f[2], '1', 'NX', 'EX', DONE_TTL) then
+    r = HANDLERS[f[1]](args)
   end
   results[#results + 1] = r
 end
+flush()
 return results

@@ -84,3 +84,27 @@ local function big_gt(a, b)
   if #a ~= #b then return #a > #b end
   return a > b
 end
+
+-- Accumulators: arrays of 7-digit chunks added without carrying (exact while each chunk stays
+-- below 2^53, i.e. for up to ~9e8 additions), turned back into a digit string once.
+local function acc_add(acc, ch)
+  for k = 1, #ch do acc[k] = (acc[k] or 0) + ch[k] end
+end
+
+local function acc_string(acc)
+  local out, carry = {}, 0
+  local n = #acc
+  for k = 1, n do
+    local t = acc[k] + carry
+    carry = math.floor(t / CHUNK)
+    out[k] = t - carry * CHUNK
+  end
+  while carry > 0 do
+    n = n + 1
+    local c = math.floor(carry / CHUNK)
+    out[n] = carry - c * CHUNK
+    carry = c
+  end
+  if n == 0 then return '0' end
+  return join_chunks(out)
+end

@@ -5,7 +5,7 @@
 
 local function series_context(base, now, bs, windows)
   return {base = base, bs = bs, tw = windows, cur = math.floor(now / bs),
-          ttl = windows[#windows] + 2 * bs, los = {}}
+          ttl = windows[#windows] + 2 * bs, los = {}, pending = {}}
 end
 
 local function series_advance(ctx, series)
@@ -65,38 +65,86 @@ local function series_advance(ctx, series)
   return los
 end
 
+-- Additions are gathered per series and bucket in Lua tables and written once per batch by
+-- series_flush, so a batch of many events costs a few commands per series, not per event.
 local function series_add(ctx, series, t, amount, track_max)
   local los = series_advance(ctx, series)
-  local wk = ctx.base .. ':ts:w:' .. series
-  local bk = ctx.base .. ':ts:b:' .. series
   local tw = ctx.tw
   local b = math.floor(t / ctx.bs)
   if b > ctx.cur then b = ctx.cur end
+  local ch = chunks(amount)
+  local p = ctx.pending[series]
+  if not p then
+    p = {buckets = {}, order = {}, tot = {}, ntot = 0, s = {}, n = {}}
+    for _, w in ipairs(tw) do p.s[w], p.n[w] = {}, 0 end
+    ctx.pending[series] = p
+  end
   if b >= los[tw[#tw]] then
-    redis.call('HSET', bk, b, big_add(redis.call('HGET', bk, b) or '0', amount))
-    redis.call('HINCRBY', bk, 'n' .. b, 1)
-    if track_max then
-      local m = redis.call('HGET', bk, 'm' .. b)
-      if not m or big_gt(amount, m) then redis.call('HSET', bk, 'm' .. b, amount) end
+    local pb = p.buckets[b]
+    if not pb then
+      pb = {sum = {}, n = 0, max = false}
+      p.buckets[b] = pb
+      p.order[#p.order + 1] = b
     end
-    redis.call('EXPIRE', bk, ctx.ttl)
+    acc_add(pb.sum, ch)
+    pb.n = pb.n + 1
+    if track_max and (not pb.max or big_gt(amount, pb.max)) then pb.max = amount end
   end
-  local fields = {'tot', 'ntot'}
+  acc_add(p.tot, ch)
+  p.ntot = p.ntot + 1
   for _, w in ipairs(tw) do
-    fields[#fields + 1] = 's' .. w
-    fields[#fields + 1] = 'n' .. w
-  end
-  local st = redis.call('HMGET', wk, unpack(fields))
-  local out = {'tot', big_add(st[1] or '0', amount), 'ntot', (tonumber(st[2]) or 0) + 1}
-  for i, w in ipairs(tw) do
     if b >= los[w] then
-      out[#out + 1] = 's' .. w
-      out[#out + 1] = big_add(st[1 + 2 * i] or '0', amount)
-      out[#out + 1] = 'n' .. w
-      out[#out + 1] = (tonumber(st[2 + 2 * i]) or 0) + 1
+      acc_add(p.s[w], ch)
+      p.n[w] = p.n[w] + 1
     end
   end
-  redis.call('HSET', wk, unpack(out))
+end
+
+local function series_flush(ctx)
+  for series, p in pairs(ctx.pending) do
+    local wk = ctx.base .. ':ts:w:' .. series
+    local bk = ctx.base .. ':ts:b:' .. series
+    if #p.order > 0 then
+      local fields = {}
+      for _, b in ipairs(p.order) do
+        fields[#fields + 1] = b
+        fields[#fields + 1] = 'n' .. b
+        fields[#fields + 1] = 'm' .. b
+      end
+      local cur = redis.call('HMGET', bk, unpack(fields))
+      local out = {}
+      for i, b in ipairs(p.order) do
+        local pb = p.buckets[b]
+        out[#out + 1] = b
+        out[#out + 1] = big_add(cur[3 * i - 2] or '0', acc_string(pb.sum))
+        out[#out + 1] = 'n' .. b
+        out[#out + 1] = (tonumber(cur[3 * i - 1]) or 0) + pb.n
+        local m = cur[3 * i]
+        if pb.max and (not m or big_gt(pb.max, m)) then
+          out[#out + 1] = 'm' .. b
+          out[#out + 1] = pb.max
+        end
+      end
+      redis.call('HSET', bk, unpack(out))
+      redis.call('EXPIRE', bk, ctx.ttl)
+    end
+    local fields = {'tot', 'ntot'}
+    for _, w in ipairs(ctx.tw) do
+      fields[#fields + 1] = 's' .. w
+      fields[#fields + 1] = 'n' .. w
+    end
+    local st = redis.call('HMGET', wk, unpack(fields))
+    local out = {'tot', big_add(st[1] or '0', acc_string(p.tot)),
+                 'ntot', (tonumber(st[2]) or 0) + p.ntot}
+    for i, w in ipairs(ctx.tw) do
+      out[#out + 1] = 's' .. w
+      out[#out + 1] = big_add(st[1 + 2 * i] or '0', acc_string(p.s[w]))
+      out[#out + 1] = 'n' .. w
+      out[#out + 1] = (tonumber(st[2 + 2 * i]) or 0) + p.n[w]
+    end
+    redis.call('HSET', wk, unpack(out))
+  end
+  ctx.pending = {}
 end
 
 -- Largest single amount over the buckets of the last w seconds.
