@@ -74,7 +74,11 @@ class InputStep(Model):
 
 
 class ExpectedAlert(Model):
+    """An active alert that must exist; ``labels`` and ``annotations`` must be contained
+    in the alert's (``alertname`` is the check's)."""
+
     labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
     state: str = Field(default="firing", pattern="^(pending|firing)$")
 
 
@@ -182,17 +186,25 @@ async def _check(check: AlertCheck, redis: Any, keys: Keys, result: TestResult) 
     missing = []
     for exp in check.expect:
         for a in remaining:
-            if a.state == exp.state and all(a.labels.get(k) == v for k, v in exp.labels.items()):
+            if (a.state == exp.state
+                    and all(a.labels.get(k) == v for k, v in exp.labels.items())
+                    and all(a.annotations.get(k) == v for k, v in exp.annotations.items())):
                 remaining.remove(a)
                 break
         else:
             missing.append(exp)
     if missing or remaining:
-        def fmt(labels: Mapping[str, str], state: str) -> str:
+        wanted_notes = sorted({k for e in check.expect for k in e.annotations})
+
+        def fmt(labels: Mapping[str, str], state: str, notes: Mapping[str, str]) -> str:
             shown = {k: v for k, v in labels.items() if k not in ("alertname",)}
-            return f"{state} {shown}"
-        exp_text = "; ".join(fmt(e.labels, e.state) for e in check.expect) or "none"
-        got_text = "; ".join(fmt(a.labels, a.state) for a in actual) or "none"
+            return f"{state} {shown}" + (f" {dict(notes)}" if notes else "")
+        exp_text = "; ".join(fmt(e.labels, e.state, e.annotations) for e in check.expect)
+        got_text = "; ".join(
+            fmt(a.labels, a.state, {k: a.annotations.get(k, "") for k in wanted_notes})
+            for a in actual
+        )
+        exp_text, got_text = exp_text or "none", got_text or "none"
         result.failures.append(
             f"at {check.at:g}s, {check.alertname}: expected [{exp_text}], got [{got_text}]"
         )
