@@ -161,6 +161,43 @@ class RuleEngine:
         await self._observe_state_rules(self._state_rules, now, rnd, {})
         rnd.rules.extend(self._event_rules)
         await self._reconcile(rnd, now)
+        await self._retire_removed_rules(now)
+
+    async def _retire_removed_rules(self, now: float) -> None:
+        """Resolve the instances of rules no longer configured (as Prometheus drops the
+        alerts of a removed rule). While workers of two configurations run side by side,
+        their alerts can flap; a rollout ends that."""
+        loaded = {r.name for r in self.rules.rules}
+        removed = sorted(await self.store.indexed_rules() - loaded)
+        if not removed:
+            return
+        live = await self.store.live(removed)
+        fps = [fp for name in removed for fp in live.get(name, ())]
+        stored = await self.store.read(fps)
+        writes: list[Write] = []
+        for fp in fps:
+            st = stored[fp].state
+            if st is None or st.status not in ("pending", "firing"):
+                continue
+            was_firing = st.status == "firing"
+            st.status = "inactive"
+            transition = None
+            if was_firing:
+                st.seq += 1
+                st.annotations = {**st.annotations,
+                                  "resolution": "the rule was removed from the configuration"}
+                transition = AlertTransition(
+                    id=f"{fp}:{st.seq}", fingerprint=fp, seq=st.seq, rule=st.rule,
+                    state="resolved", labels=st.labels, annotations=st.annotations,
+                    value=st.value, starts_at=st.fired_at, ends_at=now, evaluated_at=now,
+                    generator_url=self.generator_url, event_id=st.event_id,
+                )
+            writes.append(Write(fp, stored[fp].version, st, transition))
+        for w, ok in zip(writes, await self.store.write(writes), strict=True):
+            if ok and w.transition is not None:
+                self.metrics.transitions.labels("resolved").inc()
+        for name in removed:
+            await self.store.forget_rule(name)
 
     async def _observe_state_rules(
         self, rules: Sequence[Rule], now: float, rnd: _Round, counts: Mapping[str, int]

@@ -11,6 +11,8 @@ Keys (under ``keys.ns("rules", ...)``):
   resolved records are kept with a TTL so transition sequence numbers keep counting and a
   redelivered event cannot fire a resolved event alert again.
 - ``live:<rule>`` set of the fingerprints of the rule's pending/firing instances.
+- ``index`` set of the rules that have (or had) live instances, so that the instances of a
+  rule removed from the configuration can be resolved.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ INACTIVE_TTL_S = 8 * 86400
 OUTBOX_MAXLEN = 100_000
 
 _WRITE_LUA = """
--- KEYS: instance, live set, active hash, outbox stream
+-- KEYS: instance, live set, active hash, outbox stream, rule index
 -- ARGV: expected version, state json, live (1|0), ttl, transition state ('' = none),
---       transition json, fingerprint, transition id, outbox maxlen
+--       transition json, fingerprint, transition id, outbox maxlen, rule name
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[2])
@@ -45,6 +47,7 @@ else
 end
 if ARGV[3] == '1' then
   redis.call('SADD', KEYS[2], ARGV[7])
+  redis.call('SADD', KEYS[5], ARGV[10])
 else
   redis.call('SREM', KEYS[2], ARGV[7])
   redis.call('HDEL', KEYS[3], ARGV[7])
@@ -119,6 +122,21 @@ class InstanceStore:
     def live_key(self, rule: str) -> str:
         return self.keys.ns("rules", "live", rule)
 
+    @property
+    def index_key(self) -> str:
+        return self.keys.ns("rules", "index")
+
+    async def indexed_rules(self) -> set[str]:
+        return {_s(x) for x in await self.redis.smembers(self.index_key)}
+
+    async def forget_rule(self, rule: str) -> None:
+        """Drop a rule from the index once it has no live instance left (checked
+        atomically: a worker that still runs the rule may have just made one)."""
+        await self.redis.eval(
+            "if redis.call('SCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[1]) end",
+            2, self.live_key(rule), self.index_key, rule,
+        )
+
     async def live(self, rules: Sequence[str]) -> dict[str, set[str]]:
         """Fingerprints of the pending/firing instances of each rule."""
         if not rules:
@@ -151,11 +169,11 @@ class InstanceStore:
                 tdata = encode_transition(t) if t is not None else b""
                 await self._write(
                     keys=[self.instance_key(w.fingerprint), self.live_key(w.state.rule),
-                          self.keys.active_alerts, self.keys.alerts],
+                          self.keys.active_alerts, self.keys.alerts, self.index_key],
                     args=[w.version, _enc.encode(w.state), "1" if w.live else "0",
                           0 if w.live else INACTIVE_TTL_S,
                           t.state if t is not None else "", tdata, w.fingerprint,
-                          t.id if t is not None else "", OUTBOX_MAXLEN],
+                          t.id if t is not None else "", OUTBOX_MAXLEN, w.state.rule],
                     client=pipe,
                 )
             rows = await pipe.execute()

@@ -296,3 +296,25 @@ rules:
     assert t.annotations["summary"] == "xy"
     # Nothing is escaped here (receivers escape for their medium).
     assert t.annotations["description"] == "<b>USDT</b>"
+
+
+async def test_alerts_of_a_removed_rule_are_resolved(
+    h: Harness, clock: ManualClock, tmp_path: Path
+) -> None:
+    engine = await h.engine()
+    await engine.handle([f.price("USDT", 0.98, clock.now())])
+    assert await h.states("PegOffSticky") == ["firing"]
+    assert await h.states("PegOff") == ["pending"]
+    kept = tmp_path / "kept.yaml"
+    kept.write_text(RULES.split("  - name: PegOffCounted")[0])
+    h.rules = load_rules([kept], include_pack=False)
+    clock.advance(60)
+    reconfigured = await h.engine()
+    await reconfigured.evaluate_timer()
+    assert await h.states("PegOffSticky") == ["firing", "resolved"]
+    [resolved] = (await h.transitions("PegOffSticky"))[1:]
+    assert resolved.annotations["resolution"] == "the rule was removed from the configuration"
+    assert await h.states("PegOffCounted") == ["pending"]  # dropped silently, as pending
+    assert {a.rule for a in (await h.active()).values()} == {"PegOff"}
+    index = {x.decode() for x in await h.redis.smembers(h.keys.ns("rules", "index"))}
+    assert index == {"PegOff"}
