@@ -126,27 +126,50 @@ class RuleEngine:
             for kind in rule.on:
                 self._event_rules_by_kind.setdefault(kind, []).append(rule)
         self._state_rule_kinds = {r.name: r.on for r in self._state_rules}
-        for rule in rules.rules:  # expose every rule's series from the start, at zero
-            metrics.evaluations.labels(rule.name)
-            metrics.errors.labels(rule.name)
+        self._event_rules_read_roots = any(r.program.roots for r in self._event_rules)
+        # Every rule's series exists from the start, at zero (children cached: labels()
+        # costs more than the increment).
+        self._evaluations = {r.name: metrics.evaluations.labels(r.name) for r in rules.rules}
+        self._errors = {r.name: metrics.errors.labels(r.name) for r in rules.rules}
 
     async def handle(self, events: Sequence[Event]) -> None:
-        """Apply a batch to the aggregates and evaluate what it concerns."""
-        changed = await self.aggregates.apply(events)
-        await self.evaluate_batch(events, changed)
+        """Apply a batch to the aggregates and evaluate what it concerns.
+
+        Event rules that read only their event run while Redis applies the batch; window
+        and absence rules need the applied state and run after it. Nothing is written
+        unless the batch was applied.
+        """
+        if self._event_rules_read_roots:
+            changed = await self.aggregates.apply(events)
+            await self.evaluate_batch(events, changed)
+            return
+        now = self.clock.now()
+        rnd = _Round()
+        applying = asyncio.ensure_future(self.aggregates.apply(events))
+        try:
+            await self._observe_events(events, now, rnd)
+        finally:
+            changed = await applying
+        await self._evaluate_state(events, changed, now, rnd)
 
     async def evaluate_batch(self, events: Sequence[Event], changed: Sequence[bool]) -> None:
+        """Evaluate a batch the aggregates already applied (``changed`` as apply said)."""
         now = self.clock.now()
+        rnd = _Round()
+        await self._observe_events(events, now, rnd)
+        await self._evaluate_state(events, changed, now, rnd)
+
+    async def _evaluate_state(
+        self, events: Sequence[Event], changed: Sequence[bool], now: float, rnd: _Round
+    ) -> None:
         new_kinds = KindCounter(e.kind for e, c in zip(events, changed, strict=True) if c)
         kinds = {e.kind for e in events}
-        rnd = _Round()
         on = self._state_rule_kinds
         relevant = [r for r in self._state_rules if on[r.name] & kinds]
         # Which instances are live does not depend on this round's evaluation: read it
         # while evaluating (a stale read only defers a resolution to the next round).
         live = asyncio.ensure_future(self.store.live([r.name for r in relevant]))
         try:
-            await self._observe_events(events, now, rnd)
             if relevant:
                 counts = {r.name: sum(new_kinds[k] for k in on[r.name]) for r in relevant}
                 await self._observe_state_rules(relevant, now, rnd, counts)
@@ -199,13 +222,18 @@ class RuleEngine:
         for name in removed:
             await self.store.forget_rule(name)
 
-    async def _observe_state_rules(
-        self, rules: Sequence[Rule], now: float, rnd: _Round, counts: Mapping[str, int]
-    ) -> None:
+    async def _snapshot(self, rules: Sequence[Rule]) -> dict[str, Any]:
         roots: set[str] = set()
         for rule in rules:
             roots |= rule.program.roots
-        snap = await self.aggregates.snapshot(sorted(roots)) if roots else {}
+        return await self.aggregates.snapshot(sorted(roots)) if roots else {}
+
+    async def _observe_state_rules(
+        self, rules: Sequence[Rule], now: float, rnd: _Round, counts: Mapping[str, int],
+        snap: dict[str, Any] | None = None,
+    ) -> None:
+        if snap is None:
+            snap = await self._snapshot(rules)
         variables = {**snap, "now": now, PARAMS_VAR: self._params}
         context = cel.Context(variables)
         for rule in rules:
@@ -266,7 +294,7 @@ class RuleEngine:
         variables: dict[str, Any] | None = None,
     ) -> list[tuple[str, bool, Any, Any]] | None:
         started = time.perf_counter()
-        self.metrics.evaluations.labels(rule.name).inc()
+        self._evaluations[rule.name].inc()
         try:
             rows = rule.program.run(context, variables)
             out: list[tuple[str, bool, Any, Any]] = []
@@ -277,7 +305,7 @@ class RuleEngine:
                 out.append((str(key), holds, value, item))
             return out
         except Exception as exc:  # a bad rule must not stop the others
-            self.metrics.errors.labels(rule.name).inc()
+            self._errors[rule.name].inc()
             log.warning("rule evaluation failed", extra={"rule": rule.name, "error": repr(exc)})
             return None
         finally:
