@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -9,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from convmon.monitor.clock import ManualClock
 from tests.aggregates import factories as f
 from tests.aggregates.conftest import MakeStore
+from tests.shared_data import require_binary
 
 CONTRACT_NAMES = {
     "convmon_btc_pool_blocks", "convmon_btc_pool_share_ratio", "convmon_btc_entity_share_ratio",
@@ -98,3 +102,33 @@ async def test_pool_labels_are_bounded(make_store: MakeStore) -> None:
     assert len(w["pools"]) == 21  # the CEL snapshot keeps every pool
     entity_labels = {s["entity"] for s in samples["convmon_btc_entity_share_ratio"]}
     assert len(entity_labels) <= 7
+
+
+async def test_empty_state_reports_no_made_up_values(make_store: MakeStore) -> None:
+    store = await make_store()
+    samples = exposition(await store.state_metrics())
+    assert "convmon_btc_tip_height" not in samples
+    assert "convmon_btc_hashprice_usd_per_phs_day" not in samples
+    assert "convmon_price_usd" not in samples
+    assert samples["convmon_btc_reorgs_total"] == [{}]
+    assert len(samples["convmon_ai_hosting_benchmark_usd_per_mwh"]) == 2
+
+
+async def test_exposition_passes_promtool(make_store: MakeStore, clock: ManualClock) -> None:
+    promtool = require_binary("promtool", shutil.which("promtool"))
+    store = await make_store()
+    t = clock.now()
+    await store.apply([
+        *[f.block(h, "antpool" if h % 2 else "foundryusa") for h in range(1, 30)],
+        f.price("BTC", 95_000.0, t), f.price("HNT", 3.0, t), f.mint("USDT", 10**9, t),
+        f.payout("helium", "HNT", 10**9, t, ["a"]),
+    ])
+    registry = CollectorRegistry()
+    registry.register(_Static(await store.state_metrics()))
+    proc = await asyncio.create_subprocess_exec(
+        promtool, "check", "metrics",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate(generate_latest(registry))
+    assert proc.returncode == 0, out.decode()

@@ -171,10 +171,10 @@ async def test_hyperloglog_counts_many_recipients(
             "hivemapper", "HONEY", 10**9, t - i,
             [f"owner{j}" for j in range(i * 50, i * 50 + 100)], decimals=9, n=i,
         )
-        for i in range(40)
+        for i in range(120)
     ]
-    await store.apply(events)
-    unique = 39 * 50 + 100
+    await store.apply(events)  # 12,000 recipients in one batch and one bucket
+    unique = 119 * 50 + 100
     got = (await store.snapshot(["depin"]))["depin"]["networks"]["hivemapper"]["recipients_24h"]
     assert abs(got - unique) / unique < 0.02
 
@@ -235,3 +235,15 @@ def test_sliding_sums_equal_an_independent_sum(
             await redis.aclose()
 
     asyncio.run(scenario())
+
+
+async def test_a_malformed_event_fails_alone(make_store: MakeStore, clock: ManualClock) -> None:
+    store = await make_store()
+    good = f.mint("USDC", 10**6, clock.now())
+    bad = f.mint("USDC", 10**6, clock.now(), n=1)
+    # typed events cannot carry a non-number; the script argument can, so feed it directly
+    garbled = f"M\x1f{bad.id}\x1fUSDC/ethereum\x1f{{}}\x1fnot-a-number\x1fx\x1fethereum"
+    assert await store._eval_batches([garbled]) == [-1]
+    assert await store.apply([good, bad]) == [True, True]  # the bad id was not left marked
+    tok = (await store.snapshot(["stablecoin"]))["stablecoin"]["tokens"]["USDC/ethereum"]
+    assert tok["minted_total"] == 2.0

@@ -9,8 +9,19 @@ an applied-id marker for each event (``SET NX EX``), so redelivery changes nothi
 batch is atomic: a worker killed mid-batch either applied all of it or none. Blocks live
 per height (all candidates, tombstones of disconnected hashes, one active block per
 height), so block windows depend only on which blocks are on the best chain, not on the
-order they arrived in. See the scripts for the data layout; all keys live under
-``keys.ns("rules", "{agg}")`` (one hash tag, so a cluster keeps them in one slot).
+order they arrived in.
+
+Key layout under ``keys.ns("rules", "{agg}")`` (one hash tag, so a cluster keeps them in
+one slot):
+- ``done:<event id>`` applied marker (TTL ``applied_ttl_s``);
+- ``btc:cand:<height>`` candidates (``r:<hash>`` record, ``s:<hash>`` arrival order,
+  ``a:<hash>`` attribution), ``btc:active`` height -> record of the best block,
+  ``btc:heights``/``btc:candh`` sorted sets of heights, ``btc:dead`` disconnected hashes,
+  ``btc:win:<N>`` counts per window, ``btc:meta`` (version, reorgs), ``btc:runs`` cache;
+- ``ts:b:<series>`` buckets (TTL), ``ts:w:<series>`` window sums and totals,
+  ``ts:meta`` series -> labels, ``supply:<token/chain>`` last two supply samples;
+- ``hll:<network>:<hour>`` recipients; ``prices``, ``price_sources``, ``collectors``,
+  ``stable:last``, ``depin:last`` last values; ``miner:hashprice`` day -> hashprice.
 """
 
 from __future__ import annotations
@@ -125,8 +136,16 @@ class AggregateStore:
         if not encoded:
             return results
         flags = await self._eval_batches(encoded)
+        failed: list[str] = []
         for i, flag in zip(index, flags, strict=True):
-            results[i] = bool(flag)
+            results[i] = flag > 0
+            if flag < 0:
+                failed.append(events[i].id)
+        if failed:
+            raise AggregateError(
+                f"{len(failed)} event(s) could not be applied (the others were): "
+                + ", ".join(failed[:5])
+            )
         return results
 
     async def _eval_batches(self, encoded: list[str]) -> list[int]:

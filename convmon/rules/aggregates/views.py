@@ -123,6 +123,7 @@ def btc_view(raw: dict[str, Any], cfg: AggregatesConfig, now: float) -> dict[str
         "subsidy_sats": int(fields[3]) if fields else None,
         "reorgs_total": int(meta.get("reorgs_total", 0)),
         "last_reorg_depth": int(meta.get("last_reorg_depth", 0)),
+        "last_reorg_time": float(meta["last_reorg_time"]) if "last_reorg_time" in meta else None,
         "windows": windows,
         "current_run": {
             "pool": current.get("pool") if tip is not None else None,

@@ -2,7 +2,8 @@
 -- ARGV: base, now, applied_ttl, block_windows_csv, keep_blocks, bucket_s, time_windows_csv,
 --       hll_bucket_s, hll_ttl, then one argument per event: code, id and the event's
 --       fields joined by the unit separator (0x1f).
--- Returns one 0/1 per event (1 = first application, state changed).
+-- Returns one value per event: 1 = first application, 0 = already applied or superseded,
+-- -1 = the event could not be applied (left unmarked so a later delivery retries it).
 
 local B = ARGV[1]
 local NOW = tonumber(ARGV[2])
@@ -53,7 +54,7 @@ local function count_range(n, lo, hi, d)
   -- active heights in (lo, hi]
   local hs = redis.call('ZRANGEBYSCORE', HEIGHTS, '(' .. lo, hi)
   if #hs == 0 then return end
-  local recs = redis.call('HMGET', ACTIVE, unpack(hs))
+  local recs = hmget_all(ACTIVE, hs)
   for i = 1, #recs do
     if recs[i] then wcount(n, recs[i], d) end
   end
@@ -205,10 +206,11 @@ local function latest_get(key, field)
   return e
 end
 
--- Keep value (whose first |-field is its time) when it is not older than the stored one.
-local function latest_put(key, field, t, value, strictly_newer)
+-- Keep value (whose first |-field is its time) when it is newer than the stored one; on a
+-- tie the greater string wins, so the outcome never depends on arrival order.
+local function latest_put(key, field, t, value)
   local e = latest_get(key, field)
-  if e and (t < e.time or (strictly_newer and t == e.time)) then return false end
+  if e and (t < e.time or (t == e.time and value <= e.value)) then return false end
   latest[key][field] = {time = t, value = value, dirty = true}
   return true
 end
@@ -220,7 +222,7 @@ local function flush()
     m[#m + 1] = series
     m[#m + 1] = json
   end
-  if #m > 0 then redis.call('HSET', SMETA, unpack(m)) end
+  if #m > 0 then call_sliced('HSET', SMETA, m) end
   meta_pending = {}
   for key, fields in pairs(latest) do
     local out = {}
@@ -231,10 +233,10 @@ local function flush()
         e.dirty = false
       end
     end
-    if #out > 0 then redis.call('HSET', key, unpack(out)) end
+    if #out > 0 then call_sliced('HSET', key, out) end
   end
   for key, members in pairs(hll_pending) do
-    redis.call('PFADD', key, unpack(members))
+    call_sliced('PFADD', key, members)
     redis.call('EXPIRE', key, HLL_TTL)
   end
   hll_pending = {}
@@ -248,7 +250,7 @@ local function on_flow(a, family, track_max)
   local t = tonumber(a[4])
   meta_pending[series] = a[2]
   series_add(TS, series, t, a[3], track_max)
-  latest_put(B .. ':stable:last', a[5], t, fmt_time(t), true)
+  latest_put(B .. ':stable:last', a[5], t, fmt_time(t))
   return 1
 end
 
@@ -279,8 +281,8 @@ local function on_payout(a)
   meta_pending[series] = a[3]
   series_add(TS, 'dpn:' .. a[1], t, '0', false)
   meta_pending['dpn:' .. a[1]] = a[3]
-  latest_put(B .. ':depin:last', a[1], t, fmt_time(t), true)
-  if #a > 5 then
+  latest_put(B .. ':depin:last', a[1], t, fmt_time(t))
+  if #a > 5 and t > NOW - 86400 - HLL_BS then
     local hk = B .. ':hll:' .. a[1] .. ':' .. math.floor(math.min(t, NOW) / HLL_BS)
     local list = hll_pending[hk]
     if not list then list = {}; hll_pending[hk] = list end
@@ -292,14 +294,14 @@ end
 -- a: symbol, time, price, sources_csv, stale_csv
 local function on_price(a)
   local t = tonumber(a[2])
-  if not latest_put(B .. ':prices', a[1], t, a[2] .. '|' .. a[3] .. '|' .. a[4], false) then
+  if not latest_put(B .. ':prices', a[1], t, a[2] .. '|' .. a[3] .. '|' .. a[4]) then
     return 0
   end
   local sk = B .. ':price_sources'
   for _, pair in ipairs({{a[4], '1'}, {a[5], '0'}}) do
     if pair[1] ~= '' then
       for _, src in ipairs(split(pair[1], ',')) do
-        latest_put(sk, src, t, a[2] .. '|' .. pair[2], false)
+        latest_put(sk, src, t, a[2] .. '|' .. pair[2])
       end
     end
   end
@@ -309,7 +311,7 @@ end
 -- a: collector, connected, time
 local function on_status(a)
   local t = tonumber(a[3])
-  if not latest_put(B .. ':collectors', a[1], t, a[3] .. '|' .. a[2], false) then return 0 end
+  if not latest_put(B .. ':collectors', a[1], t, a[3] .. '|' .. a[2]) then return 0 end
   return 1
 end
 
@@ -339,8 +341,16 @@ for i = 10, #ARGV do
   local args = {}
   for k = 3, #f do args[k - 2] = f[k] end
   local r = 0
-  if redis.call('SET', B .. ':done:' .. f[2], '1', 'NX', 'EX', DONE_TTL) then
-    r = HANDLERS[f[1]](args)
+  local done = B .. ':done:' .. f[2]
+  if redis.call('SET', done, '1', 'NX', 'EX', DONE_TTL) then
+    local ok, res = pcall(HANDLERS[f[1]], args)
+    if ok then
+      r = res
+    else
+      -- A malformed event must not take the batch down with it, nor stay marked applied.
+      redis.call('DEL', done)
+      r = -1
+    end
   end
   results[#results + 1] = r
 end

@@ -108,3 +108,21 @@ local function acc_string(acc)
   if n == 0 then return '0' end
   return join_chunks(out)
 end
+
+-- Lua 5.1 in Redis unpacks at most ~8000 values: long argument lists go in slices.
+local SLICE = 4000
+
+local function hmget_all(key, fields)
+  local out = {}
+  for s = 1, #fields, SLICE do
+    local part = redis.call('HMGET', key, unpack(fields, s, math.min(s + SLICE - 1, #fields)))
+    for i = 1, #part do out[#out + 1] = part[i] end
+  end
+  return out
+end
+
+local function call_sliced(cmd, key, values)
+  for s = 1, #values, SLICE do
+    redis.call(cmd, key, unpack(values, s, math.min(s + SLICE - 1, #values)))
+  end
+end

@@ -46,7 +46,7 @@ local function series_advance(ctx, series)
           fields[#fields + 1] = b
           fields[#fields + 1] = 'n' .. b
         end
-        local vals = redis.call('HMGET', bk, unpack(fields))
+        local vals = hmget_all(bk, fields)
         for i = 1, #vals, 2 do
           if vals[i] then sum = big_sub(sum, vals[i]) end
           cnt = cnt - (tonumber(vals[i + 1]) or 0)
@@ -111,7 +111,7 @@ local function series_flush(ctx)
         fields[#fields + 1] = 'n' .. b
         fields[#fields + 1] = 'm' .. b
       end
-      local cur = redis.call('HMGET', bk, unpack(fields))
+      local cur = hmget_all(bk, fields)
       local out = {}
       for i, b in ipairs(p.order) do
         local pb = p.buckets[b]
@@ -125,7 +125,7 @@ local function series_flush(ctx)
           out[#out + 1] = pb.max
         end
       end
-      redis.call('HSET', bk, unpack(out))
+      call_sliced('HSET', bk, out)
       redis.call('EXPIRE', bk, ctx.ttl)
     end
     local fields = {'tot', 'ntot'}
@@ -153,7 +153,9 @@ local function series_max(ctx, series, w)
   local fields = {}
   for b = ctx.cur - w / ctx.bs + 1, ctx.cur + 1 do fields[#fields + 1] = 'm' .. b end
   local best = nil
-  for _, v in ipairs(redis.call('HMGET', bk, unpack(fields))) do
+  local vals = hmget_all(bk, fields)
+  for i = 1, #vals do
+    local v = vals[i]
     if v and (best == nil or big_gt(v, best)) then best = v end
   end
   return best
