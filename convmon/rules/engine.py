@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import Counter as KindCounter
 from collections.abc import Collection, Mapping, Sequence
@@ -27,13 +26,14 @@ import cel
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from redis.asyncio import Redis
 
-from convmon.monitor.alerting import AlertTransition, alert_fingerprint
+from convmon.monitor.alerting import AlertTransition
 from convmon.monitor.clock import Clock
 from convmon.monitor.events import Event
 from convmon.monitor.keys import Keys
 from convmon.rules.expr import PARAMS_VAR
 from convmon.rules.loader import Rule, RuleSet
-from convmon.rules.state import InstanceState, InstanceStore, Stored, Write
+from convmon.rules.machine import AlertStateMachine, Observation, number
+from convmon.rules.state import InstanceStore, Write
 from convmon.rules.templates import render
 
 log = logging.getLogger(__name__)
@@ -72,23 +72,6 @@ class RuleMetrics:
             "convmon_alert_transitions", "Alert transitions written to the outbox.",
             ["state"], registry=registry,
         )
-
-
-@dataclass
-class Observation:
-    """A rule's verdict for one instance in one evaluation."""
-
-    rule: Rule
-    labels: dict[str, str]
-    holds: bool
-    value: float | None
-    context: dict[str, Any]
-    event_id: str | None = None
-    count: int = 0
-
-    @property
-    def fingerprint(self) -> str:
-        return alert_fingerprint(self.labels)
 
 
 @dataclass
@@ -131,6 +114,7 @@ class RuleEngine:
         # costs more than the increment).
         self._evaluations = {r.name: metrics.evaluations.labels(r.name) for r in rules.rules}
         self._errors = {r.name: metrics.errors.labels(r.name) for r in rules.rules}
+        self.machine = AlertStateMachine(generator_url, lambda rule: self._errors[rule].inc())
 
     async def handle(self, events: Sequence[Event]) -> None:
         """Apply a batch to the aggregates and evaluate what it concerns.
@@ -253,7 +237,7 @@ class RuleEngine:
                 labels = self._labels(rule, tctx, fan_key=key if spec.for_each else None)
                 if labels is None:
                     continue
-                obs = Observation(rule, labels, True, _number(value), tctx,
+                obs = Observation(rule, labels, True, number(value), tctx,
                                   count=counts.get(rule.name, 0))
                 observed[obs.fingerprint] = obs
 
@@ -286,7 +270,7 @@ class RuleEngine:
                 labels = self._labels(rule, tctx, event_id=ev.id)
                 if labels is None:
                     continue
-                obs = Observation(rule, labels, True, _number(rows[0][2]), tctx, event_id=ev.id)
+                obs = Observation(rule, labels, True, number(rows[0][2]), tctx, event_id=ev.id)
                 rnd.observed.setdefault(rule.name, {})[obs.fingerprint] = obs
 
     def _run(
@@ -352,7 +336,7 @@ class RuleEngine:
             stored = await self.store.read(list(todo))
             writes = []
             for fp, (rule, obs) in todo.items():
-                w = self._step(rule, stored[fp], obs, now)
+                w = self.machine.step(rule, stored[fp], obs, now)
                 if w is not None:
                     writes.append(w)
             results = await self.store.write(writes)
@@ -364,126 +348,3 @@ class RuleEngine:
                 else:
                     retry[w.fingerprint] = todo[w.fingerprint]
             todo = retry
-
-    def _step(
-        self, rule: Rule, stored: Stored, obs: Observation | None, now: float
-    ) -> Write | None:
-        if rule.kind == "event":
-            return self._step_event(rule, stored, obs, now)
-        return self._step_state(rule, stored, obs, now)
-
-    def _step_state(
-        self, rule: Rule, stored: Stored, obs: Observation | None, now: float
-    ) -> Write | None:
-        spec = rule.spec
-        st = stored.state
-        status = st.status if st is not None else "inactive"
-        if obs is not None and obs.holds:
-            if st is None or status in ("inactive", "resolved"):
-                st = InstanceState(rule=rule.name, labels=obs.labels, seq=st.seq if st else 0)
-                st.active_at = now
-                st.count = obs.count
-                st.last_true = now
-                st.value = obs.value
-                if self._for_met(rule, st, now):
-                    return self._transition(rule, stored, st, obs, "firing", now)
-                return self._transition(rule, stored, st, obs, "pending", now)
-            if status == "pending":
-                st.count += obs.count
-                st.last_true = now
-                st.value = obs.value
-                if self._for_met(rule, st, now):
-                    return self._transition(rule, stored, st, obs, "firing", now)
-                if obs.count:
-                    return Write(stored.fingerprint, stored.version, st, None)
-                return None
-            if spec.keep_firing_for > 0:
-                st.last_true = now
-                st.value = obs.value
-                return Write(stored.fingerprint, stored.version, st, None)
-            return None
-        if st is None or status not in ("pending", "firing"):
-            return None
-        if status == "pending":
-            st.status = "inactive"
-            st.count = 0
-            return Write(stored.fingerprint, stored.version, st, None)
-        if spec.keep_firing_for > 0 and now - st.last_true < spec.keep_firing_for:
-            return None
-        return self._transition(rule, stored, st, None, "resolved", now)
-
-    def _step_event(
-        self, rule: Rule, stored: Stored, obs: Observation | None, now: float
-    ) -> Write | None:
-        spec = rule.spec
-        st = stored.state
-        if obs is not None:
-            if st is not None:
-                return None  # already seen: pending, firing or resolved (redelivery)
-            st = InstanceState(rule=rule.name, labels=obs.labels, active_at=now,
-                               last_true=now, value=obs.value, event_id=obs.event_id)
-            state = "firing" if spec.for_.seconds <= 0 else "pending"
-            return self._transition(rule, stored, st, obs, state, now)
-        if st is None:
-            return None
-        if st.status == "pending" and now - st.active_at >= spec.for_.seconds:
-            return self._transition(rule, stored, st, None, "firing", now)
-        if st.status == "firing" and now - st.fired_at >= spec.resolve_after:
-            return self._transition(rule, stored, st, None, "resolved", now)
-        return None
-
-    def _for_met(self, rule: Rule, st: InstanceState, now: float) -> bool:
-        spec = rule.spec.for_
-        if spec.count:
-            return st.count >= spec.count
-        return now - st.active_at >= spec.seconds
-
-    def _transition(
-        self, rule: Rule, stored: Stored, st: InstanceState, obs: Observation | None,
-        state: str, now: float,
-    ) -> Write:
-        st.seq += 1
-        if obs is not None:
-            tctx = {**obs.context, "value": obs.value, "labels": obs.labels}
-            st.annotations = self._annotations(rule, tctx)
-        if state == "firing":
-            st.fired_at = now
-        st.status = "firing" if state == "firing" else "pending" if state == "pending" else (
-            "resolved" if rule.kind == "event" else "inactive"
-        )
-        starts_at = st.active_at if state == "pending" else st.fired_at
-        transition = AlertTransition(
-            id=f"{stored.fingerprint}:{st.seq}",
-            fingerprint=stored.fingerprint,
-            seq=st.seq,
-            rule=rule.name,
-            state=state,  # type: ignore[arg-type]
-            labels=st.labels,
-            annotations=st.annotations,
-            value=st.value,
-            starts_at=starts_at,
-            ends_at=now if state == "resolved" else None,
-            evaluated_at=now,
-            generator_url=self.generator_url,
-            event_id=st.event_id if obs is None else obs.event_id,
-        )
-        return Write(stored.fingerprint, stored.version, st, transition)
-
-    def _annotations(self, rule: Rule, tctx: Mapping[str, Any]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for name, text in rule.spec.annotations.items():
-            try:
-                out[name] = render(text, tctx)
-            except Exception as exc:  # a template error must not lose the alert
-                self.metrics.errors.labels(rule.name).inc()
-                out[name] = f"<template error: {exc}>"
-        return out
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    return None
