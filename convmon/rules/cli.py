@@ -1,0 +1,148 @@
+"""``convmon rules``: list the loaded rules, check rule files, run rule unit tests.
+
+Exit codes follow the core CLI: 2 for invalid rules or test files (each error as
+``file:line: field: message``), 1 when a rule test fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from convmon.monitor.app import LoadedConfig, load_config
+from convmon.monitor.cli import ConfigOption, console, err_console, run_async
+from convmon.monitor.clock import ManualClock
+from convmon.monitor.config import load_core, read_config_source
+from convmon.monitor.keys import Keys
+from convmon.monitor.yamlfile import FileError, FileErrors, dig, validate_model
+from convmon.rules.engine import AggregateSource
+from convmon.rules.loader import load_rules
+from convmon.rules.ruletest import TestResult, run_test_file, summarize
+
+rules_app = typer.Typer(help="Inspect, check and test alert rules.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(rules_app, name="rules")
+
+
+def load_rules_config(path: Path | None) -> LoadedConfig:
+    """The core settings and the ``rules`` section only (other plugins' sections are
+    ``convmon check``'s business, and a broken collector plugin must not stop rule work);
+    exit 2 on errors."""
+    from convmon.rules.plugin import PLUGIN
+
+    try:
+        return load_config(path, plugins=[PLUGIN])
+    except FileErrors as exc:
+        errors = [e for e in exc.errors if e.message != "unknown collector"]
+        if errors:
+            _print_errors(FileErrors(errors))
+            raise typer.Exit(2) from None
+    except FileError as exc:
+        _print_errors(exc)
+        raise typer.Exit(2) from None
+    # Only unknown collectors were reported: load again without looking at them.
+    source = read_config_source(path)
+    if isinstance(source.data, dict):
+        source.data = {k: v for k, v in source.data.items() if k != "collectors"}
+    loaded = LoadedConfig(source=source, core=load_core(source), plugins=[PLUGIN])
+    loaded.sections["rules"] = validate_model(
+        PLUGIN.config_model, dig(source.data, PLUGIN.section), source, PLUGIN.section
+    )
+    return loaded
+
+
+def _print_errors(exc: FileError | FileErrors) -> None:
+    errors = exc.errors if isinstance(exc, FileErrors) else [exc]
+    for e in errors:
+        err_console.print("[red]error[/red]: ", end="")
+        err_console.print(str(e), highlight=False, markup=False)
+
+
+@rules_app.command("list")
+def list_rules(config: ConfigOption = None) -> None:
+    """List the rules the configuration loads (default pack + rule files)."""
+    from convmon.rules.plugin import load_configured_rules
+
+    loaded = load_rules_config(config)
+    cfg = loaded.section("rules")
+    try:
+        ruleset = load_configured_rules(cfg, loaded.source)
+    except (FileError, FileErrors) as exc:
+        _print_errors(exc)
+        raise typer.Exit(2) from None
+    for rule in ruleset.rules:
+        spec = rule.spec
+        params = ", ".join(f"{k}={v}" for k, v in rule.params.items())
+        console.print(
+            f"[bold]{rule.name}[/bold] {spec.kind} {spec.severity} "
+            f"[dim]{Path(rule.file).name}[/dim] {params}",
+            highlight=False,
+        )
+
+
+@rules_app.command("check")
+def check_rules(
+    paths: Annotated[list[Path], typer.Argument(help="Rule files or directories.")],
+    with_pack: Annotated[
+        bool, typer.Option("--with-pack/--alone", help="Load the default pack beside them.")
+    ] = False,
+) -> None:
+    """Validate rule files (schema, CEL, templates); exit 2 listing every error."""
+    try:
+        ruleset = load_rules(paths, include_pack=with_pack)
+    except (FileError, FileErrors) as exc:
+        _print_errors(exc)
+        raise typer.Exit(2) from None
+    console.print(f"[green]ok[/green]: {len(ruleset.rules)} rules")
+
+
+@rules_app.command("test")
+def test_rules(
+    files: Annotated[list[Path], typer.Argument(help="Rule test files (YAML).")],
+    config: ConfigOption = None,
+) -> None:
+    """Run rule unit tests against the real aggregate store in an isolated key prefix."""
+    from convmon.monitor.app import open_runtime
+    from convmon.rules.aggregates import AggregateStore
+
+    loaded = load_rules_config(config)
+    aggregates_cfg = loaded.section("rules").aggregates
+
+    async def make_store(redis: Any, keys: Keys, clock: ManualClock) -> AggregateSource:
+        store = AggregateStore(redis, keys, clock, aggregates_cfg)
+        await store.load()
+        return store
+
+    async def run() -> tuple[list[TestResult], list[str]]:
+        results: list[TestResult] = []
+        broken: list[str] = []
+        async with open_runtime(loaded) as runtime:
+            for f in files:
+                try:
+                    results.extend(await run_test_file(
+                        f, runtime.redis, make_store, prefix=f"{runtime.keys.prefix}-ruletest"
+                    ))
+                except (FileError, FileErrors) as exc:
+                    errors = exc.errors if isinstance(exc, FileErrors) else [exc]
+                    broken.extend(str(e) for e in errors)
+        return results, broken
+
+    results, broken = run_async(run)
+    for line in broken:
+        err_console.print("[red]error[/red]: ", end="")
+        err_console.print(line, highlight=False, markup=False)
+    for r in results:
+        mark = "[green]PASS[/green]" if r.ok else "[red]FAIL[/red]"
+        console.print(f"{mark} {Path(r.file).name}: {r.name}", highlight=False)
+        for failure in r.failures:
+            console.print(f"    {failure}", highlight=False, markup=False)
+    passed, failed = summarize(results)
+    console.print(f"{passed} passed, {failed} failed")
+    if broken:
+        raise typer.Exit(2)
+    if failed:
+        raise typer.Exit(1)
