@@ -117,5 +117,5 @@ async def open_runtime(
             metrics=reg,
             instance=core.instance,
             data_dir=data_dir,
-            extras=dict(extras or {}),
+            extras={"config_file": config.source.file, **(extras or {})},
         )

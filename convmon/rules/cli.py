@@ -11,12 +11,10 @@ from typing import Annotated, Any
 
 import typer
 
-from convmon.monitor.app import LoadedConfig, load_config
-from convmon.monitor.cli import ConfigOption, console, err_console, run_async
+from convmon.monitor.cli import ConfigOption, console, err_console, load_or_exit, run_async
 from convmon.monitor.clock import ManualClock
-from convmon.monitor.config import load_core, read_config_source
 from convmon.monitor.keys import Keys
-from convmon.monitor.yamlfile import FileError, FileErrors, dig, validate_model
+from convmon.monitor.yamlfile import FileError, FileErrors
 from convmon.rules.engine import AggregateSource
 from convmon.rules.loader import load_rules
 from convmon.rules.ruletest import TestResult, run_test_file, summarize
@@ -26,33 +24,6 @@ rules_app = typer.Typer(help="Inspect, check and test alert rules.", no_args_is_
 
 def register(app: typer.Typer) -> None:
     app.add_typer(rules_app, name="rules")
-
-
-def load_rules_config(path: Path | None) -> LoadedConfig:
-    """The core settings and the ``rules`` section only (other plugins' sections are
-    ``convmon check``'s business, and a broken collector plugin must not stop rule work);
-    exit 2 on errors."""
-    from convmon.rules.plugin import PLUGIN
-
-    try:
-        return load_config(path, plugins=[PLUGIN])
-    except FileErrors as exc:
-        errors = [e for e in exc.errors if e.message != "unknown collector"]
-        if errors:
-            _print_errors(FileErrors(errors))
-            raise typer.Exit(2) from None
-    except FileError as exc:
-        _print_errors(exc)
-        raise typer.Exit(2) from None
-    # Only unknown collectors were reported: load again without looking at them.
-    source = read_config_source(path)
-    if isinstance(source.data, dict):
-        source.data = {k: v for k, v in source.data.items() if k != "collectors"}
-    loaded = LoadedConfig(source=source, core=load_core(source), plugins=[PLUGIN])
-    loaded.sections["rules"] = validate_model(
-        PLUGIN.config_model, dig(source.data, PLUGIN.section), source, PLUGIN.section
-    )
-    return loaded
 
 
 def _print_errors(exc: FileError | FileErrors) -> None:
@@ -67,7 +38,7 @@ def list_rules(config: ConfigOption = None) -> None:
     """List the rules the configuration loads (default pack + rule files)."""
     from convmon.rules.plugin import load_configured_rules
 
-    loaded = load_rules_config(config)
+    loaded = load_or_exit(config)
     cfg = loaded.section("rules")
     try:
         ruleset = load_configured_rules(cfg, loaded.source)
@@ -109,7 +80,7 @@ def test_rules(
     from convmon.monitor.app import open_runtime
     from convmon.rules.aggregates import AggregateStore
 
-    loaded = load_rules_config(config)
+    loaded = load_or_exit(config)
     aggregates_cfg = loaded.section("rules").aggregates
 
     async def make_store(redis: Any, keys: Keys, clock: ManualClock) -> AggregateSource:

@@ -8,11 +8,10 @@ firing alerts, a ``check`` that loads every rule, and the ``convmon rules`` comm
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from pydantic import Field
 
@@ -94,27 +93,9 @@ async def active_alerts(runtime: Runtime) -> list[dict[str, Any]]:
 
 
 async def _state_metrics(runtime: Runtime, cfg: RulesConfig) -> Iterable[Metric]:
+    # Alert counts by state come from the core (it owns the active alerts hash).
     store = AggregateStore(runtime.redis, runtime.keys, runtime.clock, cfg.aggregates)
-    families: list[Metric] = list(await store.state_metrics())
-    counts = {"pending": 0, "firing": 0}
-    for alert in await active_alerts(runtime):
-        counts[alert["state"]] = counts.get(alert["state"], 0) + 1
-    gauge = GaugeMetricFamily(
-        "convmon_alerts", "Alert instances by state (from the active alerts hash).",
-        labels=["state"],
-    )
-    for state, n in sorted(counts.items()):
-        gauge.add_metric([state], n)
-    families.append(gauge)
-    return families
-
-
-async def _status(runtime: Runtime, cfg: RulesConfig) -> Mapping[str, Any]:
-    alerts = await active_alerts(runtime)
-    return {
-        "firing": [a for a in alerts if a["state"] == "firing"],
-        "pending": [a for a in alerts if a["state"] == "pending"],
-    }
+    return list(await store.state_metrics())
 
 
 def _check(cfg: RulesConfig, source: ConfigSource) -> Sequence[FileError]:
@@ -140,7 +121,6 @@ PLUGIN = Plugin(
     config_model=RulesConfig,
     components=_components,
     state_metrics=_state_metrics,
-    status=_status,
     cli=_cli,
     check=_check,
     description="Aggregates in Redis and the rule engine that turns them into alerts.",
