@@ -193,3 +193,67 @@ def demo(
         err_console.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None
     print_summary(result, as_json)
+
+
+dead_app = typer.Typer(
+    help="Entries that failed too often: list them, put them back once fixed.",
+    no_args_is_help=True,
+)
+app.add_typer(dead_app, name="deadletters")
+StreamOption = Annotated[
+    str, typer.Option("--stream", "-s", help="events (the bus) or alerts (the outbox).")
+]
+
+
+def _check_stream(name: str) -> None:
+    if name not in ("events", "alerts"):
+        err_console.print(f"[red]error[/red]: --stream: choose events or alerts, not {name!r}")
+        raise typer.Exit(2)
+
+
+@dead_app.command("list")
+def deadletters_list(config: ConfigOption = None, stream: StreamOption = "events") -> None:
+    """Show dead-lettered entries with why and how often they failed."""
+    from convmon.monitor.deadletters import list_dead
+
+    _check_stream(stream)
+    loaded = load_or_exit(config)
+
+    async def fetch() -> Any:
+        async with open_runtime(loaded, start_embedded=False) as rt:
+            return await list_dead(rt.redis, rt.keys, stream)
+
+    table = Table(title=f"Dead letters ({stream})", title_justify="left")
+    for col in ("dead id", "item", "kind", "group", "reason", "deliveries"):
+        table.add_column(col)
+    for d in _run_redis(fetch):
+        table.add_row(d.dead_id, escape(d.item_id), d.kind, d.group, d.reason,
+                      str(d.deliveries))
+    console.print(table)
+
+
+@dead_app.command("redrive")
+def deadletters_redrive(
+    ids: Annotated[list[str] | None, typer.Argument(help="Dead ids (default: all).")] = None,
+    config: ConfigOption = None,
+    stream: StreamOption = "events",
+) -> None:
+    """Append dead entries to their stream again (consumers are idempotent)."""
+    from convmon.monitor.deadletters import redrive
+
+    _check_stream(stream)
+    loaded = load_or_exit(config)
+
+    async def move() -> int:
+        async with open_runtime(loaded, start_embedded=False) as rt:
+            return await redrive(rt.redis, rt.keys, stream, ids or None)
+
+    console.print(f"redriven: {_run_redis(move)}")
+
+
+def _run_redis(factory: Any) -> Any:
+    try:
+        return asyncio.run(factory())
+    except RedisSetupError as exc:
+        err_console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
