@@ -349,6 +349,9 @@ class Dispatcher:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             await wait_through_cancellation([task])
+            if not task.cancelled() and task.exception() is not None:
+                log.error("recording a notification failed during shutdown",
+                          exc_info=task.exception(), extra={"group": gk, "receiver": receiver})
             raise
 
     async def _send_and_record(
