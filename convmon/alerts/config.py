@@ -4,6 +4,10 @@ and rate-limit policy, and link templates.
 Names and timing fields follow Alertmanager's configuration so that users who know it know
 this. Durations are seconds. Secrets (webhook URLs, tokens, passwords, HMAC keys) are
 `Secret` references and are revealed only when a notification is sent.
+
+A receiver's ``timeout_s`` bounds one whole send. On shutdown the dispatcher lets sends in
+flight finish, so ``convmon check`` requires every receiver timeout to be shorter than the
+core ``supervisor.shutdown_timeout_s`` (15 s by default; receivers default to 10 s).
 """
 
 from __future__ import annotations
@@ -59,7 +63,8 @@ class EmailReceiver(_ReceiverBase):
     password: Secret | None = None
     sender: str = Field(alias="from")
     to: list[str] = Field(min_length=1)
-    timeout_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+    """For the whole send (connect, TLS, auth, MAIL, RCPT, DATA), not per SMTP step."""
     validate_certs: bool = True
     ca_file: Path | None = None
     """CA bundle to verify the server with (a private CA); default: the system store."""
@@ -82,6 +87,7 @@ class AlertmanagerReceiver(_ReceiverBase):
     """Firing alerts are pushed again this often; Alertmanager resolves alerts that stop
     arriving after their endsAt (set to 4 * this interval)."""
     timeout_s: float = Field(default=10.0, gt=0)
+    """Per push; the Alertmanagers are pushed to at the same time."""
 
 
 class ConsoleReceiver(_ReceiverBase):

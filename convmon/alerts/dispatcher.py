@@ -14,8 +14,16 @@ Flow, following Alertmanager:
 3. Deliver: claim (compare-and-set with a lease) → send → mark sent. Failures are retried
    with exponential backoff and jitter (``Retry-After`` wins) by re-scheduling the group;
    the state is in Redis, so an outage spanning restarts still ends in one delivery. After
-   ``give_up_after_s`` the notification goes to the dead-letter stream.
+   ``give_up_after_s`` the notification goes to the dead-letter stream. Marking sent is
+   retried through Redis outages: a notification the receiver accepted must not be sent
+   again because the log could not be written.
 4. Resolved alerts that were evaluated leave the group; an empty group is deleted.
+
+A group that fails unexpectedly (a Redis error, an unreadable record) is counted, logged
+and looked at again later; its siblings carry on. On shutdown the dispatcher stops taking
+groups, lets the sends already handed to a receiver finish and be recorded (however often
+it is cancelled meanwhile; receiver timeouts keep this within the supervisor's shutdown
+budget), then closes its HTTP session.
 """
 
 from __future__ import annotations
@@ -24,13 +32,19 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import aiohttp
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from convmon.monitor.alerting import AlertTransition, decode_transition, encode_transition
+from convmon.monitor.backoff import Backoff
 from convmon.monitor.bus import BusMetrics, Delivery, StreamConsumer
 from convmon.monitor.clock import Clock
 from convmon.monitor.config import BusSettings
@@ -43,12 +57,39 @@ from .notification import DeliveryError, Notification, notification_json
 from .receivers import Sender, build_receiver
 from .routing import Route
 from .silences import Silence, SilenceStore
-from .store import AlertStore, Group, GroupTarget, LogEntry
+from .store import NFLOG_TTL_S, AlertStore, Group, GroupTarget, LogEntry
 
 log = logging.getLogger(__name__)
 
 CONSUMER_GROUP = "alerts-dispatcher"
 MAX_PARALLEL_GROUPS = 32
+MARK_RETRY_INITIAL_S = 0.1
+MARK_RETRY_MAX_S = 5.0
+_REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
+"""Errors of a Redis that is restarting, unreachable or failing over: worth retrying."""
+
+
+async def wait_through_cancellation(tasks: Collection[asyncio.Future[Any]]) -> bool:
+    """Wait until every task is done, however often the caller is cancelled meanwhile
+    (the tasks themselves are not cancelled); True when the caller was cancelled."""
+    cancelled = False
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            cancelled = True
+        pending = {t for t in pending if not t.done()}
+    return cancelled
+
+
+def nflog_ttl_s(route: Route, config: AlertsConfig) -> float:
+    """The notification log must outlive the longest repeat interval by a margin: an
+    expired log reads as "never sent" and repeats the notification early."""
+    intervals = [r.repeat_interval_s for r in _walk(route)]
+    intervals += [r.resend_interval_s for r in config.receivers
+                  if isinstance(r, AlertmanagerReceiver)]
+    return max(NFLOG_TTL_S, 2 * max(intervals))
 
 
 def needs_update(
@@ -92,15 +133,16 @@ class Dispatcher:
         self.clock = clock
         self.metrics = metrics
         self.instance = instance
-        self.store = AlertStore(redis, keys)
-        self.silences = SilenceStore(redis, keys)
         self.route = Route.build(config.route)
+        self.store = AlertStore(redis, keys, nflog_ttl_s=nflog_ttl_s(self.route, config))
+        self.silences = SilenceStore(redis, keys)
         self._routes = {r.id: r for r in _walk(self.route)}
         self.inhibitor = Inhibitor(config.inhibit_rules)
         self.senders: dict[str, Sender] = dict(senders or {})
         self._rng = rng or random.Random()
         self._session: aiohttp.ClientSession | None = None
         self._wake = asyncio.Event()
+        self._inflight: set[asyncio.Task[bool | None]] = set()
         self.consumer: StreamConsumer[AlertTransition] = StreamConsumer(
             redis, stream=keys.alerts, group=CONSUMER_GROUP, name=instance,
             handler=self.handle, decode=decode_transition, settings=bus_settings,
@@ -129,7 +171,10 @@ class Dispatcher:
                 tg.create_task(self.consumer.run())
                 tg.create_task(self._flush_loop())
         finally:
+            cancelled = await wait_through_cancellation(set(self._inflight))
             await self.close()
+            if cancelled:
+                raise asyncio.CancelledError
 
     async def handle(self, deliveries: Sequence[Delivery[AlertTransition]]) -> None:
         """Consumer-group handler: ingest a batch of transitions (idempotent)."""
@@ -186,10 +231,26 @@ class Dispatcher:
 
         async def one(gk: str) -> bool:
             async with limiter:
-                return await self.flush_group(gk, silences, firing)
+                try:
+                    return await self.flush_group(gk, silences, firing)
+                except Exception:
+                    await self._group_failed(gk, now)
+                    return False
 
         results = await asyncio.gather(*(one(gk) for gk in due))
         return sum(results)
+
+    async def _group_failed(self, gk: str, now: float) -> None:
+        """One group's unexpected failure must not stop its siblings (or close the HTTP
+        session under their sends): count it, log it and look at the group again after
+        the longest backoff rather than on every tick."""
+        self.metrics.group_errors.inc()
+        log.exception("evaluating an alert group failed; it will be retried",
+                      extra={"group": gk})
+        try:
+            await self.store.reschedule(gk, now + self.config.retry.max_backoff_s)
+        except Exception:
+            log.warning("could not reschedule the failed group", extra={"group": gk})
 
     def _repeat_interval(self, route: Route, receiver: str | None = None) -> float:
         cfg = self.config.receiver(receiver or route.receiver)
@@ -268,7 +329,7 @@ class Dispatcher:
         resolved_fps = [t.fingerprint for t in resolved]
         to_send = resolved if cfg.send_resolved else []
         if not firing and not to_send:
-            await self.store.mark_sent(gk, token, firing_fps, resolved_fps, now)
+            await self._mark_sent(gk, token, firing_fps, resolved_fps, now)
             return False
         notification = Notification(
             receiver=receiver, group_key=gk, group_labels=group.labels, firing=firing,
@@ -276,15 +337,21 @@ class Dispatcher:
             links=self.config.links,
             external_url=self.config.external_url,
         )
-        # On shutdown the in-flight send finishes (receivers have timeouts) and is recorded:
-        # abandoning it after the receiver accepted it would make a restart send it again.
+        # On shutdown the in-flight send finishes (receivers have timeouts) and is recorded,
+        # even if we are cancelled again: abandoning it after the receiver accepted it
+        # would make a restart send it again.
         task = asyncio.ensure_future(
             self._send_and_record(notification, entry, token, firing_fps, resolved_fps)
         )
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            await task
+            await wait_through_cancellation([task])
+            if not task.cancelled() and task.exception() is not None:
+                log.error("recording a notification failed during shutdown",
+                          exc_info=task.exception(), extra={"group": gk, "receiver": receiver})
             raise
 
     async def _send_and_record(
@@ -304,13 +371,35 @@ class Dispatcher:
         self, n: Notification, token: str, firing_fps: list[str], resolved_fps: list[str]
     ) -> None:
         now = self.clock.now()
-        if not await self.store.mark_sent(n.group_key, token, firing_fps, resolved_fps, now):
+        if not await self._mark_sent(n.group_key, token, firing_fps, resolved_fps, now):
             log.warning("lease expired before the notification was marked sent; another "
                         "replica may send it again",
                         extra={"group": n.group_key, "receiver": n.receiver})
         self.metrics.sent.labels(n.receiver).inc()
         newest = max(t.evaluated_at for t in n.alerts)
         self.metrics.latency.labels(n.receiver).observe(max(0.0, now - newest))
+
+    async def _mark_sent(
+        self, gk: str, token: str, firing_fps: list[str], resolved_fps: list[str], now: float,
+    ) -> bool:
+        """`AlertStore.mark_sent`, retried through a Redis outage: it only checks the claim
+        token, so a retry is safe, and without it the log says unsent and the next flush
+        sends again. Gives up (False) once the lease is over: by then another replica may
+        hold the claim, and a lost claim returns False anyway."""
+        backoff = Backoff(MARK_RETRY_INITIAL_S, MARK_RETRY_MAX_S)
+        deadline = time.monotonic() + self.config.retry.lease_s
+        while True:
+            try:
+                return await self.store.mark_sent(gk, token, firing_fps, resolved_fps, now)
+            except _REDIS_UNAVAILABLE as exc:
+                if time.monotonic() >= deadline:
+                    log.error("could not record a notification as sent before its lease "
+                              "ended", extra={"group": gk, "error": type(exc).__name__})
+                    return False
+                log.warning("recording a notification as sent failed; retrying",
+                            extra={"group": gk, "error": type(exc).__name__,
+                                   "attempt": backoff.attempt + 1})
+                await backoff.wait()
 
     async def _send(self, notification: Notification) -> None:
         sender = self.senders.get(notification.receiver)
@@ -335,7 +424,7 @@ class Dispatcher:
         first = entry.first_failure_at if entry and entry.first_failure_at else now
         give_up = not exc.retryable or now - first >= self.config.retry.give_up_after_s
         if give_up:
-            await self.store.mark_sent(
+            await self._mark_sent(
                 n.group_key, token, [t.fingerprint for t in n.firing],
                 [t.fingerprint for t in n.resolved], now,
             )

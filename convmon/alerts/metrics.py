@@ -35,6 +35,11 @@ class DeliveryMetrics:
             ["receiver"], registry=registry,
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600),
         )
+        self.group_errors = Counter(
+            "convmon_alert_group_errors",
+            "Alert group evaluations that failed unexpectedly (retried later).",
+            registry=registry,
+        )
         self.dead_letters = Counter(
             "convmon_notification_dead_letters",
             "Notifications given up after the retry budget.",

@@ -8,8 +8,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
+from pydantic import ValidationError
 
-from convmon.monitor.config import ConfigSource
+from convmon.monitor.config import ConfigSource, SupervisorSettings
 from convmon.monitor.plugins import Component, Plugin, Runtime
 from convmon.monitor.secrets import Secret, SecretError
 from convmon.monitor.yamlfile import FileError
@@ -57,10 +58,29 @@ async def status(runtime: Runtime, cfg: AlertsConfig) -> Mapping[str, Any]:
     }
 
 
+def _shutdown_timeout_s(source: ConfigSource) -> float:
+    raw = source.data.get("supervisor") if isinstance(source.data, dict) else None
+    try:
+        return SupervisorSettings.model_validate(raw or {}).shutdown_timeout_s
+    except ValidationError:  # the core's own validation reports it
+        return SupervisorSettings().shutdown_timeout_s
+
+
 def check(cfg: AlertsConfig, source: ConfigSource) -> Sequence[FileError]:
-    """``convmon check``: every secret a receiver needs must be resolvable now."""
+    """``convmon check``: every secret a receiver needs must be resolvable now, and every
+    receiver timeout must end a send within the shutdown budget (a send cut off at
+    shutdown after the receiver accepted it would be sent again after a restart)."""
     errors: list[FileError] = []
+    budget = _shutdown_timeout_s(source)
     for i, receiver in enumerate(cfg.receivers):
+        timeout = getattr(receiver, "timeout_s", None)
+        if isinstance(timeout, float) and timeout >= budget:
+            errors.append(source.error(
+                ["alerts", "receivers", i, "timeout_s"],
+                f"timeout_s ({timeout:g} s) must be shorter than supervisor."
+                f"shutdown_timeout_s ({budget:g} s): a notification still being sent at "
+                "shutdown would be cut off and sent again after a restart",
+            ))
         for name, value in receiver:
             secrets = value if isinstance(value, list) else [value]
             for j, secret in enumerate(secrets):

@@ -18,14 +18,18 @@ restarts share it:
 Ingest is one Lua script per transition (seq compare-and-set, group insert, due schedule),
 so redelivered or reordered outbox entries change nothing. Sending follows claim → send →
 mark: `claim` is a compare-and-set on the log version with a lease, `mark_sent` succeeds only
-for the lease holder. A sender that dies after the receiver accepted a notification but
-before `mark_sent` leaves a lease that expires, and another replica sends again: that window
-(at most one duplicate per crash, bounded by the lease) is the residual at-least-once case.
+for the token holder (so the dispatcher retries it through Redis outages). A sender that dies
+after the receiver accepted a notification but before `mark_sent` leaves a lease that
+expires, and another replica sends again: that window (at most one duplicate per crash,
+bounded by the lease) is the residual at-least-once case. A log expires ``nflog_ttl_s``
+after its last send, at least twice the longest repeat interval: an expired log reads as
+"never sent".
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +40,7 @@ from convmon.monitor.alerting import AlertTransition, decode_transition
 from convmon.monitor.keys import Keys
 
 NFLOG_TTL_S = 5 * 86400
+"""The least a notification log is kept (Alertmanager's default retention)."""
 SEQ_TTL_S = 6 * 86400
 """Shorter than the rule engine keeps an inactive instance's record (8 days): once that
 expires the engine counts seq from 1 again, and by then our guard must have expired too."""
@@ -189,9 +194,12 @@ class Group:
 
 
 class AlertStore:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, *, nflog_ttl_s: float = NFLOG_TTL_S) -> None:
         self.redis = redis
         self.keys = keys
+        self.nflog_ttl_s = math.ceil(nflog_ttl_s)
+        """How long a notification log outlives its last send (see `nflog_ttl_s` in the
+        dispatcher: at least twice the longest repeat interval)."""
         self._ingest = redis.register_script(_INGEST_LUA)
         self._take = redis.register_script(_TAKE_LUA)
         self._claim = redis.register_script(_CLAIM_LUA)
@@ -294,7 +302,7 @@ class AlertStore:
     ) -> bool:
         return bool(await self._mark(
             keys=[self.nflog_key(group_key)],
-            args=[token, json.dumps(firing), json.dumps(resolved), now, NFLOG_TTL_S],
+            args=[token, json.dumps(firing), json.dumps(resolved), now, self.nflog_ttl_s],
         ))
 
     async def record_failure(

@@ -1,5 +1,6 @@
 """Test helpers: transitions written to the outbox exactly as the rule engine writes them,
-a local HTTP server that records requests and can fail on demand, and dispatcher wiring."""
+a local HTTP server that records requests and can fail on demand, a TCP forwarder to Redis
+that can be cut (an outage), and dispatcher wiring."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ class Recorded:
 @dataclass
 class RecordingServer:
     """An HTTP server on 127.0.0.1:0 recording every request. ``faults`` is a queue of
-    responses to give before answering normally: (status, headers) or ("hang", seconds)."""
+    responses to give before answering normally: (status, headers), ("hang", seconds), or
+    ("gate", asyncio.Event): hold the request until the event is set, then accept it."""
 
     ok_body: bytes = b"ok"
     requests: list[Recorded] = field(default_factory=list)
@@ -73,10 +75,13 @@ class RecordingServer:
         self.attempts += 1
         if self.faults:
             kind, arg = self.faults.pop(0)
-            if kind == "hang":
+            if kind == "gate":
+                await arg.wait()
+            elif kind == "hang":
                 await asyncio.sleep(arg)
                 return web.Response(status=200)
-            return web.Response(status=kind, headers=arg or {})
+            else:
+                return web.Response(status=kind, headers=arg or {})
         self.requests.append(Recorded(request.path, dict(request.headers), body))
         self.received.set()
         return web.Response(body=self.ok_body, content_type="application/json")
@@ -101,6 +106,61 @@ class RecordingServer:
             while len(self.requests) < count:
                 self.received.clear()
                 await self.received.wait()
+
+
+@dataclass
+class TcpProxy:
+    """A TCP forwarder on 127.0.0.1:0 to a real server. `cut` is an outage: open connections
+    are closed and new ones are closed on accept (counted in ``refused``) until `restore`."""
+
+    host: str
+    port: int
+    down: bool = False
+    refused: int = 0
+    listen_port: int = 0
+    _server: asyncio.Server | None = None
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+
+    async def start(self) -> TcpProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.listen_port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            self.refused += 1
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.close()
+                self._writers.discard(dst)
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        self.down = True
+        for w in list(self._writers):
+            w.close()
+        self._writers.clear()
+
+    def restore(self) -> None:
+        self.down = False
+
+    async def stop(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
 
 
 def make_dispatcher(

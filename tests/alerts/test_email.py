@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from convmon.monitor.clock import ManualClock
@@ -196,6 +197,54 @@ async def test_temporary_smtp_failure_is_retried_with_the_same_message_id(
         assert inbox.refused == 1 and len(inbox.messages) == 1
         message_id = inbox.messages[0][2]["Message-ID"]
         assert message_id.endswith(".0@convmon.local>")
+    finally:
+        await d.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_timeout_bounds_the_whole_send_not_each_smtp_step(
+    redis: Redis, keys: Keys, clock: ManualClock
+) -> None:
+    class Slow(Inbox):
+        """Each step answers within the timeout; together they take longer."""
+
+        async def handle_MAIL(
+            self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+        ) -> str:
+            await asyncio.sleep(0.6)
+            envelope.mail_from = address
+            return "250 OK"
+
+        async def handle_RCPT(
+            self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+        ) -> str:
+            await asyncio.sleep(0.6)
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+    inbox = Slow()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(inbox), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg = {
+        "receivers": [{"type": "email", "name": "mail", "host": "127.0.0.1", "port": port,
+                       "security": "none", "from": "convmon@example.org",
+                       "to": ["ops@example.org"], "timeout_s": 1.0}],
+        "route": {"receiver": "mail", "group_wait_s": 0},
+    }
+    registry = CollectorRegistry()
+    d = make_dispatcher(redis, keys, cfg, clock, registry=registry)
+    await d.open()
+    try:
+        await publish(redis, keys, transition({"alertname": "A"}, "firing", 2, clock.now()))
+        await pump(d)
+        clock.advance(1)
+        assert await d.flush_due() == 0
+        assert registry.get_sample_value(
+            "convmon_notifications_failed_total", {"receiver": "mail", "reason": "timeout"}
+        ) == 1
+        assert inbox.messages == []
     finally:
         await d.close()
         server.close()

@@ -167,3 +167,41 @@ def test_check_reports_unresolvable_secrets_with_their_line(
     assert "ALERTS_TEST_MISSING_HOOK is not set" in error.message
     monkeypatch.setenv("ALERTS_TEST_MISSING_HOOK", "http://127.0.0.1:1/")
     load_config(path, plugins=[PLUGIN])
+
+
+def test_check_wants_receiver_timeouts_within_the_shutdown_budget(tmp_path: Path) -> None:
+    from convmon.monitor.app import load_config
+    from convmon.monitor.yamlfile import FileErrors
+
+    path = tmp_path / "convmon.yaml"
+    text = (
+        "supervisor:\n"
+        "  shutdown_timeout_s: 12\n"
+        "alerts:\n"
+        "  receivers:\n"
+        "    - type: webhook\n"
+        "      name: hook\n"
+        "      url: http://127.0.0.1:1/\n"
+        "      timeout_s: 12\n"
+        "    - type: email\n"
+        "      name: mail\n"
+        "      host: 127.0.0.1\n"
+        "      from: convmon@example.org\n"
+        "      to: [ops@example.org]\n"
+        "  route:\n"
+        "    receiver: hook\n"
+    )
+    path.write_text(text)
+    with pytest.raises(FileErrors) as caught:
+        load_config(path, plugins=[PLUGIN])
+    (error,) = caught.value.errors  # the email receiver's default (10 s) fits
+    assert error.line == 8 and error.field == "alerts.receivers[0].timeout_s"
+    assert "supervisor.shutdown_timeout_s (12 s)" in error.message
+    path.write_text(text.replace("timeout_s: 12\n    - type", "timeout_s: 11.5\n    - type"))
+    load_config(path, plugins=[PLUGIN])
+    # the core default budget (15 s) applies when the supervisor section is absent
+    path.write_text(text.replace("  shutdown_timeout_s: 12\n", "  restart_backoff_max_s: 9\n")
+                    .replace("timeout_s: 12\n    - type", "timeout_s: 20\n    - type"))
+    with pytest.raises(FileErrors) as caught:
+        load_config(path, plugins=[PLUGIN])
+    assert "(15 s)" in caught.value.errors[0].message

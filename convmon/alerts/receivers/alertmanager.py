@@ -5,9 +5,12 @@ Firing alerts carry ``endsAt = now + 4 * resend_interval``: Alertmanager resolve
 that is not pushed again before then, so the dispatcher re-pushes firing alerts every
 ``resend_interval`` (it uses that as this receiver's repeat interval). Resolved alerts carry
 their real end time. Delivery succeeds when at least one Alertmanager accepted the push.
+The replicas are pushed to at the same time, so one send takes at most ``timeout_s``.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import aiohttp
 import msgspec
@@ -43,14 +46,18 @@ class AlertmanagerSender:
 
     async def send(self, notification: Notification) -> None:
         body = self.body(notification)
-        errors: list[DeliveryError] = []
-        for url in self.cfg.urls:
-            target = url.reveal().rstrip("/") + "/api/v2/alerts"
+
+        async def push(url: str) -> DeliveryError | None:
+            target = url.rstrip("/") + "/api/v2/alerts"
             try:
                 await post(self.session, target, body, {"Content-Type": "application/json"},
                            self.cfg.timeout_s)
             except DeliveryError as exc:
-                errors.append(exc)
+                return exc
+            return None
+
+        outcomes = await asyncio.gather(*(push(u.reveal()) for u in self.cfg.urls))
+        errors = [e for e in outcomes if e is not None]
         if len(errors) == len(self.cfg.urls):
             first = errors[0]
             raise DeliveryError(

@@ -10,6 +10,7 @@ All alert text goes through `html.escape` in the HTML part.
 
 from __future__ import annotations
 
+import asyncio
 import html
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -94,6 +95,16 @@ class EmailSender:
         cfg = self.cfg
         msg = build_message(cfg, notification)
         try:
+            # aiosmtplib's timeout is per SMTP step; ours bounds the whole send so that it
+            # ends within the shutdown budget.
+            async with asyncio.timeout(cfg.timeout_s):
+                await self._send(msg)
+        except TimeoutError:
+            raise DeliveryError("timeout", reason="timeout") from None
+
+    async def _send(self, msg: EmailMessage) -> None:
+        cfg = self.cfg
+        try:
             await aiosmtplib.send(
                 msg,
                 hostname=cfg.host,
@@ -110,5 +121,7 @@ class EmailSender:
             retryable = 400 <= exc.code < 500  # 4xx are transient in SMTP
             raise DeliveryError(f"SMTP {exc.code}", retryable=retryable,
                                 reason="smtp_response") from None
+        except aiosmtplib.SMTPTimeoutError:
+            raise DeliveryError("timeout", reason="timeout") from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP error: {type(exc).__name__}", reason="network") from None
