@@ -1,0 +1,96 @@
+"""The latest price of every symbol at every source, and the consensus price from them.
+
+In: `PriceBook.update(symbol, source, price, at)` for every tick. Out: `PriceBook.quote`
+— the median of the fresh sources after outlier rejection, and which sources were stale
+or rejected. Pure and synchronous: the collector owns the clock and the I/O.
+
+Rules: a price older than ``stale_after_s`` is not used (and reported as stale). With
+three or more fresh sources, a source more than ``outlier_pct`` from the median of the
+others is rejected; with two there is no majority, so both are used.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class SourcePrice:
+    price: float
+    at: float
+    """Unix seconds when the price was observed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    symbol: str
+    price: float | None
+    """None when no fresh, accepted source is left: unknown, never a silent zero."""
+    at: float
+    """Newest observation time among the sources used (0 when none)."""
+    sources: dict[str, float] = field(default_factory=dict)
+    stale: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+
+
+class PriceBook:
+    def __init__(self, stale_after_s: float, outlier_pct: float) -> None:
+        if stale_after_s <= 0 or outlier_pct <= 0:
+            raise ValueError("stale_after_s and outlier_pct must be positive")
+        self.stale_after_s = stale_after_s
+        self.outlier_ratio = outlier_pct / 100.0
+        self._prices: dict[str, dict[str, SourcePrice]] = {}
+
+    def update(self, symbol: str, source: str, price: float, at: float) -> None:
+        by_source = self._prices.setdefault(symbol, {})
+        current = by_source.get(source)
+        if current is None:
+            by_source[source] = SourcePrice(price, at)
+        elif at >= current.at:
+            current.price = price
+            current.at = at
+
+    def forget(self, symbol: str, source: str) -> None:
+        self._prices.get(symbol, {}).pop(source, None)
+
+    def symbols(self) -> list[str]:
+        return list(self._prices)
+
+    def is_fresh(self, symbol: str, source: str, now: float) -> bool:
+        entry = self._prices.get(symbol, {}).get(source)
+        return entry is not None and now - entry.at <= self.stale_after_s
+
+    def quote(self, symbol: str, now: float) -> Quote:
+        fresh: dict[str, SourcePrice] = {}
+        stale: list[str] = []
+        for source, entry in self._prices.get(symbol, {}).items():
+            if now - entry.at <= self.stale_after_s:
+                fresh[source] = entry
+            else:
+                stale.append(source)
+        rejected = self._outliers(fresh)
+        used = {s: e for s, e in fresh.items() if s not in rejected}
+        if not used:
+            return Quote(symbol, None, 0.0, {}, sorted(stale), rejected)
+        return Quote(
+            symbol,
+            statistics.median(e.price for e in used.values()),
+            max(e.at for e in used.values()),
+            {s: e.price for s, e in sorted(used.items())},
+            sorted(stale),
+            rejected,
+        )
+
+    def _outliers(self, fresh: dict[str, SourcePrice]) -> list[str]:
+        if len(fresh) < 3:
+            return []
+        rejected: list[str] = []
+        for source, entry in fresh.items():
+            others = statistics.median(e.price for s, e in fresh.items() if s != source)
+            if abs(entry.price - others) > self.outlier_ratio * others:
+                rejected.append(source)
+        if len(rejected) == len(fresh):
+            # Everyone disagrees with everyone: no majority to side with.
+            return []
+        return sorted(rejected)
