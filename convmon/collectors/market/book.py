@@ -4,9 +4,10 @@ In: `PriceBook.update(symbol, source, price, at)` for every tick. Out: `PriceBoo
 — the median of the fresh sources after outlier rejection, and which sources were stale
 or rejected. Pure and synchronous: the collector owns the clock and the I/O.
 
-Rules: a price older than ``stale_after_s`` is not used (and reported as stale). With
-three or more fresh sources, a source more than ``outlier_pct`` from the median of the
-others is rejected; with two there is no majority, so both are used.
+Rules: a price older than ``stale_after_s`` is not used (and reported as stale). While
+three or more fresh sources remain, the one farthest from the median of the others is
+rejected if it is more than ``outlier_pct`` away, and the check repeats; with two there is
+no majority, so both are used.
 """
 
 from __future__ import annotations
@@ -83,14 +84,19 @@ class PriceBook:
         )
 
     def _outliers(self, fresh: dict[str, SourcePrice]) -> list[str]:
-        if len(fresh) < 3:
-            return []
+        # One at a time, worst first: with three sources the median of "the others" of a
+        # good source is pulled by the bad one, so only the farthest may be judged.
+        kept = {s: e.price for s, e in fresh.items()}
         rejected: list[str] = []
-        for source, entry in fresh.items():
-            others = statistics.median(e.price for s, e in fresh.items() if s != source)
-            if abs(entry.price - others) > self.outlier_ratio * others:
-                rejected.append(source)
-        if len(rejected) == len(fresh):
-            # Everyone disagrees with everyone: no majority to side with.
-            return []
+        while len(kept) >= 3:
+            worst, worst_dev = "", 0.0
+            for source, price in kept.items():
+                others = statistics.median(p for s, p in kept.items() if s != source)
+                deviation = abs(price - others) / others
+                if deviation > worst_dev:
+                    worst, worst_dev = source, deviation
+            if worst_dev <= self.outlier_ratio:
+                break
+            rejected.append(worst)
+            del kept[worst]
         return sorted(rejected)

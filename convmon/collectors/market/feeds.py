@@ -100,9 +100,15 @@ class WebsocketFeed:
                 await asyncio.wait_for(ws.close(), 2.0)
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> str:
+        # An outer deadline: aiohttp restarts its receive timeout on every pong, and a feed
+        # that answers pings but sends nothing else is as dead as a closed one.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.message_timeout_s
         while True:
-            msg = await ws.receive(timeout=self.config.message_timeout_s)
+            async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                msg = await ws.receive()
             if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                deadline = loop.time() + self.config.message_timeout_s
                 await self._handle(msg.data)
             elif msg.type == aiohttp.WSMsgType.ERROR:
                 return f"websocket error: {ws.exception()}"

@@ -121,7 +121,7 @@ class _KrStatus(msgspec.Struct):
 class _KrMessage(msgspec.Struct):
     channel: str | None = None
     type: str | None = None
-    data: msgspec.Raw | None = None
+    data: msgspec.Raw = msgspec.Raw()
     method: str | None = None
     success: bool | None = None
     error: str | None = None
@@ -146,7 +146,7 @@ def parse_kraken(raw: bytes | str) -> FeedMessage:
         msg = _kraken.decode(raw)
     except msgspec.DecodeError as exc:
         raise MalformedMessage(f"not a Kraken message: {exc}") from None
-    if msg.channel == "ticker" and msg.data is not None:
+    if msg.channel == "ticker" and msg.data:
         try:
             tickers = _kr_tickers.decode(msg.data)
         except msgspec.DecodeError as exc:
@@ -156,7 +156,7 @@ def parse_kraken(raw: bytes | str) -> FeedMessage:
         return FeedMessage("heartbeat")
     if msg.channel == "status":
         try:
-            states = _kr_status.decode(msg.data) if msg.data is not None else []
+            states = _kr_status.decode(msg.data) if msg.data else []
         except msgspec.DecodeError as exc:
             raise MalformedMessage(f"bad status data: {exc}") from None
         system = states[0].system if states else ""
