@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -140,7 +140,7 @@ async def eventually(
 
 async def price_events(redis: Redis, keys: Keys, symbol: str | None = None) -> list[Event]:
     out: list[Event] = []
-    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(keys.events)
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(keys.events))
     for _, fields in entries:
         if fields[b"kind"] != b"market.price":
             continue
