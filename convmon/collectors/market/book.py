@@ -12,7 +12,6 @@ no majority, so both are used.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 
 
@@ -63,35 +62,35 @@ class PriceBook:
         return entry is not None and now - entry.at <= self.stale_after_s
 
     def quote(self, symbol: str, now: float) -> Quote:
-        fresh: dict[str, SourcePrice] = {}
+        limit = now - self.stale_after_s
+        fresh: dict[str, float] = {}
         stale: list[str] = []
         for source, entry in self._prices.get(symbol, {}).items():
-            if now - entry.at <= self.stale_after_s:
-                fresh[source] = entry
+            if entry.at >= limit:
+                fresh[source] = entry.price
             else:
                 stale.append(source)
-        rejected = self._outliers(fresh)
-        used = {s: e for s, e in fresh.items() if s not in rejected}
-        if not used:
+        rejected = self._outliers(fresh) if len(fresh) >= 3 else []
+        for source in rejected:
+            del fresh[source]
+        if not fresh:
             return Quote(symbol, None, 0.0, {}, sorted(stale), rejected)
+        by_source = self._prices[symbol]
+        newest = max(by_source[s].at for s in fresh)
         return Quote(
-            symbol,
-            statistics.median(e.price for e in used.values()),
-            max(e.at for e in used.values()),
-            {s: e.price for s, e in sorted(used.items())},
-            sorted(stale),
-            rejected,
+            symbol, _median(list(fresh.values())), newest, dict(sorted(fresh.items())),
+            sorted(stale), rejected,
         )
 
-    def _outliers(self, fresh: dict[str, SourcePrice]) -> list[str]:
+    def _outliers(self, fresh: dict[str, float]) -> list[str]:
         # One at a time, worst first: with three sources the median of "the others" of a
         # good source is pulled by the bad one, so only the farthest may be judged.
-        kept = {s: e.price for s, e in fresh.items()}
+        kept = dict(fresh)
         rejected: list[str] = []
         while len(kept) >= 3:
             worst, worst_dev = "", 0.0
             for source, price in kept.items():
-                others = statistics.median(p for s, p in kept.items() if s != source)
+                others = _median([p for s, p in kept.items() if s != source])
                 deviation = abs(price - others) / others
                 if deviation > worst_dev:
                     worst, worst_dev = source, deviation
@@ -100,3 +99,11 @@ class PriceBook:
             rejected.append(worst)
             del kept[worst]
         return sorted(rejected)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[mid]
+    return (ordered[mid - 1] + ordered[mid]) / 2
