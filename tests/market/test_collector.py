@@ -232,3 +232,34 @@ async def test_garbage_is_counted_and_skipped(
         )
         await wait_event(redis, keys, "HONEY", lambda p: p.price_usd == 0.02, "HONEY")
         assert collector.up["coinbase"] and collector.up["kraken"]
+
+
+async def test_refused_product_is_dropped_and_maintenance_is_down(
+    make_config: MakeConfig, run_collector: RunCollector, registry: CollectorRegistry,
+    kraken: KrakenFeedServer, redis: Redis, keys: Keys,
+) -> None:
+    # A venue that does not list USDT-USD refuses the whole Coinbase subscribe request.
+    coinbase = CoinbaseFeedServer(listed={"BTC-USD"}, heartbeat_interval_s=0.2)
+    await coinbase.start()
+    try:
+        coinbase.prices["BTC-USD"] = 100_000.0
+        kraken.system = "maintenance"
+        cfg = make_config(coinbase={"url": coinbase.url})
+        async with run_collector(cfg) as collector:
+            await wait_event(
+                redis, keys, "BTC", lambda p: "coinbase" in p.sources, "coinbase BTC"
+            )
+            assert coinbase.subscribe_requests[:2] == [["BTC-USD", "USDT-USD"], ["BTC-USD"]]
+            assert collector.feeds["coinbase"].refused == {"USDT-USD"}
+            refusals = registry.get_sample_value(
+                "convmon_collector_errors_total",
+                {"collector": "market", "kind": "coinbase_refused"},
+            )
+            assert refusals == 1.0
+            # Kraken in maintenance: connected, but never counted as up.
+            await eventually(lambda: kraken.accepted >= 2, what="kraken retried")
+            assert collector.up["kraken"] is False
+            kraken.system = "online"
+            await eventually(lambda: collector.up["kraken"], what="kraken back online")
+    finally:
+        await coinbase.close()

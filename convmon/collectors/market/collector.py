@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -148,13 +149,15 @@ class MarketCollector:
         if cfg.coinbase.enabled and (products := cfg.products("coinbase")):
             self.feeds["coinbase"] = WebsocketFeed(
                 "coinbase", cfg.coinbase, products=products,
-                subscribe=coinbase_subscribe(sorted(products), cfg.coinbase.heartbeat_channel),
+                subscribe=functools.partial(
+                    coinbase_subscribe, heartbeat=cfg.coinbase.heartbeat_channel
+                ),
                 parse=parse_coinbase, **common,  # type: ignore[arg-type]
             )
         if cfg.kraken.enabled and (products := cfg.products("kraken")):
             self.feeds["kraken"] = WebsocketFeed(
                 "kraken", cfg.kraken, products=products,
-                subscribe=kraken_subscribe(sorted(products)),
+                subscribe=kraken_subscribe,
                 parse=parse_kraken, **common,  # type: ignore[arg-type]
             )
         if cfg.coingecko.enabled and cfg.products("coingecko"):

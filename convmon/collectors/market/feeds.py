@@ -3,16 +3,21 @@
 `WebsocketFeed` connects, subscribes, reads frames until the link fails (closed, error,
 no message at all for ``message_timeout_s``, a websocket ping unanswered, the venue
 reporting maintenance) and then reconnects with `Backoff` and subscribes again: a new
-connection has no subscriptions. `CoinGeckoPoller` fetches ``simple/price`` for the ids
-the collector asks for (which depend on which websockets are up) and honours 429
-``Retry-After``. Both hand ``(symbol, price)`` pairs and up/down transitions to a
-`FeedListener`; garbage is counted through `CollectorHealth.malformed` and skipped.
+connection has no subscriptions. A product the venue refuses (not listed there) is
+dropped from the subscription and reported, rather than failing the whole feed.
+
+`CoinGeckoPoller` fetches ``simple/price`` for the ids the collector asks for (which
+depend on which websockets are up) and honours 429 ``Retry-After``.
+
+Both hand ``(symbol, price)`` pairs and up/down transitions to a `FeedListener`;
+garbage is counted through `CollectorHealth.malformed` and skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -24,6 +29,8 @@ from convmon.collectors.market.config import CoinGeckoConfig, WebsocketSourceCon
 from convmon.collectors.market.parsing import FeedMessage, MalformedMessage, parse_coingecko
 from convmon.monitor.clock import Clock
 from convmon.monitor.health import CollectorHealth
+
+log = logging.getLogger(__name__)
 
 
 class FeedListener(Protocol):
@@ -43,7 +50,7 @@ class WebsocketFeed:
         config: WebsocketSourceConfig,
         *,
         products: dict[str, str],
-        subscribe: list[str],
+        subscribe: Callable[[list[str]], list[str]],
         parse: Callable[[bytes | str], FeedMessage],
         listener: FeedListener,
         health: CollectorHealth,
@@ -55,6 +62,8 @@ class WebsocketFeed:
         self.config = config
         self.products = products
         self.subscribe = subscribe
+        self.refused: set[str] = set()
+        """Products the venue refused; not asked for again until restart."""
         self.parse = parse
         self.listener = listener
         self.health = health
@@ -86,8 +95,7 @@ class WebsocketFeed:
             return f"connect failed: {type(exc).__name__}: {exc}"
         self.connects += 1
         try:
-            for message in self.subscribe:
-                await ws.send_str(message)
+            await self._subscribe(ws)
             return await self._read(ws)
         except TimeoutError:
             return f"no message for {self.config.message_timeout_s:g} s"
@@ -99,6 +107,13 @@ class WebsocketFeed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), 2.0)
 
+    async def _subscribe(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        wanted = sorted(set(self.products) - self.refused)
+        if not wanted:
+            raise FeedError("the venue refused every product")
+        for message in self.subscribe(wanted):
+            await ws.send_str(message)
+
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> str:
         # An outer deadline: aiohttp restarts its receive timeout on every pong, and a feed
         # that answers pings but sends nothing else is as dead as a closed one.
@@ -109,27 +124,37 @@ class WebsocketFeed:
                 msg = await ws.receive()
             if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                 deadline = loop.time() + self.config.message_timeout_s
-                await self._handle(msg.data)
+                if await self._handle(msg.data):
+                    await self._subscribe(ws)
             elif msg.type == aiohttp.WSMsgType.ERROR:
                 return f"websocket error: {ws.exception()}"
             else:
                 return f"closed by server ({ws.close_code})"
 
-    async def _handle(self, data: bytes | str) -> None:
+    async def _handle(self, data: bytes | str) -> bool:
+        """Handle one frame; True when the subscription must be sent again."""
         now = self.clock.now()
         try:
             msg = self.parse(data)
         except MalformedMessage as exc:
             self.health.malformed(self.source, str(exc))
-            return
+            return False
         self.last_message_at = now
         if msg.kind == "status":
             if not msg.healthy:
                 raise FeedError(f"venue status {msg.detail!r}")
-            return
+            return False
         if msg.kind == "error":
             await self.health.error(f"{self.source}_refused", msg.detail)
-            return
+            if msg.refused in self.products and msg.refused not in self.refused:
+                self.refused.add(msg.refused)
+                log.warning(
+                    "product refused by the venue; dropped from the subscription",
+                    extra={"collector": "market", "source": self.source,
+                           "product": msg.refused, "detail": msg.detail[:200]},
+                )
+                return msg.request_refused
+            return False
         if not self._up and msg.kind in ("subscribed", "ticker", "heartbeat"):
             self.backoff.reset()
             await self._set_up(True, "subscribed")
@@ -137,6 +162,7 @@ class WebsocketFeed:
             known = [(self.products[p], price) for p, price in msg.prices if p in self.products]
             if known:
                 await self.listener.on_prices(self.source, known, now)
+        return False
 
     async def _set_up(self, up: bool, detail: str) -> None:
         if up != self._up:

@@ -11,6 +11,7 @@ msgspec decodes straight into small typed structs: a websocket ticker is the hot
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,6 +38,10 @@ class FeedMessage:
     """False for a status that says the venue is not serving (e.g. Kraken maintenance)."""
     timestamps: dict[str, float] = field(default_factory=dict)
     """Source-side times (unix seconds) per product, where the format has them."""
+    refused: str | None = None
+    """A product the venue refused to subscribe (not listed, delisted)."""
+    request_refused: bool = False
+    """True when the venue refused the whole subscribe request because of ``refused``."""
 
 
 def _price(value: Any, what: str) -> float:
@@ -68,6 +73,7 @@ class _CbError(msgspec.Struct, tag="error", tag_field="type"):
     reason: str = ""
 
 
+_CB_INVALID = re.compile(r"^(\S+) is not a valid product")
 _coinbase = msgspec.json.Decoder(_CbTicker | _CbHeartbeat | _CbSubscriptions | _CbError)
 _generic = msgspec.json.Decoder()
 
@@ -97,7 +103,13 @@ def parse_coinbase(raw: bytes | str) -> FeedMessage:
         return FeedMessage("heartbeat", detail=msg.product_id)
     if isinstance(msg, _CbSubscriptions):
         return FeedMessage("subscribed")
-    return FeedMessage("error", detail=f"{msg.message}: {msg.reason}".strip(": "))
+    detail = f"{msg.message}: {msg.reason}".strip(": ")
+    # Coinbase refuses the whole request when one product is unknown:
+    # {"type":"error","message":"Failed to subscribe","reason":"XYZ-USD is not a valid product"}
+    match = _CB_INVALID.match(msg.reason)
+    if match:
+        return FeedMessage("error", detail=detail, refused=match[1], request_refused=True)
+    return FeedMessage("error", detail=detail)
 
 
 def coinbase_subscribe(products: list[str], heartbeat: bool = True) -> list[str]:
@@ -164,7 +176,9 @@ def parse_kraken(raw: bytes | str) -> FeedMessage:
     if msg.method == "subscribe":
         if msg.success:
             return FeedMessage("subscribed")
-        return FeedMessage("error", detail=f"{msg.symbol or ''}: {msg.error or 'refused'}")
+        return FeedMessage(
+            "error", detail=f"{msg.symbol or ''}: {msg.error or 'refused'}", refused=msg.symbol
+        )
     if msg.method == "pong":
         return FeedMessage("pong")
     if msg.channel is not None or msg.method is not None:
