@@ -141,7 +141,8 @@ class MarketCollector:
         finally:
             self.up = {s: False for s in self.up}
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._write_health(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self._write_health()
 
     def _build(self, session: aiohttp.ClientSession) -> None:
         cfg = self.config

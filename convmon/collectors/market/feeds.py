@@ -84,11 +84,11 @@ class WebsocketFeed:
     async def _session_once(self) -> str:
         """One connection, from connect to failure; returns why it ended."""
         url = self.config.url.reveal()
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that races with the connect completing, and the feed would never stop.
         try:
-            ws = await asyncio.wait_for(
-                self.session.ws_connect(url, heartbeat=self.config.ping_interval_s),
-                self.config.connect_timeout_s,
-            )
+            async with asyncio.timeout(self.config.connect_timeout_s):
+                ws = await self.session.ws_connect(url, heartbeat=self.config.ping_interval_s)
         except TimeoutError:
             return "connect timed out"
         except (aiohttp.ClientError, OSError) as exc:
@@ -105,7 +105,8 @@ class WebsocketFeed:
             return str(exc)
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await ws.close()
 
     async def _subscribe(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         wanted = sorted(set(self.products) - self.refused)
