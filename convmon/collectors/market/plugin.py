@@ -3,19 +3,26 @@
 Section ``collectors.market`` (`MarketConfig`). State metrics: ``convmon_price_source_up``
 and ``convmon_price_source_last_message_timestamp_seconds`` per source, read from Redis so
 that every replica reports the same. Per-symbol price and peg gauges come from the rule
-engine's aggregates, which consume the ``market.price`` events.
+engine's aggregates, which consume the ``market.price`` events. CLI: ``convmon market
+probe`` checks the configured product ids against the live sources.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from rich.markup import escape
+from rich.table import Table
 
 from convmon.collectors.market.collector import MarketCollector, SourceHealthStore
 from convmon.collectors.market.config import MarketConfig
+from convmon.collectors.market.probe import probe_sources
+from convmon.monitor.cli import ConfigOption, console, load_or_exit
 from convmon.monitor.plugins import Component, Plugin, Runtime
 
 
@@ -79,6 +86,39 @@ async def status(runtime: Runtime, cfg: MarketConfig) -> Mapping[str, Any]:
     return {"enabled": True, "sources": sources, "symbols": sorted(cfg.symbols)}
 
 
+def _cli(app: typer.Typer) -> None:
+    market = typer.Typer(help="Market price sources.", no_args_is_help=True)
+
+    @market.command("probe")
+    def probe(
+        config: ConfigOption = None,
+        seconds: Annotated[
+            float, typer.Option(min=1.0, help="How long to wait for ticks.")
+        ] = 10.0,
+    ) -> None:
+        """Check the configured product ids against the live sources (no Redis needed)."""
+        cfg = load_or_exit(config).section("market")
+        report = asyncio.run(probe_sources(cfg, seconds))
+        sources = cfg.enabled_sources()
+        table = Table("symbol", *sources)
+        for symbol in sorted(cfg.symbols):
+            cells = []
+            for source in sources:
+                result = report.results.get(symbol, {}).get(source)
+                if result is None:
+                    cells.append("-")
+                elif result.outcome == "price":
+                    cells.append(f"{result.price:.6g}")
+                else:
+                    cells.append(escape(f"{result.outcome} {result.detail}".strip()[:60]))
+            table.add_row(escape(symbol), *cells)
+        console.print(table)
+        for source, count in report.garbage.items():
+            console.print(f"{source}: {count} unparseable message(s)")
+
+    app.add_typer(market, name="market")
+
+
 PLUGIN = Plugin(
     name="market",
     role="collectors",
@@ -87,5 +127,6 @@ PLUGIN = Plugin(
     components=_components,
     state_metrics=state_metrics,
     status=status,
+    cli=_cli,
     description="USD prices from Coinbase and Kraken websockets with a CoinGecko fallback.",
 )
