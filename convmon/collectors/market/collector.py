@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 
 from convmon.collectors.market.book import PriceBook, Quote
 from convmon.collectors.market.config import WEBSOCKET_SOURCES, MarketConfig
-from convmon.collectors.market.feeds import CoinGeckoPoller, WebsocketFeed
+from convmon.collectors.market.feeds import CoinGeckoPoller, WebsocketFeed, stop_if_cancelled
 from convmon.collectors.market.parsing import (
     coinbase_subscribe,
     kraken_subscribe,
@@ -279,10 +279,12 @@ class MarketCollector:
         while True:
             await self.clock.sleep(step)
             await self.sample_all()
+            stop_if_cancelled()
 
     async def _health_loop(self) -> None:
         while True:
             await self._write_health()
+            stop_if_cancelled()
             await self.clock.sleep(self.config.health_interval_s)
 
     def source_states(self) -> dict[str, dict[str, Any]]:
