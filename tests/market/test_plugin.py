@@ -79,6 +79,8 @@ async def test_source_up_metric_from_redis(
         await eventually(coinbase_up, what="coinbase up, kraken down")
         status = await redis.hgetall(keys.collector_status("market"))
         assert status[b"connected"] == b"1"
-    # Stopping the collector reports its sources down at once.
+    # Stopping the collector reports its sources and itself down at once.
     assert await up() == {"coinbase": 0.0, "kraken": 0.0}
+    status = await redis.hgetall(keys.collector_status("market"))
+    assert status[b"connected"] == b"0"
     assert PLUGIN.components(runtime, MarketConfig(enabled=False)) == []

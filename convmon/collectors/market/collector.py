@@ -140,30 +140,37 @@ class MarketCollector:
                 tg.create_task(self._health_loop(), name="market/health")
         finally:
             self.up = {s: False for s in self.up}
+            self.up_since.clear()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2.0):
                     await self._write_health()
+                    if self._any_up:
+                        self._any_up = False
+                        await self.health.disconnected("collector stopped")
 
     def _build(self, session: aiohttp.ClientSession) -> None:
         cfg = self.config
-        common = {"listener": self, "health": self.health, "session": session, "clock": self.clock}
+        self.feeds = {}
         if cfg.coinbase.enabled and (products := cfg.products("coinbase")):
             self.feeds["coinbase"] = WebsocketFeed(
                 "coinbase", cfg.coinbase, products=products,
                 subscribe=functools.partial(
                     coinbase_subscribe, heartbeat=cfg.coinbase.heartbeat_channel
                 ),
-                parse=parse_coinbase, **common,  # type: ignore[arg-type]
+                parse=parse_coinbase, listener=self, health=self.health, session=session,
+                clock=self.clock,
             )
         if cfg.kraken.enabled and (products := cfg.products("kraken")):
             self.feeds["kraken"] = WebsocketFeed(
-                "kraken", cfg.kraken, products=products,
-                subscribe=kraken_subscribe,
-                parse=parse_kraken, **common,  # type: ignore[arg-type]
+                "kraken", cfg.kraken, products=products, subscribe=kraken_subscribe,
+                parse=parse_kraken, listener=self, health=self.health, session=session,
+                clock=self.clock,
             )
+        self.poller = None
         if cfg.coingecko.enabled and cfg.products("coingecko"):
             self.poller = CoinGeckoPoller(
-                cfg.coingecko, wanted=self.rest_ids, **common  # type: ignore[arg-type]
+                cfg.coingecko, wanted=self.rest_ids, listener=self, health=self.health,
+                session=session, clock=self.clock,
             )
 
     def covered(self, symbol: str, now: float) -> bool:
