@@ -128,6 +128,10 @@ async def test_rest_fallback_takes_over_and_hands_back(
             redis, keys, "BTC", lambda p: list(p.sources) == ["coingecko"], "REST fallback"
         )
         assert payload(event).price_usd == 98_000.0
+        # Errors are recorded without the URL (it may carry a key).
+        last_error = (await redis.hgetall(keys.collector_status("market")))[b"last_error"]
+        assert b"HTTP 503" in last_error
+        assert coinbase.url.encode() not in last_error and kraken.url.encode() not in last_error
         await wait_event(redis, keys, "HONEY", lambda p: p.price_usd == 0.021, "HONEY")
         assert "bitcoin" in coingecko.requests[-1]
 

@@ -106,7 +106,7 @@ class WebsocketFeed:
         except TimeoutError:
             return "connect timed out"
         except (aiohttp.ClientError, OSError) as exc:
-            return f"connect failed: {type(exc).__name__}: {exc}"
+            return f"connect failed: {self._describe(exc)}"
         self.connects += 1
         try:
             await self._subscribe(ws)
@@ -114,13 +114,20 @@ class WebsocketFeed:
         except TimeoutError:
             return f"no message for {self.config.message_timeout_s:g} s"
         except (aiohttp.ClientError, OSError, ConnectionError) as exc:
-            return f"connection lost: {type(exc).__name__}: {exc}"
+            return f"connection lost: {self._describe(exc)}"
         except FeedError as exc:
             return str(exc)
         finally:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2.0):
                     await ws.close()
+
+    def _describe(self, exc: BaseException) -> str:
+        """The error without the URL: a websocket URL may carry an API key."""
+        if isinstance(exc, aiohttp.ClientResponseError):
+            return f"{type(exc).__name__}: HTTP {exc.status}"
+        text = str(exc).replace(self.config.url.reveal(), self.config.url.redacted())
+        return f"{type(exc).__name__}: {text}"
 
     async def _subscribe(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         wanted = sorted(set(self.products) - self.refused)
