@@ -148,6 +148,8 @@ class MarketPrice(_Payload, frozen=True, kw_only=True, tag="market.price"):
     price_usd: float
     sources: dict[str, float] = msgspec.field(default_factory=dict)
     stale_sources: list[str] = msgspec.field(default_factory=list)
+    rejected_sources: list[str] = msgspec.field(default_factory=list)
+    """Fresh sources left out as outliers (too far from the median of the others)."""
 
 
 class CollectorStatus(_Payload, frozen=True, kw_only=True, tag="collector.status"):

@@ -1,0 +1,132 @@
+"""The ``market`` plugin: wires `MarketCollector` into the daemon.
+
+Section ``collectors.market`` (`MarketConfig`). State metrics: ``convmon_price_source_up``
+and ``convmon_price_source_last_message_timestamp_seconds`` per source, read from Redis so
+that every replica reports the same. Per-symbol price and peg gauges come from the rule
+engine's aggregates, which consume the ``market.price`` events. CLI: ``convmon market
+probe`` checks the configured product ids against the live sources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Annotated, Any
+
+import typer
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from rich.markup import escape
+from rich.table import Table
+
+from convmon.collectors.market.collector import MarketCollector, SourceHealthStore
+from convmon.collectors.market.config import MarketConfig
+from convmon.collectors.market.probe import probe_sources
+from convmon.monitor.cli import ConfigOption, console, load_or_exit
+from convmon.monitor.plugins import Component, Plugin, Runtime
+
+
+def _components(runtime: Runtime, cfg: MarketConfig) -> Sequence[Component]:
+    if not cfg.enabled:
+        return []
+    return [
+        MarketCollector(
+            cfg,
+            redis=runtime.redis,
+            keys=runtime.keys,
+            bus=runtime.bus,
+            clock=runtime.clock,
+            registry=runtime.metrics,
+            instance=runtime.instance,
+        )
+    ]
+
+
+def _store(runtime: Runtime, cfg: MarketConfig) -> SourceHealthStore:
+    return SourceHealthStore(
+        runtime.redis, runtime.keys, runtime.instance, ttl_s=6 * cfg.health_interval_s
+    )
+
+
+async def state_metrics(runtime: Runtime, cfg: MarketConfig) -> Iterable[Metric]:
+    up = GaugeMetricFamily(
+        "convmon_price_source_up",
+        "1 when a price source is connected and delivering (any collector replica).",
+        labels=["source"],
+    )
+    last = GaugeMetricFamily(
+        "convmon_price_source_last_message_timestamp_seconds",
+        "Time of the newest message from a price source.",
+        labels=["source"],
+    )
+    if not cfg.enabled:
+        return [up, last]
+    store = _store(runtime, cfg)
+    now = runtime.clock.now()
+    for source in cfg.enabled_sources():
+        is_up, seen = await store.read(source, now)
+        up.add_metric([source], 1.0 if is_up else 0.0)
+        if seen is not None:
+            last.add_metric([source], seen)
+    return [up, last]
+
+
+async def status(runtime: Runtime, cfg: MarketConfig) -> Mapping[str, Any]:
+    if not cfg.enabled:
+        return {"enabled": False}
+    store = _store(runtime, cfg)
+    now = runtime.clock.now()
+    sources: dict[str, Any] = {}
+    for source in cfg.enabled_sources():
+        is_up, seen = await store.read(source, now)
+        sources[source] = {
+            "up": is_up,
+            "last_message_age_s": None if seen is None else round(now - seen, 3),
+        }
+    return {"enabled": True, "sources": sources, "symbols": sorted(cfg.symbols)}
+
+
+def _cli(app: typer.Typer) -> None:
+    market = typer.Typer(help="Market price sources.", no_args_is_help=True)
+
+    @market.command("probe")
+    def probe(
+        config: ConfigOption = None,
+        seconds: Annotated[
+            float, typer.Option(min=1.0, help="How long to wait for ticks.")
+        ] = 10.0,
+    ) -> None:
+        """Check the configured product ids against the live sources (no Redis needed)."""
+        cfg = load_or_exit(config).section("market")
+        report = asyncio.run(probe_sources(cfg, seconds))
+        sources = cfg.enabled_sources()
+        table = Table("symbol", *sources)
+        for symbol in sorted(cfg.symbols):
+            cells = []
+            for source in sources:
+                result = report.results.get(symbol, {}).get(source)
+                if result is None:
+                    cells.append("-")
+                elif result.outcome == "price":
+                    cells.append(f"{result.price:.6g}")
+                else:
+                    cells.append(escape(f"{result.outcome} {result.detail}".strip()[:60]))
+            table.add_row(escape(symbol), *cells)
+        console.print(table)
+        for source, count in report.garbage.items():
+            console.print(f"{source}: {count} unparseable message(s)")
+
+    app.add_typer(market, name="market")
+
+
+PLUGIN = Plugin(
+    name="market",
+    role="collectors",
+    section=("collectors", "market"),
+    config_model=MarketConfig,
+    components=_components,
+    state_metrics=state_metrics,
+    status=status,
+    cli=_cli,
+    description="USD prices from Coinbase and Kraken websockets with a CoinGecko fallback.",
+)

@@ -1,0 +1,269 @@
+"""The market collector against local Coinbase, Kraken and CoinGecko servers and real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from convmon.collectors.market.servers import CoinbaseFeedServer, CoinGeckoServer, KrakenFeedServer
+from convmon.monitor.keys import Keys
+from tests.market.conftest import (
+    MakeConfig,
+    RunCollector,
+    eventually,
+    payload,
+    price_events,
+    wait_event,
+)
+
+
+async def test_two_disagreeing_sources_give_their_median(
+    coinbase: CoinbaseFeedServer, kraken: KrakenFeedServer, make_config: MakeConfig,
+    run_collector: RunCollector, redis: Redis, keys: Keys,
+) -> None:
+    coinbase.prices["BTC-USD"] = 100_000.0
+    kraken.prices["BTC/USD"] = 100_400.0
+    async with run_collector(make_config()):
+        event = await wait_event(
+            redis, keys, "BTC", lambda p: set(p.sources) == {"coinbase", "kraken"},
+            "a BTC price from both exchanges",
+        )
+        p = payload(event)
+        assert p.price_usd == 100_200.0
+        assert p.sources == {"coinbase": 100_000.0, "kraken": 100_400.0}
+        assert p.rejected_sources == [] and p.stale_sources == []
+        assert event.id == f"market:price:BTC:{event.position}"
+
+
+async def test_stale_source_is_excluded_and_reported(
+    coinbase: CoinbaseFeedServer, kraken: KrakenFeedServer, make_config: MakeConfig,
+    run_collector: RunCollector, redis: Redis, keys: Keys,
+) -> None:
+    coinbase.prices["BTC-USD"] = 100_000.0
+    kraken.prices["BTC/USD"] = 101_000.0
+    async with run_collector(make_config(stale_after_s=1.0)) as collector:
+        await wait_event(redis, keys, "BTC", lambda p: len(p.sources) == 2, "both sources")
+        coinbase.stale = True  # heartbeats go on, trades stop
+
+        async def kraken_ticks() -> None:
+            price = 101_000.0
+            while True:
+                price += 1.0
+                await kraken.push_tick("BTC/USD", price)
+                await asyncio.sleep(0.1)
+
+        ticker = asyncio.create_task(kraken_ticks())
+        try:
+            event = await wait_event(
+                redis, keys, "BTC", lambda p: p.stale_sources == ["coinbase"],
+                "coinbase reported stale",
+            )
+        finally:
+            ticker.cancel()
+        p = payload(event)
+        assert list(p.sources) == ["kraken"]
+        assert p.price_usd == p.sources["kraken"] > 101_000.0
+        # Stale is about prices, not the link: coinbase still heartbeats and stays up.
+        assert collector.up["coinbase"] is True
+
+
+async def test_dropped_connection_reconnects_and_resubscribes(
+    coinbase: CoinbaseFeedServer, kraken: KrakenFeedServer, make_config: MakeConfig,
+    run_collector: RunCollector, redis: Redis, keys: Keys,
+) -> None:
+    coinbase.prices["BTC-USD"] = 100_000.0
+    async with run_collector(make_config(kraken={"enabled": False})) as collector:
+        await eventually(lambda: coinbase.subscribed("BTC-USD"), what="first subscription")
+        await coinbase.drop_connections()
+        await eventually(lambda: coinbase.accepted == 2, what="a reconnect")
+        await eventually(lambda: coinbase.subscribed("BTC-USD"), what="resubscription")
+        assert coinbase.subscribe_requests[-1] == ["BTC-USD", "USDT-USD"]
+        await coinbase.push_tick("BTC-USD", 99_000.0)
+        await wait_event(
+            redis, keys, "BTC", lambda p: p.sources.get("coinbase") == 99_000.0,
+            "a price after the reconnect",
+        )
+        # A connection that goes silent (no ticks, no heartbeats) is detected and replaced.
+        coinbase.silent = True
+        await eventually(lambda: collector.up["coinbase"] is False, what="silence detected")
+        coinbase.silent = False
+        await eventually(lambda: coinbase.accepted >= 3 and collector.up["coinbase"],
+                         what="reconnect after silence")
+        assert collector.feeds["coinbase"].connects >= 3
+
+
+async def test_outlier_tick_is_rejected(
+    coinbase: CoinbaseFeedServer, kraken: KrakenFeedServer, coingecko: CoinGeckoServer,
+    make_config: MakeConfig, run_collector: RunCollector, redis: Redis, keys: Keys,
+) -> None:
+    coinbase.prices["BTC-USD"] = 100_000.0
+    kraken.prices["BTC/USD"] = 100_100.0
+    coingecko.set_price("bitcoin", 100_050.0)
+    cfg = make_config(coingecko={"mode": "always"}, outlier_pct=3.0)
+    async with run_collector(cfg):
+        await wait_event(redis, keys, "BTC", lambda p: len(p.sources) == 3, "three sources")
+        await coinbase.push_tick("BTC-USD", 120_000.0)
+        event = await wait_event(
+            redis, keys, "BTC", lambda p: p.rejected_sources == ["coinbase"],
+            "the coinbase outlier rejected",
+        )
+        p = payload(event)
+        assert p.sources == {"coingecko": 100_050.0, "kraken": 100_100.0}
+        assert p.price_usd == 100_075.0
+
+
+async def test_rest_fallback_takes_over_and_hands_back(
+    coinbase: CoinbaseFeedServer, kraken: KrakenFeedServer, coingecko: CoinGeckoServer,
+    make_config: MakeConfig, run_collector: RunCollector, redis: Redis, keys: Keys,
+) -> None:
+    coinbase.refuse = kraken.refuse = True
+    coingecko.set_price("bitcoin", 98_000.0)
+    coingecko.set_price("hivemapper", 0.021)
+    kraken.prices["BTC/USD"] = 98_500.0
+    async with run_collector(make_config()) as collector:
+        event = await wait_event(
+            redis, keys, "BTC", lambda p: list(p.sources) == ["coingecko"], "REST fallback"
+        )
+        assert payload(event).price_usd == 98_000.0
+        # Errors are recorded without the URL (it may carry a key).
+        last_error = (await redis.hgetall(keys.collector_status("market")))[b"last_error"]
+        assert b"HTTP 503" in last_error
+        assert coinbase.url.encode() not in last_error and kraken.url.encode() not in last_error
+        await wait_event(redis, keys, "HONEY", lambda p: p.price_usd == 0.021, "HONEY")
+        assert "bitcoin" in coingecko.requests[-1]
+
+        kraken.refuse = False
+        await wait_event(
+            redis, keys, "BTC", lambda p: p.sources == {"kraken": 98_500.0},
+            "kraken taking BTC back",
+        )
+        seen = len(coingecko.requests)
+        await eventually(lambda: len(coingecko.requests) >= seen + 3, what="more polls")
+        # CoinGecko keeps the symbols no live websocket covers and gives BTC back.
+        assert all("bitcoin" not in ids for ids in coingecko.requests[seen:])
+        assert all("hivemapper" in ids for ids in coingecko.requests[seen:])
+        assert collector.up == {"coinbase": False, "kraken": True, "coingecko": True}
+
+        kraken.refuse = True
+        await kraken.drop_connections()
+        await eventually(
+            lambda: "bitcoin" in coingecko.requests[-1], what="fallback after kraken drops"
+        )
+
+
+async def test_rest_rate_limit_honours_retry_after(
+    coinbase: CoinbaseFeedServer, kraken: KrakenFeedServer, coingecko: CoinGeckoServer,
+    make_config: MakeConfig, run_collector: RunCollector, registry: CollectorRegistry,
+    redis: Redis, keys: Keys,
+) -> None:
+    coingecko.set_price("hivemapper", 0.02)
+    coingecko.rate_limit_next = 1
+    coingecko.retry_after_s = 1.0
+    loop = asyncio.get_running_loop()
+    async with run_collector(make_config()):
+        start = loop.time()
+        await wait_event(redis, keys, "HONEY", lambda p: True, "HONEY after the 429")
+        assert loop.time() - start >= 0.9
+    assert registry.get_sample_value(
+        "convmon_collector_errors_total", {"collector": "market", "kind": "coingecko_rate_limited"}
+    ) == 1.0
+
+
+async def test_sampling_bounds_the_event_rate(
+    coinbase: CoinbaseFeedServer, kraken: KrakenFeedServer, make_config: MakeConfig,
+    run_collector: RunCollector, redis: Redis, keys: Keys,
+) -> None:
+    cfg = make_config(
+        kraken={"enabled": False}, sample_interval_s=60.0, move_threshold_pct=1.0, min_gap_s=0.5
+    )
+    coinbase.prices["BTC-USD"] = 100_000.0
+    async with run_collector(cfg):
+        await wait_event(redis, keys, "BTC", lambda p: True, "the first sample")
+        for i in range(300):  # small moves: no event until the interval is over
+            await coinbase.push_tick("BTC-USD", 100_000.0 + (i % 7) * 10)
+        await coinbase.push_tick("BTC-USD", 100_001.0)
+        await asyncio.sleep(0.6)
+        assert len(await price_events(redis, keys, "BTC")) == 1
+
+        await coinbase.push_tick("BTC-USD", 103_000.0)  # a 3% move: published at once
+        await wait_event(redis, keys, "BTC", lambda p: p.price_usd == 103_000.0, "the move")
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i in range(100):  # large moves back and forth: at most one per min_gap
+            await coinbase.push_tick("BTC-USD", 100_000.0 if i % 2 else 105_000.0)
+            await asyncio.sleep(0.01)
+        elapsed = loop.time() - start
+        events = await price_events(redis, keys, "BTC")
+        assert 2 <= len(events) <= 2 + int(elapsed / 0.5) + 1
+        positions = [e.position for e in events]
+        assert all(b - a >= 500 for a, b in itertools.pairwise(positions))
+
+
+async def test_garbage_is_counted_and_skipped(
+    coinbase: CoinbaseFeedServer, kraken: KrakenFeedServer, coingecko: CoinGeckoServer,
+    make_config: MakeConfig, run_collector: RunCollector, registry: CollectorRegistry,
+    redis: Redis, keys: Keys,
+) -> None:
+    coingecko.set_price("hivemapper", 0.02)
+    coingecko.garbage_next = 1
+    async with run_collector(make_config()) as collector:
+        await eventually(lambda: collector.up["coinbase"] and collector.up["kraken"], what="up")
+        await coinbase.send_raw("this is not json")
+        await coinbase.send_raw('{"type":"ticker","product_id":"BTC-USD","price":"abc"}')
+        await coinbase.send_raw('{"type":"last_match","product_id":"BTC-USD"}')  # known, unused
+        await kraken.send_raw("[1, 2, 3]")
+        await kraken.send_raw('{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD"}]}')
+
+        def malformed(what: str) -> float:
+            value = registry.get_sample_value(
+                "convmon_collector_malformed_payloads_total",
+                {"collector": "market", "what": what},
+            )
+            return value or 0.0
+
+        await eventually(
+            lambda: malformed("coinbase") == 2 and malformed("kraken") == 2
+            and malformed("coingecko") == 1,
+            what="garbage counted",
+        )
+        await coinbase.push_tick("BTC-USD", 97_000.0)
+        await wait_event(
+            redis, keys, "BTC", lambda p: p.sources.get("coinbase") == 97_000.0,
+            "a price after the garbage",
+        )
+        await wait_event(redis, keys, "HONEY", lambda p: p.price_usd == 0.02, "HONEY")
+        assert collector.up["coinbase"] and collector.up["kraken"]
+
+
+async def test_refused_product_is_dropped_and_maintenance_is_down(
+    make_config: MakeConfig, run_collector: RunCollector, registry: CollectorRegistry,
+    kraken: KrakenFeedServer, redis: Redis, keys: Keys,
+) -> None:
+    # A venue that does not list USDT-USD refuses the whole Coinbase subscribe request.
+    coinbase = CoinbaseFeedServer(listed={"BTC-USD"}, heartbeat_interval_s=0.2)
+    await coinbase.start()
+    try:
+        coinbase.prices["BTC-USD"] = 100_000.0
+        kraken.system = "maintenance"
+        cfg = make_config(coinbase={"url": coinbase.url})
+        async with run_collector(cfg) as collector:
+            await wait_event(
+                redis, keys, "BTC", lambda p: "coinbase" in p.sources, "coinbase BTC"
+            )
+            assert coinbase.subscribe_requests[:2] == [["BTC-USD", "USDT-USD"], ["BTC-USD"]]
+            assert collector.feeds["coinbase"].refused == {"USDT-USD"}
+            refusals = registry.get_sample_value(
+                "convmon_collector_errors_total",
+                {"collector": "market", "kind": "coinbase_refused"},
+            )
+            assert refusals == 1.0
+            # Kraken in maintenance: connected, but never counted as up.
+            await eventually(lambda: kraken.accepted >= 2, what="kraken retried")
+            assert collector.up["kraken"] is False
+            kraken.system = "online"
+            await eventually(lambda: collector.up["kraken"], what="kraken back online")
+    finally:
+        await coinbase.close()
