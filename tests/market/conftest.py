@@ -19,15 +19,6 @@ from convmon.monitor.clock import SystemClock
 from convmon.monitor.events import Event, MarketPrice, decode_event
 from convmon.monitor.keys import Keys
 
-# CollectorHealth caches its counters by id(registry); keeping every test's registry alive
-# keeps ids unique across tests.
-_REGISTRIES: list[CollectorRegistry] = []
-
-
-@pytest.fixture(autouse=True)
-def _keep_registry(registry: CollectorRegistry) -> None:
-    _REGISTRIES.append(registry)
-
 
 @pytest.fixture
 async def coinbase() -> AsyncIterator[CoinbaseFeedServer]:
