@@ -35,7 +35,7 @@ from convmon.collectors.bitcoin.blocks import (
     block_payload,
 )
 from convmon.collectors.bitcoin.record import BlockRecord, RecordedBlock
-from convmon.collectors.bitcoin.sources import ChainSource, safe_url
+from convmon.collectors.bitcoin.sources import ChainSource, describe_error, safe_url
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import Clock
 from convmon.monitor.events import BitcoinAttribution, BitcoinReorg, BlockRef, Event
@@ -369,7 +369,7 @@ class BitcoinCollector:
                 await self.source.watch(self._wake)
             except (aiohttp.ClientError, OSError, TimeoutError, BitcoinCollectorError) as exc:
                 self.push_failures += 1
-                log.info("push channel failed", extra={"error": repr(exc)})
+                log.info("push channel failed", extra={"error": describe_error(exc)})
             else:
                 backoff.reset()
             self._wake.set()  # poll at once: a block may have come while it was down
@@ -387,8 +387,9 @@ class BitcoinCollector:
                     if not self.health.is_connected:
                         await self.health.connected(self.source.name)
                 except (BitcoinCollectorError, aiohttp.ClientError, TimeoutError) as exc:
-                    await self.health.error("sync", str(exc))
-                    await self.health.disconnected(str(exc)[:200])
+                    detail = describe_error(exc)
+                    await self.health.error("sync", detail)
+                    await self.health.disconnected(detail[:200])
                     await asyncio.sleep(self.backoff.next_delay())
                     continue
                 await self._maybe_refresh_registry()

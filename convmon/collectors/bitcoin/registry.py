@@ -26,6 +26,7 @@ from convmon.collectors.bitcoin.attribution import (
     RegistryError,
     entities_from_parent_companies,
 )
+from convmon.collectors.bitcoin.sources import describe_error, safe_url
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,9 @@ async def load_registry(
             await asyncio.to_thread(_write_atomic, cache_path, raw)
         return registry
     except (OSError, aiohttp.ClientError, TimeoutError, RegistryError) as exc:
-        log.warning("pool list unavailable", extra={"source": source, "error": str(exc)})
+        # The URL may carry a key: log it redacted, and never the client error's text.
+        error = str(exc) if isinstance(exc, RegistryError) else describe_error(exc)
+        log.warning("pool list unavailable", extra={"source": safe_url(source), "error": error})
     return await asyncio.to_thread(_fallback, cache_path)
 
 
