@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from convmon.collectors.bitcoin.attribution import Attributor, PoolRegistry
 from convmon.collectors.bitcoin.esplora_server import EsploraServer
@@ -92,6 +94,65 @@ async def test_registry_change_reattributes_unknown_blocks(
     for a in attrs:
         rb = await col.record.get(a.payload.height)
         assert rb is not None and rb.block.pool == "solocollective"
+
+
+async def test_reattribution_survives_a_failed_publish(
+    bus: EventBus, registry: CollectorRegistry
+) -> None:
+    server = EsploraServer(chain(12))
+    await server.start()
+    col = make_collector(bus, registry, server.base_url, None, backfill=12)
+    merged = Attributor(PoolRegistry.from_pools_v2(json.loads(CURATED_PATH.read_text()) + SOLO))
+    publish = bus.publish
+    failures = 0
+
+    async def fails_once(*args: Any, **kwargs: Any) -> int:
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            raise RedisConnectionError("Connection closed by server.")
+        return await publish(*args, **kwargs)
+
+    try:
+        await col.sync()
+        bus.publish = fails_once  # type: ignore[method-assign]
+        with pytest.raises(RedisConnectionError):
+            await col.apply_registry(merged)
+        assert failures == 1
+        # the record still shows the blocks as unknown, so the retry publishes them
+        assert await col.apply_registry(merged) == 2
+        # and a collector restarted with the new list in hand has nothing left to do
+        fresh = make_collector(bus, registry, server.base_url, None, backfill=12,
+                               attributor=merged)
+        assert await fresh.apply_registry(fresh.attributor) == 0
+        await fresh.source.close()
+    finally:
+        bus.publish = publish  # type: ignore[method-assign]
+        await col.source.close()
+        await server.close()
+    attrs = [e for e in await events(bus) if isinstance(e.payload, BitcoinAttribution)]
+    assert len(attrs) == 2 and {a.payload.pool for a in attrs} == {"solocollective"}
+
+
+async def test_collector_started_with_a_new_list_reattributes_the_record(
+    bus: EventBus, registry: CollectorRegistry
+) -> None:
+    server = EsploraServer(chain(12))
+    await server.start()
+    col = make_collector(bus, registry, server.base_url, None, backfill=12)
+    merged = Attributor(PoolRegistry.from_pools_v2(json.loads(CURATED_PATH.read_text()) + SOLO))
+    try:
+        await col.sync()
+        # a restart after the list changed: the collector starts with the new list
+        fresh = make_collector(bus, registry, server.base_url, None, backfill=12,
+                               attributor=merged)
+        assert await fresh.apply_registry(fresh.attributor) == 2
+        await fresh.source.close()
+    finally:
+        await col.source.close()
+        await server.close()
+    attrs = [e for e in await events(bus) if isinstance(e.payload, BitcoinAttribution)]
+    assert len(attrs) == 2
 
 
 async def test_running_collector_refreshes_its_list_on_schedule(

@@ -95,6 +95,7 @@ class BitcoinCollector:
         self.push_failures = 0
         self._since_trim = 0
         self._registry_checked = time.monotonic()
+        self._applied_version: str | None = None
 
     async def checkpoint(self) -> tuple[int, str] | None:
         value = await self.bus.get_checkpoint(CHECKPOINT_SOURCE)
@@ -291,16 +292,20 @@ class BitcoinCollector:
 
     async def apply_registry(self, attributor: Attributor) -> int:
         """Switch to a new pool list; re-attribute ``unknown`` blocks still in the record
-        and publish a ``bitcoin.attribution`` event for each one that now matches."""
-        if attributor.version == self.attributor.version:
+        and publish a ``bitcoin.attribution`` event for each one that now matches.
+
+        The events go out before the record changes: if publishing fails, the record still
+        shows the blocks as ``unknown`` and the next call (or a restarted collector, which
+        calls this at start) finds them again; the ids carry the list's version, so a replay
+        is a no-op on the bus."""
+        if attributor.version == self._applied_version:
             self.attributor = attributor
             return 0
-        self.attributor = attributor
         updated: list[RecordedBlock] = []
         events: list[Event] = []
         now = self.clock.now()
         for rb in await self.record.latest(self.record.keep):
-            if rb.block.pool != UNKNOWN_SLUG:
+            if rb.block.pool != UNKNOWN_SLUG or rb.block.registry_version == attributor.version:
                 continue
             attr = attributor.attribute(rb.coinbase_hex, rb.block.payout_addresses)
             if attr.pool == UNKNOWN_SLUG:
@@ -326,8 +331,10 @@ class BitcoinCollector:
                 )
             )
         if updated:
-            await self.record.put(updated)
             await self.bus.publish(events)
+            await self.record.put(updated)
+        self.attributor = attributor
+        self._applied_version = attributor.version
         log.info(
             "pool list changed",
             extra={"version": attributor.version, "reattributed": len(updated)},
@@ -377,6 +384,7 @@ class BitcoinCollector:
 
     async def run(self) -> None:
         await self.recover()
+        await self.apply_registry(self.attributor)
         await self.store_registry_info()
         watcher = asyncio.create_task(self._watch_loop(), name="bitcoin-watch")
         try:
