@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -56,6 +57,12 @@ class _Journal(msgspec.Struct):
     remove: list[int]
     events: list[Event]
     checkpoint: str
+
+
+def reorg_short_id(reorg_event_id: str) -> str:
+    """16 hex digits naming a reorg in the ids of the blocks its new branch connects; the
+    same on every replica that computes the same reorg."""
+    return hashlib.sha256(reorg_event_id.encode()).hexdigest()[:16]
 
 
 class BitcoinCollector:
@@ -244,7 +251,8 @@ class BitcoinCollector:
                 new_tip_hash=new_tip_hash,
             ),
         )
-        events = [reorg, *(block_event(b.block, self.source_name, now) for b in new_blocks)]
+        short = reorg_short_id(reorg.id)
+        events = [reorg, *(block_event(b.block, self.source_name, now, short) for b in new_blocks)]
         journal = _Journal(
             put=new_blocks,
             remove=[r.height for r in disconnected if r.height > new_tip_height],
