@@ -1,7 +1,8 @@
-"""Reorgs that revisit a chain."""
+"""Reorgs that revisit a chain, and two collector replicas sharing one Redis."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -54,4 +55,65 @@ async def test_reorg_back_to_an_earlier_chain_publishes_its_blocks_again(
     assert all(e.id == f"btc:block:{e.payload.hash}:reorg:{short}" for e in blocks)
     # the first-time blocks before any reorg kept their plain ids
     assert evs[0].id == f"btc:block:{evs[0].payload.hash}"
+    assert await bus.get_checkpoint("bitcoin") == f"{server.tip['height']}:{server.tip['id']}"
+
+
+async def test_replica_with_a_stale_checkpoint_publishes_no_second_reorg(
+    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+) -> None:
+    a = make_collector(bus, registry, server.base_url, None, backfill=10)
+    b = make_collector(bus, registry, server.base_url, None, backfill=10)
+    try:
+        await a.sync()
+        fork = server.blocks[-3][0]
+        await server.reorg(2, chain(3, start=fork["height"] + 1, salt="B", prev=fork["id"]))
+        stale = await b.checkpoint()  # both replicas woke on the same push
+        assert stale is not None
+        tip_seen_by_b = server.tip["height"]
+        await a.sync()  # replica A handles the reorg ...
+        await server.append(*chain(2, start=server.tip["height"] + 1, salt="B2",
+                                   prev=server.tip["id"]))
+        await a.sync()  # ... and follows the chain two blocks further
+        moved = await bus.get_checkpoint("bitcoin")
+        # replica B acts on what it saw before A's work: the record shows the new branch
+        assert await b._reorg(stale[0], stale[1], tip_seen_by_b) == 0
+        assert await bus.get_checkpoint("bitcoin") == moved  # not moved backwards
+        # B's extension built on the stale checkpoint writes nothing either
+        assert await b._extend(stale[0] + 1, tip_seen_by_b, stale[1], None,
+                               expect=stale) == (0, False)
+        assert await bus.get_checkpoint("bitcoin") == moved
+        assert await b.sync() == 0
+    finally:
+        await a.source.close()
+        await b.source.close()
+    reorgs = reorg_events(await events(bus))
+    assert len(reorgs) == 1
+    payload = reorgs[0].payload
+    assert isinstance(payload, BitcoinReorg) and payload.depth == 2
+    assert await bus.get_checkpoint("bitcoin") == f"{server.tip['height']}:{server.tip['id']}"
+
+
+async def test_two_replicas_syncing_together_agree_on_one_reorg(
+    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+) -> None:
+    a = make_collector(bus, registry, server.base_url, None, backfill=10)
+    b = make_collector(bus, CollectorRegistry(), server.base_url, None, backfill=10)
+    try:
+        await asyncio.gather(a.sync(), b.sync())
+        fork = server.blocks[-4][0]
+        await server.reorg(3, chain(5, start=fork["height"] + 1, salt="R", prev=fork["id"]))
+        await asyncio.gather(a.sync(), b.sync())
+        await asyncio.gather(a.sync(), b.sync())
+    finally:
+        await a.source.close()
+        await b.source.close()
+    evs = await events(bus)
+    reorgs = reorg_events(evs)
+    assert len(reorgs) == 1
+    payload = reorgs[0].payload
+    assert isinstance(payload, BitcoinReorg)
+    assert payload.depth == 3 and payload.fork_height == fork["height"]
+    after = evs[evs.index(reorgs[0]) + 1:]
+    heights = [e.payload.height for e in after if isinstance(e.payload, BitcoinBlock)]
+    assert heights == list(range(fork["height"] + 1, server.tip["height"] + 1))
     assert await bus.get_checkpoint("bitcoin") == f"{server.tip['height']}:{server.tip['id']}"
