@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -116,4 +117,41 @@ async def test_two_replicas_syncing_together_agree_on_one_reorg(
     after = evs[evs.index(reorgs[0]) + 1:]
     heights = [e.payload.height for e in after if isinstance(e.payload, BitcoinBlock)]
     assert heights == list(range(fork["height"] + 1, server.tip["height"] + 1))
+    assert await bus.get_checkpoint("bitcoin") == f"{server.tip['height']}:{server.tip['id']}"
+
+
+async def test_late_journal_of_another_replica_does_not_move_the_checkpoint_back(
+    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+) -> None:
+    a = make_collector(bus, registry, server.base_url, None, backfill=10)
+    b = make_collector(bus, CollectorRegistry(), server.base_url, None, backfill=10)
+    journal_key = bus.keys.ns("bitcoin", "reorg_journal")
+    seen: list[bytes] = []
+    apply = a._apply_journal
+
+    async def keep_a_copy(journal: Any, raw: bytes | str) -> bool:
+        seen.append(raw if isinstance(raw, bytes) else raw.encode())
+        return await apply(journal, raw)
+
+    a._apply_journal = keep_a_copy  # type: ignore[method-assign]
+    try:
+        await a.sync()
+        fork = server.blocks[-3][0]
+        await server.reorg(2, chain(3, start=fork["height"] + 1, salt="J", prev=fork["id"]))
+        await a.sync()
+        await server.append(*chain(2, start=server.tip["height"] + 1, salt="J2",
+                                   prev=server.tip["id"]))
+        await a.sync()
+        moved = await bus.get_checkpoint("bitcoin")
+        assert len(seen) == 1 and await bus.redis.get(journal_key) is None
+        # replica B read the journal before A cleared it and applies it only now
+        await bus.redis.set(journal_key, seen[0])
+        await b.recover()
+        assert await bus.get_checkpoint("bitcoin") == moved
+        assert await bus.redis.get(journal_key) is None
+        assert await b.sync() == 0
+    finally:
+        await a.source.close()
+        await b.source.close()
+    assert len(reorg_events(await events(bus))) == 1
     assert await bus.get_checkpoint("bitcoin") == f"{server.tip['height']}:{server.tip['id']}"
