@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,25 @@ async def test_url_is_cached_and_cache_used_when_unreachable(
     # nothing usable at all -> the curated list
     assert (await load_registry("/nonexistent/pools.json")).origin == "builtin"
     assert (await load_registry("builtin")).version == curated_registry().version
+
+
+async def test_pool_list_url_key_never_logged(
+    tmp_path: Path, list_server: tuple[str, dict[str, bytes]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url, state = list_server
+    keyed = url.replace("http://", "http://alice:S3CRET@") + "?api_key=K3Y"
+    reg = await load_registry(keyed, tmp_path / "pools-v2.json")
+    assert "K3Y" not in reg.origin and "S3CRET" not in reg.origin
+    state["body"] = b"<html>oops</html>"  # not a pool list: the error names the source
+    with caplog.at_level(logging.DEBUG, logger="convmon"):
+        await load_registry(keyed, tmp_path / "pools-v2.json")
+        await load_registry(keyed.replace(url.split("/")[2], "127.0.0.1:1"))  # refused
+    logged = "\n".join(
+        f"{r.getMessage()} {r.__dict__}" for r in caplog.records if r.name.startswith("convmon")
+    )
+    assert "pool list unavailable" in logged
+    assert "K3Y" not in logged and "S3CRET" not in logged
 
 
 def test_entities_file_overlaid_by_inline(tmp_path: Path) -> None:

@@ -447,7 +447,8 @@ class BitcoinCollector:
         try:
             attributor = await self.registry_loader()
         except (OSError, ValueError) as exc:
-            log.warning("pool list refresh failed", extra={"error": str(exc)})
+            error = describe_error(exc) if isinstance(exc, aiohttp.ClientError) else str(exc)
+            log.warning("pool list refresh failed", extra={"error": error})
             return
         if attributor is not None:
             await self.apply_registry(attributor)

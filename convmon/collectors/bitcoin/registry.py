@@ -66,7 +66,7 @@ async def load_registry(
         return await asyncio.to_thread(_load_path, source, cache_path)
     try:
         raw = await fetch_registry_bytes(source, timeout_s)
-        registry = PoolRegistry.from_bytes(raw, origin=source)
+        registry = PoolRegistry.from_bytes(raw, origin=safe_url(source))
         if cache_path is not None:
             await asyncio.to_thread(_write_atomic, cache_path, raw)
         return registry
