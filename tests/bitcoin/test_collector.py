@@ -195,7 +195,7 @@ async def test_interrupted_reorg_is_finished_after_restart(
         fork = server.blocks[-3][0]
         await server.reorg(2, chain(3, start=fork["height"] + 1, prev=fork["id"], salt="j"))
 
-        async def crash(journal: object) -> None:
+        async def crash(journal: object, raw: object) -> None:
             raise ConnectionError("power cut after the journal was written")
 
         col._apply_journal = crash  # type: ignore[method-assign, assignment]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from convmon.collectors.bitcoin.attribution import Attributor, PoolRegistry
 from convmon.collectors.bitcoin.esplora_server import EsploraServer
@@ -60,6 +63,25 @@ async def test_url_is_cached_and_cache_used_when_unreachable(
     assert (await load_registry("builtin")).version == curated_registry().version
 
 
+async def test_pool_list_url_key_never_logged(
+    tmp_path: Path, list_server: tuple[str, dict[str, bytes]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url, state = list_server
+    keyed = url.replace("http://", "http://alice:S3CRET@") + "?api_key=K3Y"
+    reg = await load_registry(keyed, tmp_path / "pools-v2.json")
+    assert "K3Y" not in reg.origin and "S3CRET" not in reg.origin
+    state["body"] = b"<html>oops</html>"  # not a pool list: the error names the source
+    with caplog.at_level(logging.DEBUG, logger="convmon"):
+        await load_registry(keyed, tmp_path / "pools-v2.json")
+        await load_registry(keyed.replace(url.split("/")[2], "127.0.0.1:1"))  # refused
+    logged = "\n".join(
+        f"{r.getMessage()} {r.__dict__}" for r in caplog.records if r.name.startswith("convmon")
+    )
+    assert "pool list unavailable" in logged
+    assert "K3Y" not in logged and "S3CRET" not in logged
+
+
 def test_entities_file_overlaid_by_inline(tmp_path: Path) -> None:
     f = tmp_path / "ent.json"
     f.write_text(json.dumps({"Bitmain": [{"name": "AntPool", "from": "", "to": ""}],
@@ -92,6 +114,65 @@ async def test_registry_change_reattributes_unknown_blocks(
     for a in attrs:
         rb = await col.record.get(a.payload.height)
         assert rb is not None and rb.block.pool == "solocollective"
+
+
+async def test_reattribution_survives_a_failed_publish(
+    bus: EventBus, registry: CollectorRegistry
+) -> None:
+    server = EsploraServer(chain(12))
+    await server.start()
+    col = make_collector(bus, registry, server.base_url, None, backfill=12)
+    merged = Attributor(PoolRegistry.from_pools_v2(json.loads(CURATED_PATH.read_text()) + SOLO))
+    publish = bus.publish
+    failures = 0
+
+    async def fails_once(*args: Any, **kwargs: Any) -> int:
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            raise RedisConnectionError("Connection closed by server.")
+        return await publish(*args, **kwargs)
+
+    try:
+        await col.sync()
+        bus.publish = fails_once  # type: ignore[method-assign]
+        with pytest.raises(RedisConnectionError):
+            await col.apply_registry(merged)
+        assert failures == 1
+        # the record still shows the blocks as unknown, so the retry publishes them
+        assert await col.apply_registry(merged) == 2
+        # and a collector restarted with the new list in hand has nothing left to do
+        fresh = make_collector(bus, registry, server.base_url, None, backfill=12,
+                               attributor=merged)
+        assert await fresh.apply_registry(fresh.attributor) == 0
+        await fresh.source.close()
+    finally:
+        bus.publish = publish  # type: ignore[method-assign]
+        await col.source.close()
+        await server.close()
+    attrs = [e for e in await events(bus) if isinstance(e.payload, BitcoinAttribution)]
+    assert len(attrs) == 2 and {a.payload.pool for a in attrs} == {"solocollective"}
+
+
+async def test_collector_started_with_a_new_list_reattributes_the_record(
+    bus: EventBus, registry: CollectorRegistry
+) -> None:
+    server = EsploraServer(chain(12))
+    await server.start()
+    col = make_collector(bus, registry, server.base_url, None, backfill=12)
+    merged = Attributor(PoolRegistry.from_pools_v2(json.loads(CURATED_PATH.read_text()) + SOLO))
+    try:
+        await col.sync()
+        # a restart after the list changed: the collector starts with the new list
+        fresh = make_collector(bus, registry, server.base_url, None, backfill=12,
+                               attributor=merged)
+        assert await fresh.apply_registry(fresh.attributor) == 2
+        await fresh.source.close()
+    finally:
+        await col.source.close()
+        await server.close()
+    attrs = [e for e in await events(bus) if isinstance(e.payload, BitcoinAttribution)]
+    assert len(attrs) == 2
 
 
 async def test_running_collector_refreshes_its_list_on_schedule(

@@ -201,9 +201,16 @@ def block_payload(block: ChainBlock, attributor: Attributor) -> BitcoinBlock:
     )
 
 
-def block_event(payload: BitcoinBlock, source: str, observed_at: float) -> Event:
+def block_event(
+    payload: BitcoinBlock, source: str, observed_at: float, reorg_id: str | None = None
+) -> Event:
+    """The event for one block: ``btc:block:<hash>`` when first connected. A block connected
+    by a reorg's new branch gets ``btc:block:<hash>:reorg:<reorg_id>``: after A -> B -> A the
+    bus (and idempotent consumers) have already seen A's plain ids, so reusing them would
+    drop A's blocks for good."""
+    suffix = f":reorg:{reorg_id}" if reorg_id else ""
     return Event(
-        id=f"btc:block:{payload.hash}",
+        id=f"btc:block:{payload.hash}{suffix}",
         chain="bitcoin",
         source=source,
         observed_at=observed_at,

@@ -13,12 +13,19 @@ tip, the last ``backfill_blocks`` blocks are fetched.
 Crash safety: plain extensions write the record before publishing (a replay republishes
 the same ids: no-op). A reorg is first journaled in Redis (record changes + events), then
 applied and published, then the journal is cleared; a restart replays a leftover journal.
+
+Replicas: several collectors may follow the same chain into the same Redis. The bus cannot
+compare-and-set the checkpoint, so each replica re-reads it before writing: a batch or a
+reorg computed from a checkpoint another replica has since moved is dropped and the replica
+resyncs from the shared one. A reorg reports only what the shared record still shows off the
+chain; when the record already shows the new chain, no reorg event is published.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,7 +42,7 @@ from convmon.collectors.bitcoin.blocks import (
     block_payload,
 )
 from convmon.collectors.bitcoin.record import BlockRecord, RecordedBlock
-from convmon.collectors.bitcoin.sources import ChainSource, safe_url
+from convmon.collectors.bitcoin.sources import ChainSource, describe_error, safe_url
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import Clock
 from convmon.monitor.events import BitcoinAttribution, BitcoinReorg, BlockRef, Event
@@ -56,6 +63,26 @@ class _Journal(msgspec.Struct):
     remove: list[int]
     events: list[Event]
     checkpoint: str
+    expect: str = ""
+    """The checkpoint the reorg was computed from ("" in journals of older versions)."""
+
+
+# Delete the journal only if it is still the one we read: another replica may have written
+# its own since.
+_DELETE_IF_SAME = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def reorg_short_id(reorg_event_id: str) -> str:
+    """16 hex digits naming a reorg in the ids of the blocks its new branch connects; the
+    same on every replica that computes the same reorg."""
+    return hashlib.sha256(reorg_event_id.encode()).hexdigest()[:16]
+
+
+def _cp_value(cp: tuple[int, str] | None) -> str:
+    return f"{cp[0]}:{cp[1]}" if cp is not None else ""
 
 
 class BitcoinCollector:
@@ -95,6 +122,7 @@ class BitcoinCollector:
         self.push_failures = 0
         self._since_trim = 0
         self._registry_checked = time.monotonic()
+        self._applied_version: str | None = None
 
     async def checkpoint(self) -> tuple[int, str] | None:
         value = await self.bus.get_checkpoint(CHECKPOINT_SOURCE)
@@ -106,7 +134,17 @@ class BitcoinCollector:
     def _recorded(self, block: ChainBlock) -> RecordedBlock:
         return RecordedBlock(block_payload(block, self.attributor), block.coinbase_hex)
 
-    async def _publish_blocks(self, blocks: Sequence[RecordedBlock], *, move_tip: bool) -> None:
+    async def _publish_blocks(
+        self, blocks: Sequence[RecordedBlock], *, move_tip: bool,
+        expect: tuple[int, str] | None = None,
+    ) -> bool:
+        """Record and publish ``blocks``; with ``move_tip`` also move the checkpoint, but
+        only if it still is ``expect`` (what this batch was built on). Another replica may
+        have moved it meanwhile (past us, or through a reorg): then nothing is written and
+        False is returned, and the caller resyncs from the shared checkpoint."""
+        if move_tip and await self.checkpoint() != expect:
+            log.debug("checkpoint moved by another replica; resyncing")
+            return False
         now = self.clock.now()
         await self.record.put(blocks)
         events = [block_event(b.block, self.source_name, now) for b in blocks]
@@ -120,6 +158,7 @@ class BitcoinCollector:
             if self._since_trim >= 100:
                 self._since_trim = 0
                 await self.record.trim(tip.height)
+        return True
 
     async def recover(self) -> None:
         """Finish a reorg interrupted by a crash (idempotent)."""
@@ -129,14 +168,25 @@ class BitcoinCollector:
         try:
             journal = msgspec.json.decode(raw, type=_Journal)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            await self.bus.redis.delete(self._journal_key)
+            await self._drop_journal(raw)
             return
-        await self._apply_journal(journal)
+        await self._apply_journal(journal, raw)
 
-    async def _apply_journal(self, journal: _Journal) -> None:
+    async def _drop_journal(self, raw: bytes | str) -> None:
+        await self.bus.redis.eval(_DELETE_IF_SAME, 1, self._journal_key, raw)
+
+    async def _apply_journal(self, journal: _Journal, raw: bytes | str) -> bool:
+        """Apply ``journal`` unless the shared checkpoint shows another replica already
+        applied it and moved on (publishing it again would move the checkpoint back)."""
+        if journal.expect:
+            current = _cp_value(await self.checkpoint())
+            if current not in (journal.expect, journal.checkpoint):
+                await self._drop_journal(raw)
+                return False
         await self.record.put(journal.put, remove=journal.remove)
         await self.bus.publish(journal.events, checkpoint=(CHECKPOINT_SOURCE, journal.checkpoint))
-        await self.bus.redis.delete(self._journal_key)
+        await self._drop_journal(raw)
+        return True
 
     async def sync(self, progress: Progress | None = None) -> int:
         """Bring the bus up to the source's tip; returns how many blocks were published."""
@@ -153,22 +203,25 @@ class BitcoinCollector:
         cp = await self.checkpoint()
         if cp is None:
             start = max(0, tip - self.backfill_blocks + 1)
-            return await self._extend(start, tip, None, progress)
+            return await self._extend(start, tip, None, progress, expect=None)
         height, block_hash = cp
         if tip - height > self.backfill_blocks:
             # Down for longer than the backfill depth: like a first start, fetch only the
             # last ``backfill_blocks`` (older ones cannot be in any window by now).
             log.warning("checkpoint far behind the tip; skipping ahead",
                         extra={"checkpoint": height, "tip": tip})
-            return await self._extend(tip - self.backfill_blocks + 1, tip, None, progress)
+            return await self._extend(
+                tip - self.backfill_blocks + 1, tip, None, progress, expect=cp
+            )
         if height <= tip and await self.source.block_hash(height) == block_hash:
             if height == tip:
                 return 0, True
-            return await self._extend(height + 1, tip, block_hash, progress)
+            return await self._extend(height + 1, tip, block_hash, progress, expect=cp)
         return await self._reorg(height, block_hash, tip), False
 
     async def _extend(
-        self, start: int, end: int, prev_hash: str | None, progress: Progress | None
+        self, start: int, end: int, prev_hash: str | None, progress: Progress | None,
+        *, expect: tuple[int, str] | None,
     ) -> tuple[int, bool]:
         published = 0
         height = start
@@ -185,8 +238,10 @@ class BitcoinCollector:
                 prev_hash = block.hash
                 height += 1
             if batch:
-                await self._publish_blocks(batch, move_tip=True)
+                if not await self._publish_blocks(batch, move_tip=True, expect=expect):
+                    return published, False
                 published += len(batch)
+                expect = (batch[-1].block.height, batch[-1].block.hash)
             if len(batch) < last - first + 1:
                 # The chain changed (or shrank) while we walked it: resync from here.
                 return published, False
@@ -195,6 +250,14 @@ class BitcoinCollector:
         return published, True
 
     async def _reorg(self, old_height: int, old_hash: str, tip: int) -> int:
+        """Handle a checkpoint that is no longer on the source's chain. Another replica may
+        be handling (or have handled) the same reorg: a leftover journal is finished first,
+        what is disconnected is what the shared record shows off the chain (nothing: no
+        reorg event), and the checkpoint is re-read before anything is written."""
+        expect = (old_height, old_hash)
+        if await self.bus.redis.exists(self._journal_key):
+            await self.recover()
+            return 0
         fork = min(old_height, tip)
         link: str | None = None
         while fork >= 0:
@@ -210,11 +273,27 @@ class BitcoinCollector:
             fork -= 1
         if fork < 0:
             raise ReorgTooDeep("no common block with the source")
+        top = await self.record.get(old_height)
+        if top is None and fork >= old_height:
+            # The record lacks the checkpoint's block, which is off the chain: it alone is
+            # known to be disconnected.
+            fork, link = old_height - 1, None
         disconnected: list[BlockRef] = []
         for height in range(fork + 1, old_height + 1):
             old = await self.record.get(height)
             if old is not None:
                 disconnected.append(BlockRef(height, old.block.hash, old.block.pool))
+        if top is None:
+            disconnected.append(BlockRef(old_height, old_hash))
+        if not disconnected:
+            # The record already shows the source's chain up to the checkpoint's height:
+            # another replica handled this reorg. Nothing to report; catch the checkpoint up
+            # to the record unless that replica already moved it.
+            if top is not None and await self.checkpoint() == expect:
+                await self.bus.set_checkpoint(
+                    CHECKPOINT_SOURCE, f"{old_height}:{top.block.hash}"
+                )
+            return 0
         new_blocks: list[RecordedBlock] = []
         last = min(tip, max(old_height, fork + 1) + self.publish_batch)
         for height in range(fork + 1, last + 1):
@@ -229,7 +308,7 @@ class BitcoinCollector:
             new_tip_height, new_tip_hash = fork, link or await self.source.block_hash(fork)
         now = self.clock.now()
         reorg = Event(
-            id=f"btc:reorg:{fork}:{old_hash}:{new_tip_hash}",
+            id=f"btc:reorg:{fork}:{disconnected[-1].hash}:{new_tip_hash}",
             chain="bitcoin",
             source=self.source_name,
             observed_at=now,
@@ -243,15 +322,21 @@ class BitcoinCollector:
                 new_tip_hash=new_tip_hash,
             ),
         )
-        events = [reorg, *(block_event(b.block, self.source_name, now) for b in new_blocks)]
+        short = reorg_short_id(reorg.id)
+        events = [reorg, *(block_event(b.block, self.source_name, now, short) for b in new_blocks)]
         journal = _Journal(
             put=new_blocks,
             remove=[r.height for r in disconnected if r.height > new_tip_height],
             events=events,
             checkpoint=f"{new_tip_height}:{new_tip_hash}",
+            expect=_cp_value(expect),
         )
-        await self.bus.redis.set(self._journal_key, msgspec.json.encode(journal))
-        await self._apply_journal(journal)
+        if await self.checkpoint() != expect:
+            return 0  # another replica moved the checkpoint meanwhile: resync from it
+        raw = msgspec.json.encode(journal)
+        await self.bus.redis.set(self._journal_key, raw)
+        if not await self._apply_journal(journal, raw):
+            return 0
         log.warning(
             "bitcoin reorg",
             extra={"fork_height": fork, "depth": old_height - fork, "new_tip": new_tip_height},
@@ -291,16 +376,20 @@ class BitcoinCollector:
 
     async def apply_registry(self, attributor: Attributor) -> int:
         """Switch to a new pool list; re-attribute ``unknown`` blocks still in the record
-        and publish a ``bitcoin.attribution`` event for each one that now matches."""
-        if attributor.version == self.attributor.version:
+        and publish a ``bitcoin.attribution`` event for each one that now matches.
+
+        The events go out before the record changes: if publishing fails, the record still
+        shows the blocks as ``unknown`` and the next call (or a restarted collector, which
+        calls this at start) finds them again; the ids carry the list's version, so a replay
+        is a no-op on the bus."""
+        if attributor.version == self._applied_version:
             self.attributor = attributor
             return 0
-        self.attributor = attributor
         updated: list[RecordedBlock] = []
         events: list[Event] = []
         now = self.clock.now()
         for rb in await self.record.latest(self.record.keep):
-            if rb.block.pool != UNKNOWN_SLUG:
+            if rb.block.pool != UNKNOWN_SLUG or rb.block.registry_version == attributor.version:
                 continue
             attr = attributor.attribute(rb.coinbase_hex, rb.block.payout_addresses)
             if attr.pool == UNKNOWN_SLUG:
@@ -326,8 +415,10 @@ class BitcoinCollector:
                 )
             )
         if updated:
-            await self.record.put(updated)
             await self.bus.publish(events)
+            await self.record.put(updated)
+        self.attributor = attributor
+        self._applied_version = attributor.version
         log.info(
             "pool list changed",
             extra={"version": attributor.version, "reattributed": len(updated)},
@@ -356,7 +447,8 @@ class BitcoinCollector:
         try:
             attributor = await self.registry_loader()
         except (OSError, ValueError) as exc:
-            log.warning("pool list refresh failed", extra={"error": str(exc)})
+            error = describe_error(exc) if isinstance(exc, aiohttp.ClientError) else str(exc)
+            log.warning("pool list refresh failed", extra={"error": error})
             return
         if attributor is not None:
             await self.apply_registry(attributor)
@@ -369,7 +461,7 @@ class BitcoinCollector:
                 await self.source.watch(self._wake)
             except (aiohttp.ClientError, OSError, TimeoutError, BitcoinCollectorError) as exc:
                 self.push_failures += 1
-                log.info("push channel failed", extra={"error": repr(exc)})
+                log.info("push channel failed", extra={"error": describe_error(exc)})
             else:
                 backoff.reset()
             self._wake.set()  # poll at once: a block may have come while it was down
@@ -377,6 +469,7 @@ class BitcoinCollector:
 
     async def run(self) -> None:
         await self.recover()
+        await self.apply_registry(self.attributor)
         await self.store_registry_info()
         watcher = asyncio.create_task(self._watch_loop(), name="bitcoin-watch")
         try:
@@ -387,8 +480,9 @@ class BitcoinCollector:
                     if not self.health.is_connected:
                         await self.health.connected(self.source.name)
                 except (BitcoinCollectorError, aiohttp.ClientError, TimeoutError) as exc:
-                    await self.health.error("sync", str(exc))
-                    await self.health.disconnected(str(exc)[:200])
+                    detail = describe_error(exc)
+                    await self.health.error("sync", detail)
+                    await self.health.disconnected(detail[:200])
                     await asyncio.sleep(self.backoff.next_delay())
                     continue
                 await self._maybe_refresh_registry()

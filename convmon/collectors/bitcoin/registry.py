@@ -26,6 +26,7 @@ from convmon.collectors.bitcoin.attribution import (
     RegistryError,
     entities_from_parent_companies,
 )
+from convmon.collectors.bitcoin.sources import describe_error, safe_url
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,14 @@ async def load_registry(
         return await asyncio.to_thread(_load_path, source, cache_path)
     try:
         raw = await fetch_registry_bytes(source, timeout_s)
-        registry = PoolRegistry.from_bytes(raw, origin=source)
+        registry = PoolRegistry.from_bytes(raw, origin=safe_url(source))
         if cache_path is not None:
             await asyncio.to_thread(_write_atomic, cache_path, raw)
         return registry
     except (OSError, aiohttp.ClientError, TimeoutError, RegistryError) as exc:
-        log.warning("pool list unavailable", extra={"source": source, "error": str(exc)})
+        # The URL may carry a key: log it redacted, and never the client error's text.
+        error = str(exc) if isinstance(exc, RegistryError) else describe_error(exc)
+        log.warning("pool list unavailable", extra={"source": safe_url(source), "error": error})
     return await asyncio.to_thread(_fallback, cache_path)
 
 

@@ -64,6 +64,26 @@ def safe_url(url: str) -> str:
         return "<url>"
 
 
+def describe_error(exc: BaseException) -> str:
+    """A log- and status-safe description of a transport error: the type name, the HTTP
+    status and the URL without credentials or query. ``repr``/``str`` of aiohttp errors
+    carry the full URL (``?api_key=...``) and request headers (Basic auth), so they are
+    never reported as they are."""
+    parts = [type(exc).__name__]
+    if isinstance(exc, aiohttp.ClientResponseError):
+        parts.append(f"HTTP {exc.status}")
+        url = exc.request_info.real_url if exc.request_info is not None else None
+        if url is not None:
+            parts.append(safe_url(str(url)))
+    elif isinstance(exc, aiohttp.InvalidURL):
+        parts.append(safe_url(str(exc.url)))
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        parts.append(f"{exc.host}:{exc.port}")
+    elif isinstance(exc, BitcoinCollectorError):
+        parts.append(str(exc))  # our own messages; URLs in them already pass `safe_url`
+    return " ".join(parts)
+
+
 def _retry_after(value: str | None, default: float) -> float:
     try:
         return max(0.0, float(value)) if value is not None else default
@@ -120,8 +140,8 @@ class _Http:
                     self.backoff.reset()
                     return parsed
             except (aiohttp.ClientError, TimeoutError) as exc:
-                await self.health.error("connection", repr(exc))
-                last = repr(exc)
+                last = describe_error(exc)
+                await self.health.error("connection", last)
                 await self.backoff.wait()
         raise SourceUnavailable(f"{method} {safe_url(url)}: {last}")
 
