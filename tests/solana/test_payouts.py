@@ -14,7 +14,7 @@ from convmon.collectors.solana.errors import MalformedTransaction
 from convmon.collectors.solana.networks import NetworkConfig, RewardMint, default_networks
 from convmon.collectors.solana.payouts import NetworkRules, ParsedTx, extract_payouts
 from convmon.collectors.solana.plugin import DepinConfig, make_extractor
-from convmon.collectors.solana.txshape import account_keys
+from convmon.collectors.solana.txshape import TOKEN_PROGRAM, account_keys
 from convmon.monitor.events import DepinPayout
 from tests.shared_data import require_shared_data
 
@@ -137,8 +137,11 @@ def test_wallet_network_counts_only_outflows_of_listed_wallets() -> None:
     dst = a.token_account(a.wallet("gpu"), n.RENDER)
     b.balance(src, n.RENDER, distributor, 8, 1000, 400)
     b.balance(dst, n.RENDER, a.wallet("gpu"), 8, 0, 600)
-    i = b.top(a.TOKEN_PROGRAM if hasattr(a, "TOKEN_PROGRAM") else n.RENDER)
-    assert i == 0
+    b.top(
+        TOKEN_PROGRAM,
+        a.spl("transferChecked", source=src, destination=dst, authority=distributor,
+              mint=n.RENDER, amount=600, decimals=8),
+    )
     [payout] = extract_payouts(b.build(), rules)
     assert payout.recipients == [(a.wallet("gpu"), 600)]
     inflow = a.TxBuilder(a.signature("r2"), 9, None)
