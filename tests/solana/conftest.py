@@ -90,11 +90,11 @@ async def running(collector: SolanaTxCollector) -> AsyncIterator[asyncio.Task[No
 
 
 async def eventually(
-    predicate: Callable[[], Awaitable[bool] | bool], timeout: float = 30.0
+    predicate: Callable[[], Awaitable[bool] | bool], within: float = 30.0
 ) -> None:
     """Poll until ``predicate`` holds (a bounded wait, not a fixed sleep)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         value = predicate()
         if not isinstance(value, bool):

@@ -67,7 +67,9 @@ async def test_websocket_drop_loses_and_doubles_nothing(
         await eventually(lambda: _count(redis, keys, 6))
         await asyncio.sleep(0.3)  # room for a duplicate to show up, were there one
     ids = await payout_ids(redis, keys)
-    assert sorted(ids) == sorted(f"sol:payout:{a.signature(f'hm{i}')}:{n.HONEY}" for i in range(1, 7))
+    assert sorted(ids) == sorted(
+        f"sol:payout:{a.signature(f'hm{i}')}:{n.HONEY}" for i in range(1, 7)
+    )
     status = await redis.hgetall(keys.collector_status("depin"))
     assert int(status[b"reconnects"]) >= 1
 
@@ -118,7 +120,10 @@ async def test_429_burst_is_drained_in_order(
 
 
 async def test_malformed_transaction_is_counted_and_skipped(
-    server: LocalSolanaServer, make_collector: MakeCollector, redis: Redis, keys: Keys,
+    server: LocalSolanaServer,
+    make_collector: MakeCollector,
+    redis: Redis,
+    keys: Keys,
     registry: CollectorRegistry,
 ) -> None:
     collector = make_collector("depin", WATCH, EXTRACT)
@@ -131,7 +136,8 @@ async def test_malformed_transaction_is_counted_and_skipped(
     assert collector.malformed == 1
     assert await collector.queue.depth() == 0
     assert await payout_ids(redis, keys) == [
-        f"sol:payout:{good1}:{n.HONEY}", f"sol:payout:{good2}:{n.HONEY}"
+        f"sol:payout:{good1}:{n.HONEY}",
+        f"sol:payout:{good2}:{n.HONEY}",
     ]
     value = registry.get_sample_value(
         "convmon_collector_malformed_payloads_total",
@@ -141,7 +147,10 @@ async def test_malformed_transaction_is_counted_and_skipped(
 
 
 async def test_malformed_websocket_frame_is_counted(
-    server: LocalSolanaServer, make_collector: MakeCollector, redis: Redis, keys: Keys,
+    server: LocalSolanaServer,
+    make_collector: MakeCollector,
+    redis: Redis,
+    keys: Keys,
     registry: CollectorRegistry,
 ) -> None:
     collector = make_collector("depin", WATCH, EXTRACT)
@@ -157,7 +166,10 @@ async def test_malformed_websocket_frame_is_counted(
 
 
 async def test_unsupported_transaction_version_is_surfaced(
-    server: LocalSolanaServer, make_collector: MakeCollector, redis: Redis, keys: Keys,
+    server: LocalSolanaServer,
+    make_collector: MakeCollector,
+    redis: Redis,
+    keys: Keys,
     registry: CollectorRegistry,
 ) -> None:
     collector = make_collector("depin", WATCH, EXTRACT, max_supported_transaction_version=0)
@@ -170,10 +182,13 @@ async def test_unsupported_transaction_version_is_surfaced(
     status = await redis.hgetall(keys.collector_status("depin"))
     assert b"max_supported_transaction_version" in status[b"last_error"]
     assert b"Transaction version (1) is not supported" in status[b"last_error"]
-    assert registry.get_sample_value(
-        "convmon_collector_errors_total",
-        {"collector": "depin", "kind": "unsupported_transaction_version"},
-    ) == 1
+    assert (
+        registry.get_sample_value(
+            "convmon_collector_errors_total",
+            {"collector": "depin", "kind": "unsupported_transaction_version"},
+        )
+        == 1
+    )
     assert await collector.queue.failed() == 1
     # After raising the version, the failed signature can be put back and is then paid.
     fixed = make_collector("depin", WATCH, EXTRACT, max_supported_transaction_version=1)

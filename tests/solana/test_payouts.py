@@ -67,7 +67,7 @@ def test_depin_event_for_helium_fixture() -> None:
 )
 def test_solders_envelopes_parse(name: str) -> None:
     result = load("solders", name)["result"]
-    txs = result["transactions"] if "transactions" in result else [result]
+    txs = result.get("transactions", [result])
     assert txs
     for tx in txs:
         assert account_keys(tx)
@@ -81,7 +81,9 @@ def test_hivemapper_mint_to_payout(version: int | str) -> None:
     people = [(a.wallet(f"contributor{i}"), (i + 1) * 10**9) for i in range(30)]
     tx = a.hivemapper_mint_payout("hm", 300, 1_750_000_000, people, version=version)
     if version != "legacy":
-        assert any(k["source"] == "lookupTable" for k in tx["transaction"]["message"]["accountKeys"])
+        assert any(
+            k["source"] == "lookupTable" for k in tx["transaction"]["message"]["accountKeys"]
+        )
     [payout] = extract_payouts(tx, RULES["hivemapper"])
     assert payout.kind == "mint" and payout.token == "HONEY"
     assert payout.total == sum(u for _, u in people) == payout.instruction_units
@@ -139,8 +141,15 @@ def test_wallet_network_counts_only_outflows_of_listed_wallets() -> None:
     b.balance(dst, n.RENDER, a.wallet("gpu"), 8, 0, 600)
     b.top(
         TOKEN_PROGRAM,
-        a.spl("transferChecked", source=src, destination=dst, authority=distributor,
-              mint=n.RENDER, amount=600, decimals=8),
+        a.spl(
+            "transferChecked",
+            source=src,
+            destination=dst,
+            authority=distributor,
+            mint=n.RENDER,
+            amount=600,
+            decimals=8,
+        ),
     )
     [payout] = extract_payouts(b.build(), rules)
     assert payout.recipients == [(a.wallet("gpu"), 600)]

@@ -33,8 +33,9 @@ EXTRACT = make_extractor(CFG)
 @pytest.mark.parametrize("checked", [False, True])
 def test_top_level_mint(version: int | str, checked: bool) -> None:
     treasury = a.wallet("tether-treasury")
-    tx = a.stablecoin_mint("m", 7, 1_760_000_000, USDT, 250_000_000 * 10**6, treasury,
-                           checked=checked, version=version)
+    tx = a.stablecoin_mint(
+        "m", 7, 1_760_000_000, USDT, 250_000_000 * 10**6, treasury, checked=checked, version=version
+    )
     [event] = EXTRACT(tx, 1.0)
     sig = a.signature("m")
     assert event.id == f"sol:mint:{sig}:1"
@@ -53,8 +54,9 @@ def test_inner_instruction_mint_and_burn() -> None:
     assert event.id == f"sol:mint:{a.signature('im')}:1.0"
     assert isinstance(event.payload, StablecoinMint)
     assert event.payload.instruction_path == "1.0" and event.payload.log_index == 1
-    burn = a.stablecoin_burn("ib", 9, None, USD1, 3 * 10**6, a.wallet("wlfi"), inner=True,
-                             checked=True, version=1)
+    burn = a.stablecoin_burn(
+        "ib", 9, None, USD1, 3 * 10**6, a.wallet("wlfi"), inner=True, checked=True, version=1
+    )
     [event] = EXTRACT(burn, 1.0)
     assert event.id == f"sol:burn:{a.signature('ib')}:1.0"
     assert isinstance(event.payload, StablecoinBurn)
@@ -63,8 +65,9 @@ def test_inner_instruction_mint_and_burn() -> None:
 
 
 def test_token_2022_pyusd() -> None:
-    tx = a.stablecoin_mint("py", 10, None, PYUSD, 42, a.wallet("paxos"),
-                           program=TOKEN_2022_PROGRAM, checked=True)
+    tx = a.stablecoin_mint(
+        "py", 10, None, PYUSD, 42, a.wallet("paxos"), program=TOKEN_2022_PROGRAM, checked=True
+    )
     [event] = EXTRACT(tx, 1.0)
     assert isinstance(event.payload, StablecoinMint) and event.payload.token == "PYUSD"
 
@@ -103,19 +106,24 @@ async def test_mints_stream_through_the_local_node(
         )
         await server.add_transaction(a.stablecoin_burn("s2", 51, None, USDC, 10**9, a.wallet("c")))
         await server.add_transaction(
-            a.stablecoin_mint("s3", 52, None, PYUSD, 10**6, a.wallet("p"),
-                              program=TOKEN_2022_PROGRAM)
+            a.stablecoin_mint(
+                "s3", 52, None, PYUSD, 10**6, a.wallet("p"), program=TOKEN_2022_PROGRAM
+            )
         )
 
         async def three() -> bool:
             return len(await read_events(redis, keys)) >= 4  # + collector.status
+
         await eventually(three)
     kinds = [e.kind for e in await read_events(redis, keys) if e.chain == "solana"]
     assert kinds == ["stablecoin.mint", "stablecoin.burn", "stablecoin.mint"]
 
 
 async def test_supply_poll_and_decimals_check(
-    server: LocalSolanaServer, redis: Redis, keys: Keys, bus: EventBus,
+    server: LocalSolanaServer,
+    redis: Redis,
+    keys: Keys,
+    bus: EventBus,
     registry: CollectorRegistry,
 ) -> None:
     server.slot = 77
@@ -124,8 +132,9 @@ async def test_supply_poll_and_decimals_check(
     server.set_supply(USD1, 10**15, 9)  # disagrees with the configured 6 decimals
     cfg = StablecoinsSolanaConfig(rpc=rpc_settings(server, max_retries=0))
     clock = ManualClock()
-    health = CollectorHealth("stablecoins_solana", redis=redis, keys=keys, bus=bus, clock=clock,
-                             registry=registry)
+    health = CollectorHealth(
+        "stablecoins_solana", redis=redis, keys=keys, bus=bus, clock=clock, registry=registry
+    )
     poller = SupplyPoller(cfg, bus=bus, clock=clock, health=health)
     try:
         assert await poller.poll_once() == 3  # PYUSD unknown to this node: an error, not a crash
@@ -133,11 +142,17 @@ async def test_supply_poll_and_decimals_check(
     finally:
         await poller.rpc.close()
     assert poller.decimals_mismatch == {"USD1"}
-    supplies = {e.payload.token: e for e in await read_events(redis, keys)
-                if isinstance(e.payload, StablecoinSupply)}
+    supplies = {
+        e.payload.token: e
+        for e in await read_events(redis, keys)
+        if isinstance(e.payload, StablecoinSupply)
+    }
     assert supplies["USDC"].payload.amount.units == 9_000_000 * 10**6
     assert supplies["USDC"].id == f"sol:supply:{USDC}:77"
-    assert registry.get_sample_value(
-        "convmon_collector_errors_total",
-        {"collector": "stablecoins_solana", "kind": "token_supply"},
-    ) == 2
+    assert (
+        registry.get_sample_value(
+            "convmon_collector_errors_total",
+            {"collector": "stablecoins_solana", "kind": "token_supply"},
+        )
+        == 2
+    )

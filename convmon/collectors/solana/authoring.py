@@ -78,7 +78,9 @@ class TxBuilder:
     def account(
         self, address: str, *, writable: bool = True, signer: bool = False, lookup: bool = False
     ) -> TxBuilder:
-        if any(a == address for a, *_ in self._static) or any(a == address for a, _ in self._lookup):
+        if any(a == address for a, *_ in self._static) or any(
+            a == address for a, _ in self._lookup
+        ):
             return self
         if lookup and self.version != "legacy":
             self._lookup.append((address, writable))
@@ -87,8 +89,16 @@ class TxBuilder:
         return self
 
     def balance(
-        self, address: str, mint: str, owner: str, decimals: int, pre: int | None, post: int | None,
-        *, program: str = TOKEN_PROGRAM, lookup: bool = False,
+        self,
+        address: str,
+        mint: str,
+        owner: str,
+        decimals: int,
+        pre: int | None,
+        post: int | None,
+        *,
+        program: str = TOKEN_PROGRAM,
+        lookup: bool = False,
     ) -> TxBuilder:
         """A token account's balance before/after (None: the account did not exist)."""
         self.account(address, lookup=lookup)
@@ -151,7 +161,9 @@ class TxBuilder:
             message["addressTableLookups"] = (
                 [
                     {
-                        "accountKey": str(Pubkey(hashlib.sha256(b"alt" + self.sig.encode()).digest())),
+                        "accountKey": str(
+                            Pubkey(hashlib.sha256(b"alt" + self.sig.encode()).digest())
+                        ),
                         "writableIndexes": list(range(sum(1 for _, w in self._lookup if w))),
                         "readonlyIndexes": list(range(sum(1 for _, w in self._lookup if not w))),
                     }
@@ -170,7 +182,9 @@ class TxBuilder:
                 "status": {"Ok": None} if self.err is None else {"Err": self.err},
                 "fee": self.fee,
                 "preBalances": [1_000_000_000] * n_accounts,
-                "postBalances": [1_000_000_000 - (self.fee if i == 0 else 0) for i in range(n_accounts)],
+                "postBalances": [
+                    1_000_000_000 - (self.fee if i == 0 else 0) for i in range(n_accounts)
+                ],
                 "innerInstructions": [
                     {"index": i, "instructions": ixs} for i, ixs in sorted(self._inner.items())
                 ],
@@ -189,7 +203,12 @@ class TxBuilder:
 
 def _instruction(program_id: str, parsed: dict[str, Any] | None, depth: int) -> dict[str, Any]:
     if parsed is None:
-        return {"programId": program_id, "accounts": [], "data": "3Bxs4h24hBtQy9rw", "stackHeight": depth}
+        return {
+            "programId": program_id,
+            "accounts": [],
+            "data": "3Bxs4h24hBtQy9rw",
+            "stackHeight": depth,
+        }
     name = {
         TOKEN_PROGRAM: "spl-token",
         TOKEN_2022_PROGRAM: "spl-token-2022",
@@ -221,8 +240,13 @@ def _header(b: TxBuilder, payer: str) -> None:
 
 
 def hivemapper_mint_payout(
-    seed: str, slot: int, block_time: int | None, recipients: list[tuple[str, int]],
-    *, version: int | str = 0, existing: bool = True,
+    seed: str,
+    slot: int,
+    block_time: int | None,
+    recipients: list[tuple[str, int]],
+    *,
+    version: int | str = 0,
+    existing: bool = True,
 ) -> dict[str, Any]:
     """Hivemapper's reward program minting HONEY (MintTo) into contributors' accounts."""
     b = TxBuilder(signature(seed), slot, block_time, version=version)
@@ -232,14 +256,32 @@ def hivemapper_mint_payout(
     b.account(n.HONEY, lookup=True)
     for owner, amount in recipients:
         acct = token_account(owner, n.HONEY)
-        b.balance(acct, n.HONEY, owner, 9, 1_000 if existing else None, amount + (1_000 if existing else 0), lookup=True)
-        b.inner(i, TOKEN_PROGRAM, spl("mintTo", mint=n.HONEY, account=acct, mintAuthority=authority, amount=amount))
+        b.balance(
+            acct,
+            n.HONEY,
+            owner,
+            9,
+            1_000 if existing else None,
+            amount + (1_000 if existing else 0),
+            lookup=True,
+        )
+        b.inner(
+            i,
+            TOKEN_PROGRAM,
+            spl("mintTo", mint=n.HONEY, account=acct, mintAuthority=authority, amount=amount),
+        )
     return b.build()
 
 
 def nosana_job_payout(
-    seed: str, slot: int, block_time: int | None, node: str, amount: int,
-    *, version: int | str = 0, fee_lamports: int = 15_000,
+    seed: str,
+    slot: int,
+    block_time: int | None,
+    node: str,
+    amount: int,
+    *,
+    version: int | str = 0,
+    fee_lamports: int = 15_000,
 ) -> dict[str, Any]:
     """Nosana's jobs program paying a node from the market vault (a PDA) with a crank fee
     in lamports beside it."""
@@ -252,14 +294,38 @@ def nosana_job_payout(
     i = b.top(n.NOSANA_JOBS)
     b.balance(vault, n.NOS, vault_owner, 6, 10**13, 10**13 - amount, lookup=True)
     b.balance(dest, n.NOS, node, 6, 0, amount)
-    b.inner(i, SYSTEM_PROGRAM, {"type": "transfer", "info": {"source": payer, "destination": node, "lamports": fee_lamports}})
-    b.inner(i, TOKEN_PROGRAM, spl("transferChecked", source=vault, destination=dest, authority=vault_owner, mint=n.NOS, amount=amount, decimals=6))
+    b.inner(
+        i,
+        SYSTEM_PROGRAM,
+        {
+            "type": "transfer",
+            "info": {"source": payer, "destination": node, "lamports": fee_lamports},
+        },
+    )
+    b.inner(
+        i,
+        TOKEN_PROGRAM,
+        spl(
+            "transferChecked",
+            source=vault,
+            destination=dest,
+            authority=vault_owner,
+            mint=n.NOS,
+            amount=amount,
+            decimals=6,
+        ),
+    )
     return b.build()
 
 
 def helium_distribution(
-    seed: str, slot: int, block_time: int | None, recipient: str, amount: int,
-    *, version: int | str = 0,
+    seed: str,
+    slot: int,
+    block_time: int | None,
+    recipient: str,
+    amount: int,
+    *,
+    version: int | str = 0,
 ) -> dict[str, Any]:
     """A lazy-distributor ``distribute_*`` paying HNT through the circuit breaker."""
     b = TxBuilder(signature(seed), slot, block_time, version=version)
@@ -271,14 +337,27 @@ def helium_distribution(
     b.balance(escrow, n.HNT, escrow_owner, 8, 10**16, 10**16 - amount, lookup=True)
     b.balance(dest, n.HNT, recipient, 8, 0, amount)
     b.inner(i, n.CIRCUIT_BREAKER)
-    b.inner(i, TOKEN_PROGRAM, spl("transfer", source=escrow, destination=dest, authority=escrow_owner, amount=amount))
+    b.inner(
+        i,
+        TOKEN_PROGRAM,
+        spl("transfer", source=escrow, destination=dest, authority=escrow_owner, amount=amount),
+    )
     return b.build()
 
 
 def stablecoin_mint(
-    seed: str, slot: int, block_time: int | None, mint: str, amount: int, to_owner: str,
-    *, decimals: int = 6, program: str = TOKEN_PROGRAM, inner: bool = False,
-    checked: bool = False, version: int | str = 0,
+    seed: str,
+    slot: int,
+    block_time: int | None,
+    mint: str,
+    amount: int,
+    to_owner: str,
+    *,
+    decimals: int = 6,
+    program: str = TOKEN_PROGRAM,
+    inner: bool = False,
+    checked: bool = False,
+    version: int | str = 0,
 ) -> dict[str, Any]:
     """An issuer minting stablecoins, top-level or by CPI from a minter program."""
     b = TxBuilder(signature(seed), slot, block_time, version=version)
@@ -286,7 +365,14 @@ def stablecoin_mint(
     dest = token_account(to_owner, mint)
     b.balance(dest, mint, to_owner, decimals, 0, amount, program=program)
     kind = "mintToChecked" if checked else "mintTo"
-    ix = spl(kind, mint=mint, account=dest, mintAuthority=wallet(f"issuer:{mint}"), amount=amount, decimals=decimals)
+    ix = spl(
+        kind,
+        mint=mint,
+        account=dest,
+        mintAuthority=wallet(f"issuer:{mint}"),
+        amount=amount,
+        decimals=decimals,
+    )
     if inner:
         i = b.top(pda("minter", mint))
         b.inner(i, program, ix)
@@ -297,9 +383,18 @@ def stablecoin_mint(
 
 
 def stablecoin_burn(
-    seed: str, slot: int, block_time: int | None, mint: str, amount: int, from_owner: str,
-    *, decimals: int = 6, program: str = TOKEN_PROGRAM, inner: bool = False,
-    checked: bool = False, version: int | str = 0,
+    seed: str,
+    slot: int,
+    block_time: int | None,
+    mint: str,
+    amount: int,
+    from_owner: str,
+    *,
+    decimals: int = 6,
+    program: str = TOKEN_PROGRAM,
+    inner: bool = False,
+    checked: bool = False,
+    version: int | str = 0,
 ) -> dict[str, Any]:
     b = TxBuilder(signature(seed), slot, block_time, version=version)
     _header(b, from_owner)

@@ -15,6 +15,7 @@ seen)`` to the last signature seen, stored per address under
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -191,10 +192,8 @@ class SolanaTxCollector:
             backoff.reset()
             if done == 0:
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.idle_poll_s)
-                except TimeoutError:
-                    pass
 
     async def drain_once(self) -> tuple[int, bool]:
         """Fetch and handle one batch in queue order. Returns (signatures finished, stalled):

@@ -1,6 +1,6 @@
 """DePIN payout extraction: one jsonParsed transaction in, payouts per reward mint out.
 
-Rule (../DESIGN.md): for each reward mint, sum ``post − pre`` token balance per owner (a
+Rule (../DESIGN.md): for each reward mint, sum ``post - pre`` token balance per owner (a
 missing side is 0) and keep the positive deltas of owners that are not excluded
 (escrows, treasuries, distribution wallets). Failed transactions pay nothing. The parsed
 ``transfer``/``transferChecked``/``mintTo``/``mintToChecked`` instructions (inner ones
@@ -156,9 +156,7 @@ def extract_payouts(tx: dict[str, Any] | ParsedTx, rules: NetworkRules) -> list[
         owner_deltas = deltas.get(mint, {})
         if rules.wallets and not any(owner_deltas.get(w, 0) < 0 for w in rules.wallets):
             continue
-        recipients = {
-            o: d for o, d in owner_deltas.items() if d > 0 and _eligible(o, rules)
-        }
+        recipients = {o: d for o, d in owner_deltas.items() if d > 0 and _eligible(o, rules)}
         source: Literal["balances", "instructions"] = "balances"
         ix_owners = {o: a for o, a in evidence.get(mint, {}).items() if _eligible(o, rules)}
         if not recipients:

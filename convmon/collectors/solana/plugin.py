@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pydantic import Field, model_validator
 from prometheus_client.metrics_core import Metric
+from pydantic import Field, model_validator
 
-from convmon.collectors.solana.common import queue_metrics, tx_collector
 from convmon.collectors.solana.collector import Extract
+from convmon.collectors.solana.common import queue_metrics, tx_collector
 from convmon.collectors.solana.networks import NetworkConfig, default_networks
 from convmon.collectors.solana.payouts import NetworkRules, ParsedTx, extract_payouts
 from convmon.collectors.solana.rpc import RpcSettings
@@ -54,11 +54,7 @@ class DepinConfig(Model):
         return {**data, "networks": merged}
 
     def active_networks(self) -> dict[str, NetworkConfig]:
-        return {
-            name: net
-            for name, net in self.networks.items()
-            if net.enabled and net.addresses()
-        }
+        return {name: net for name, net in self.networks.items() if net.enabled and net.addresses()}
 
 
 def make_extractor(cfg: DepinConfig) -> Extract:

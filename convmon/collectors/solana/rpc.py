@@ -199,9 +199,7 @@ class SolanaRpc:
 
     async def get_token_supply(self, mint: str) -> tuple[int, int, int]:
         """(supply in base units, decimals, context slot)."""
-        result = await self.call(
-            "getTokenSupply", [mint, {"commitment": self.settings.commitment}]
-        )
+        result = await self.call("getTokenSupply", [mint, {"commitment": self.settings.commitment}])
         try:
             value = result["value"]
             return int(value["amount"]), int(value["decimals"]), int(result["context"]["slot"])

@@ -15,7 +15,7 @@ is broken), `send_malformed_frame`, `set_supply`.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Iterable
@@ -151,10 +151,8 @@ class LocalSolanaServer:
                 "subscription": sub_id,
             },
         }
-        try:
+        with contextlib.suppress(ConnectionError, RuntimeError):
             await ws.send_bytes(_encode(frame))
-        except (ConnectionError, RuntimeError):
-            pass
 
     def malform(self, signature: str) -> None:
         """Answer ``getTransaction`` for ``signature`` with a broken payload."""
@@ -225,7 +223,11 @@ class LocalSolanaServer:
         try:
             result = self._dispatch(method, params)
         except _RpcFailure as exc:
-            payload = {"jsonrpc": "2.0", "id": req_id, "error": {"code": exc.code, "message": exc.msg}}
+            payload = {
+                "jsonrpc": "2.0",
+                "id": req_id,
+                "error": {"code": exc.code, "message": exc.msg},
+            }
             return web.Response(body=_encode(payload), content_type="application/json")
         return web.Response(
             body=_encode({"jsonrpc": "2.0", "id": req_id, "result": result}),
@@ -324,7 +326,13 @@ class LocalSolanaServer:
             method, req_id, params = req["method"], req.get("id"), req.get("params") or []
         except (msgspec.DecodeError, KeyError, TypeError):
             await ws.send_bytes(
-                _encode({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "Parse error"}})
+                _encode(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": None,
+                        "error": {"code": -32700, "message": "Parse error"},
+                    }
+                )
             )
             return
         if method == "logsSubscribe":
@@ -352,16 +360,3 @@ class _RpcFailure(Exception):
         self.code = code
         self.msg = msg
 
-
-async def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.02) -> None:
-    """Poll an (async or sync) predicate until true; raise TimeoutError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(interval)

@@ -22,7 +22,8 @@ from convmon.monitor.keys import Keys
 _ENQUEUE_LUA = """
 local added = 0
 for i, sig in ipairs(ARGV) do
-  if redis.call('ZSCORE', KEYS[2], sig) == false and redis.call('ZSCORE', KEYS[1], sig) == false then
+  if redis.call('ZSCORE', KEYS[2], sig) == false
+     and redis.call('ZSCORE', KEYS[1], sig) == false then
     local seq = redis.call('INCR', KEYS[3])
     redis.call('ZADD', KEYS[1], seq, sig)
     added = added + 1
@@ -32,8 +33,8 @@ return added
 """
 
 
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _s(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class SignatureQueue:

@@ -170,7 +170,12 @@ class SupplyPoller:
     """Reports ``getTokenSupply`` of every tracked mint every ``supply_interval_s``."""
 
     def __init__(
-        self, cfg: StablecoinsSolanaConfig, *, bus: Any, clock: Clock, health: CollectorHealth,
+        self,
+        cfg: StablecoinsSolanaConfig,
+        *,
+        bus: Any,
+        clock: Clock,
+        health: CollectorHealth,
         rpc: SolanaRpc | None = None,
     ) -> None:
         self.name = f"{NAME}-supply"
@@ -233,7 +238,9 @@ def components(runtime: Runtime, cfg: StablecoinsSolanaConfig) -> Sequence[Compo
     mints = [t.mint for t in tokens.values()]
     collector = tx_collector(runtime, NAME, cfg.source, cfg.rpc, mints, make_extractor(cfg))
     poller = SupplyPoller(
-        cfg, bus=runtime.bus, clock=runtime.clock,
+        cfg,
+        bus=runtime.bus,
+        clock=runtime.clock,
         health=health_for(runtime, NAME, cfg.source),
     )
     return [collector, poller]
