@@ -89,9 +89,7 @@ async def running(collector: SolanaTxCollector) -> AsyncIterator[asyncio.Task[No
             await task
 
 
-async def eventually(
-    predicate: Callable[[], Awaitable[bool] | bool], within: float = 30.0
-) -> None:
+async def eventually(predicate: Callable[[], Awaitable[bool] | bool], within: float = 30.0) -> None:
     """Poll until ``predicate`` holds (a bounded wait, not a fixed sleep)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within

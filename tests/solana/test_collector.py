@@ -220,3 +220,18 @@ async def test_gap_recovery_pages_back(
     sigs = [await server.add_transaction(hivemapper(i), notify=False) for i in range(1, 31)]
     assert await collector.recover_gaps() == 30
     assert await collector.queue.peek(100) == sigs
+
+
+async def test_server_errors_stall_but_never_drop(
+    server: LocalSolanaServer, make_collector: MakeCollector, redis: Redis, keys: Keys
+) -> None:
+    collector = make_collector("depin", WATCH, EXTRACT, max_retries=0)
+    sigs = [await server.add_transaction(hivemapper(i), notify=False) for i in range(10)]
+    await collector.queue.enqueue(sigs)
+    server.fail_next(12, status=500, retry_after=None)
+    rounds = 0
+    while await collector.queue.depth():
+        rounds += 1
+        await collector.drain_once()
+    assert rounds > 1 and await collector.queue.failed() == 0
+    assert await payout_ids(redis, keys) == [f"sol:payout:{s}:{n.HONEY}" for s in sigs]

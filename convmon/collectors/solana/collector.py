@@ -222,8 +222,14 @@ class SolanaTxCollector:
                 await self.health.error("unsupported_transaction_version", message)
                 await self.queue.fail(sig, message, now)
                 continue
+            if isinstance(result, RpcTransportError):
+                # Rate limits and outages: keep the signature at the head and retry later,
+                # however long it takes; a burst is slowed down, never dropped.
+                await self.health.error("rpc", str(result))
+                stalled = True
+                break
             if isinstance(result, BaseException):
-                if not isinstance(result, RpcError | RpcTransportError):
+                if not isinstance(result, RpcError):
                     raise result
                 stalled = await self._retry_or_fail(sig, f"{type(result).__name__}: {result}", now)
                 if stalled:

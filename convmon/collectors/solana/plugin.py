@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client.metrics_core import Metric
 from pydantic import Field, model_validator
 
+from convmon.collectors.solana.cli import register as register_cli
 from convmon.collectors.solana.collector import Extract
 from convmon.collectors.solana.common import queue_metrics, tx_collector
 from convmon.collectors.solana.networks import NetworkConfig, default_networks
@@ -141,5 +142,6 @@ PLUGIN = Plugin(
     components=components,
     state_metrics=state_metrics,
     status=status,
+    cli=register_cli,
     description="Solana DePIN reward payouts (Helium, Hivemapper, Nosana, Render, io.net)",
 )

@@ -359,4 +359,3 @@ class _RpcFailure(Exception):
         super().__init__(msg)
         self.code = code
         self.msg = msg
-
