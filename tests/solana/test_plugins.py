@@ -112,3 +112,16 @@ async def test_components_run_on_a_runtime(
         }
         status = await depin.status(runtime, cfg)
         assert status["queue_depth"] == 0 and "helium" in status["networks"]
+
+
+def test_cli_group_is_registered() -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    app = typer.Typer()
+    app.command("noop")(lambda: None)
+    assert depin.PLUGIN.cli is not None
+    depin.PLUGIN.cli(app)
+    result = CliRunner().invoke(app, ["solana", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "requeue-failed" in result.output and "queues" in result.output

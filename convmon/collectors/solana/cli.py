@@ -1,7 +1,9 @@
 """``convmon solana`` commands: inspect the signature queues and requeue given-up signatures
-(e.g. after raising ``max_supported_transaction_version`` following -32015 errors)."""
+(e.g. after raising ``max_supported_transaction_version`` following -32015 errors).
 
-from __future__ import annotations
+No postponed annotations here: typer reads the option types of the nested commands at run
+time, and they come from lazy imports (the core CLI is imported only when commands register).
+"""
 
 import typer
 
