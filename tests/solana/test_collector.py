@@ -235,3 +235,25 @@ async def test_server_errors_stall_but_never_drop(
         await collector.drain_once()
     assert rounds > 1 and await collector.queue.failed() == 0
     assert await payout_ids(redis, keys) == [f"sol:payout:{s}:{n.HONEY}" for s in sigs]
+
+
+async def test_pings_keep_an_idle_websocket_open(
+    server: LocalSolanaServer, make_collector: MakeCollector
+) -> None:
+    server.idle_timeout_s = 0.6
+    collector = make_collector("depin", WATCH, EXTRACT, ping_interval_s=0.15)
+    async with running(collector):
+        await eventually(lambda: server.pings >= 12)  # well past several idle timeouts
+    assert server.idle_drops == 0 and server.ws_connections == 1
+
+
+async def test_idle_drop_without_pings_reconnects_and_resubscribes(
+    server: LocalSolanaServer, make_collector: MakeCollector, redis: Redis, keys: Keys
+) -> None:
+    server.idle_timeout_s = 0.3
+    collector = make_collector("depin", WATCH, EXTRACT, ping_interval_s=60.0)
+    async with running(collector):
+        await eventually(lambda: server.idle_drops >= 1)
+        await server.add_transaction(hivemapper(1), notify=False)  # lands in the gap
+        await eventually(lambda: server.ws_connections >= 2)
+        await eventually(lambda: _count(redis, keys, 1))

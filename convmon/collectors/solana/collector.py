@@ -150,17 +150,21 @@ class SolanaTxCollector:
 
     async def _recover_address(self, address: str) -> int:
         raw = await self.redis.get(self.last_key(address))
-        until = raw.decode() if isinstance(raw, bytes) else raw
+        marker = raw.decode() if isinstance(raw, bytes) else raw
         found: list[dict[str, Any]] = []
-        if until is None:
+        if marker is None:
+            # First start: begin at the newest signature (or backfill a few). An address
+            # without any history is marked with "" so its first signatures are not skipped.
             limit = self.settings.initial_backfill or 1
             found = await self.rpc.get_signatures_for_address(address, limit=limit)
+            if not found:
+                await self.redis.set(self.last_key(address), "", nx=True)
+                return 0
             if not self.settings.initial_backfill:
-                newest = found[0]["signature"] if found else None
-                if newest:
-                    await self._cas(keys=[self.last_key(address)], args=["", newest])
+                await self._cas(keys=[self.last_key(address)], args=["", found[0]["signature"]])
                 return 0
         else:
+            until = marker or None
             before: str | None = None
             while True:
                 page = await self.rpc.get_signatures_for_address(
@@ -174,7 +178,7 @@ class SolanaTxCollector:
             return 0
         oldest_first = [r["signature"] for r in reversed(found) if r.get("err") is None]
         added = await self.queue.enqueue(oldest_first)
-        await self._cas(keys=[self.last_key(address)], args=[until or "", found[0]["signature"]])
+        await self._cas(keys=[self.last_key(address)], args=[marker or "", found[0]["signature"]])
         if added:
             log.info(
                 "gap recovered",

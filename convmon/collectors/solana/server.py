@@ -8,7 +8,8 @@ version is above the request's ``maxSupportedTransactionVersion``), ``getSignatu
 (one address in ``mentions``, as on mainnet).
 
 In-process control for fault injection: `add_transaction` (notifies subscribers),
-`drop_connections`, `fail_next` (429 with Retry-After, or 500), `set_rate_limit` (per-method
+`drop_connections`, ``idle_timeout_s`` (close silent websockets, as public endpoints do
+after about 30 s), `fail_next` (429 with Retry-After, or 500), `set_rate_limit` (per-method
 token bucket answering 429 like a public endpoint), `malform` (a transaction whose payload
 is broken), `send_malformed_frame`, `set_supply`.
 """
@@ -80,6 +81,11 @@ class LocalSolanaServer:
         self.requests: list[str] = []
         """Method of every request served (429s included)."""
         self.rejected = 0
+        self.idle_timeout_s: float | None = None
+        """Close websockets that send nothing (not even a ping) for this long."""
+        self.ws_connections = 0
+        self.idle_drops = 0
+        self.pings = 0
         self._sockets: set[web.WebSocketResponse] = set()
         self._subs: dict[int, tuple[web.WebSocketResponse, str]] = {}
         self._sub_ids = itertools.count(1)
@@ -305,11 +311,24 @@ class LocalSolanaServer:
         return out
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=True)
+        ws = web.WebSocketResponse(autoping=False)
         await ws.prepare(request)
         self._sockets.add(ws)
+        self.ws_connections += 1
         try:
-            async for msg in ws:
+            while True:
+                try:
+                    msg = await ws.receive(timeout=self.idle_timeout_s)
+                except TimeoutError:
+                    self.idle_drops += 1  # like public RPC: silent sockets are closed
+                    await ws.close()
+                    break
+                if msg.type == WSMsgType.PING:
+                    self.pings += 1
+                    await ws.pong(msg.data)
+                    continue
+                if msg.type == WSMsgType.PONG:
+                    continue
                 if msg.type != WSMsgType.TEXT and msg.type != WSMsgType.BINARY:
                     break
                 await self._ws_request(ws, msg.data)
