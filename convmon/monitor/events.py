@@ -106,6 +106,8 @@ class _StablecoinFlow(_Payload, frozen=True, kw_only=True):
     method: str
     """Which event or instruction revealed it: Issue, Redeem, Mint, Transfer, mintTo, burn ..."""
     link: str = ""
+    instruction_path: str | None = None
+    """Solana: ``"3"`` for top-level instruction 3, ``"3.1"`` for an inner one under it."""
 
 
 class StablecoinMint(_StablecoinFlow, frozen=True, kw_only=True, tag="stablecoin.mint"):
@@ -139,6 +141,11 @@ class DepinPayout(_Payload, frozen=True, kw_only=True, tag="solana.depin_payout"
     block_time: int | None = None
     payout_kind: Literal["claim", "mint", "transfer"]
     link: str = ""
+    instruction_units: int | None = None
+    """Sum of the parsed transfer/mint instructions to the recipients (cross-check of
+    ``amount``, which comes from balance deltas); None when no such instruction was seen."""
+    evidence: Literal["balances", "instructions"] = "balances"
+    """``instructions`` when balances did not move (a zero-amount distribution)."""
 
 
 class MarketPrice(_Payload, frozen=True, kw_only=True, tag="market.price"):

@@ -1,0 +1,411 @@
+"""Authoring jsonParsed transactions in mainnet shape, for the local server, tests, the demo
+and the benchmarks.
+
+`TxBuilder` lays out accounts the way a node does (static keys, then lookup-table writable,
+then lookup-table readonly), numbers token balances by that index, and nests inner
+instructions under the top-level instruction that invoked them. The scenario helpers
+(`hivemapper_mint_payout`, `nosana_job_payout`, `helium_distribution`, `stablecoin_mint`,
+`stablecoin_burn`) build what those programs put on chain: programs invoke SPL Token by
+CPI, so the token instructions are inner ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+
+from convmon.collectors.solana import networks as n
+from convmon.collectors.solana.txshape import TOKEN_2022_PROGRAM, TOKEN_PROGRAM
+
+SYSTEM_PROGRAM = "11111111111111111111111111111111"
+COMPUTE_BUDGET = "ComputeBudget111111111111111111111111111111"
+
+
+def signature(seed: str) -> str:
+    return str(Signature(hashlib.sha512(seed.encode()).digest()))
+
+
+def wallet(seed: str) -> str:
+    """An on-curve address (a person's wallet)."""
+    return str(Keypair.from_seed(hashlib.sha256(seed.encode()).digest()).pubkey())
+
+
+def pda(seed: str, program: str) -> str:
+    """A program-derived (off-curve) address, as escrows and vaults are."""
+    addr, _ = Pubkey.find_program_address([seed.encode()[:32]], Pubkey.from_string(program))
+    return str(addr)
+
+
+def token_account(owner: str, mint: str) -> str:
+    """A deterministic token account address for (owner, mint)."""
+    digest = hashlib.sha256(f"ata:{owner}:{mint}".encode()).digest()
+    return str(Pubkey(digest))
+
+
+@dataclass
+class _Balance:
+    address: str
+    mint: str
+    owner: str
+    decimals: int
+    pre: int | None
+    post: int | None
+    program: str
+
+
+@dataclass
+class TxBuilder:
+    """Build one jsonParsed ``getTransaction`` result."""
+
+    sig: str
+    slot: int
+    block_time: int | None
+    version: int | str = 0
+    err: Any = None
+    fee: int = 5000
+    _static: list[tuple[str, bool, bool]] = field(default_factory=list)
+    _lookup: list[tuple[str, bool]] = field(default_factory=list)
+    _balances: list[_Balance] = field(default_factory=list)
+    _top: list[dict[str, Any]] = field(default_factory=list)
+    _inner: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    _logs: list[str] = field(default_factory=list)
+
+    def account(
+        self, address: str, *, writable: bool = True, signer: bool = False, lookup: bool = False
+    ) -> TxBuilder:
+        if any(a == address for a, *_ in self._static) or any(
+            a == address for a, _ in self._lookup
+        ):
+            return self
+        if lookup and self.version != "legacy":
+            self._lookup.append((address, writable))
+        else:
+            self._static.append((address, writable, signer))
+        return self
+
+    def balance(
+        self,
+        address: str,
+        mint: str,
+        owner: str,
+        decimals: int,
+        pre: int | None,
+        post: int | None,
+        *,
+        program: str = TOKEN_PROGRAM,
+        lookup: bool = False,
+    ) -> TxBuilder:
+        """A token account's balance before/after (None: the account did not exist)."""
+        self.account(address, lookup=lookup)
+        self._balances.append(_Balance(address, mint, owner, decimals, pre, post, program))
+        return self
+
+    def top(self, program_id: str, parsed: dict[str, Any] | None = None) -> int:
+        self.account(program_id, writable=False)
+        self._top.append(_instruction(program_id, parsed, 1))
+        self._logs += [f"Program {program_id} invoke [1]", f"Program {program_id} success"]
+        return len(self._top) - 1
+
+    def inner(self, index: int, program_id: str, parsed: dict[str, Any] | None = None) -> TxBuilder:
+        self.account(program_id, writable=False, lookup=True)
+        self._inner.setdefault(index, []).append(_instruction(program_id, parsed, 2))
+        return self
+
+    def build(self) -> dict[str, Any]:
+        order = [a for a, *_ in self._static]
+        order += [a for a, w in self._lookup if w] + [a for a, w in self._lookup if not w]
+        index = {a: i for i, a in enumerate(order)}
+        keys = [
+            {"pubkey": a, "writable": w, "signer": s, "source": "transaction"}
+            for a, w, s in self._static
+        ]
+        keys += [
+            {"pubkey": a, "writable": w, "signer": False, "source": "lookupTable"}
+            for a, w in sorted(self._lookup, key=lambda x: not x[1])
+        ]
+
+        def balances(post: bool) -> list[dict[str, Any]]:
+            out = []
+            for b in self._balances:
+                amount = b.post if post else b.pre
+                if amount is None:
+                    continue
+                out.append(
+                    {
+                        "accountIndex": index[b.address],
+                        "mint": b.mint,
+                        "owner": b.owner,
+                        "programId": b.program,
+                        "uiTokenAmount": {
+                            "amount": str(amount),
+                            "decimals": b.decimals,
+                            "uiAmount": amount / 10**b.decimals,
+                            "uiAmountString": str(amount / 10**b.decimals),
+                        },
+                    }
+                )
+            return out
+
+        lookups = [a for a, _ in self._lookup]
+        message: dict[str, Any] = {
+            "accountKeys": keys,
+            "instructions": self._top,
+            "recentBlockhash": str(Pubkey(hashlib.sha256(self.sig.encode()).digest())),
+        }
+        if self.version != "legacy":
+            message["addressTableLookups"] = (
+                [
+                    {
+                        "accountKey": str(
+                            Pubkey(hashlib.sha256(b"alt" + self.sig.encode()).digest())
+                        ),
+                        "writableIndexes": list(range(sum(1 for _, w in self._lookup if w))),
+                        "readonlyIndexes": list(range(sum(1 for _, w in self._lookup if not w))),
+                    }
+                ]
+                if lookups
+                else []
+            )
+        n_accounts = len(order)
+        return {
+            "slot": self.slot,
+            "blockTime": self.block_time,
+            "version": self.version,
+            "transaction": {"signatures": [self.sig], "message": message},
+            "meta": {
+                "err": self.err,
+                "status": {"Ok": None} if self.err is None else {"Err": self.err},
+                "fee": self.fee,
+                "preBalances": [1_000_000_000] * n_accounts,
+                "postBalances": [
+                    1_000_000_000 - (self.fee if i == 0 else 0) for i in range(n_accounts)
+                ],
+                "innerInstructions": [
+                    {"index": i, "instructions": ixs} for i, ixs in sorted(self._inner.items())
+                ],
+                "logMessages": self._logs,
+                "preTokenBalances": balances(False),
+                "postTokenBalances": balances(True),
+                "rewards": [],
+                "loadedAddresses": {
+                    "writable": [a for a, w in self._lookup if w],
+                    "readonly": [a for a, w in self._lookup if not w],
+                },
+                "computeUnitsConsumed": 42_000,
+            },
+        }
+
+
+def _instruction(program_id: str, parsed: dict[str, Any] | None, depth: int) -> dict[str, Any]:
+    if parsed is None:
+        return {
+            "programId": program_id,
+            "accounts": [],
+            "data": "3Bxs4h24hBtQy9rw",
+            "stackHeight": depth,
+        }
+    name = {
+        TOKEN_PROGRAM: "spl-token",
+        TOKEN_2022_PROGRAM: "spl-token-2022",
+        SYSTEM_PROGRAM: "system",
+    }.get(program_id, "unknown")
+    return {"program": name, "programId": program_id, "parsed": parsed, "stackHeight": depth}
+
+
+def spl(kind: str, **info: Any) -> dict[str, Any]:
+    """A parsed token instruction (``mintTo``, ``transferChecked``, ``burn`` ...)."""
+    if "decimals" in info and kind.endswith("Checked"):
+        decimals = info.pop("decimals")
+        amount = info.pop("amount")
+        info["tokenAmount"] = {
+            "amount": str(amount),
+            "decimals": decimals,
+            "uiAmount": amount / 10**decimals,
+            "uiAmountString": str(amount / 10**decimals),
+        }
+    elif "amount" in info:
+        info["amount"] = str(info["amount"])
+        info.pop("decimals", None)
+    return {"type": kind, "info": info}
+
+
+def _header(b: TxBuilder, payer: str) -> None:
+    b.account(payer, signer=True)
+    b.top(COMPUTE_BUDGET)
+
+
+def hivemapper_mint_payout(
+    seed: str,
+    slot: int,
+    block_time: int | None,
+    recipients: list[tuple[str, int]],
+    *,
+    version: int | str = 0,
+    existing: bool = True,
+) -> dict[str, Any]:
+    """Hivemapper's reward program minting HONEY (MintTo) into contributors' accounts."""
+    b = TxBuilder(signature(seed), slot, block_time, version=version)
+    _header(b, wallet("hivemapper-crank"))
+    authority = pda("honey-mint-authority", n.HIVEMAPPER_REWARD)
+    i = b.top(n.HIVEMAPPER_REWARD)
+    b.account(n.HONEY, lookup=True)
+    for owner, amount in recipients:
+        acct = token_account(owner, n.HONEY)
+        b.balance(
+            acct,
+            n.HONEY,
+            owner,
+            9,
+            1_000 if existing else None,
+            amount + (1_000 if existing else 0),
+            lookup=True,
+        )
+        b.inner(
+            i,
+            TOKEN_PROGRAM,
+            spl("mintTo", mint=n.HONEY, account=acct, mintAuthority=authority, amount=amount),
+        )
+    return b.build()
+
+
+def nosana_job_payout(
+    seed: str,
+    slot: int,
+    block_time: int | None,
+    node: str,
+    amount: int,
+    *,
+    version: int | str = 0,
+    fee_lamports: int = 15_000,
+) -> dict[str, Any]:
+    """Nosana's jobs program paying a node from the market vault (a PDA) with a crank fee
+    in lamports beside it."""
+    b = TxBuilder(signature(seed), slot, block_time, version=version)
+    payer = wallet("nosana-crank")
+    _header(b, payer)
+    vault_owner = pda("nosana-market-vault", n.NOSANA_JOBS)
+    vault = token_account(vault_owner, n.NOS)
+    dest = token_account(node, n.NOS)
+    i = b.top(n.NOSANA_JOBS)
+    b.balance(vault, n.NOS, vault_owner, 6, 10**13, 10**13 - amount, lookup=True)
+    b.balance(dest, n.NOS, node, 6, 0, amount)
+    b.inner(
+        i,
+        SYSTEM_PROGRAM,
+        {
+            "type": "transfer",
+            "info": {"source": payer, "destination": node, "lamports": fee_lamports},
+        },
+    )
+    b.inner(
+        i,
+        TOKEN_PROGRAM,
+        spl(
+            "transferChecked",
+            source=vault,
+            destination=dest,
+            authority=vault_owner,
+            mint=n.NOS,
+            amount=amount,
+            decimals=6,
+        ),
+    )
+    return b.build()
+
+
+def helium_distribution(
+    seed: str,
+    slot: int,
+    block_time: int | None,
+    recipient: str,
+    amount: int,
+    *,
+    version: int | str = 0,
+) -> dict[str, Any]:
+    """A lazy-distributor ``distribute_*`` paying HNT through the circuit breaker."""
+    b = TxBuilder(signature(seed), slot, block_time, version=version)
+    _header(b, wallet("helium-crank"))
+    escrow_owner = pda("lazy-distributor-escrow", n.CIRCUIT_BREAKER)
+    escrow = token_account(escrow_owner, n.HNT)
+    dest = token_account(recipient, n.HNT)
+    i = b.top(n.LAZY_DISTRIBUTOR)
+    b.balance(escrow, n.HNT, escrow_owner, 8, 10**16, 10**16 - amount, lookup=True)
+    b.balance(dest, n.HNT, recipient, 8, 0, amount)
+    b.inner(i, n.CIRCUIT_BREAKER)
+    b.inner(
+        i,
+        TOKEN_PROGRAM,
+        spl("transfer", source=escrow, destination=dest, authority=escrow_owner, amount=amount),
+    )
+    return b.build()
+
+
+def stablecoin_mint(
+    seed: str,
+    slot: int,
+    block_time: int | None,
+    mint: str,
+    amount: int,
+    to_owner: str,
+    *,
+    decimals: int = 6,
+    program: str = TOKEN_PROGRAM,
+    inner: bool = False,
+    checked: bool = False,
+    version: int | str = 0,
+) -> dict[str, Any]:
+    """An issuer minting stablecoins, top-level or by CPI from a minter program."""
+    b = TxBuilder(signature(seed), slot, block_time, version=version)
+    _header(b, wallet(f"issuer:{mint}"))
+    dest = token_account(to_owner, mint)
+    b.balance(dest, mint, to_owner, decimals, 0, amount, program=program)
+    kind = "mintToChecked" if checked else "mintTo"
+    ix = spl(
+        kind,
+        mint=mint,
+        account=dest,
+        mintAuthority=wallet(f"issuer:{mint}"),
+        amount=amount,
+        decimals=decimals,
+    )
+    if inner:
+        i = b.top(pda("minter", mint))
+        b.inner(i, program, ix)
+    else:
+        b.account(program, writable=False)
+        b._top.append(_instruction(program, ix, 1))
+    return b.build()
+
+
+def stablecoin_burn(
+    seed: str,
+    slot: int,
+    block_time: int | None,
+    mint: str,
+    amount: int,
+    from_owner: str,
+    *,
+    decimals: int = 6,
+    program: str = TOKEN_PROGRAM,
+    inner: bool = False,
+    checked: bool = False,
+    version: int | str = 0,
+) -> dict[str, Any]:
+    b = TxBuilder(signature(seed), slot, block_time, version=version)
+    _header(b, from_owner)
+    src = token_account(from_owner, mint)
+    b.balance(src, mint, from_owner, decimals, amount, 0, program=program)
+    kind = "burnChecked" if checked else "burn"
+    ix = spl(kind, mint=mint, account=src, authority=from_owner, amount=amount, decimals=decimals)
+    if inner:
+        i = b.top(pda("redeemer", mint))
+        b.inner(i, program, ix)
+    else:
+        b.account(program, writable=False)
+        b._top.append(_instruction(program, ix, 1))
+    return b.build()

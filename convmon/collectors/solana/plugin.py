@@ -1,0 +1,147 @@
+"""The ``depin`` plugin: Solana DePIN reward payouts as ``solana.depin_payout`` events.
+
+In: ``logsSubscribe`` notifications for each network's programs and wallets, and the
+transactions behind them (see `collector`). Out: one event per (transaction, reward mint)
+with the exact total, the recipient count and the largest recipients, id
+``sol:payout:<signature>:<mint>``. Which transactions are payouts is decided by
+`payouts.extract_payouts` with the network registry of `networks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from prometheus_client.metrics_core import Metric
+from pydantic import Field, model_validator
+
+from convmon.collectors.solana.cli import register as register_cli
+from convmon.collectors.solana.collector import Extract
+from convmon.collectors.solana.common import queue_metrics, tx_collector
+from convmon.collectors.solana.networks import NetworkConfig, default_networks
+from convmon.collectors.solana.payouts import NetworkRules, ParsedTx, extract_payouts
+from convmon.collectors.solana.rpc import RpcSettings
+from convmon.collectors.solana.sigqueue import SignatureQueue
+from convmon.collectors.solana.txshape import block_time_of, signature_of, slot_of
+from convmon.monitor.config import Model
+from convmon.monitor.events import Amount, DepinPayout, Event, Recipient
+from convmon.monitor.plugins import Component, Plugin, Runtime
+
+NAME = "depin"
+
+
+class DepinConfig(Model):
+    enabled: bool = True
+    rpc: RpcSettings = Field(default_factory=RpcSettings)
+    networks: dict[str, NetworkConfig] = Field(default_factory=default_networks)
+    """Built-in networks (helium, hivemapper, nosana, render, ionet) merged with yours:
+    fields you set override the defaults of that network; new names add networks."""
+    top_recipients: int = Field(default=10, ge=1, le=1000)
+    source: str = "solana/rpc"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("networks"), dict):
+            return data
+        merged: dict[str, Any] = {
+            name: net.model_dump() for name, net in default_networks().items()
+        }
+        for name, fields in data["networks"].items():
+            if isinstance(fields, dict) and name in merged:
+                merged[name] = {**merged[name], **fields}
+            else:
+                merged[name] = fields
+        return {**data, "networks": merged}
+
+    def active_networks(self) -> dict[str, NetworkConfig]:
+        return {name: net for name, net in self.networks.items() if net.enabled and net.addresses()}
+
+
+def make_extractor(cfg: DepinConfig) -> Extract:
+    """The function turning one transaction into payout events for all active networks."""
+    rules = [NetworkRules.from_config(n, c) for n, c in cfg.active_networks().items()]
+    top = cfg.top_recipients
+    source = cfg.source
+
+    def extract(tx: dict[str, Any], observed_at: float) -> list[Event]:
+        parsed = ParsedTx(tx)
+        if parsed.failed:
+            return []
+        events: list[Event] = []
+        sig = signature_of(tx)
+        slot = slot_of(tx)
+        block_time = block_time_of(tx)
+        for net in rules:
+            for p in extract_payouts(parsed, net):
+                events.append(
+                    Event(
+                        id=f"sol:payout:{sig}:{p.mint}",
+                        chain="solana",
+                        source=source,
+                        observed_at=observed_at,
+                        occurred_at=float(block_time) if block_time is not None else observed_at,
+                        position=slot,
+                        payload=DepinPayout(
+                            network=p.network,
+                            token=p.token,
+                            mint=p.mint,
+                            amount=Amount(p.total, p.decimals),
+                            recipient_count=len(p.recipients),
+                            recipients=[Recipient(o, u) for o, u in p.recipients[:top]],
+                            signature=sig,
+                            block_time=block_time,
+                            payout_kind=p.kind,
+                            link=f"https://solscan.io/tx/{sig}",
+                            instruction_units=p.instruction_units,
+                            evidence=p.evidence,
+                        ),
+                    )
+                )
+        return events
+
+    return extract
+
+
+def watched_addresses(cfg: DepinConfig) -> list[str]:
+    return list(dict.fromkeys(a for n in cfg.active_networks().values() for a in n.addresses()))
+
+
+def components(runtime: Runtime, cfg: DepinConfig) -> Sequence[Component]:
+    addresses = watched_addresses(cfg)
+    if not cfg.enabled or not addresses:
+        return []
+    return [tx_collector(runtime, NAME, cfg.source, cfg.rpc, addresses, make_extractor(cfg))]
+
+
+async def state_metrics(runtime: Runtime, cfg: DepinConfig) -> Iterable[Metric]:
+    return await queue_metrics(runtime, NAME)
+
+
+async def status(runtime: Runtime, cfg: DepinConfig) -> dict[str, Any]:
+    queue = SignatureQueue(runtime.redis, runtime.keys, NAME)
+    return {
+        "networks": {
+            name: {
+                "watch": net.addresses(),
+                "tokens": [m.token for m in net.reward_mints],
+                "expected_cadence_s": net.expected_cadence_s,
+            }
+            for name, net in cfg.active_networks().items()
+        },
+        "queue_depth": await queue.depth(),
+        "failed_signatures": await queue.failed(),
+    }
+
+
+PLUGIN = Plugin(
+    name=NAME,
+    role="collectors",
+    section=("collectors", "depin"),
+    config_model=DepinConfig,
+    components=components,
+    state_metrics=state_metrics,
+    status=status,
+    cli=register_cli,
+    description="Solana DePIN reward payouts (Helium, Hivemapper, Nosana, Render, io.net)",
+)

@@ -1,0 +1,104 @@
+"""Fixtures for the Solana collectors: a local JSON-RPC + websocket server, a collector
+wired to it with a real Redis and bus, and reading events back from the stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from convmon.collectors.solana.collector import Extract, SolanaTxCollector
+from convmon.collectors.solana.rpc import RpcSettings
+from convmon.collectors.solana.server import LocalSolanaServer
+from convmon.monitor.bus import EventBus
+from convmon.monitor.clock import ManualClock
+from convmon.monitor.events import Event, decode_event
+from convmon.monitor.health import CollectorHealth
+from convmon.monitor.keys import Keys
+from convmon.monitor.secrets import Secret
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LocalSolanaServer]:
+    srv = LocalSolanaServer()
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.close()
+
+
+def rpc_settings(server: LocalSolanaServer, **overrides: Any) -> RpcSettings:
+    fields: dict[str, Any] = {
+        "http_url": Secret(server.http_url),
+        "ws_url": Secret(server.ws_url),
+        "ping_interval_s": 1.0,
+        "max_retries": 20,
+    }
+    fields.update(overrides)
+    return RpcSettings(**fields)
+
+
+async def read_events(redis: Redis, keys: Keys) -> list[Event]:
+    return [decode_event(f[b"data"]) for _, f in await redis.xrange(keys.events)]
+
+
+MakeCollector = Callable[..., SolanaTxCollector]
+
+
+@pytest.fixture
+def make_collector(
+    server: LocalSolanaServer, redis: Redis, keys: Keys, bus: EventBus, registry: CollectorRegistry
+) -> MakeCollector:
+    def make(
+        name: str, addresses: list[str], extract: Extract, **settings: Any
+    ) -> SolanaTxCollector:
+        clock = ManualClock()
+        health = CollectorHealth(
+            name, redis=redis, keys=keys, bus=bus, clock=clock, registry=registry
+        )
+        return SolanaTxCollector(
+            name,
+            rpc_settings(server, **settings),
+            addresses,
+            extract,
+            redis=redis,
+            keys=keys,
+            bus=bus,
+            clock=clock,
+            health=health,
+            idle_poll_s=0.05,
+        )
+
+    return make
+
+
+@contextlib.asynccontextmanager
+async def running(collector: SolanaTxCollector) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(collector.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def eventually(predicate: Callable[[], Awaitable[bool] | bool], within: float = 30.0) -> None:
+    """Poll until ``predicate`` holds (a bounded wait, not a fixed sleep)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        value = predicate()
+        if not isinstance(value, bool):
+            value = await value
+        if value:
+            return
+        if loop.time() > deadline:
+            raise AssertionError("condition not met within the timeout")
+        await asyncio.sleep(0.02)

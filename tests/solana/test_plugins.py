@@ -1,0 +1,127 @@
+"""Both Solana plugins through the core: config loading with line-aware errors, component
+wiring on a `Runtime`, and the state gauges."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from convmon.collectors.solana import authoring as a
+from convmon.collectors.solana import networks as n
+from convmon.collectors.solana import plugin as depin
+from convmon.collectors.solana import stablecoins as sc
+from convmon.collectors.solana.server import LocalSolanaServer
+from convmon.monitor.app import load_config
+from convmon.monitor.bus import EventBus
+from convmon.monitor.clock import ManualClock
+from convmon.monitor.config import CoreSettings
+from convmon.monitor.keys import Keys
+from convmon.monitor.plugins import Runtime
+from convmon.monitor.yamlfile import FileErrors
+from tests.solana.conftest import eventually, read_events
+
+PLUGINS = [depin.PLUGIN, sc.PLUGIN]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "convmon.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_sections_load_with_defaults_and_overrides(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "collectors:\n"
+        "  depin:\n"
+        "    rpc:\n"
+        "      commitment: finalized\n"
+        "      max_supported_transaction_version: 1\n"
+        "    networks:\n"
+        "      render:\n"
+        "        wallets: [RenderDistributionWallet111111111111111111]\n"
+        "  stablecoins:\n"
+        "    solana:\n"
+        "      tokens:\n"
+        "        USD1: {track: offshore}\n",
+    )
+    loaded = load_config(path, environ={}, plugins=PLUGINS)
+    cfg = loaded.section("depin")
+    assert cfg.rpc.commitment == "finalized"
+    assert "render" in cfg.active_networks()
+    assert cfg.networks["helium"].expected_cadence_s == 86400
+    assert loaded.section("stablecoins_solana").tokens["USD1"].track == "offshore"
+    defaults = load_config(write(tmp_path, "{}\n"), environ={}, plugins=PLUGINS)
+    assert defaults.section("depin").rpc.http_url.reveal().startswith("https://api.mainnet-beta")
+
+
+def test_bad_field_names_the_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "collectors:\n  depin:\n    rpc:\n      commitment: processed\n",
+    )
+    with pytest.raises(FileErrors) as info:
+        load_config(path, environ={}, plugins=PLUGINS)
+    assert any(e.line == 4 for e in info.value.errors)
+
+
+async def test_components_run_on_a_runtime(
+    tmp_path: Path, redis: Redis, keys: Keys, bus: EventBus, registry: CollectorRegistry
+) -> None:
+    async with LocalSolanaServer() as server:
+        rpc = {"http_url": server.http_url, "ws_url": server.ws_url, "ping_interval_s": 1.0}
+        cfg = depin.DepinConfig.model_validate({"rpc": rpc})
+        runtime = Runtime(
+            settings=CoreSettings(),
+            redis=redis,
+            keys=keys,
+            bus=bus,
+            clock=ManualClock(),
+            metrics=registry,
+            instance="test",
+            data_dir=tmp_path,
+        )
+        [component] = depin.PLUGIN.components(runtime, cfg)
+        assert sc.PLUGIN.components(runtime, sc.StablecoinsSolanaConfig(enabled=False)) == []
+        task = asyncio.create_task(component.run())
+        try:
+            await eventually(lambda: server.subscriptions == len(depin.watched_addresses(cfg)))
+            await server.add_transaction(
+                a.helium_distribution("rt", 5, 1_760_000_000, a.wallet("h"), 99)
+            )
+
+            async def paid() -> bool:
+                return any(e.id.startswith("sol:payout:") for e in await read_events(redis, keys))
+
+            await eventually(paid)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        [event] = [e for e in await read_events(redis, keys) if e.id.startswith("sol:payout")]
+        assert event.id == f"sol:payout:{a.signature('rt')}:{n.HNT}"
+        families = list(await depin.state_metrics(runtime, cfg))
+        assert {f.name for f in families} == {
+            "convmon_solana_signature_queue_depth",
+            "convmon_solana_failed_signatures",
+        }
+        status = await depin.status(runtime, cfg)
+        assert status["queue_depth"] == 0 and "helium" in status["networks"]
+
+
+def test_cli_group_is_registered() -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    app = typer.Typer()
+    app.command("noop")(lambda: None)
+    assert depin.PLUGIN.cli is not None
+    depin.PLUGIN.cli(app)
+    result = CliRunner().invoke(app, ["solana", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "requeue-failed" in result.output and "queues" in result.output
