@@ -49,6 +49,7 @@ class Supervisor:
         self.settings = settings
         self.states: dict[str, ComponentState] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
         self._restarts = Counter(
             "convmon_component_restarts",
             "Component restarts after a failure.",
@@ -82,12 +83,20 @@ class Supervisor:
                 state.state, state.since = "stopped", time.time()
                 raise
             except Exception as exc:
+                if self._stopping or _cancel_requested():
+                    # A library turned our cancellation into another error (asyncio's
+                    # timeouts can do that on 3.11): we are stopping, not failing.
+                    state.state, state.since = "stopped", time.time()
+                    return
                 state.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 log.error(
                     "component failed",
                     extra={"component": comp.name, "error": state.last_error},
                     exc_info=True,
                 )
+            if self._stopping:
+                state.state, state.since = "stopped", time.time()
+                return
             if time.monotonic() - started > STABLE_AFTER_S:
                 backoff.reset()
             state.restarts += 1
@@ -97,6 +106,7 @@ class Supervisor:
 
     async def stop(self) -> None:
         """Cancel every component and wait (bounded) for them to finish in-flight work."""
+        self._stopping = True
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -112,8 +122,14 @@ class Supervisor:
         self._tasks.clear()
 
     def snapshot(self) -> list[dict[str, object]]:
+        """State of every component, for the heartbeat and ``/api/v1/status``."""
         return [
             {"name": s.name, "role": s.role, "state": s.state, "restarts": s.restarts,
              "last_error": s.last_error, "since": s.since}
             for s in self.states.values()
         ]
+
+
+def _cancel_requested() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -89,3 +89,33 @@ async def test_supervisor_rejects_duplicate_names() -> None:
     with pytest.raises(ValueError, match="duplicate"):
         sup.start([("collectors", Flaky())])
     await sup.stop()
+
+
+class SwallowsCancel:
+    """Like a client library whose timeout turns a cancellation into its own error."""
+
+    name = "swallower"
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def run(self) -> None:
+        self.runs += 1
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ConnectionError("connection closed") from None
+
+
+async def test_a_cancellation_turned_into_an_error_stops_instead_of_restarting() -> None:
+    sup = Supervisor(
+        SupervisorSettings(restart_backoff_initial_s=0.01, restart_backoff_max_s=0.02,
+                           shutdown_timeout_s=2),
+        CollectorRegistry(),
+    )
+    comp = SwallowsCancel()
+    sup.start([("rules", comp)])
+    await asyncio.sleep(0.05)
+    await sup.stop()
+    assert comp.runs == 1  # not restarted after the stop request
+    assert sup.snapshot()[0]["state"] == "stopped"
