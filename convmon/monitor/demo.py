@@ -100,9 +100,11 @@ def demo_overrides(
         else:
             sections.update(source.config)
     for plugin in config.plugins:
-        if plugin.role != "collectors":
-            continue
-        _set(data, plugin.section, sections.get(plugin.name, {"enabled": False}))
+        if plugin.role == "collectors":
+            _set(data, plugin.section, sections.get(plugin.name, {"enabled": False}))
+        elif plugin.name in sections:
+            # e.g. the compressed payout cadences of the simulated DePIN networks
+            _set(data, plugin.section, sections[plugin.name])
     alerts = config.source.data.get("alerts") or {}
     receivers = alerts.get("receivers") or []
     if not any(r.get("name") == "console" for r in receivers if isinstance(r, dict)):
