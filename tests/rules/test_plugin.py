@@ -112,7 +112,7 @@ async def test_components_metrics_and_status(
     assert alerts == {"firing": 1, "pending": 1}
     aggregates = {m.name for m in await PLUGIN.state_metrics(runtime, cfg)}  # type: ignore[misc]
     assert "convmon_btc_hhi" in aggregates and "convmon_alerts" not in aggregates
-    assert "convmon_stablecoin_peg_deviation_ratio" in families
+    assert "convmon_stablecoin_peg_deviation_ratio" in aggregates
     assert registry.get_sample_value(
         "convmon_rule_evaluations_total", {"rule": "StablecoinLargeMint"}) == 1
 
