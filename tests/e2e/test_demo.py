@@ -35,12 +35,14 @@ def deploy_metric_names() -> set[str]:
 async def exported_names(url: str) -> set[str]:
     async with aiohttp.ClientSession() as s, s.get(url) as r:
         text = await r.text()
+    # A labelled counter that has counted nothing yet is declared (HELP/TYPE) without
+    # samples: it is exported all the same.
     names = set()
     for fam in text_string_to_metric_families(text):
-        for smp in fam.samples:
-            names.add(smp.name)
-            if smp.name.endswith(("_bucket", "_count", "_sum")):
-                names.add(smp.name.rsplit("_", 1)[0])
+        names.add(fam.name)
+        if fam.type == "counter":
+            names.add(f"{fam.name}_total")
+        names.update(smp.name for smp in fam.samples)
     return names
 
 
