@@ -84,9 +84,19 @@ async def running(collector: SolanaTxCollector) -> AsyncIterator[asyncio.Task[No
     try:
         yield task
     finally:
+        await stop(task)
+
+
+async def stop(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel and require a clean stop: a component that ignores cancellation fails here
+    instead of hanging the test run."""
+    for task in tasks:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    _, pending = await asyncio.wait(tasks, timeout=10)
+    assert not pending, f"did not stop within 10 s of cancellation: {pending}"
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
 
 
 async def eventually(predicate: Callable[[], Awaitable[bool] | bool], within: float = 30.0) -> None:

@@ -257,3 +257,18 @@ async def test_idle_drop_without_pings_reconnects_and_resubscribes(
         await server.add_transaction(hivemapper(1), notify=False)  # lands in the gap
         await eventually(lambda: server.ws_connections >= 2)
         await eventually(lambda: _count(redis, keys, 1))
+
+
+async def test_clients_of_one_endpoint_share_its_limits(server: LocalSolanaServer) -> None:
+    from convmon.collectors.solana.rpc import SolanaRpc
+    from tests.solana.conftest import rpc_settings
+
+    settings = rpc_settings(server, method_requests_per_10s=5.0)
+    async with SolanaRpc(settings) as one, SolanaRpc(settings) as two:
+        assert one.limits is two.limits
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(3):  # 6 calls against a bucket of 5 per 10 s: the 6th waits ~2 s
+            await one.get_slot()
+            await two.get_slot()
+        assert loop.time() - started >= 1.5

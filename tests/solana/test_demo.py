@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
@@ -17,7 +16,7 @@ from convmon.monitor.clock import ScaledClock
 from convmon.monitor.events import DepinPayout, StablecoinMint, StablecoinSupply
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
-from tests.solana.conftest import eventually, read_events
+from tests.solana.conftest import eventually, read_events, stop
 
 
 async def test_demo_scenario_flows_through_both_collectors(
@@ -68,6 +67,9 @@ async def test_demo_scenario_flows_through_both_collectors(
     try:
 
         async def scenario_seen() -> bool:
+            for t in tasks:
+                if t.done():
+                    t.result()  # a collector died: show why
             events = await read_events(redis, keys)
             hivemapper = [
                 e
@@ -84,11 +86,7 @@ async def test_demo_scenario_flows_through_both_collectors(
 
         await eventually(scenario_seen, within=60)
     finally:
-        for t in [feeder, *tasks]:
-            t.cancel()
-        for t in [feeder, *tasks]:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await stop(feeder, *tasks)
         await source.close()
     events = await read_events(redis, keys)
     networks = {e.payload.network for e in events if isinstance(e.payload, DepinPayout)}

@@ -4,7 +4,6 @@ wiring on a `Runtime`, and the state gauges."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from convmon.monitor.config import CoreSettings
 from convmon.monitor.keys import Keys
 from convmon.monitor.plugins import Runtime
 from convmon.monitor.yamlfile import FileErrors
-from tests.solana.conftest import eventually, read_events
+from tests.solana.conftest import eventually, read_events, stop
 
 PLUGINS = [depin.PLUGIN, sc.PLUGIN]
 
@@ -100,9 +99,7 @@ async def test_components_run_on_a_runtime(
 
             await eventually(paid)
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop(task)
         [event] = [e for e in await read_events(redis, keys) if e.id.startswith("sol:payout")]
         assert event.id == f"sol:payout:{a.signature('rt')}:{n.HNT}"
         families = list(await depin.state_metrics(runtime, cfg))

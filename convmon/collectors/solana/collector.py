@@ -15,7 +15,6 @@ seen)`` to the last signature seen, stored per address under
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from convmon.collectors.backoff import Backoff
+from convmon.collectors.solana.cancel import honour_cancellation
 from convmon.collectors.solana.errors import (
     MalformedTransaction,
     RpcError,
@@ -129,6 +129,7 @@ class SolanaTxCollector:
     async def _recovery_loop(self) -> None:
         backoff = Backoff(initial=1.0, maximum=60.0)
         while True:
+            honour_cancellation()
             await self._recover.wait()
             self._recover.clear()
             try:
@@ -189,6 +190,7 @@ class SolanaTxCollector:
     async def drain_forever(self) -> None:
         backoff = Backoff(initial=0.5, maximum=30.0)
         while True:
+            honour_cancellation()
             done, stalled = await self.drain_once()
             if stalled:
                 await backoff.wait()
@@ -196,8 +198,13 @@ class SolanaTxCollector:
             backoff.reset()
             if done == 0:
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.idle_poll_s)
+                # asyncio.wait rather than wait_for/timeout: on Python 3.11 those can turn a
+                # cancellation racing with the timeout into TimeoutError, and shutdown hangs.
+                waiter = asyncio.ensure_future(self._wake.wait())
+                try:
+                    await asyncio.wait({waiter}, timeout=self.idle_poll_s)
+                finally:
+                    waiter.cancel()
 
     async def drain_once(self) -> tuple[int, bool]:
         """Fetch and handle one batch in queue order. Returns (signatures finished, stalled):

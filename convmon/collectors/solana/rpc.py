@@ -11,8 +11,9 @@ burst is slowed down, never dropped. A JSON-RPC error object raises `RpcError` (
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import aiohttp
 import msgspec
@@ -55,6 +56,40 @@ class RpcSettings(Model):
     """Signatures to fetch per address on the very first start (0: start from now)."""
 
 
+class EndpointLimits:
+    """The token buckets of one endpoint: per IP and per method.
+
+    Public limits are per client IP, so every `SolanaRpc` of this process talking to the
+    same URL (the DePIN collector, the stablecoin collector, the supply poll) shares one
+    set of buckets (per event loop, since the buckets hold asyncio locks).
+    """
+
+    _shared: ClassVar[
+        weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[tuple[str, float, float], EndpointLimits]
+        ]
+    ] = weakref.WeakKeyDictionary()
+
+    def __init__(self, per_ip_per_10s: float, per_method_per_10s: float) -> None:
+        self.ip = RateLimiter(per_ip_per_10s, 10.0)
+        self.per_method_per_10s = per_method_per_10s
+        self._methods: dict[str, RateLimiter] = {}
+
+    def method(self, name: str) -> RateLimiter:
+        limiter = self._methods.get(name)
+        if limiter is None:
+            limiter = self._methods[name] = RateLimiter(self.per_method_per_10s, 10.0)
+        return limiter
+
+    @classmethod
+    def shared(cls, url: str, per_ip: float, per_method: float) -> EndpointLimits:
+        by_endpoint = cls._shared.setdefault(asyncio.get_running_loop(), {})
+        key = (url, per_ip, per_method)
+        if key not in by_endpoint:
+            by_endpoint[key] = cls(per_ip, per_method)
+        return by_endpoint[key]
+
+
 class _Response(msgspec.Struct):
     jsonrpc: str = "2.0"
     id: Any = None
@@ -80,8 +115,7 @@ class SolanaRpc:
         self._url = settings.http_url.reveal()
         self._session = session
         self._own_session = session is None
-        self._ip_limiter = RateLimiter(settings.requests_per_10s, 10.0)
-        self._method_limiters: dict[str, RateLimiter] = {}
+        self._limits: EndpointLimits | None = None
         self._on_rate_limited = on_rate_limited
         self._next_id = 0
         self.rate_limited = 0
@@ -98,16 +132,20 @@ class SolanaRpc:
             await self._session.close()
         self._session = None
 
+    @property
+    def limits(self) -> EndpointLimits:
+        if self._limits is None:
+            self._limits = EndpointLimits.shared(
+                self._url, self.settings.requests_per_10s, self.settings.method_requests_per_10s
+            )
+        return self._limits
+
     def _limiter(self, method: str) -> RateLimiter:
-        limiter = self._method_limiters.get(method)
-        if limiter is None:
-            limiter = RateLimiter(self.settings.method_requests_per_10s, 10.0)
-            self._method_limiters[method] = limiter
-        return limiter
+        return self.limits.method(method)
 
     def _pause(self, method: str, seconds: float) -> None:
         self.rate_limited += 1
-        self._ip_limiter.pause(seconds)
+        self.limits.ip.pause(seconds)
         self._limiter(method).pause(seconds)
         if self._on_rate_limited is not None:
             self._on_rate_limited(seconds)
@@ -123,7 +161,7 @@ class SolanaRpc:
         while True:
             attempt += 1
             await self._limiter(method).acquire()
-            await self._ip_limiter.acquire()
+            await self.limits.ip.acquire()
             self._next_id += 1
             body = _encode(
                 {"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params or []}

@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client.metrics_core import Metric
 from pydantic import Field, model_validator
 
+from convmon.collectors.solana.cancel import honour_cancellation
 from convmon.collectors.solana.collector import Extract
 from convmon.collectors.solana.common import health_for, queue_metrics, tx_collector
 from convmon.collectors.solana.errors import RpcError, RpcTransportError
@@ -189,6 +190,7 @@ class SupplyPoller:
     async def run(self) -> None:
         try:
             while True:
+                honour_cancellation()
                 await self.poll_once()
                 await self.clock.sleep(self.cfg.supply_interval_s)
         finally:

@@ -21,6 +21,7 @@ import aiohttp
 import msgspec
 
 from convmon.collectors.backoff import Backoff
+from convmon.collectors.solana.cancel import honour_cancellation
 from convmon.collectors.solana.errors import SolanaCollectorError
 from convmon.monitor.health import CollectorHealth
 
@@ -64,6 +65,7 @@ class LogsSubscriber:
     async def run(self) -> None:
         async with aiohttp.ClientSession() as session:
             while True:
+                honour_cancellation()
                 try:
                     await self._session(session)
                     detail = "websocket closed by server"
@@ -93,6 +95,7 @@ class LogsSubscriber:
                 )
             by_subscription: dict[int, str] = {}
             async for msg in ws:
+                honour_cancellation()
                 if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                     break
                 try:
@@ -112,8 +115,10 @@ class LogsSubscriber:
                         await self.health.connected(f"subscribed to {len(by_subscription)}")
                         self.backoff.reset()
                         await self.on_connected()
+                        honour_cancellation()
                     continue
                 await self._notification(frame, by_subscription)
+                honour_cancellation()
 
     async def _notification(self, frame: dict[str, Any], subs: dict[int, str]) -> None:
         if frame.get("method") != "logsNotification":
