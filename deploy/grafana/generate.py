@@ -181,6 +181,12 @@ def stablecoin_flows() -> dash.Dashboard:
         .with_panel(time_series(ids, "Supply", [q(
             "max by (token, chain) (convmon_stablecoin_supply_tokens)",
             "{{token}} {{chain}}")], unit="currencyUSD"))
+        .with_panel(time_series(ids, "Supply drift (reported change minus mints and burns seen)",
+            [q("max by (token, chain) (convmon_stablecoin_supply_drift_tokens)",
+               "{{token}} {{chain}}")],
+            width=24,
+            description="0 when every mint and burn was seen; anything else is a missed "
+            "event or an issuance path convmon does not decode."))
         .with_panel(pie(ids, "Minted by track (regulated / offshore / machine-native)", q(
             f"max by (track) (convmon_stablecoin_track_share_ratio{{{w}}})", "{{track}}"),
             unit="percentunit"))

@@ -24,6 +24,7 @@ CONTRACT_NAMES = {
     "convmon_btc_block_fees_sats", "convmon_btc_block_subsidy_sats",
     "convmon_stablecoin_minted_tokens_total", "convmon_stablecoin_burned_tokens_total",
     "convmon_stablecoin_net_issuance_tokens", "convmon_stablecoin_supply_tokens",
+    "convmon_stablecoin_supply_drift_tokens",
     "convmon_stablecoin_track_share_ratio", "convmon_stablecoin_last_event_timestamp_seconds",
     "convmon_depin_paid_tokens_total", "convmon_depin_payout_transactions_total",
     "convmon_depin_window_paid_tokens", "convmon_depin_recipients",
@@ -64,6 +65,7 @@ async def test_every_contract_metric_is_produced(make_store: MakeStore, clock: M
         f.price("BTC", 90_000.0, t), f.price("USDT", 0.999, t), f.price("HNT", 3.0, t),
         f.mint("USDT", 10**12, t, track="offshore"), f.mint("USDT", 10**11, t, burn=True),
         f.supply("USDT", 10**15, t),
+        f.supply("USDT", 10**15 + 10**12, t + 60),  # a second sample: drift is known
         f.payout("helium", "HNT", 10**9, t, ["a", "b"]),
     ]
     await store.apply(events)

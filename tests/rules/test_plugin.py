@@ -133,7 +133,7 @@ def test_rules_list_and_test_commands(tmp_path: Path, redis_url: str) -> None:
     passed = runner.invoke(cli(), ["rules", "test", "--config", str(cfg),
                                    str(PACK_DIR / "tests" / "stablecoins.yaml")])
     assert passed.exit_code == 0, passed.output
-    assert "3 passed, 0 failed" in passed.output
+    assert "4 passed, 0 failed" in passed.output
     failing = tmp_path / "failing.yaml"
     failing.write_text("""\
 tests:

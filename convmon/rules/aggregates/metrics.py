@@ -123,6 +123,10 @@ def _stablecoin(sc: dict[str, Any], cfg: AggregatesConfig) -> list[Metric]:
                  ["token", "chain", "window"])
     supply = _gauge("convmon_stablecoin_supply_tokens", "Total supply reported by the chain.",
                     ["token", "chain"])
+    drift = _gauge("convmon_stablecoin_supply_drift_tokens",
+                   "Change of reported supply between the last two samples minus the net "
+                   "issuance convmon saw in between (0 when no mint or burn was missed).",
+                   ["token", "chain"])
     share = _gauge("convmon_stablecoin_track_share_ratio",
                    "Share of each track in USD issuance over a window.", ["track", "window"])
     last = _gauge("convmon_stablecoin_last_event_timestamp_seconds",
@@ -135,13 +139,15 @@ def _stablecoin(sc: dict[str, Any], cfg: AggregatesConfig) -> list[Metric]:
             net.add_metric([*labels, w], t[f"net_{w}"])
         if t["supply"] is not None:
             supply.add_metric(labels, t["supply"])
+        if t["supply_drift"] is not None:
+            drift.add_metric(labels, t["supply_drift"])
     for track, v in sorted(sc["tracks"].items()):
         for w in cfg.time_windows:
             share.add_metric([track, w], v[f"share_{w}"])
     for chain, ts in sc["last_event_time"].items():
         if ts is not None:
             last.add_metric([chain], ts)
-    return [minted, burned, net, supply, share, last]
+    return [minted, burned, net, supply, drift, share, last]
 
 
 def _depin(dp: dict[str, Any], cfg: AggregatesConfig) -> list[Metric]:
