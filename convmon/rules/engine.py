@@ -20,7 +20,7 @@ import time
 from collections import Counter as KindCounter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import cel
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -49,6 +49,15 @@ class AggregateSource(Protocol):
     async def snapshot(self, roots: Collection[str]) -> dict[str, Any]: ...
 
     async def event_context(self, event: Event) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class FusedAggregateSource(AggregateSource, Protocol):
+    """A source that can apply a batch and snapshot the result in one round trip."""
+
+    async def apply_and_snapshot(
+        self, events: Sequence[Event], roots: Collection[str]
+    ) -> tuple[list[bool], dict[str, Any]]: ...
 
 
 class RuleMetrics:
@@ -110,6 +119,7 @@ class RuleEngine:
                 self._event_rules_by_kind.setdefault(kind, []).append(rule)
         self._state_rule_kinds = {r.name: r.on for r in self._state_rules}
         self._event_rules_read_roots = any(r.program.roots for r in self._event_rules)
+        self._fused = aggregates if isinstance(aggregates, FusedAggregateSource) else None
         # Every rule's series exists from the start, at zero (children cached: labels()
         # costs more than the increment).
         self._evaluations = {r.name: metrics.evaluations.labels(r.name) for r in rules.rules}
@@ -129,12 +139,26 @@ class RuleEngine:
             return
         now = self.clock.now()
         rnd = _Round()
-        applying = asyncio.ensure_future(self.aggregates.apply(events))
-        try:
-            await self._observe_events(events, now, rnd)
-        finally:
-            changed = await applying
-        await self._evaluate_state(events, changed, now, rnd)
+        relevant = self._relevant({e.kind for e in events})
+        fused = self._fused
+        snap: dict[str, Any] | None = None
+        if fused is not None:
+            # The state rules' snapshot rides in the apply pipeline (it reads after the
+            # script ran): one round trip fewer per batch.
+            applying_snap = asyncio.ensure_future(
+                fused.apply_and_snapshot(events, self._roots(relevant))
+            )
+            try:
+                await self._observe_events(events, now, rnd)
+            finally:
+                changed, snap = await applying_snap
+        else:
+            applying = asyncio.ensure_future(self.aggregates.apply(events))
+            try:
+                await self._observe_events(events, now, rnd)
+            finally:
+                changed = await applying
+        await self._evaluate_state(events, changed, now, rnd, snap)
 
     async def evaluate_batch(self, events: Sequence[Event], changed: Sequence[bool]) -> None:
         """Evaluate a batch the aggregates already applied (``changed`` as apply said)."""
@@ -143,20 +167,32 @@ class RuleEngine:
         await self._observe_events(events, now, rnd)
         await self._evaluate_state(events, changed, now, rnd)
 
-    async def _evaluate_state(
-        self, events: Sequence[Event], changed: Sequence[bool], now: float, rnd: _Round
-    ) -> None:
-        new_kinds = KindCounter(e.kind for e, c in zip(events, changed, strict=True) if c)
-        kinds = {e.kind for e in events}
+    def _relevant(self, kinds: set[str]) -> list[Rule]:
         on = self._state_rule_kinds
-        relevant = [r for r in self._state_rules if on[r.name] & kinds]
+        return [r for r in self._state_rules if on[r.name] & kinds]
+
+    @staticmethod
+    def _roots(rules: Sequence[Rule]) -> list[str]:
+        roots: set[str] = set()
+        for rule in rules:
+            roots |= rule.program.roots
+        return sorted(roots)
+
+    async def _evaluate_state(
+        self, events: Sequence[Event], changed: Sequence[bool], now: float, rnd: _Round,
+        snap: dict[str, Any] | None = None,
+    ) -> None:
+        """``snap``: the relevant rules' snapshot when the caller already read it."""
+        new_kinds = KindCounter(e.kind for e, c in zip(events, changed, strict=True) if c)
+        on = self._state_rule_kinds
+        relevant = self._relevant({e.kind for e in events})
         # Which instances are live does not depend on this round's evaluation: read it
         # while evaluating (a stale read only defers a resolution to the next round).
         live = asyncio.ensure_future(self.store.live([r.name for r in relevant]))
         try:
             if relevant:
                 counts = {r.name: sum(new_kinds[k] for k in on[r.name]) for r in relevant}
-                await self._observe_state_rules(relevant, now, rnd, counts)
+                await self._observe_state_rules(relevant, now, rnd, counts, snap)
         finally:
             live_sets = await live
         await self._reconcile(rnd, now, live_sets)
@@ -207,10 +243,8 @@ class RuleEngine:
             await self.store.forget_rule(name)
 
     async def _snapshot(self, rules: Sequence[Rule]) -> dict[str, Any]:
-        roots: set[str] = set()
-        for rule in rules:
-            roots |= rule.program.roots
-        return await self.aggregates.snapshot(sorted(roots)) if roots else {}
+        roots = self._roots(rules)
+        return await self.aggregates.snapshot(roots) if roots else {}
 
     async def _observe_state_rules(
         self, rules: Sequence[Rule], now: float, rnd: _Round, counts: Mapping[str, int],
