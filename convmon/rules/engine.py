@@ -139,7 +139,9 @@ class RuleEngine:
             return
         now = self.clock.now()
         rnd = _Round()
-        relevant = self._relevant({e.kind for e in events})
+        # `Event.kind` is a property: read it once per event, not once per use.
+        kinds = [e.kind for e in events]
+        relevant = self._relevant(set(kinds))
         fused = self._fused
         snap: dict[str, Any] | None = None
         if fused is not None:
@@ -149,23 +151,24 @@ class RuleEngine:
                 fused.apply_and_snapshot(events, self._roots(relevant))
             )
             try:
-                await self._observe_events(events, now, rnd)
+                await self._observe_events(events, kinds, now, rnd)
             finally:
                 changed, snap = await applying_snap
         else:
             applying = asyncio.ensure_future(self.aggregates.apply(events))
             try:
-                await self._observe_events(events, now, rnd)
+                await self._observe_events(events, kinds, now, rnd)
             finally:
                 changed = await applying
-        await self._evaluate_state(events, changed, now, rnd, snap)
+        await self._evaluate_state(kinds, changed, now, rnd, snap)
 
     async def evaluate_batch(self, events: Sequence[Event], changed: Sequence[bool]) -> None:
         """Evaluate a batch the aggregates already applied (``changed`` as apply said)."""
         now = self.clock.now()
         rnd = _Round()
-        await self._observe_events(events, now, rnd)
-        await self._evaluate_state(events, changed, now, rnd)
+        kinds = [e.kind for e in events]
+        await self._observe_events(events, kinds, now, rnd)
+        await self._evaluate_state(kinds, changed, now, rnd)
 
     def _relevant(self, kinds: set[str]) -> list[Rule]:
         on = self._state_rule_kinds
@@ -179,13 +182,14 @@ class RuleEngine:
         return sorted(roots)
 
     async def _evaluate_state(
-        self, events: Sequence[Event], changed: Sequence[bool], now: float, rnd: _Round,
+        self, kinds: Sequence[str], changed: Sequence[bool], now: float, rnd: _Round,
         snap: dict[str, Any] | None = None,
     ) -> None:
-        """``snap``: the relevant rules' snapshot when the caller already read it."""
-        new_kinds = KindCounter(e.kind for e, c in zip(events, changed, strict=True) if c)
+        """``kinds``: the batch's event kinds, in order; ``snap``: the relevant rules'
+        snapshot when the caller already read it."""
+        new_kinds = KindCounter(k for k, c in zip(kinds, changed, strict=True) if c)
         on = self._state_rule_kinds
-        relevant = self._relevant({e.kind for e in events})
+        relevant = self._relevant(set(kinds))
         # Which instances are live does not depend on this round's evaluation: read it
         # while evaluating (a stale read only defers a resolution to the next round).
         live = asyncio.ensure_future(self.store.live([r.name for r in relevant]))
@@ -275,9 +279,13 @@ class RuleEngine:
                                   count=counts.get(rule.name, 0))
                 observed[obs.fingerprint] = obs
 
-    async def _observe_events(self, events: Sequence[Event], now: float, rnd: _Round) -> None:
+    async def _observe_events(
+        self, events: Sequence[Event], kinds: Sequence[str], now: float, rnd: _Round
+    ) -> None:
         by_kind = self._event_rules_by_kind
-        matching = [(e, by_kind[e.kind]) for e in events if e.kind in by_kind]
+        matching = [
+            (e, by_kind[k]) for e, k in zip(events, kinds, strict=True) if k in by_kind
+        ]
         if not matching:
             return
         roots: set[str] = set()
