@@ -1,10 +1,21 @@
 """Rule engine throughput and latency, beside the bus ceiling measured in the same run.
 
-1. Throughput: N events of a realistic mix (market ticks, stablecoin mints/burns, DePIN
-   payouts, collector statuses, bitcoin blocks) are published, then ONE rules worker
-   consumes them: aggregates (Lua) → default rule pack (CEL) → transitions (Lua, outbox).
-   Beside it: the same N consumed with a no-op handler (the bus ceiling) and with the
-   aggregates alone (no rules), and the ratios.
+Two event mixes, both measured and printed:
+- realistic (the headline figure): per 100 events 60 market prices, 25 stablecoin
+  mints/burns, 11 DePIN payouts, 4 collector statuses, and ONE bitcoin block per
+  ``REALISTIC_BLOCK_EVERY`` (100,000) events. Bitcoin gives one block per ~10 minutes
+  while prices, payouts and mints stream continuously: at 1,000 events/s that is one
+  block per 600,000 events, so one per 100,000 still overstates blocks six-fold. A batch
+  without a block does not touch the block windows, and the bitcoin/miner rules (which
+  read them) are not evaluated for it, as in production.
+- pessimistic (the figure this bench printed before): the same but with a block every
+  100 events (1%), so nearly every 500-event batch carries a block and evaluates the
+  bitcoin and miner rules too. Kept so the worst case stays visible.
+
+1. Throughput: N events of a mix are published, then ONE rules worker consumes them:
+   aggregates (Lua) → default rule pack (CEL) → transitions (Lua, outbox). Beside it:
+   the same N consumed with a no-op handler (the bus ceiling) and with the aggregates
+   alone (no rules), and the ratios.
 2. Latency at a steady 1,000 events/s from a separate publisher process: publish →
    handler done (the batch's transitions are in the outbox by then), p50/p99; beside it
    the same for the no-op handler.
@@ -51,14 +62,19 @@ TOKENS = [("USDT", "ethereum", "offshore"), ("USDC", "ethereum", "regulated"),
           ("USDC", "solana", "regulated"), ("USD1", "ethereum", "machine-native"),
           ("PYUSD", "solana", "regulated")]
 NETWORKS = [("helium", "HNT", 8), ("hivemapper", "HONEY", 9), ("nosana", "NOS", 6)]
+REALISTIC_BLOCK_EVERY = 100_000
+PESSIMISTIC_BLOCK_EVERY = 100
 POOLS = ["foundryusa", "antpool", "foundryusa", "viabtc", "f2pool", "antpool", "marapool",
          "spiderpool", "luxor", "unknown"]
 
 
-def make_event(i: int, t: float, run: str) -> Event:
-    """The i-th event of the mix (per 100: 60 prices, 25 mints/burns, 10 payouts,
-    4 statuses, 1 block)."""
+def make_event(i: int, t: float, run: str, block_every: int = REALISTIC_BLOCK_EVERY) -> Event:
+    """The i-th event of the mix: per 100, 60 prices, 25 mints/burns, 10 payouts,
+    4 statuses, and in the last slot a block when ``i % block_every == 99`` (the first
+    block comes early, so even a short run has one), else one more payout."""
     slot = i % 100
+    if slot == 99 and i % block_every != 99:
+        slot = 90
     env = {"observed_at": t, "occurred_at": t, "source": "bench"}
     if slot < 60:
         sym, base = SYMBOLS[i % len(SYMBOLS)]
@@ -87,7 +103,7 @@ def make_event(i: int, t: float, run: str) -> Event:
         name = ["bitcoin", "market", "depin", "stablecoins_ethereum"][i % 4]
         return Event(id=f"collector:{name}:{run}:{i}", chain="convmon", position=i,
                      payload=CollectorStatus(collector=name, connected=True), **env)  # type: ignore[arg-type]
-    height = 900_000 + i // 100
+    height = 900_000 + i // block_every
     return Event(id=f"btc:block:{run}:{height}", chain="bitcoin", position=height,
                  payload=BitcoinBlock(height=height, hash=f"{run}{height}",
                                       prev_hash=f"{run}{height - 1}", timestamp=int(t),
@@ -142,13 +158,13 @@ async def apply_only_handler(redis: Redis, keys: Keys) -> Handler:
     return handle
 
 
-async def throughput(url: str, n: int, with_engine: bool, apply_only: bool = False
-                     ) -> tuple[float, int]:
+async def throughput(url: str, n: int, with_engine: bool, apply_only: bool = False,
+                     block_every: int = REALISTIC_BLOCK_EVERY) -> tuple[float, int]:
     redis = Redis.from_url(url)
     keys = Keys(f"benchrules{uuid.uuid4().hex[:8]}")
     bus = EventBus(redis, keys, BusSettings(maxlen=10_000_000), BusMetrics(CollectorRegistry()))
     now = time.time()
-    events = [make_event(i, now - (n - i) * 0.01, keys.prefix) for i in range(n)]
+    events = [make_event(i, now - (n - i) * 0.01, keys.prefix, block_every) for i in range(n)]
     for i in range(0, n, 1000):
         await bus.publish(events[i : i + 1000])
     handler: Handler = noop
@@ -163,7 +179,7 @@ async def throughput(url: str, n: int, with_engine: bool, apply_only: bool = Fal
     return rate, transitions
 
 
-def publisher_proc(url: str, prefix: str, rate: int, seconds: float) -> None:
+def publisher_proc(url: str, prefix: str, rate: int, seconds: float, block_every: int) -> None:
     async def main() -> None:
         redis = Redis.from_url(url)
         bus = EventBus(redis, Keys(prefix), BusSettings(maxlen=10_000_000),
@@ -173,7 +189,8 @@ def publisher_proc(url: str, prefix: str, rate: int, seconds: float) -> None:
         i = 0
         while time.perf_counter() - start < seconds:
             t = time.time()
-            await bus.publish([make_event(i + k, t, prefix) for k in range(per_tick)])
+            await bus.publish([make_event(i + k, t, prefix, block_every)
+                               for k in range(per_tick)])
             i += per_tick
             due = start + (i / per_tick) * tick
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
@@ -182,7 +199,8 @@ def publisher_proc(url: str, prefix: str, rate: int, seconds: float) -> None:
     asyncio.run(main())
 
 
-async def latency(url: str, rate: int, seconds: float, with_engine: bool) -> list[float]:
+async def latency(url: str, rate: int, seconds: float, with_engine: bool,
+                  block_every: int = REALISTIC_BLOCK_EVERY) -> list[float]:
     redis = Redis.from_url(url)
     keys = Keys(f"benchrules{uuid.uuid4().hex[:8]}")
     bus = EventBus(redis, keys, BusSettings(maxlen=10_000_000, block_ms=5),
@@ -200,7 +218,7 @@ async def latency(url: str, rate: int, seconds: float, with_engine: bool) -> lis
     consumer = bus.consumer("rules", "bench", timed)
     await consumer.ensure_group()
     proc = mp.get_context("fork").Process(target=publisher_proc,
-                                          args=(url, keys.prefix, rate, seconds))
+                                          args=(url, keys.prefix, rate, seconds, block_every))
     proc.start()
     while proc.is_alive():
         await consumer.step(block_ms=5)
@@ -236,28 +254,38 @@ async def main() -> None:
     n = 10_000 if args.quick else 50_000
     seconds = 5.0 if args.quick else 20.0
 
+    print(f"events: {n}; default pack: {len(load_rules([]).rules)} rules")
     bus_rate, _ = await throughput(args.url, n, with_engine=False)
-    apply_rate, _ = await throughput(args.url, n, with_engine=False, apply_only=True)
-    rule_rate, transitions = await throughput(args.url, n, with_engine=True)
-    print(f"events: {n} (mix per 100: 60 prices, 25 mints/burns, 10 payouts, 4 statuses, "
-          f"1 block); default pack: {len(load_rules([]).rules)} rules")
     print(f"bus ceiling (publish→consume→ack, no-op handler): {bus_rate:,.0f} events/s")
-    print(f"aggregates only (consume→aggregates, no rules):  {apply_rate:,.0f} events/s  "
-          f"ratio to bus ceiling {apply_rate / bus_rate:.2f}")
-    print(f"rules worker (consume→aggregates→rules→outbox):  {rule_rate:,.0f} events/s "
-          f"({transitions} transitions)  ratio to bus ceiling {rule_rate / bus_rate:.2f}")
-    print(f"  target ≥ 20,000 events/s per worker: {'met' if rule_rate >= 20_000 else 'NOT met'}")
+    headline = 0.0
+    for mix, every in (("realistic", REALISTIC_BLOCK_EVERY),
+                       ("pessimistic", PESSIMISTIC_BLOCK_EVERY)):
+        apply_rate, _ = await throughput(args.url, n, with_engine=False, apply_only=True,
+                                         block_every=every)
+        rule_rate, transitions = await throughput(args.url, n, with_engine=True,
+                                                  block_every=every)
+        headline = headline or rule_rate
+        print(f"[{mix} mix: a block every {every:,} events]")
+        print(f"  aggregates only (consume→aggregates, no rules):  {apply_rate:,.0f} events/s  "
+              f"ratio to bus ceiling {apply_rate / bus_rate:.2f}")
+        print(f"  rules worker (consume→aggregates→rules→outbox):  {rule_rate:,.0f} events/s "
+              f"({transitions} transitions)  ratio to bus ceiling {rule_rate / bus_rate:.2f}")
+    print(f"  target ≥ 20,000 events/s per worker (realistic mix): "
+          f"{'met' if headline >= 20_000 else 'NOT met'}")
 
     bus_lat = await latency(args.url, 1000, seconds, with_engine=False)
-    rule_lat = await latency(args.url, 1000, seconds, with_engine=True)
-    for name, lat in (("bus (no-op handler)", bus_lat), ("rules worker", rule_lat)):
-        print(f"latency publish→handled at 1,000 events/s, {name}: "
-              f"p50 {pct(lat, 0.5) * 1000:.1f} ms, p99 {pct(lat, 0.99) * 1000:.1f} ms "
-              f"({len(lat)} samples)")
-    p99 = pct(rule_lat, 0.99)
-    print(f"  ratio p99 rules/bus {p99 / pct(bus_lat, 0.99):.1f}; target p99 < 25 ms: "
-          f"{'met' if p99 < 0.025 else 'NOT met'}")
-
+    bus_p99 = pct(bus_lat, 0.99)
+    print(f"latency publish→handled at 1,000 events/s, bus (no-op handler): "
+          f"p50 {pct(bus_lat, 0.5) * 1000:.1f} ms, p99 {bus_p99 * 1000:.1f} ms "
+          f"({len(bus_lat)} samples)")
+    for mix, every in (("realistic", REALISTIC_BLOCK_EVERY),
+                       ("pessimistic", PESSIMISTIC_BLOCK_EVERY)):
+        lat = await latency(args.url, 1000, seconds, with_engine=True, block_every=every)
+        p99 = pct(lat, 0.99)
+        print(f"latency publish→handled at 1,000 events/s, rules worker, {mix} mix: "
+              f"p50 {pct(lat, 0.5) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms "
+              f"({len(lat)} samples)  ratio p99 rules/bus {p99 / bus_p99:.1f}; "
+              f"target p99 < 25 ms: {'met' if p99 < 0.025 else 'NOT met'}")
 
 if __name__ == "__main__":
     asyncio.run(main())

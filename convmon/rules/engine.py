@@ -20,7 +20,7 @@ import time
 from collections import Counter as KindCounter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import cel
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -49,6 +49,15 @@ class AggregateSource(Protocol):
     async def snapshot(self, roots: Collection[str]) -> dict[str, Any]: ...
 
     async def event_context(self, event: Event) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class FusedAggregateSource(AggregateSource, Protocol):
+    """A source that can apply a batch and snapshot the result in one round trip."""
+
+    async def apply_and_snapshot(
+        self, events: Sequence[Event], roots: Collection[str]
+    ) -> tuple[list[bool], dict[str, Any]]: ...
 
 
 class RuleMetrics:
@@ -110,6 +119,7 @@ class RuleEngine:
                 self._event_rules_by_kind.setdefault(kind, []).append(rule)
         self._state_rule_kinds = {r.name: r.on for r in self._state_rules}
         self._event_rules_read_roots = any(r.program.roots for r in self._event_rules)
+        self._fused = aggregates if isinstance(aggregates, FusedAggregateSource) else None
         # Every rule's series exists from the start, at zero (children cached: labels()
         # costs more than the increment).
         self._evaluations = {r.name: metrics.evaluations.labels(r.name) for r in rules.rules}
@@ -129,34 +139,64 @@ class RuleEngine:
             return
         now = self.clock.now()
         rnd = _Round()
-        applying = asyncio.ensure_future(self.aggregates.apply(events))
-        try:
-            await self._observe_events(events, now, rnd)
-        finally:
-            changed = await applying
-        await self._evaluate_state(events, changed, now, rnd)
+        # `Event.kind` is a property: read it once per event, not once per use.
+        kinds = [e.kind for e in events]
+        relevant = self._relevant(set(kinds))
+        fused = self._fused
+        snap: dict[str, Any] | None = None
+        if fused is not None:
+            # The state rules' snapshot rides in the apply pipeline (it reads after the
+            # script ran): one round trip fewer per batch.
+            applying_snap = asyncio.ensure_future(
+                fused.apply_and_snapshot(events, self._roots(relevant))
+            )
+            try:
+                await self._observe_events(events, kinds, now, rnd)
+            finally:
+                changed, snap = await applying_snap
+        else:
+            applying = asyncio.ensure_future(self.aggregates.apply(events))
+            try:
+                await self._observe_events(events, kinds, now, rnd)
+            finally:
+                changed = await applying
+        await self._evaluate_state(kinds, changed, now, rnd, snap)
 
     async def evaluate_batch(self, events: Sequence[Event], changed: Sequence[bool]) -> None:
         """Evaluate a batch the aggregates already applied (``changed`` as apply said)."""
         now = self.clock.now()
         rnd = _Round()
-        await self._observe_events(events, now, rnd)
-        await self._evaluate_state(events, changed, now, rnd)
+        kinds = [e.kind for e in events]
+        await self._observe_events(events, kinds, now, rnd)
+        await self._evaluate_state(kinds, changed, now, rnd)
+
+    def _relevant(self, kinds: set[str]) -> list[Rule]:
+        on = self._state_rule_kinds
+        return [r for r in self._state_rules if on[r.name] & kinds]
+
+    @staticmethod
+    def _roots(rules: Sequence[Rule]) -> list[str]:
+        roots: set[str] = set()
+        for rule in rules:
+            roots |= rule.program.roots
+        return sorted(roots)
 
     async def _evaluate_state(
-        self, events: Sequence[Event], changed: Sequence[bool], now: float, rnd: _Round
+        self, kinds: Sequence[str], changed: Sequence[bool], now: float, rnd: _Round,
+        snap: dict[str, Any] | None = None,
     ) -> None:
-        new_kinds = KindCounter(e.kind for e, c in zip(events, changed, strict=True) if c)
-        kinds = {e.kind for e in events}
+        """``kinds``: the batch's event kinds, in order; ``snap``: the relevant rules'
+        snapshot when the caller already read it."""
+        new_kinds = KindCounter(k for k, c in zip(kinds, changed, strict=True) if c)
         on = self._state_rule_kinds
-        relevant = [r for r in self._state_rules if on[r.name] & kinds]
+        relevant = self._relevant(set(kinds))
         # Which instances are live does not depend on this round's evaluation: read it
         # while evaluating (a stale read only defers a resolution to the next round).
         live = asyncio.ensure_future(self.store.live([r.name for r in relevant]))
         try:
             if relevant:
                 counts = {r.name: sum(new_kinds[k] for k in on[r.name]) for r in relevant}
-                await self._observe_state_rules(relevant, now, rnd, counts)
+                await self._observe_state_rules(relevant, now, rnd, counts, snap)
         finally:
             live_sets = await live
         await self._reconcile(rnd, now, live_sets)
@@ -207,10 +247,8 @@ class RuleEngine:
             await self.store.forget_rule(name)
 
     async def _snapshot(self, rules: Sequence[Rule]) -> dict[str, Any]:
-        roots: set[str] = set()
-        for rule in rules:
-            roots |= rule.program.roots
-        return await self.aggregates.snapshot(sorted(roots)) if roots else {}
+        roots = self._roots(rules)
+        return await self.aggregates.snapshot(roots) if roots else {}
 
     async def _observe_state_rules(
         self, rules: Sequence[Rule], now: float, rnd: _Round, counts: Mapping[str, int],
@@ -241,9 +279,13 @@ class RuleEngine:
                                   count=counts.get(rule.name, 0))
                 observed[obs.fingerprint] = obs
 
-    async def _observe_events(self, events: Sequence[Event], now: float, rnd: _Round) -> None:
+    async def _observe_events(
+        self, events: Sequence[Event], kinds: Sequence[str], now: float, rnd: _Round
+    ) -> None:
         by_kind = self._event_rules_by_kind
-        matching = [(e, by_kind[e.kind]) for e in events if e.kind in by_kind]
+        matching = [
+            (e, by_kind[k]) for e, k in zip(events, kinds, strict=True) if k in by_kind
+        ]
         if not matching:
             return
         roots: set[str] = set()

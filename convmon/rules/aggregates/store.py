@@ -35,6 +35,7 @@ from typing import Any
 import msgspec
 from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from convmon.monitor.clock import Clock
@@ -59,6 +60,18 @@ EVENTS_PER_CALL = 1000
 PRICE_CACHE_S = 1.0
 """`event_context` reuses prices read within this many seconds (apply refreshes them)."""
 DAY_S = 86_400
+
+
+class _SnapshotPlan:
+    """One snapshot's roots, time, and where each of its reads lands in the replies."""
+
+    def __init__(self, wanted: set[str], now: float) -> None:
+        self.wanted = wanted
+        self.now = now
+        self.day = int(now // DAY_S)
+        self.need_btc = bool(wanted & {"btc", "miner"})
+        self.need_prices = bool(wanted & {"stablecoin", "depin", "market", "miner"})
+        self.slots: dict[str, int] = {}
 
 
 class AggregateError(ValueError):
@@ -136,6 +149,36 @@ class AggregateStore:
         if not encoded:
             return results
         flags = await self._eval_batches(encoded)
+        self._check_flags(events, index, flags, results)
+        return results
+
+    async def apply_and_snapshot(
+        self, events: Sequence[Event], roots: Collection[str]
+    ) -> tuple[list[bool], dict[str, Any]]:
+        """`apply`, then `snapshot` of ``roots`` (none when empty) of the state it left,
+        in one pipeline: one round trip fewer per batch than the two calls."""
+        if not roots:
+            return await self.apply(events), {}
+        plan = self._plan_snapshot(roots)
+        results = [False] * len(events)
+        encoded: list[str] = []
+        index: list[int] = []
+        for i, event in enumerate(events):
+            args = encode(event, self._entities)
+            if args is not None:
+                encoded.append(args)
+                index.append(i)
+        if encoded:
+            flags, replies = await self._eval_batches_then(encoded, plan)
+            self._check_flags(events, index, flags, results)
+        else:
+            replies = await self._run_snapshot(plan)
+        return results, await self._finish_snapshot(plan, replies)
+
+    @staticmethod
+    def _check_flags(
+        events: Sequence[Event], index: list[int], flags: list[int], results: list[bool]
+    ) -> None:
         failed: list[str] = []
         for i, flag in zip(index, flags, strict=True):
             results[i] = flag > 0
@@ -146,27 +189,42 @@ class AggregateStore:
                 f"{len(failed)} event(s) could not be applied (the others were): "
                 + ", ".join(failed[:5])
             )
-        return results
 
     async def _eval_batches(self, encoded: list[str]) -> list[int]:
+        flags, _ = await self._eval_batches_then(encoded, None)
+        return flags
+
+    async def _eval_batches_then(
+        self, encoded: list[str], then: _SnapshotPlan | None
+    ) -> tuple[list[int], list[Any]]:
+        """Run the apply script over ``encoded``; with ``then``, queue that snapshot's
+        reads in the same pipeline, after the script calls, so they see the applied state
+        without another round trip. Returns the flags and the snapshot's replies."""
         header = [self.base, repr(self.clock.now()), *self._static_header]
+        calls = range(0, len(encoded), EVENTS_PER_CALL)
         for attempt in (1, 2):
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for start in range(0, len(encoded), EVENTS_PER_CALL):
+                    for start in calls:
                         pipe.evalsha(
                             self._scripts.sha["apply"], 0, *header,
                             *encoded[start : start + EVENTS_PER_CALL],
                         )
-                    pipe.hgetall(self.key("prices"))
+                    if then is None:
+                        pipe.hgetall(self.key("prices"))
+                    else:
+                        self._queue_snapshot(pipe, then)
                     replies = await pipe.execute()
             except NoScriptError:
                 if attempt == 2:
                     raise
                 await self._scripts.load(self.redis)
                 continue
-            self._set_prices(replies[-1])
-            return [int(flag) for reply in replies[:-1] for flag in reply]
+            rest = replies[len(calls):]
+            if then is None:
+                self._set_prices(rest[0])
+            flags = [int(flag) for reply in replies[: len(calls)] for flag in reply]
+            return flags, rest
         raise AssertionError("unreachable")
 
     def _set_prices(self, raw: dict[Any, Any]) -> None:
@@ -181,78 +239,86 @@ class AggregateStore:
     async def snapshot(self, roots: Collection[str]) -> dict[str, Any]:
         """CEL-ready dicts for the requested roots (see CONTRACTS §3). ``now`` is the
         engine's own root and is ignored here."""
+        plan = self._plan_snapshot(roots)
+        return await self._finish_snapshot(plan, await self._run_snapshot(plan))
+
+    def _plan_snapshot(self, roots: Collection[str]) -> _SnapshotPlan:
         unknown = set(roots) - ROOTS - {"now"}
         if unknown:
             raise AggregateError(f"unknown aggregate roots: {', '.join(sorted(unknown))}")
-        wanted = set(roots)
-        now = self.clock.now()
-        cfg = self.config
-        day = int(now // DAY_S)
+        return _SnapshotPlan(set(roots), self.clock.now())
+
+    async def _run_snapshot(self, plan: _SnapshotPlan) -> list[Any]:
+        for attempt in (1, 2):
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    self._queue_snapshot(pipe, plan)
+                    replies: list[Any] = await pipe.execute()
+                return replies
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self._scripts.load(self.redis)
+        raise AssertionError("unreachable")
+
+    def _queue_snapshot(self, pipe: Pipeline, plan: _SnapshotPlan) -> None:
+        """Queue the snapshot's reads on ``pipe``, noting each reply's slot in ``plan``."""
+        wanted, now, cfg = plan.wanted, plan.now, self.config
+        slots = plan.slots
+        slots.clear()
+
+        def slot(name: str) -> None:
+            slots[name] = len(slots)
+
         families: list[str] = []
         if "stablecoin" in wanted:
             families += ["mint", "burn", "supply"]
         if "depin" in wanted:
             families += ["dp", "dpn"]
-        need_btc = bool(wanted & {"btc", "miner"})
-        need_prices = bool(wanted & {"stablecoin", "depin", "market", "miner"})
-        slots: dict[str, int] = {}
-        for attempt in (1, 2):
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    n = 0
+        if plan.need_btc:
+            pipe.evalsha(self._scripts.sha["btc_snapshot"], 0, self.base, self._windows_csv)
+            slot("btc")
+        if families:
+            pipe.evalsha(
+                self._scripts.sha["series_snapshot"], 0, self.base, repr(now),
+                str(cfg.bucket_s), self._time_windows_csv,
+                str(cfg.time_windows["24h"]), str(cfg.recipients_bucket_s),
+                str(cfg.time_windows["24h"]), ",".join(families),
+            )
+            slot("series")
+        if plan.need_prices:
+            pipe.hgetall(self.key("prices"))
+            slot("prices")
+        if "market" in wanted:
+            pipe.hgetall(self.key("price_sources"))
+            slot("sources")
+        if "stablecoin" in wanted:
+            pipe.hgetall(self.key("stable", "last"))
+            slot("stable_last")
+        if "depin" in wanted:
+            pipe.hgetall(self.key("depin", "last"))
+            slot("depin_last")
+        if "miner" in wanted:
+            pipe.hget(self.key("miner", "hashprice"), str(plan.day - 7))
+            slot("hp_ago")
+        if "collectors" in wanted:
+            pipe.smembers(self.keys.collectors)
+            slot("coll_names")
+            pipe.hgetall(self.key("collectors"))
+            slot("coll_events")
 
-                    def slot(name: str) -> None:
-                        nonlocal n
-                        slots[name] = n
-                        n += 1
-
-                    if need_btc:
-                        pipe.evalsha(
-                            self._scripts.sha["btc_snapshot"], 0, self.base, self._windows_csv
-                        )
-                        slot("btc")
-                    if families:
-                        pipe.evalsha(
-                            self._scripts.sha["series_snapshot"], 0, self.base, repr(now),
-                            str(cfg.bucket_s), self._time_windows_csv,
-                            str(cfg.time_windows["24h"]), str(cfg.recipients_bucket_s),
-                            str(cfg.time_windows["24h"]), ",".join(families),
-                        )
-                        slot("series")
-                    if need_prices:
-                        pipe.hgetall(self.key("prices"))
-                        slot("prices")
-                    if "market" in wanted:
-                        pipe.hgetall(self.key("price_sources"))
-                        slot("sources")
-                    if "stablecoin" in wanted:
-                        pipe.hgetall(self.key("stable", "last"))
-                        slot("stable_last")
-                    if "depin" in wanted:
-                        pipe.hgetall(self.key("depin", "last"))
-                        slot("depin_last")
-                    if "miner" in wanted:
-                        pipe.hget(self.key("miner", "hashprice"), str(day - 7))
-                        slot("hp_ago")
-                    if "collectors" in wanted:
-                        pipe.smembers(self.keys.collectors)
-                        slot("coll_names")
-                        pipe.hgetall(self.key("collectors"))
-                        slot("coll_events")
-                    replies = await pipe.execute()
-                break
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                await self._scripts.load(self.redis)
-
+    async def _finish_snapshot(self, plan: _SnapshotPlan, replies: list[Any]) -> dict[str, Any]:
+        wanted, now, cfg, slots = plan.wanted, plan.now, self.config, plan.slots
+        need_btc = plan.need_btc
         out: dict[str, Any] = {}
         prices = views.Prices()
-        if need_prices:
+        if plan.need_prices:
             self._set_prices(replies[slots["prices"]])
             prices = self._prices
         raw_btc: dict[str, Any] = json.loads(replies[slots["btc"]]) if need_btc else {}
-        raw_series: dict[str, Any] = json.loads(replies[slots["series"]]) if families else {}
+        raw_series: dict[str, Any] = (
+            json.loads(replies[slots["series"]]) if "series" in slots else {}
+        )
         btc = views.btc_view(raw_btc, cfg, now) if need_btc else {}
         if "btc" in wanted:
             out["btc"] = btc
@@ -272,7 +338,7 @@ class AggregateStore:
             out["miner"] = miner
             hp = miner["hashprice_usd_per_phs_day"]
             if hp is not None:
-                await self._record_hashprice(day, hp)
+                await self._record_hashprice(plan.day, hp)
         if "collectors" in wanted:
             out["collectors"] = await self._collectors(
                 {_s(m) for m in replies[slots["coll_names"]]},
