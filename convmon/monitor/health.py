@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
@@ -20,6 +20,9 @@ from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import Clock
 from convmon.monitor.events import CollectorStatus, Event
 from convmon.monitor.keys import Keys
+
+if TYPE_CHECKING:
+    from convmon.monitor.plugins import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,15 @@ class CollectorHealth:
         self._malformed, self._errors, self._reconnects = _counters(registry)
         self._connected: bool | None = None
         self._ever_connected = False
+
+    @classmethod
+    def for_runtime(cls, runtime: Runtime, name: str, source: str | None = None) -> Self:
+        """The reporter for collector ``name`` wired to the runtime's Redis, bus, clock
+        and metrics registry."""
+        return cls(
+            name, redis=runtime.redis, keys=runtime.keys, bus=runtime.bus, clock=runtime.clock,
+            registry=runtime.metrics, source=source,
+        )
 
     @property
     def is_connected(self) -> bool:

@@ -121,10 +121,7 @@ def build_source(cfg: BitcoinConfig, health: CollectorHealth) -> ChainSource:
 def make_collector(
     runtime: Runtime, cfg: BitcoinConfig, attributor: Attributor
 ) -> BitcoinCollector:
-    health = CollectorHealth(
-        "bitcoin", redis=runtime.redis, keys=runtime.keys, bus=runtime.bus,
-        clock=runtime.clock, registry=runtime.metrics, source=f"bitcoin/{cfg.source}",
-    )
+    health = CollectorHealth.for_runtime(runtime, "bitcoin", f"bitcoin/{cfg.source}")
 
     async def reload() -> Attributor | None:
         fresh = await attributor_for(cfg, runtime.data_dir)

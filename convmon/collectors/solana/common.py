@@ -15,15 +15,7 @@ from convmon.monitor.plugins import Runtime
 
 
 def health_for(runtime: Runtime, name: str, source: str) -> CollectorHealth:
-    return CollectorHealth(
-        name,
-        redis=runtime.redis,
-        keys=runtime.keys,
-        bus=runtime.bus,
-        clock=runtime.clock,
-        registry=runtime.metrics,
-        source=source,
-    )
+    return CollectorHealth.for_runtime(runtime, name, source)
 
 
 def tx_collector(

@@ -21,10 +21,7 @@ from convmon.monitor.plugins import Component, Plugin, Runtime
 def build_components(runtime: Runtime, cfg: EthereumStablecoinsConfig) -> Sequence[Component]:
     if not cfg.enabled:
         return []
-    health = CollectorHealth(
-        COLLECTOR, redis=runtime.redis, keys=runtime.keys, bus=runtime.bus,
-        clock=runtime.clock, registry=runtime.metrics, source=SOURCE,
-    )
+    health = CollectorHealth.for_runtime(runtime, COLLECTOR, SOURCE)
     return [
         EthereumStablecoinCollector(
             cfg, bus=runtime.bus, redis=runtime.redis, keys=runtime.keys,
