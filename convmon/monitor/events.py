@@ -146,6 +146,9 @@ class DepinPayout(_Payload, frozen=True, kw_only=True, tag="solana.depin_payout"
     ``amount``, which comes from balance deltas); None when no such instruction was seen."""
     evidence: Literal["balances", "instructions"] = "balances"
     """``instructions`` when balances did not move (a zero-amount distribution)."""
+    expected_cadence_s: float | None = None
+    """How often the network is expected to pay (from the collector's network registry), so
+    absence rules judge silence against the same figure the user configured."""
 
 
 class MarketPrice(_Payload, frozen=True, kw_only=True, tag="market.price"):

@@ -151,7 +151,7 @@ def supply(
 
 def payout(
     network: str, token: str, units: int, t: float, recipients: list[str], *,
-    decimals: int = 8, n: int = 0,
+    decimals: int = 8, n: int = 0, cadence_s: float | None = None,
 ) -> Event:
     sig = hashlib.sha256(f"{network}{units}{t}{n}".encode()).hexdigest()
     return Event(
@@ -166,6 +166,7 @@ def payout(
             recipient_count=len(recipients),
             recipients=[Recipient(owner=r, units=1) for r in recipients],
             signature=sig, block_time=int(t), payout_kind="claim",
+            expected_cadence_s=cadence_s,
         ),
     )
 

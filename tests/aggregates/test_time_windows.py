@@ -161,6 +161,21 @@ async def test_depin_sums_recipients_and_cadence(
     assert dp["helium"]["tokens"]["HNT"]["paid_7d"] == 10.0
 
 
+async def test_the_collectors_cadence_wins_over_the_configured_default(
+    make_store: MakeStore, clock: ManualClock
+) -> None:
+    store = await make_store()
+    t = clock.now()
+    await store.apply([
+        f.payout("helium", "HNT", 10**8, t - 60, ["a"], cadence_s=2 * HOUR),
+        f.payout("render", "RENDER", 10**8, t - 60, ["b"], cadence_s=3 * DAY),
+    ])
+    dp = (await store.snapshot(["depin"]))["depin"]["networks"]
+    assert dp["helium"]["expected_cadence_s"] == 2 * HOUR  # not the 24 h default
+    assert dp["render"]["expected_cadence_s"] == 3 * DAY  # a network the default lacks
+    assert dp["nosana"]["expected_cadence_s"] == 3_600  # no payout yet: the default
+
+
 async def test_hyperloglog_counts_many_recipients(
     make_store: MakeStore, clock: ManualClock
 ) -> None:

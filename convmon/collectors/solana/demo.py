@@ -200,15 +200,5 @@ async def start_demo(clock: Clock, speed: float) -> DemoSource:
             },
         },
         "stablecoins_solana": {"rpc": rpc, "supply_interval_s": HOUR},
-        # The absence rules judge silence against these cadences, compressed like the feed.
-        "rules": {
-            "aggregates": {
-                "depin_cadence_s": {
-                    "helium": int(HELIUM_EVERY),
-                    "hivemapper": int(HIVEMAPPER_EVERY),
-                    "nosana": int(2 * NOSANA_EVERY),
-                }
-            }
-        },
     }
     return DemoSource(server=server, clock=clock, config=config)

@@ -61,6 +61,7 @@ class DepinConfig(Model):
 def make_extractor(cfg: DepinConfig) -> Extract:
     """The function turning one transaction into payout events for all active networks."""
     rules = [NetworkRules.from_config(n, c) for n, c in cfg.active_networks().items()]
+    cadence = {n: c.expected_cadence_s for n, c in cfg.active_networks().items()}
     top = cfg.top_recipients
     source = cfg.source
 
@@ -95,6 +96,7 @@ def make_extractor(cfg: DepinConfig) -> Extract:
                             link=f"https://solscan.io/tx/{sig}",
                             instruction_units=p.instruction_units,
                             evidence=p.evidence,
+                            expected_cadence_s=cadence.get(p.network),
                         ),
                     )
                 )

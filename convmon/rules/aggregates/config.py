@@ -107,7 +107,8 @@ class AggregatesConfig(Model):
     collectors: list[str] = Field(default_factory=lambda: list(DEFAULT_COLLECTORS))
     """Collectors expected to report (listed even before their first status)."""
     depin_cadence_s: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CADENCE_S))
-    """Expected payout cadence per DePIN network."""
+    """Expected payout cadence per DePIN network, for payouts whose event does not carry
+    the cadence of the collector's network registry (which takes precedence)."""
 
     @field_validator("bitcoin_windows")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Any
 
 from convmon.monitor.events import (
     Amount,
@@ -104,7 +105,10 @@ def encode(event: Event, entities: dict[str, str]) -> str | None:
     elif isinstance(p, DepinPayout):
         code = "D"
         when = p.block_time if p.block_time is not None else event.occurred_at
-        meta = json.dumps({"network": p.network, "token": p.token})
+        fields: dict[str, Any] = {"network": p.network, "token": p.token}
+        if p.expected_cadence_s is not None:
+            fields["cadence_s"] = p.expected_cadence_s
+        meta = json.dumps(fields)
         args = [_clean(p.network), _clean(p.token), meta, scaled_units(p.amount), _num(when)]
         args += [r.owner.replace(SEP, " ") for r in p.recipients]
     elif isinstance(p, MarketPrice):

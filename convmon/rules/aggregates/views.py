@@ -242,6 +242,11 @@ def depin_view(
         family, _, key = name.partition(":")
         if family == "dpn":
             n = network(key)
+            # The collector's network registry is the source of the cadence; the
+            # aggregates' own setting only covers payouts that do not carry one.
+            cadence = json.loads(s.get("meta") or "{}").get("cadence_s")
+            if cadence is not None:
+                n["expected_cadence_s"] = cadence
             n["payouts_24h"] = int(s.get(f"n{day}", 0))
             n["payouts_total"] = int(s.get("ntot", 0))
             n["recipients_24h"] = int((raw.get("recipients") or {}).get(key, 0))
