@@ -121,14 +121,6 @@ redis.call('HDEL', KEYS[1], 'token', 'lease_until')
 return {attempts, redis.call('HGET', KEYS[1], 'first_failure_at')}
 """
 
-_RELEASE_LUA = """
-if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
-  redis.call('HDEL', KEYS[1], 'token', 'lease_until')
-  return 1
-end
-return 0
-"""
-
 _PRUNE_LUA = """
 -- KEYS: group, group alerts, due; ARGV gk, then (fp, data)* of resolved alerts to drop
 for i = 2, #ARGV, 2 do
@@ -205,7 +197,6 @@ class AlertStore:
         self._claim = redis.register_script(_CLAIM_LUA)
         self._mark = redis.register_script(_MARK_LUA)
         self._fail = redis.register_script(_FAIL_LUA)
-        self._release = redis.register_script(_RELEASE_LUA)
         self._prune = redis.register_script(_PRUNE_LUA)
 
     def k(self, *parts: str) -> str:
@@ -280,9 +271,6 @@ class AlertStore:
     async def firing_alerts(self) -> list[AlertTransition]:
         return [decode_transition(v) for v in (await self.redis.hvals(self.k("firing")))]
 
-    async def log_entry(self, group_key: str) -> LogEntry | None:
-        return LogEntry.from_hash(await self.redis.hgetall(self.nflog_key(group_key)))
-
     async def claim(
         self, group_key: str, version: int, token: str, now: float, lease_s: float
     ) -> tuple[int, str]:
@@ -312,9 +300,6 @@ class AlertStore:
         if not res:
             return None
         return int(res[0]), float(res[1])
-
-    async def release(self, group_key: str, token: str) -> None:
-        await self._release(keys=[self.nflog_key(group_key)], args=[token])
 
     async def prune_resolved(self, group: Group) -> bool:
         """Drop the resolved alerts just evaluated (unless they changed since); True when

@@ -39,7 +39,7 @@ def _table(title: str, *cols: str) -> Table:
     return t
 
 
-def render(samples: Samples, alerts: list[dict[str, Any]], clock_now: float) -> Group:
+def render(samples: Samples, alerts: list[dict[str, Any]]) -> Group:
     pools = _table("Pool shares (last 1008 blocks)", "pool", "share")
     shares = sorted(
         ((lab.get("pool", "?"), v) for lab, v in samples.get("convmon_btc_pool_share_ratio", [])
@@ -93,7 +93,7 @@ class DemoView:
                         samples = await scrape(f"http://127.0.0.1:{port}/metrics")
                         raw = await self.rt.redis.hvals(self.rt.keys.active_alerts)
                         alerts = [json.loads(r) for r in raw]
-                        live.update(render(samples, alerts, self.rt.clock.now()))
+                        live.update(render(samples, alerts))
                     except (aiohttp.ClientError, ValueError):
                         pass
                 else:

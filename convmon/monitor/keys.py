@@ -57,10 +57,6 @@ class Keys:
         the HTTP API and the metrics read it."""
         return self._k("alerts", "active")
 
-    def stream_dead(self, stream: str) -> str:
-        """Dead-letter stream for any stream."""
-        return f"{stream}:dead"
-
     # Process and collector health
     def heartbeat(self, instance: str) -> str:
         """Per-process heartbeat hash with a TTL: role, pid, host, started_at, components."""

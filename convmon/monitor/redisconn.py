@@ -225,10 +225,3 @@ async def _shutdown(url: str) -> None:
     finally:
         await other.aclose()
 
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True

@@ -46,7 +46,7 @@ from convmon.monitor.clock import ManualClock
 from convmon.monitor.config import Model
 from convmon.monitor.events import Event, Payload
 from convmon.monitor.keys import Keys
-from convmon.monitor.yamlfile import FileError, FileErrors, load_yaml_file, validate_model
+from convmon.monitor.yamlfile import FileError, load_yaml_file, validate_model
 from convmon.rules.engine import AggregateSource, RuleEngine, RuleMetrics
 from convmon.rules.loader import load_rules
 from convmon.rules.schema import Duration, ParamValue
@@ -267,10 +267,6 @@ async def _drop_prefix(redis: Any, prefix: str) -> None:
             await redis.delete(*found)
         if cursor == 0:
             break
-
-
-def format_errors(exc: FileErrors | FileError) -> list[str]:
-    return [str(e) for e in (exc.errors if isinstance(exc, FileErrors) else [exc])]
 
 
 def summarize(results: Sequence[TestResult]) -> tuple[int, int]:

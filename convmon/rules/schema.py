@@ -62,10 +62,6 @@ class ForSpec(Model):
     seconds: float = 0.0
     count: int = 0
 
-    @property
-    def is_zero(self) -> bool:
-        return self.seconds <= 0 and self.count <= 0
-
 
 def parse_for(value: Any) -> ForSpec:
     if isinstance(value, ForSpec):
@@ -158,10 +154,6 @@ class RuleSpec(Model):
         if self.keep_firing_for and self.kind == "event":
             raise ValueError("event rules resolve after 'resolve_after'; no keep_firing_for")
         return self
-
-
-class RuleFile(Model):
-    rules: list[RuleSpec] = Field(default_factory=list)
 
 
 def max_age_source(value: str | float) -> str:

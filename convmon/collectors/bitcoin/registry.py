@@ -21,7 +21,6 @@ from pathlib import Path
 import aiohttp
 
 from convmon.collectors.bitcoin.attribution import (
-    Attributor,
     PoolRegistry,
     RegistryError,
     entities_from_parent_companies,
@@ -105,8 +104,3 @@ def load_entities(inline: Mapping[str, str], path: Path | None) -> dict[str, str
     out.update(inline)
     return out
 
-
-async def build_attributor(
-    source: str | None, cache_path: Path | None, entities: Mapping[str, str]
-) -> Attributor:
-    return Attributor(await load_registry(source, cache_path), entities)

@@ -154,6 +154,3 @@ def instruction_amount(info: dict[str, Any]) -> int:
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedTransaction(f"token instruction amount: {exc!r}") from exc
 
-
-def programs_invoked(tx: dict[str, Any], meta: dict[str, Any]) -> set[str]:
-    return {ix.get("programId", "") for _, ix in instructions(tx, meta)}
