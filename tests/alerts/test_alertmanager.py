@@ -4,13 +4,9 @@ firing alerts are re-pushed every resend interval."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import shutil
-import socket
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import msgspec
@@ -20,55 +16,25 @@ from redis.asyncio import Redis
 
 from convmon.monitor.clock import ManualClock
 from convmon.monitor.keys import Keys
+from tests.deploy.am_harness import AlertmanagerHarness
 from tests.shared_data import require_binary
 
-from .helpers import RecordingServer, eventually, make_dispatcher, publish, pump, transition
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from .helpers import RecordingServer, make_dispatcher, publish, pump, transition
 
 
 @pytest.fixture
-async def alertmanager(tmp_path: Path, hook: RecordingServer) -> AsyncIterator[str]:
+async def alertmanager(hook: RecordingServer) -> AsyncIterator[str]:
     binary = require_binary(
         "alertmanager", shutil.which("alertmanager") or shutil.which("prometheus-alertmanager")
     )
-    config = tmp_path / "alertmanager.yml"
-    config.write_text(f"""
-route:
-  receiver: hook
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: hook
-    webhook_configs:
-      - url: {hook.url}/from-alertmanager
-        send_resolved: true
-""")
-    port = _free_port()
-    proc = await asyncio.create_subprocess_exec(
-        binary, f"--config.file={config}", f"--storage.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            async def ready() -> bool:
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(url + "/-/ready") as resp:
-                        return resp.status == 200
-                return False
-            await eventually(ready)
-        yield url
-    finally:
-        proc.terminate()
-        await proc.wait()
+    config = {
+        "route": {"receiver": "hook", "group_by": ["alertname"], "group_wait": "1s",
+                  "group_interval": "1s", "repeat_interval": "1h"},
+        "receivers": [{"name": "hook", "webhook_configs": [
+            {"url": f"{hook.url}/from-alertmanager", "send_resolved": True}]}],
+    }
+    async with AlertmanagerHarness.start(config, binary=binary) as am:
+        yield am.url
 
 
 async def test_push_routes_through_real_alertmanager(

@@ -9,7 +9,6 @@ through the v2 API; `SlackWebhook` records every message Alertmanager delivers t
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 import tempfile
@@ -18,11 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import yaml
 from aiohttp import web
 
-from tests.deploy.prom_harness import HarnessError, free_port, poll
+from tests.deploy.prom_harness import HarnessError, ServerHarness
 
 
 @dataclass
@@ -64,14 +62,10 @@ class SlackWebhook:
             await runner.cleanup()
 
 
-class AlertmanagerHarness:
+class AlertmanagerHarness(ServerHarness):
     """One running Alertmanager; use `AlertmanagerHarness.start(config)`."""
 
-    def __init__(self, process: asyncio.subprocess.Process, url: str, workdir: Path) -> None:
-        self.process = process
-        self.url = url
-        self.workdir = workdir
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+    name = "alertmanager"
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -85,36 +79,13 @@ class AlertmanagerHarness:
             workdir = Path(tmp)
             config_path = workdir / "alertmanager.yml"
             config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
-            port = free_port()
-            log = (workdir / "alertmanager.log").open("wb")
-            process = await asyncio.create_subprocess_exec(
-                binary,
+            args = [
                 f"--config.file={config_path}",
                 f"--storage.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
                 "--cluster.listen-address=",
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-            harness = cls(process, f"http://127.0.0.1:{port}", workdir)
-            try:
-                await harness._wait_ready(ready_timeout_s)
+            ]
+            async with cls.launch(binary, args, workdir, ready_timeout_s) as harness:
                 yield harness
-            finally:
-                await harness.stop()
-                log.close()
-
-    async def _wait_ready(self, timeout_s: float) -> None:
-        async def ready() -> bool:
-            if self.process.returncode is not None:
-                log = (self.workdir / "alertmanager.log").read_text(errors="replace")
-                raise HarnessError(f"alertmanager exited: {log[-2000:]}")
-            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                async with self._session.get(f"{self.url}/-/ready") as response:
-                    return response.status == 200
-            return False
-
-        await poll(ready, timeout_s, f"alertmanager not ready in {timeout_s}s")
 
     async def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
         async with self._session.post(f"{self.url}/api/v2/alerts", json=alerts) as response:
@@ -128,12 +99,3 @@ class AlertmanagerHarness:
             result: list[dict[str, Any]] = await response.json()
             return result
 
-    async def stop(self) -> None:
-        await self._session.close()
-        if self.process.returncode is None:
-            self.process.terminate()
-            try:
-                await asyncio.wait_for(self.process.wait(), 30)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()

@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -54,14 +54,68 @@ class PanelQuery:
     expr: str
 
 
-class PrometheusHarness:
-    """One running Prometheus; use `PrometheusHarness.start(...)` as an async context manager."""
+class ServerHarness:
+    """A Prometheus-family server process (Prometheus, Alertmanager) on a free loopback
+    port, logging into its working directory, ready when ``/-/ready`` answers 200."""
+
+    name = "server"
 
     def __init__(self, process: asyncio.subprocess.Process, url: str, workdir: Path) -> None:
         self.process = process
         self.url = url
         self.workdir = workdir
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def launch(
+        cls, binary: str, args: list[str], workdir: Path, ready_timeout_s: float
+    ) -> AsyncIterator[Self]:
+        port = free_port()
+        log = (workdir / f"{cls.name}.log").open("wb")
+        process = await asyncio.create_subprocess_exec(
+            binary, *args, f"--web.listen-address=127.0.0.1:{port}",
+            stdout=log, stderr=asyncio.subprocess.STDOUT,
+        )
+        harness = cls(process, f"http://127.0.0.1:{port}", workdir)
+        try:
+            await harness._wait_ready(ready_timeout_s)
+            yield harness
+        finally:
+            await harness.stop()
+            log.close()
+
+    async def _wait_ready(self, timeout_s: float) -> None:
+        async def ready() -> bool:
+            if self.process.returncode is not None:
+                raise HarnessError(f"{self.name} exited: {self.log_tail()}")
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                async with self._session.get(f"{self.url}/-/ready") as response:
+                    return response.status == 200
+            return False
+
+        await poll(ready, timeout_s, f"{self.name} not ready in {timeout_s}s")
+
+    async def stop(self) -> None:
+        await self._session.close()
+        if self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+    def log_tail(self, lines: int = 20) -> str:
+        path = self.workdir / f"{self.name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class PrometheusHarness(ServerHarness):
+    """One running Prometheus; use `PrometheusHarness.start(...)` as an async context manager."""
+
+    name = "prometheus"
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -105,35 +159,13 @@ class PrometheusHarness:
                 }
             config_path = workdir / "prometheus.yml"
             config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
-            port = free_port()
-            log = (workdir / "prometheus.log").open("wb")
-            process = await asyncio.create_subprocess_exec(
-                binary,
+            args = [
                 f"--config.file={config_path}",
                 f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
                 "--web.enable-lifecycle",
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-            harness = cls(process, f"http://127.0.0.1:{port}", workdir)
-            try:
-                await harness._wait_ready(ready_timeout_s)
+            ]
+            async with cls.launch(binary, args, workdir, ready_timeout_s) as harness:
                 yield harness
-            finally:
-                await harness.stop()
-                log.close()
-
-    async def _wait_ready(self, timeout_s: float) -> None:
-        async def ready() -> bool:
-            if self.process.returncode is not None:
-                raise HarnessError(f"prometheus exited: {self.log_tail()}")
-            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                async with self._session.get(f"{self.url}/-/ready") as response:
-                    return response.status == 200
-            return False
-
-        await poll(ready, timeout_s, f"prometheus not ready in {timeout_s}s")
 
     async def wait_target_up(self, timeout_s: float = 60.0) -> None:
         """Until every active target has been scraped successfully."""
@@ -167,21 +199,6 @@ class PrometheusHarness:
             raise HarnessError(f"{path} {params}: {body.get('error', body)}")
         data: dict[str, Any] = body["data"]
         return data
-
-    async def stop(self) -> None:
-        await self._session.close()
-        if self.process.returncode is None:
-            self.process.terminate()
-            try:
-                await asyncio.wait_for(self.process.wait(), 30)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-
-    def log_tail(self, lines: int = 20) -> str:
-        path = self.workdir / "prometheus.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 async def poll(condition: Any, timeout_s: float, message: str, every_s: float = 0.2) -> None:
