@@ -26,10 +26,10 @@ import asyncio
 import json
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import msgspec
+from _solana_corpus import SHARED, shared_block_transactions, time_extraction
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
@@ -45,8 +45,6 @@ from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
 from convmon.monitor.secrets import Secret
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "solana"
-
 
 def corpus(n: int) -> tuple[list[bytes], int]:
     """``n`` encoded transactions and how many of them are payouts."""
@@ -59,11 +57,7 @@ def corpus(n: int) -> tuple[list[bytes], int]:
     if SHARED.exists():
         for name in ("lazy_distributor_distribute", "hsd_claim_rewards", "mini_fanout_distribute"):
             base.append(json.loads((SHARED / "helium" / f"{name}.json").read_text()))
-        block = json.loads((SHARED / "solders" / "get_block_json_parsed_encoding.json").read_text())
-        for k, tx in enumerate(block["result"]["transactions"]):
-            tx = {**tx, "slot": 1, "blockTime": 1}
-            tx["transaction"] = {**tx["transaction"], "signatures": [a.signature(f"vote{k}")]}
-            base.append(tx)
+        base.extend(shared_block_transactions("vote"))
     else:
         print("(../shared/data absent: synthetic transactions only)")
     encoded = [msgspec.json.encode(t) for t in base]
@@ -75,19 +69,7 @@ def corpus(n: int) -> tuple[list[bytes], int]:
 
 def bench_extraction(n: int) -> None:
     txs, payouts = corpus(n)
-    extract = make_extractor(DepinConfig())
-    decode = msgspec.json.decode
-
-    t0 = time.perf_counter()
-    for b in txs:
-        decode(b)
-    baseline = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    events = 0
-    for b in txs:
-        events += len(extract(decode(b), 0.0))
-    full = time.perf_counter() - t0
+    baseline, full, events = time_extraction(txs, make_extractor(DepinConfig()))
 
     print(f"extraction corpus: {n} transactions, {payouts} of them payouts, {events} events")
     print(f"  baseline  json decode only       : {n / baseline:12,.0f} tx/s")

@@ -16,7 +16,7 @@ def main() -> int:
     failed = []
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
     for script in sorted(HERE.glob("*.py")):
-        if script.name in ("run_all.py", "__init__.py"):
+        if script.name == "run_all.py" or script.name.startswith("_"):
             continue
         print(f"== {script.name}", flush=True)
         code = subprocess.call([sys.executable, str(script), *sys.argv[1:]], env=env)

@@ -10,18 +10,14 @@ Baseline in the same run: plain ``msgspec.json.decode`` of the same bytes.
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from pathlib import Path
 from typing import Any
 
 import msgspec
+from _solana_corpus import SHARED, shared_block_transactions, time_extraction
 
 from convmon.collectors.solana import authoring as a
 from convmon.collectors.solana.stablecoins import StablecoinsSolanaConfig, make_extractor
 from convmon.collectors.solana.txshape import TOKEN_2022_PROGRAM
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "solana"
 
 
 def corpus(n: int) -> list[bytes]:
@@ -55,11 +51,7 @@ def corpus(n: int) -> list[bytes]:
         )
         base.append(a.nosana_job_payout(f"other{i}", i, 1, a.wallet("n"), 5))
     if SHARED.exists():
-        block = json.loads((SHARED / "solders" / "get_block_json_parsed_encoding.json").read_text())
-        for k, tx in enumerate(block["result"]["transactions"]):
-            tx = {**tx, "slot": 1, "blockTime": 1}
-            tx["transaction"] = {**tx["transaction"], "signatures": [a.signature(f"v{k}")]}
-            base.append(tx)
+        base.extend(shared_block_transactions("v"))
     else:
         print("(../shared/data absent: synthetic transactions only)")
     encoded = [msgspec.json.encode(t) for t in base]
@@ -72,17 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     n = 5_000 if args.quick else 50_000
     txs = corpus(n)
-    extract = make_extractor(StablecoinsSolanaConfig())
-    decode = msgspec.json.decode
-    t0 = time.perf_counter()
-    for b in txs:
-        decode(b)
-    baseline = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    events = 0
-    for b in txs:
-        events += len(extract(decode(b), 0.0))
-    full = time.perf_counter() - t0
+    baseline, full, events = time_extraction(txs, make_extractor(StablecoinsSolanaConfig()))
     print(f"stablecoin corpus: {n} transactions, {events} mint/burn events")
     print(f"  baseline  json decode only       : {n / baseline:12,.0f} tx/s")
     print(f"  decode + mint/burn extraction    : {n / full:12,.0f} tx/s")
