@@ -345,6 +345,16 @@ def helium_distribution(
     return b.build()
 
 
+def _token_instruction(
+    b: TxBuilder, program: str, ix: dict[str, Any], *, via: str | None
+) -> None:
+    """The token-program instruction, top-level or by CPI from the program ``via``."""
+    if via is None:
+        b.top(program, ix)
+    else:
+        b.inner(b.top(via), program, ix)
+
+
 def stablecoin_mint(
     seed: str,
     slot: int,
@@ -373,12 +383,7 @@ def stablecoin_mint(
         amount=amount,
         decimals=decimals,
     )
-    if inner:
-        i = b.top(pda("minter", mint))
-        b.inner(i, program, ix)
-    else:
-        b.account(program, writable=False)
-        b._top.append(_instruction(program, ix, 1))
+    _token_instruction(b, program, ix, via=pda("minter", mint) if inner else None)
     return b.build()
 
 
@@ -402,10 +407,5 @@ def stablecoin_burn(
     b.balance(src, mint, from_owner, decimals, amount, 0, program=program)
     kind = "burnChecked" if checked else "burn"
     ix = spl(kind, mint=mint, account=src, authority=from_owner, amount=amount, decimals=decimals)
-    if inner:
-        i = b.top(pda("redeemer", mint))
-        b.inner(i, program, ix)
-    else:
-        b.account(program, writable=False)
-        b._top.append(_instruction(program, ix, 1))
+    _token_instruction(b, program, ix, via=pda("redeemer", mint) if inner else None)
     return b.build()
