@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.config import BusSettings
 from convmon.monitor.events import Event, decode_event, encode_event
 from convmon.monitor.keys import Keys
@@ -250,6 +251,7 @@ class StreamConsumer(Generic[T]):
         await self.ensure_group()
         while True:
             handled = await self.step()
+            honour_cancellation()
             if handled == 0:
                 await asyncio.sleep(0)
 

@@ -23,6 +23,7 @@ from typing import Literal
 from prometheus_client import CollectorRegistry, Counter
 
 from convmon.monitor.backoff import Backoff
+from convmon.monitor.cancel import cancel_requested
 from convmon.monitor.config import SupervisorSettings
 from convmon.monitor.plugins import Component
 
@@ -83,7 +84,7 @@ class Supervisor:
                 state.state, state.since = "stopped", time.time()
                 raise
             except Exception as exc:
-                if self._stopping or _cancel_requested():
+                if self._stopping or cancel_requested():
                     # A library turned our cancellation into another error (asyncio's
                     # timeouts can do that on 3.11): we are stopping, not failing.
                     state.state, state.since = "stopped", time.time()
@@ -128,8 +129,3 @@ class Supervisor:
              "last_error": s.last_error, "since": s.since}
             for s in self.states.values()
         ]
-
-
-def _cancel_requested() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import pytest
 
 from convmon.collectors.market.book import PriceBook
-from convmon.collectors.market.feeds import stop_if_cancelled
 from convmon.collectors.market.parsing import (
     MalformedMessage,
     coinbase_subscribe,
@@ -128,17 +124,3 @@ def test_outliers_are_removed_worst_first() -> None:
         book.update("X", source, price, at=0)
     q = book.quote("X", now=1)
     assert q.rejected == ["d", "e"] and q.price == 100.2
-
-
-async def test_a_swallowed_cancellation_still_stops_a_loop() -> None:
-    async def loop() -> None:
-        while True:
-            with contextlib.suppress(asyncio.CancelledError):  # a library losing it
-                await asyncio.sleep(10)
-            stop_if_cancelled()
-
-    task = asyncio.create_task(loop())
-    await asyncio.sleep(0)
-    task.cancel()
-    await asyncio.wait({task}, timeout=5)
-    assert task.cancelled()

@@ -119,3 +119,4 @@ async def test_a_cancellation_turned_into_an_error_stops_instead_of_restarting()
     await sup.stop()
     assert comp.runs == 1  # not restarted after the stop request
     assert sup.snapshot()[0]["state"] == "stopped"
+

@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 
 from convmon.collectors.market.book import PriceBook, Quote
 from convmon.collectors.market.config import WEBSOCKET_SOURCES, MarketConfig
-from convmon.collectors.market.feeds import CoinGeckoPoller, WebsocketFeed, stop_if_cancelled
+from convmon.collectors.market.feeds import CoinGeckoPoller, WebsocketFeed
 from convmon.collectors.market.parsing import (
     coinbase_subscribe,
     kraken_subscribe,
@@ -39,6 +39,7 @@ from convmon.collectors.market.parsing import (
     parse_kraken,
 )
 from convmon.monitor.bus import EventBus
+from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.clock import Clock
 from convmon.monitor.events import Event, MarketPrice
 from convmon.monitor.health import CollectorHealth
@@ -286,12 +287,12 @@ class MarketCollector:
         while True:
             await self.clock.sleep(step)
             await self.sample_all()
-            stop_if_cancelled()
+            honour_cancellation()
 
     async def _health_loop(self) -> None:
         while True:
             await self._write_health()
-            stop_if_cancelled()
+            honour_cancellation()
             await self.clock.sleep(self.config.health_interval_s)
 
     def source_states(self) -> dict[str, dict[str, Any]]:

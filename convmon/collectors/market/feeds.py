@@ -27,22 +27,11 @@ from convmon.collectors.backoff import Backoff
 from convmon.collectors.market import FeedError
 from convmon.collectors.market.config import CoinGeckoConfig, WebsocketSourceConfig
 from convmon.collectors.market.parsing import FeedMessage, MalformedMessage, parse_coingecko
+from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.clock import Clock
 from convmon.monitor.health import CollectorHealth
 
 log = logging.getLogger(__name__)
-
-
-def stop_if_cancelled() -> None:
-    """Re-raise a cancellation that a library swallowed.
-
-    Seen in the tests: a cancel delivered inside a Redis call was lost, the task stayed
-    marked as cancelling and its loop ran on, so shutdown hung. Loops call this after
-    every await that leaves our code.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class FeedListener(Protocol):
@@ -89,10 +78,10 @@ class WebsocketFeed:
     async def run(self) -> None:
         while True:
             reason = await self._session_once()
-            stop_if_cancelled()
+            honour_cancellation()
             await self._set_up(False, reason)
             await self.health.error(f"{self.source}_disconnected", reason)
-            stop_if_cancelled()
+            honour_cancellation()
             await asyncio.sleep(self.backoff.next_delay())
 
     async def _session_once(self) -> str:
@@ -148,7 +137,7 @@ class WebsocketFeed:
                 deadline = loop.time() + self.config.message_timeout_s
                 if await self._handle(msg.data):
                     await self._subscribe(ws)
-                stop_if_cancelled()
+                honour_cancellation()
             elif msg.type == aiohttp.WSMsgType.ERROR:
                 return f"websocket error: {ws.exception()}"
             else:
@@ -230,7 +219,7 @@ class CoinGeckoPoller:
             delay = self.config.poll_interval_s
             if ids:
                 retry_after = await self.poll(ids)
-                stop_if_cancelled()
+                honour_cancellation()
                 if retry_after is not None:
                     await self.clock.sleep(retry_after)
                     continue

@@ -22,7 +22,6 @@ from typing import Any
 from redis.asyncio import Redis
 
 from convmon.collectors.backoff import Backoff
-from convmon.collectors.solana.cancel import honour_cancellation
 from convmon.collectors.solana.errors import (
     MalformedTransaction,
     RpcError,
@@ -34,6 +33,7 @@ from convmon.collectors.solana.sigqueue import SignatureQueue
 from convmon.collectors.solana.txshape import block_time_of, signature_of, slot_of
 from convmon.collectors.solana.ws import LogsSubscriber
 from convmon.monitor.bus import EventBus
+from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.clock import Clock
 from convmon.monitor.events import Event
 from convmon.monitor.health import CollectorHealth

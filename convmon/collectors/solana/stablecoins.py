@@ -18,7 +18,6 @@ from typing import Any
 from prometheus_client.metrics_core import Metric
 from pydantic import Field, model_validator
 
-from convmon.collectors.solana.cancel import honour_cancellation
 from convmon.collectors.solana.collector import Extract
 from convmon.collectors.solana.common import health_for, queue_metrics, tx_collector
 from convmon.collectors.solana.errors import RpcError, RpcTransportError
@@ -36,6 +35,7 @@ from convmon.collectors.solana.txshape import (
     token_accounts,
     token_instruction,
 )
+from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.clock import Clock
 from convmon.monitor.config import Model
 from convmon.monitor.events import Amount, Event, StablecoinBurn, StablecoinMint, StablecoinSupply

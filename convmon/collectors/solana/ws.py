@@ -21,8 +21,8 @@ import aiohttp
 import msgspec
 
 from convmon.collectors.backoff import Backoff
-from convmon.collectors.solana.cancel import honour_cancellation
 from convmon.collectors.solana.errors import SolanaCollectorError
+from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.health import CollectorHealth
 
 log = logging.getLogger(__name__)
