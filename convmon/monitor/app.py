@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from convmon.monitor.config import ConfigSource, CoreSettings, load_core, read_c
 from convmon.monitor.keys import Keys
 from convmon.monitor.plugins import Plugin, Runtime, discover_plugins
 from convmon.monitor.redisconn import open_redis
+from convmon.monitor.secrets import remember_all
 from convmon.monitor.yamlfile import FileError, FileErrors, dig, validate_model
 
 
@@ -81,6 +83,7 @@ def load_config(
             errors.extend(plugin.check(loaded.sections[plugin.name], source))
     if errors:
         raise FileErrors(errors)
+    remember_all((loaded.core, loaded.sections))
     return loaded
 
 
@@ -100,11 +103,15 @@ async def open_runtime(
     registry: CollectorRegistry | None = None,
     extras: dict[str, Any] | None = None,
     start_embedded: bool = True,
+    wait_until: asyncio.Event | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Connect to (or start) Redis and yield the runtime every plugin receives."""
+    """Connect to (or start) Redis and yield the runtime every plugin receives. With
+    ``wait_until``, an unreachable Redis is waited for until that event is set."""
     core = config.core
     data_dir = core.data_dir.expanduser()
-    async with open_redis(core.redis, data_dir, start_embedded=start_embedded) as redis:
+    async with open_redis(
+        core.redis, data_dir, start_embedded=start_embedded, until=wait_until
+    ) as redis:
         keys = Keys(core.redis.prefix)
         reg = registry if registry is not None else CollectorRegistry()
         bus = EventBus(redis, keys, core.bus, BusMetrics(reg))

@@ -37,9 +37,11 @@ DEFAULT_CONFIG = Path("convmon.yaml")
 
 
 class Model(BaseModel):
-    """Base for configuration models: unknown fields are errors, not silently ignored."""
+    """Base for configuration models: unknown fields are errors, not silently ignored, and
+    numbers must be finite (``.nan`` or ``.inf`` in YAML is an error, not a timer that never
+    fires)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class RedisSettings(Model):
@@ -85,7 +87,9 @@ class SupervisorSettings(Model):
     restart_backoff_initial_s: float = Field(default=1.0, gt=0)
     restart_backoff_max_s: float = Field(default=60.0, gt=0)
     shutdown_timeout_s: float = Field(default=15.0, gt=0)
-    heartbeat_ttl_s: int = Field(default=30, ge=5)
+    heartbeat_ttl_s: int = Field(default=15, ge=3, le=3600)
+    """Process heartbeats and collector liveness expire this long after the last beat
+    (beats come every third of it): a dead process reads as down within this time."""
 
 
 class CoreSettings(Model):

@@ -24,7 +24,8 @@ from convmon.monitor.app import LoadedConfig, open_runtime
 from convmon.monitor.clock import Clock
 from convmon.monitor.http import HttpServer, StateSource, StatusSource
 from convmon.monitor.plugins import ROLES, Component, Plugin, Role, Runtime
-from convmon.monitor.supervisor import Supervisor
+from convmon.monitor.redisconn import RedisWaitAborted
+from convmon.monitor.supervisor import Supervisor, collector_health_of
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class Heartbeat:
         self.started_at = rt.clock.now()
 
     async def beat(self) -> None:
+        """Write this process's heartbeat and extend the liveness of every collector that
+        a running component holds connected (the others expire within one TTL)."""
         ttl = self.rt.settings.supervisor.heartbeat_ttl_s
         key = self.rt.keys.heartbeat(self.rt.instance)
         async with self.rt.redis.pipeline(transaction=True) as pipe:
@@ -59,15 +62,19 @@ class Heartbeat:
             )
             pipe.expire(key, ttl)
             await pipe.execute()
+        for health in self.supervisor.running_healths():
+            await health.refresh_liveness(ttl)
 
     async def run(self) -> None:
-        interval = max(1.0, self.rt.settings.supervisor.heartbeat_ttl_s / 3)
+        interval = self.rt.settings.supervisor.heartbeat_ttl_s / 3
         try:
             while True:
                 await self.beat()
                 await asyncio.sleep(interval)
         except asyncio.CancelledError:
             await self.rt.redis.delete(self.rt.keys.heartbeat(self.rt.instance))
+            for health in self.supervisor.owned_healths():
+                await health.withdraw_liveness()
             raise
 
 
@@ -79,12 +86,11 @@ def build_components(
     rt: Runtime, config: LoadedConfig, roles: Collection[Role], supervisor: Supervisor
 ) -> tuple[list[tuple[str, Component]], HttpServer | None]:
     comps: list[tuple[str, Component]] = []
-    local_collectors: list[str] = []
     for plugin in select_plugins(config, roles):
         built = list(plugin.components(rt, config.section(plugin.name)))
         comps.extend((plugin.role, c) for c in built)
-        if plugin.role == "collectors":
-            local_collectors.extend(c.name for c in built)
+    owned = [h for _, c in comps if (h := collector_health_of(c)) is not None]
+    local_collectors = sorted({h.name for h in owned})
     http: HttpServer | None = None
     if "api" in roles and config.core.http.enabled:
         state: list[tuple[str, StateSource]] = []
@@ -151,7 +157,9 @@ async def run_daemon(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
     try:
-        async with open_runtime(config, clock=clock, registry=registry, extras=extras) as rt:
+        async with open_runtime(
+            config, clock=clock, registry=registry, extras=extras, wait_until=stop
+        ) as rt:
             supervisor = Supervisor(config.core.supervisor, registry)
             comps, http = build_components(rt, config, roles, supervisor)
             rt.extras["http"] = http
@@ -168,6 +176,8 @@ async def run_daemon(
             await stop.wait()
             log.info("shutting down", extra={"instance": rt.instance})
             await supervisor.stop()
+    except RedisWaitAborted:
+        log.info("stopped before Redis answered")
     finally:
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -4,8 +4,11 @@ routes under ``/api/v1/``.
 ``/metrics`` combines this process's counters with gauges computed from Redis state at
 scrape time (core and plugins), so every replica reports the same truth. State collection
 runs with a timeout; ``/healthz`` never waits on it or on Redis (liveness must only say the
-event loop is alive). ``/readyz`` checks Redis and that this process's collectors are
-connected. ``/api`` requires ``Authorization: Bearer <token>`` when ``http.token`` is set.
+event loop is alive). ``/readyz`` checks Redis, that every supervised component of this
+process is running, and that every collector those components own is up (its liveness
+key exists): readiness follows what actually runs, not a list of names.
+``/api`` requires ``Authorization: Bearer <token>`` when ``http.token`` is set. Every
+answer passes through `secrets.scrub`, whatever produced its text.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from prometheus_client.registry import Collector
 from convmon import __version__
 from convmon.monitor.config import HttpSettings
 from convmon.monitor.plugins import Runtime
+from convmon.monitor.secrets import scrub
 from convmon.monitor.statemetrics import collector_statuses, core_state_metrics, heartbeats
 
 log = logging.getLogger(__name__)
@@ -63,9 +67,10 @@ class HttpServer:
         self.state_sources = list(state_sources)
         self.status_sources = list(status_sources)
         self.local_collectors = list(local_collectors)
+        """Names of the collectors this process's components own (readiness needs them up)."""
         self.components = components
         self.port: int | None = None
-        self.app = web.Application(middlewares=[self._auth])
+        self.app = web.Application(middlewares=[self._scrub, self._auth])
         self.app.router.add_get("/metrics", self.metrics)
         self.app.router.add_get("/healthz", self.healthz)
         self.app.router.add_get("/readyz", self.readyz)
@@ -83,6 +88,18 @@ class HttpServer:
             if not hmac.compare_digest(given.encode(), expected.encode()):
                 return web.json_response({"error": "unauthorized"}, status=401)
         return await handler(request)
+
+    @web.middleware
+    async def _scrub(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        if isinstance(response, web.Response) and isinstance(response.body, bytes):
+            text = response.body.decode("utf-8", errors="replace")
+            cleaned = scrub(text)
+            if cleaned != text:
+                response.body = cleaned.encode()
+        return response
 
     async def run(self) -> None:
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
@@ -109,9 +126,12 @@ class HttpServer:
         except Exception as exc:
             problems.append(f"redis: {type(exc).__name__}")
         else:
+            for comp in self.components():
+                if not comp.get("up"):
+                    problems.append(f"component {comp['name']} is {comp.get('state')}")
             statuses = await collector_statuses(self.rt.redis, self.rt.keys)
             for name in self.local_collectors:
-                if statuses.get(name, {}).get("connected") != "1":
+                if statuses.get(name, {}).get("up") != "1":
                     problems.append(f"collector {name} not connected")
         status = 200 if not problems else 503
         return web.json_response({"ready": not problems, "problems": problems}, status=status)
@@ -165,7 +185,7 @@ async def status_document(
     for name, st in collectors.items():
         last_time = float(st["last_event_time"]) if st.get("last_event_time") else None
         coll_out[name] = {
-            "connected": st.get("connected") == "1",
+            "connected": st.get("up") == "1",
             "since": _f(st.get("since")),
             "last_event_at": _f(st.get("last_event_at")),
             "last_position": st.get("last_position"),

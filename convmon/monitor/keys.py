@@ -70,6 +70,13 @@ class Keys:
         """Hash: connected, last_event_at, last_position, errors, reconnects, detail."""
         return self._k("collector", collector)
 
+    def collector_live(self, collector: str) -> str:
+        """Liveness of a collector: a string (the instance that refreshed it last) with a
+        TTL, refreshed by the heartbeat of a process whose collector is connected and
+        whose component is running. The collector is up exactly while this key exists;
+        a dead process or a stopped task lets it expire within one heartbeat TTL."""
+        return self._k("collector", collector, "live")
+
     @property
     def collectors(self) -> str:
         """Set of collector names that have reported a status."""

@@ -1,5 +1,9 @@
 """Logging setup: one JSON object per line when not on a TTY (daemon mode), a readable
 rich format on a TTY. Structured fields travel in ``extra={...}``; secrets never do.
+
+Both formatters pass their whole output through `secrets.scrub`, so a secret value that a
+library put into a message or a traceback (a URL with an API key in an error text) is
+replaced wherever the record came from.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from convmon.monitor.secrets import scrub
 
 _STANDARD = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
@@ -28,7 +34,7 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return scrub(json.dumps(out, default=str, ensure_ascii=False))
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -46,7 +52,7 @@ class ConsoleFormatter(logging.Formatter):
             line += f"  {extras}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return scrub(line)
 
 
 def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:

@@ -45,6 +45,9 @@ class Component(Protocol):
 
     ``run`` returns only when cancelled (then it must finish or release in-flight work and
     close what it opened) or raises on failure (the supervisor restarts it with backoff).
+    A component that owns a collector's connection state exposes it as the attribute
+    ``collector_health`` (a `CollectorHealth`): readiness, liveness and the supervisor's
+    "disconnected on failure" follow it.
     """
 
     name: str
@@ -70,6 +73,9 @@ class Runtime:
     data_dir: Path
     extras: dict[str, Any] = field(default_factory=dict)
     """Composition-root extras (e.g. the demo's endpoints); plugins must not require them."""
+    collector_healths: dict[str, Any] = field(default_factory=dict)
+    """Collector name -> its `CollectorHealth` in this process (one per collector, shared
+    by the collector's components)."""
 
 
 StateMetrics = Callable[[Runtime, Any], Awaitable[Iterable[Metric]]]

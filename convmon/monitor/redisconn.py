@@ -8,6 +8,10 @@ convmon process on the same data dir (the CLI next to a running daemon) finds th
 answering and shares that server instead of starting another.
 
 Scripts target Redis >= 6.2 (EVAL/EVALSHA, XAUTOCLAIM); older servers are refused.
+
+The daemon treats a configured Redis like every other dependency: when it does not answer
+at start, `open_redis` (given ``until``) says so and retries with capped backoff until it
+does or the daemon is told to stop. Commands that only read state fail at once instead.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from convmon.monitor.backoff import Backoff
 from convmon.monitor.config import RedisSettings
-from convmon.monitor.secrets import redact_url
+from convmon.monitor.secrets import redact_url, scrub
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,13 @@ MIN_REDIS = (6, 2, 0)
 
 class RedisSetupError(RuntimeError):
     """Redis could not be reached or started."""
+
+
+class RedisWaitAborted(RedisSetupError):
+    """The daemon was told to stop while it waited for Redis to answer."""
+
+    def __init__(self) -> None:
+        super().__init__("stopped while waiting for Redis")
 
 
 def find_redis_server(configured: str | None = None) -> str | None:
@@ -145,12 +157,15 @@ async def check_version(client: Redis) -> str:
 
 @contextlib.asynccontextmanager
 async def open_redis(
-    settings: RedisSettings, data_dir: Path, *, start_embedded: bool = True
+    settings: RedisSettings, data_dir: Path, *, start_embedded: bool = True,
+    until: asyncio.Event | None = None,
 ) -> AsyncIterator[Redis]:
     """Yield a connected client; start (and afterwards stop) an embedded server if needed.
 
     With ``start_embedded=False`` a missing embedded server is an error (commands such as
     ``convmon status`` read a running daemon's state and must not start an empty one).
+    With ``until``, a configured server that does not answer is waited for (retried with
+    backoff, logged) until it answers or ``until`` is set (`RedisWaitAborted`).
     """
     embedded: EmbeddedRedis | None = None
     if settings.url is not None:
@@ -190,12 +205,7 @@ async def open_redis(
         client_name=client_name,
     )
     try:
-        try:
-            version = await check_version(client)
-        except RedisSetupError:
-            raise
-        except Exception as exc:
-            raise RedisSetupError(f"cannot reach Redis at {shown}: {exc}") from exc
+        version = await _first_contact(client, shown, until if settings.url else None)
         log.debug("connected to redis", extra={"url": shown, "version": version})
         yield client
     finally:
@@ -208,6 +218,32 @@ async def open_redis(
                 await embedded.stop()
             else:
                 await _shutdown(url)
+
+
+async def _first_contact(client: Redis, shown: str, until: asyncio.Event | None) -> str:
+    """Check the server's version, waiting for it to answer when ``until`` is given."""
+    backoff = Backoff(0.5, 30.0)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await check_version(client)
+        except RedisSetupError:
+            raise
+        except Exception as exc:
+            reason = scrub(f"{type(exc).__name__}: {exc}")
+            if until is None:
+                raise RedisSetupError(f"cannot reach Redis at {shown}: {reason}") from exc
+            delay = backoff.next_delay()
+            log.warning(
+                "redis is not answering; waiting for it",
+                extra={"url": shown, "error": reason[:300], "attempt": attempt,
+                       "retry_in_s": round(delay, 1)},
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(until.wait(), delay)
+        if until.is_set():
+            raise RedisWaitAborted
 
 
 async def _last_client(client: Redis, own_name: str) -> bool:

@@ -4,18 +4,84 @@ A secret in configuration is written as ``env:NAME`` (read from the environment)
 ``file:/path`` (read from a file, trailing newline stripped; the Docker/Kubernetes way) or,
 discouraged, a literal. The reference is kept, the value is read only when a component
 needs it (`Secret.reveal`), and every printed form is redacted.
+
+Libraries do not know what is secret: an error from a websocket or HTTP client quotes the
+URL it failed on, API key and all. So every value a `Secret` resolves to is remembered
+(`remember`, also done for every secret of a loaded configuration), and `scrub` replaces
+those values, and the secret-bearing parts of secret URLs, in any text. It runs where text
+leaves the process: every log line (the formatters in `logs`), every HTTP answer (a
+middleware), every error text stored in Redis.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
 REDACTED = "***"
+_MIN_SECRET = 4
+"""Shorter values are not scrubbed: replacing every ``1`` or ``ab`` would garble logs."""
+
+_known: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+_lock = threading.Lock()
+
+
+def remember(value: str) -> None:
+    """Treat ``value`` (and, for a URL, its credentials, path and query) as secret."""
+    global _pattern
+    found = {v for v in (value, *_url_parts(value)) if len(v) >= _MIN_SECRET}
+    with _lock:
+        if found <= _known:
+            return
+        _known.update(found)
+        ordered = sorted(_known, key=len, reverse=True)
+        _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+
+def scrub(text: str) -> str:
+    """``text`` with every remembered secret value replaced by ``***``."""
+    pattern = _pattern
+    if pattern is None or not text:
+        return text
+    return pattern.sub(REDACTED, text)
+
+
+def _url_parts(value: str) -> Iterable[str]:
+    if "://" not in value:
+        return ()
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return ()
+    out: list[str] = []
+    if parts.password:
+        out += [parts.password, unquote(parts.password)]
+    if parts.username and parts.password is None:
+        out.append(parts.username)  # a token given as the user part
+    path = parts.path.strip("/")
+    candidates = [*path.split("/"), parts.fragment]
+    candidates += [pair.partition("=")[2] for pair in parts.query.split("&")]
+    keys = [part for part in candidates if _tokenish(part)]
+    if keys and "/" in path:
+        keys.append(path)
+    return out + [form for part in keys for form in (part, unquote(part))]
+
+
+def _tokenish(part: str) -> bool:
+    """A URL part that looks like a key (``3f9c...``), not like a word (``services``)."""
+    if len(part) >= 16:
+        return True
+    return len(part) >= 8 and any(c.isdigit() for c in part) and any(c.isalpha() for c in part)
 
 
 class SecretError(ValueError):
@@ -46,6 +112,11 @@ class Secret:
 
     def reveal(self) -> str:
         """The secret value. Call at the point of use; never store or log the result."""
+        value = self._resolve()
+        remember(value)
+        return value
+
+    def _resolve(self) -> str:
         if self.kind == "env":
             name = self._raw[4:]
             value = os.environ.get(name)
@@ -105,3 +176,29 @@ def redact_url(url: str) -> str:
     creds, _, host = rest.rpartition("@")
     user = creds.split(":", 1)[0] if ":" in creds else ""
     return f"{scheme}://{user + ':' if user else ''}{REDACTED}@{host}"
+
+
+def remember_all(obj: Any) -> None:
+    """Remember the value of every `Secret` found in ``obj`` (pydantic models, mappings,
+    sequences), so text naming them is scrubbed before any component reveals them.
+    Secrets that do not resolve yet are skipped (using them will report that)."""
+    seen: set[int] = set()
+
+    def walk(node: Any) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, Secret):
+            with contextlib.suppress(SecretError):
+                node.reveal()
+        elif isinstance(node, dict):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list | tuple | set | frozenset):
+            for v in node:
+                walk(v)
+        elif hasattr(node, "__pydantic_fields__"):
+            for name in type(node).__pydantic_fields__:
+                walk(getattr(node, name, None))
+
+    walk(obj)

@@ -22,6 +22,8 @@ def _s(v: bytes | str | None) -> str:
 
 
 async def collector_statuses(redis: Redis, keys: Keys) -> dict[str, dict[str, str]]:
+    """Every collector's status hash, plus ``up``: "1" while its liveness key exists (a
+    live process holds it connected), "0" otherwise, whatever the hash last said."""
     names = sorted(_s(n) for n in await redis.smembers(keys.collectors))
     out: dict[str, dict[str, str]] = {}
     if not names:
@@ -29,9 +31,12 @@ async def collector_statuses(redis: Redis, keys: Keys) -> dict[str, dict[str, st
     async with redis.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.hgetall(keys.collector_status(name))
+            pipe.exists(keys.collector_live(name))
         rows = await pipe.execute()
-    for name, row in zip(names, rows, strict=True):
+    for i, name in enumerate(names):
+        row, live = rows[2 * i], rows[2 * i + 1]
         out[name] = {_s(k): _s(v) for k, v in row.items()}
+        out[name]["up"] = "1" if live else "0"
     return out
 
 
@@ -48,7 +53,9 @@ async def heartbeats(redis: Redis, keys: Keys) -> list[dict[str, str]]:
 
 async def core_state_metrics(redis: Redis, keys: Keys) -> Iterable[Metric]:
     up = GaugeMetricFamily(
-        "convmon_collector_up", "1 when the collector is connected to its source.",
+        "convmon_collector_up",
+        "1 while a live convmon process holds the collector connected to its source "
+        "(a heartbeat with a TTL, not a flag).",
         labels=["collector"],
     )
     last = GaugeMetricFamily(
@@ -57,7 +64,7 @@ async def core_state_metrics(redis: Redis, keys: Keys) -> Iterable[Metric]:
         labels=["collector"],
     )
     for name, st in (await collector_statuses(redis, keys)).items():
-        up.add_metric([name], float(st.get("connected") == "1"))
+        up.add_metric([name], float(st["up"] == "1"))
         if st.get("last_event_at"):
             last.add_metric([name], float(st["last_event_at"]))
 

@@ -153,6 +153,9 @@ class BitcoinComponent:
     def __init__(self, runtime: Runtime, cfg: BitcoinConfig) -> None:
         self.runtime = runtime
         self.cfg = cfg
+        self.collector_health = CollectorHealth.for_runtime(
+            runtime, "bitcoin", f"bitcoin/{cfg.source}"
+        )
 
     async def run(self) -> None:
         attributor = await attributor_for(self.cfg, self.runtime.data_dir)

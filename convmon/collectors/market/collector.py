@@ -21,7 +21,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,7 @@ from convmon.monitor.clock import Clock
 from convmon.monitor.events import Event, MarketPrice
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
+from convmon.monitor.tasks import run_together
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +111,16 @@ class MarketCollector:
         clock: Clock,
         registry: CollectorRegistry,
         instance: str,
+        health: CollectorHealth | None = None,
     ) -> None:
         self.config = config
         self.bus = bus
         self.clock = clock
-        self.health = CollectorHealth(
-            COLLECTOR, redis=redis, keys=keys, bus=bus, clock=clock, registry=registry
+        self.health = health or CollectorHealth(
+            COLLECTOR, redis=redis, keys=keys, bus=bus, clock=clock, registry=registry,
+            instance=instance,
         )
+        self.collector_health = self.health
         self.sources = SourceHealthStore(
             redis, keys, instance, ttl_s=6 * config.health_interval_s
         )
@@ -131,14 +135,16 @@ class MarketCollector:
 
     async def run(self) -> None:
         try:
-            async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as tg:
+            async with aiohttp.ClientSession() as session:
                 self._build(session)
-                for feed in self.feeds.values():
-                    tg.create_task(feed.run(), name=feed.name)
+                loops: dict[str, Coroutine[Any, Any, None]] = {
+                    feed.name: feed.run() for feed in self.feeds.values()
+                }
                 if self.poller is not None:
-                    tg.create_task(self.poller.run(), name=self.poller.name)
-                tg.create_task(self._sample_loop(), name="market/sampler")
-                tg.create_task(self._health_loop(), name="market/health")
+                    loops[self.poller.name] = self.poller.run()
+                loops["market/sampler"] = self._sample_loop()
+                loops["market/health"] = self._health_loop()
+                await run_together(loops)
         finally:
             self.up = {s: False for s in self.up}
             self.up_since.clear()

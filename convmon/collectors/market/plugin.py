@@ -19,10 +19,11 @@ from prometheus_client.metrics_core import Metric
 from rich.markup import escape
 from rich.table import Table
 
-from convmon.collectors.market.collector import MarketCollector, SourceHealthStore
+from convmon.collectors.market.collector import COLLECTOR, MarketCollector, SourceHealthStore
 from convmon.collectors.market.config import MarketConfig
 from convmon.collectors.market.probe import probe_sources
 from convmon.monitor.cli import ConfigOption, console, load_or_exit
+from convmon.monitor.health import CollectorHealth
 from convmon.monitor.plugins import Component, Plugin, Runtime
 
 
@@ -38,6 +39,7 @@ def _components(runtime: Runtime, cfg: MarketConfig) -> Sequence[Component]:
             clock=runtime.clock,
             registry=runtime.metrics,
             instance=runtime.instance,
+            health=CollectorHealth.for_runtime(runtime, COLLECTOR),
         )
     ]
 

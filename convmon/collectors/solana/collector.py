@@ -38,6 +38,7 @@ from convmon.monitor.clock import Clock
 from convmon.monitor.events import Event
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
+from convmon.monitor.tasks import run_together
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class SolanaTxCollector:
         self.bus = bus
         self.clock = clock
         self.health = health
+        self.collector_health = health
         self.rpc = rpc or SolanaRpc(settings)
         self.queue = SignatureQueue(redis, keys, name)
         self.batch = batch
@@ -110,10 +112,11 @@ class SolanaTxCollector:
             ping_interval_s=self.settings.ping_interval_s,
         )
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(subscriber.run(), name=f"{self.name}-ws")
-                tg.create_task(self._recovery_loop(), name=f"{self.name}-recovery")
-                tg.create_task(self.drain_forever(), name=f"{self.name}-drain")
+            await run_together({
+                f"{self.name}-ws": subscriber.run(),
+                f"{self.name}-recovery": self._recovery_loop(),
+                f"{self.name}-drain": self.drain_forever(),
+            })
         finally:
             await self.rpc.close()
 

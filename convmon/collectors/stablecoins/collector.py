@@ -131,6 +131,7 @@ class EthereumStablecoinCollector:
         self.keys = keys
         self.clock = clock
         self.health = health
+        self.collector_health = health
         self.registry = cfg.registry()
         self.filters = self.registry.log_filters()
         self.checkpoint: int | None = None
