@@ -69,11 +69,11 @@ def _url_parts(value: str) -> Iterable[str]:
     if parts.username and parts.password is None:
         out.append(parts.username)  # a token given as the user part
     path = parts.path.strip("/")
-    candidates = [*path.split("/"), parts.fragment]
-    candidates += [pair.partition("=")[2] for pair in parts.query.split("&")]
-    keys = [part for part in candidates if _tokenish(part)]
+    keys = [seg for seg in path.split("/") if _tokenish(seg)]
     if keys and "/" in path:
         keys.append(path)
+    others = [parts.fragment, *(pair.partition("=")[2] for pair in parts.query.split("&"))]
+    keys += [part for part in others if _tokenish(part)]
     return out + [form for part in keys for form in (part, unquote(part))]
 
 

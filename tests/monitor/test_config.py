@@ -121,3 +121,12 @@ def test_cli_config_show_redacts(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "s3cret" not in proc.stdout
     assert "url: '***'" in proc.stdout
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "1e400"])
+def test_numbers_must_be_finite(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, f"supervisor:\n  shutdown_timeout_s: {value}\n")
+    with pytest.raises(FileErrors) as info:
+        load_config(path, environ={}, plugins=[DEMO])
+    rendered = [str(e) for e in info.value.errors]
+    assert any(r.startswith(f"{path}:2: supervisor.shutdown_timeout_s:") for r in rendered)
