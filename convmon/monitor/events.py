@@ -170,6 +170,64 @@ class CollectorStatus(_Payload, frozen=True, kw_only=True, tag="collector.status
     detail: str = ""
 
 
+class OpsProcess(msgspec.Struct, frozen=True, kw_only=True):
+    """A convmon process whose heartbeat was present when the sample was taken."""
+
+    instance: str
+    roles: list[str] = msgspec.field(default_factory=list)
+    updated_at: float | None = None
+    """The process's last heartbeat (its own clock)."""
+    ttl_s: float | None = None
+    """What was left of the heartbeat's TTL: a heartbeat that disappears before this ran out
+    was deleted (a clean shutdown), one that disappears later expired (the process died)."""
+
+
+class OpsComponent(msgspec.Struct, frozen=True, kw_only=True):
+    """A supervised component of a live process, as its heartbeat reported it."""
+
+    instance: str
+    name: str
+    role: str = ""
+    state: str
+    """starting | running | backoff | stopped"""
+    up: bool
+    restarts: int = 0
+    last_error: str = ""
+    since: float | None = None
+    """When the component entered ``state`` (the process's clock)."""
+
+
+class OpsGroup(msgspec.Struct, frozen=True, kw_only=True):
+    """A consumer group of the ``events`` or ``alerts`` stream."""
+
+    stream: str
+    """events | alerts"""
+    group: str
+    consumers: int = 0
+    pending: int
+    """Entries delivered and not yet acknowledged."""
+    lag: int | None = None
+    """Entries not yet delivered (Redis >= 7; None on 6.2 or when Redis cannot tell)."""
+    behind_s: float = 0.0
+    """Time span between the last entry delivered to the group and the newest entry of the
+    stream (from their ids): grows while the group falls behind, on every Redis version."""
+    oldest_pending_s: float | None = None
+    """Age of the oldest unacknowledged entry (from its id), None when nothing is pending."""
+
+
+class OpsSample(_Payload, frozen=True, kw_only=True, tag="ops.sample"):
+    """The monitor's view of itself, sampled from Redis by the ops sampler: live processes
+    and their components, consumer groups and dead-letter streams. One per sampling
+    interval across all replicas (id ``ops:sample:<interval start>``). Position = unix ms."""
+
+    interval_s: float
+    processes: list[OpsProcess] = msgspec.field(default_factory=list)
+    components: list[OpsComponent] = msgspec.field(default_factory=list)
+    groups: list[OpsGroup] = msgspec.field(default_factory=list)
+    dead_letters: dict[str, int] = msgspec.field(default_factory=dict)
+    """Length of each dead-letter stream: ``events`` and ``alerts``."""
+
+
 Payload = (
     BitcoinBlock
     | BitcoinReorg
@@ -180,6 +238,7 @@ Payload = (
     | DepinPayout
     | MarketPrice
     | CollectorStatus
+    | OpsSample
 )
 
 EVENT_KINDS: frozenset[str] = frozenset(
@@ -194,6 +253,7 @@ EVENT_KINDS: frozenset[str] = frozenset(
         DepinPayout,
         MarketPrice,
         CollectorStatus,
+        OpsSample,
     )
 )
 
