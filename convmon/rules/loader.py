@@ -131,7 +131,7 @@ def load_rules(
                 ))
     ruleset = RuleSet()
     for spec, located, index in specs:
-        params = {**spec.params, **dict(overrides.get(spec.name) or {})}
+        params = _merged_params(spec.params, overrides.get(spec.name) or {})
         try:
             ruleset.rules.append(_compile(spec, located, index, params))
         except FileErrors as exc:
@@ -211,7 +211,28 @@ def _compile(
     return Rule(spec=spec, file=located.file, params=params, program=program)
 
 
+def _merged_params(
+    defaults: Mapping[str, ParamValue], values: Mapping[str, Any]
+) -> dict[str, ParamValue]:
+    """Overrides replace defaults, except maps, which are merged key by key (overriding
+    one collector's figure keeps the others' defaults)."""
+    merged = dict(defaults)
+    for name, value in values.items():
+        default = defaults.get(name)
+        if isinstance(default, dict) and _same_type(default, value):
+            merged[name] = {**default, **{str(k): float(v) for k, v in value.items()}}
+        else:
+            merged[name] = value
+    return merged
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _same_type(default: ParamValue, value: Any) -> bool:
+    if isinstance(default, dict):
+        return isinstance(value, Mapping) and all(_is_number(v) for v in value.values())
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
     if isinstance(default, (int, float)):

@@ -26,7 +26,8 @@ tests:
         alertname: BitcoinNoBlock
         expect: [{state: firing}]
 ```
-Events are ``{kind, id?, chain?, source?, position?, at?}`` plus the payload's fields.
+Events are ``{kind, id?, chain?, source?, position?, at?}`` plus the payload's fields (an
+event's ``at`` is a duration added to its step's).
 ``blocks`` generates attributed bitcoin blocks cycling through ``pools``.
 """
 
@@ -49,7 +50,7 @@ from convmon.monitor.keys import Keys
 from convmon.monitor.yamlfile import FileError, load_yaml_file, validate_model
 from convmon.rules.engine import AggregateSource, RuleEngine, RuleMetrics
 from convmon.rules.loader import load_rules
-from convmon.rules.schema import Duration, ParamValue
+from convmon.rules.schema import Duration, ParamValue, parse_duration
 
 StoreFactory = Callable[[Any, Keys, ManualClock], Awaitable[AggregateSource]]
 """Builds the aggregate store for one test: (redis, keys, clock) → loaded store."""
@@ -224,7 +225,7 @@ def _events_of(step: InputStep, start: float, tag: str) -> list[tuple[float, Eve
 def _event(item: Mapping[str, Any], t0: float, tag: str) -> tuple[float, Event]:
     data = dict(item)
     kind = str(data.get("kind", ""))
-    t = t0 + float(data.pop("at", 0) or 0)
+    t = t0 + parse_duration(data.pop("at", 0) or 0)
     eid = str(data.pop("id", f"test:{tag}"))
     source = str(data.pop("source", "test"))
     position = int(data.pop("position", int(t * 1000)))

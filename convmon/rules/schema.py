@@ -83,8 +83,10 @@ class FanOut(Model):
     label: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-Severity = Literal["critical", "warning", "info"]
-ParamValue = bool | int | float | str | list[str]
+Severity = Literal["critical", "warning", "info", "none"]
+"""``none``: alerts that are not a problem, such as the always-firing ``Watchdog``."""
+ParamValue = bool | int | float | str | list[str] | dict[str, float]
+"""A map of numbers (e.g. seconds per collector) merges with its default when overridden."""
 
 
 class RuleSpec(Model):
