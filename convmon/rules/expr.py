@@ -23,7 +23,7 @@ import cel
 from convmon.rules.errors import RuleError
 
 AGGREGATE_ROOTS: frozenset[str] = frozenset(
-    {"btc", "stablecoin", "depin", "market", "miner", "collectors"}
+    {"btc", "stablecoin", "depin", "market", "miner", "collectors", "ops"}
 )
 """Variables served by the aggregate store (CONTRACTS §3)."""
 

@@ -2,8 +2,9 @@
 
 `AggregateStore.apply` folds events into block windows, time-bucketed sums, HyperLogLogs
 and last values with Lua scripts (atomic, idempotent per event id); `snapshot` turns them
-into the CEL roots ``btc``, ``stablecoin``, ``depin``, ``market``, ``miner``, ``collectors``;
-`state_metrics` into Prometheus families. Contract: CONTRACTS §3 and §5.
+into the CEL roots ``btc``, ``stablecoin``, ``depin``, ``market``, ``miner``,
+``collectors``, ``ops``; `state_metrics` into Prometheus families. Contract: CONTRACTS §3
+and §5.
 
 Use::
 

@@ -109,6 +109,12 @@ class AggregatesConfig(Model):
     depin_cadence_s: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CADENCE_S))
     """Expected payout cadence per DePIN network, for payouts whose event does not carry
     the cadence of the collector's network registry (which takes precedence)."""
+    ops_history_s: int = Field(default=1_800, ge=60, le=86_400)
+    """How far back the ``ops`` root looks for trends (backlog growth, restarts, dead
+    letters) in the ``ops.sample`` history."""
+    ops_forget_process_after_s: int = Field(default=6 * 3_600, ge=60)
+    """A process whose heartbeat vanished and that never came back is listed in
+    ``ops.processes`` (and alerted on) for this long, then forgotten."""
 
     @field_validator("bitcoin_windows")
     @classmethod

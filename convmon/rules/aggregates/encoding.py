@@ -12,6 +12,8 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from convmon.monitor.events import (
     Amount,
     BitcoinAttribution,
@@ -21,6 +23,7 @@ from convmon.monitor.events import (
     DepinPayout,
     Event,
     MarketPrice,
+    OpsSample,
     StablecoinBurn,
     StablecoinMint,
     StablecoinSupply,
@@ -120,6 +123,23 @@ def encode(event: Event, entities: dict[str, str]) -> str | None:
     elif isinstance(p, CollectorStatus):
         code = "C"
         args = [_clean(p.collector), "1" if p.connected else "0", _num(event.occurred_at)]
+    elif isinstance(p, OpsSample):
+        code = "O"
+        args = [_num(event.occurred_at), msgspec.json.encode(p).decode(), ops_history(p)]
+        for proc in p.processes:
+            ttl = _num(proc.ttl_s) if proc.ttl_s is not None else ""
+            args.append(f"{_clean(proc.instance)}|{ttl}|{' '.join(map(_clean, proc.roles))}")
     else:
         return None
     return SEP.join((code, event.id.replace(SEP, " "), *args))
+
+
+def ops_history(sample: OpsSample) -> str:
+    """The figures of a sample whose trend the ``ops`` root reports, compactly: per
+    consumer group ``[pending, lag, behind_s]``, dead-letter lengths, and restarts per
+    component (keyed ``<instance>/<component>``)."""
+    return json.dumps({
+        "g": {f"{g.stream}/{g.group}": [g.pending, g.lag, g.behind_s] for g in sample.groups},
+        "d": sample.dead_letters,
+        "r": {f"{c.instance}/{c.name}": c.restarts for c in sample.components},
+    }, separators=(",", ":"))

@@ -21,7 +21,10 @@ one slot):
 - ``ts:b:<series>`` buckets (TTL), ``ts:w:<series>`` window sums and totals,
   ``ts:meta`` series -> labels, ``supply:<token/chain>`` last two supply samples;
 - ``hll:<network>:<hour>`` recipients; ``prices``, ``price_sources``, ``collectors``,
-  ``stable:last``, ``depin:last`` last values; ``miner:hashprice`` day -> hashprice.
+  ``stable:last``, ``depin:last`` last values; ``miner:hashprice`` day -> hashprice;
+- ``ops:last`` the latest ``ops.sample``, ``ops:hist`` its trend figures over
+  ``ops_history_s`` (scored by time), ``ops:procs`` instance -> when each process was last
+  seen and first missed.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from convmon.rules.aggregates.encoding import SEP, encode
 from convmon.rules.aggregates.metrics import build_metrics
 from convmon.rules.aggregates.scripts import Scripts
 
-ROOTS = frozenset({"btc", "stablecoin", "depin", "market", "miner", "collectors"})
+ROOTS = frozenset({"btc", "stablecoin", "depin", "market", "miner", "collectors", "ops"})
 EVENTS_PER_CALL = 1000
 """Events per script call: bounds how long one call holds Redis."""
 PRICE_CACHE_S = 1.0
@@ -111,6 +114,8 @@ class AggregateStore:
             self._time_windows_csv,
             str(cfg.recipients_bucket_s),
             str(cfg.time_windows["24h"] + 2 * cfg.recipients_bucket_s),
+            str(cfg.ops_history_s),
+            str(cfg.ops_forget_process_after_s),
         ]
 
     def key(self, *parts: str) -> str:
@@ -306,6 +311,13 @@ class AggregateStore:
             slot("coll_names")
             pipe.hgetall(self.key("collectors"))
             slot("coll_events")
+        if "ops" in wanted:
+            pipe.hget(self.key("ops", "last"), "sample")
+            slot("ops_last")
+            pipe.zrange(self.key("ops", "hist"), 0, -1, withscores=True)
+            slot("ops_hist")
+            pipe.hgetall(self.key("ops", "procs"))
+            slot("ops_procs")
 
     async def _finish_snapshot(self, plan: _SnapshotPlan, replies: list[Any]) -> dict[str, Any]:
         wanted, now, cfg, slots = plan.wanted, plan.now, self.config, plan.slots
@@ -343,6 +355,15 @@ class AggregateStore:
             out["collectors"] = await self._collectors(
                 {_s(m) for m in replies[slots["coll_names"]]},
                 _hash(replies[slots["coll_events"]]),
+                now,
+            )
+        if "ops" in wanted:
+            last = replies[slots["ops_last"]]
+            out["ops"] = views.ops_view(
+                _s(last) if last is not None else None,
+                [(float(score), _s(member).partition("|")[2])
+                 for member, score in replies[slots["ops_hist"]]],
+                _hash(replies[slots["ops_procs"]]),
                 now,
             )
         return out
@@ -409,4 +430,4 @@ class AggregateStore:
 
     async def state_metrics(self) -> list[Metric]:
         """Prometheus families of CONTRACTS §5 ("Aggregates"), computed from Redis state."""
-        return build_metrics(await self.snapshot(ROOTS), self.config)
+        return build_metrics(await self.snapshot(ROOTS - {"ops"}), self.config)

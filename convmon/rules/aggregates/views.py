@@ -7,6 +7,7 @@ in token units, times unix seconds. A figure whose inputs are missing is None, n
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -356,3 +357,114 @@ def collectors_view(
             "last_event_age_s": now - float(last) if last else None,
         }
     return out
+
+
+CLOCK_SLACK_S = 2.0
+"""Tolerance between the clocks of the replicas whose samplers took consecutive samples."""
+
+
+def _rise(values: list[float]) -> float:
+    """Sum of the increases between consecutive values (decreases — a redrive, a process
+    that restarted its counters — add nothing)."""
+    return float(sum(max(0.0, b - a) for a, b in itertools.pairwise(values)))
+
+
+def _growth(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Over the latest run of samples in which ``points`` (time, value) never decreased:
+    (seconds from its start to the latest sample, how much the value grew). (0, 0) when the
+    latest value is no higher than where the run started."""
+    if not points:
+        return 0.0, 0.0
+    start = len(points) - 1
+    while start > 0 and points[start - 1][1] <= points[start][1]:
+        start -= 1
+    grew = points[-1][1] - points[start][1]
+    if grew <= 0:
+        return 0.0, 0.0
+    return points[-1][0] - points[start][0], grew
+
+
+def _process_state(last_seen: float, ttl: float | None, gone_at: float | None) -> str:
+    """alive; stopped (its heartbeat was deleted before its TTL ran out: a clean shutdown);
+    died (its heartbeat expired: the process was killed, crashed or lost Redis)."""
+    if gone_at is None:
+        return "alive"
+    if ttl is not None and gone_at + CLOCK_SLACK_S >= last_seen + ttl:
+        return "died"
+    return "stopped"
+
+
+def ops_view(
+    last: str | None, history: list[tuple[float, str]], procs: dict[str, str], now: float
+) -> dict[str, Any]:
+    """The ``ops`` root from the latest ``ops.sample`` (``time|json``), the history of its
+    trend figures (``(time, json)``, any order) and the per-process sightings
+    (``last_seen|ttl|roles|gone_at``)."""
+    sample: dict[str, Any] = {}
+    sampled_at: float | None = None
+    if last:
+        t_text, _, body = last.partition("|")
+        sampled_at, sample = float(t_text), json.loads(body)
+    hist = sorted((t, json.loads(body)) for t, body in history)
+
+    processes: dict[str, Any] = {}
+    for instance, text in procs.items():
+        seen_text, ttl_text, roles, gone_text = [*text.split("|"), "", "", ""][:4]
+        last_seen = float(seen_text)
+        ttl = float(ttl_text) if ttl_text else None
+        gone_at = float(gone_text) if gone_text else None
+        processes[instance] = {
+            "instance": instance,
+            "roles": roles.split(),
+            "state": _process_state(last_seen, ttl, gone_at),
+            "last_seen": last_seen,
+            "gone_for_s": now - gone_at if gone_at is not None else None,
+        }
+
+    components: dict[str, Any] = {}
+    for c in sample.get("components") or []:
+        key = f"{c['instance']}/{c['name']}"
+        since = c.get("since")
+        restarts = [float(h["r"][key]) for _, h in hist if key in (h.get("r") or {})]
+        components[key] = {
+            **c,
+            "down_for_s": None if c["up"] else (max(0.0, now - since) if since else None),
+            "restarts_recent": int(_rise(restarts)),
+        }
+
+    groups: dict[str, Any] = {}
+    for g in sample.get("groups") or []:
+        key = f"{g['stream']}/{g['group']}"
+        lag = g.get("lag")
+        # Entries when Redis reports the lag (>= 7), else the seconds the group is behind.
+        points = []
+        for t, h in hist:
+            row = (h.get("g") or {}).get(key)
+            if row is not None:
+                pending, row_lag, behind = row
+                points.append((t, float(pending + row_lag) if row_lag is not None
+                               else float(behind)))
+        growing_for, growth = _growth(points)
+        groups[key] = {
+            **g,
+            "backlog": g["pending"] + lag if lag is not None else None,
+            "growing_for_s": growing_for,
+            "growth": growth,
+        }
+
+    dead_letters = {
+        name: {
+            "length": length,
+            "added": int(_rise([float((h.get("d") or {}).get(name, 0)) for _, h in hist])),
+        }
+        for name, length in (sample.get("dead_letters") or {}).items()
+    }
+    return {
+        "sampled_at": sampled_at,
+        "sample_age_s": now - sampled_at if sampled_at is not None else None,
+        "interval_s": sample.get("interval_s"),
+        "processes": processes,
+        "components": components,
+        "groups": groups,
+        "dead_letters": dead_letters,
+    }

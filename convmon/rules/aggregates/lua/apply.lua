@@ -1,7 +1,7 @@
 -- Apply a batch of events to the aggregates, atomically and idempotently.
 -- ARGV: base, now, applied_ttl, block_windows_csv, keep_blocks, bucket_s, time_windows_csv,
---       hll_bucket_s, hll_ttl, then one argument per event: code, id and the event's
---       fields joined by the unit separator (0x1f).
+--       hll_bucket_s, hll_ttl, ops_history_s, ops_process_retention_s, then one argument per
+--       event: code, id and the event's fields joined by the unit separator (0x1f).
 -- Returns one value per event: 1 = first application, 0 = already applied or superseded,
 -- -1 = the event could not be applied (left unmarked so a later delivery retries it).
 
@@ -14,6 +14,8 @@ local BS = tonumber(ARGV[6])
 local TW = num_list(ARGV[7])
 local HLL_BS = tonumber(ARGV[8])
 local HLL_TTL = ARGV[9]
+local OPS_HIST = tonumber(ARGV[10])
+local OPS_RETAIN = tonumber(ARGV[11])
 
 -- Bitcoin: candidates per height, one active block per height, windows over (tip-N, tip].
 local META = B .. ':btc:meta'
@@ -315,6 +317,49 @@ local function on_status(a)
   return 1
 end
 
+-- The monitor's own samples: the latest one whole, a short history of the figures whose
+-- trend matters (group backlogs, dead-letter lengths, restarts), and per process when it was
+-- last seen and when it was first missed.
+-- a: time, sample json, history json, then instance|heartbeat ttl|roles per live process
+local function on_ops(a)
+  local t = tonumber(a[1])
+  latest_put(B .. ':ops:last', 'sample', t, a[1] .. '|' .. a[2])
+  local hist = B .. ':ops:hist'
+  redis.call('ZADD', hist, t, a[1] .. '|' .. a[3])
+  local top = redis.call('ZREVRANGE', hist, 0, 0, 'WITHSCORES')
+  redis.call('ZREMRANGEBYSCORE', hist, '-inf', '(' .. fmt_time(tonumber(top[2]) - OPS_HIST))
+  -- procs: instance -> last_seen|ttl|roles|gone_at ('' while present)
+  local procs = B .. ':ops:procs'
+  local seen = {}
+  for k = 4, #a do
+    local f = split(a[k], '|')
+    seen[f[1]] = true
+    local cur = redis.call('HGET', procs, f[1])
+    local c = cur and split(cur, '|') or nil
+    if not c or tonumber(c[1]) < t then
+      -- Seen again after it was missed: present again (a late sample changes nothing).
+      local gone = ''
+      if c and c[4] ~= '' and tonumber(c[4]) > t then gone = c[4] end
+      redis.call('HSET', procs, f[1], table.concat({a[1], f[2], f[3], gone}, '|'))
+    end
+  end
+  local flat = redis.call('HGETALL', procs)
+  for i = 1, #flat, 2 do
+    if not seen[flat[i]] then
+      local c = split(flat[i + 1], '|')
+      local gone = c[4]
+      if tonumber(c[1]) < t and (gone == '' or t < tonumber(gone)) then
+        gone = a[1]
+        redis.call('HSET', procs, flat[i], table.concat({c[1], c[2], c[3], gone}, '|'))
+      end
+      if gone ~= '' and tonumber(gone) < t - OPS_RETAIN then
+        redis.call('HDEL', procs, flat[i])
+      end
+    end
+  end
+  return 1
+end
+
 -- The block windows changed in the configuration: recount them from the per-height records.
 local function on_rewindow(a)
   local tip = tip_get()
@@ -332,11 +377,11 @@ local HANDLERS = {
   B = on_block, R = on_reorg, A = on_attribution,
   M = function(a) return on_flow(a, 'mint', true) end,
   U = function(a) return on_flow(a, 'burn', false) end,
-  S = on_supply, D = on_payout, P = on_price, C = on_status,
+  S = on_supply, D = on_payout, P = on_price, C = on_status, O = on_ops,
 }
 
 local results = {}
-for i = 10, #ARGV do
+for i = 12, #ARGV do
   local f = split(ARGV[i], '\31')
   local args = {}
   for k = 3, #f do args[k - 2] = f[k] end
