@@ -2,6 +2,9 @@
 
 Bodies are JSON. ``POST /api/v1/silences`` takes ``matchers`` (list of ``name=value``
 strings), ``ends_at`` or ``duration_s``, optional ``starts_at``, ``author``, ``comment``.
+Times are Unix seconds and durations seconds, as JSON numbers: the parser accepts ``NaN``,
+``Infinity`` and ``1e400`` (which becomes infinity), so every number is checked to be finite
+and in range before it reaches the store, and a bad one is a 400 that names the field.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from convmon.monitor.alerting import decode_transition
 from convmon.monitor.plugins import Runtime
 
 from .config import AlertsConfig
-from .silences import SilenceStore
+from .silences import SilenceStore, check_duration, check_timestamp
 
 
 def _silence_json(s: Any, now: float) -> dict[str, Any]:
@@ -26,7 +29,7 @@ def _silence_json(s: Any, now: float) -> dict[str, Any]:
 
 
 def http_routes(runtime: Runtime, cfg: AlertsConfig) -> Sequence[web.RouteDef]:
-    silences = SilenceStore(runtime.redis, runtime.keys)
+    silences = SilenceStore(runtime.redis, runtime.keys, registry=runtime.metrics)
 
     async def list_silences(request: web.Request) -> web.Response:
         now = runtime.clock.now()
@@ -38,20 +41,21 @@ def http_routes(runtime: Runtime, cfg: AlertsConfig) -> Sequence[web.RouteDef]:
             body = await request.json()
             if not isinstance(body, dict):
                 raise ValueError("body must be a JSON object")
-            starts = float(body.get("starts_at", now))
+            starts = check_timestamp("starts_at", body["starts_at"]) if "starts_at" in body else now
             if "ends_at" in body:
-                ends = float(body["ends_at"])
+                ends = check_timestamp("ends_at", body["ends_at"])
             elif "duration_s" in body:
-                ends = starts + float(body["duration_s"])
+                ends = starts + check_duration("duration_s", body["duration_s"])
             else:
                 raise ValueError("give ends_at or duration_s")
             matchers = body.get("matchers")
             if not isinstance(matchers, list) or not all(isinstance(m, str) for m in matchers):
                 raise ValueError("matchers must be a list of strings like name=value")
-            silence = await silences.add(
-                matchers, starts, ends, str(body.get("author", "")),
-                str(body.get("comment", "")), now,
-            )
+            author, comment = body.get("author", ""), body.get("comment", "")
+            for name, value in (("author", author), ("comment", comment)):
+                if not isinstance(value, str):
+                    raise ValueError(f"{name} must be a string")
+            silence = await silences.add(matchers, starts, ends, author, comment, now)
         except (ValueError, TypeError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(_silence_json(silence, now), status=201)

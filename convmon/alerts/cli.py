@@ -19,7 +19,7 @@ from convmon.monitor.cli import ConfigOption, console, err_console, load_or_exit
 from .config import AlertsConfig
 from .notification import DeliveryError, Notification, format_time
 from .receivers import build_receiver
-from .silences import SilenceStore
+from .silences import SilenceStore, check_duration, check_timestamp
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -111,15 +111,17 @@ def register_cli(app: typer.Typer) -> None:
         loaded = load_or_exit(config)
         now = time.time()
         try:
-            ends = datetime.fromisoformat(end).timestamp() if end else now + parse_duration(
-                duration)
-        except ValueError as exc:
+            if end:
+                ends = check_timestamp("--end", datetime.fromisoformat(end).timestamp())
+            else:
+                ends = now + check_duration("--duration", parse_duration(duration))
+        except (ValueError, OverflowError) as exc:
             err_console.print(f"[red]error[/red]: {exc}")
             raise typer.Exit(2) from None
 
         async def main() -> str:
             async with open_runtime(loaded) as rt:
-                s = await SilenceStore(rt.redis, rt.keys).add(
+                s = await SilenceStore(rt.redis, rt.keys, registry=rt.metrics).add(
                     matcher, now, ends, author or getpass.getuser(), comment, now)
                 return s.id
 
@@ -141,7 +143,7 @@ def register_cli(app: typer.Typer) -> None:
 
         async def main() -> list[tuple[str, str, str, str, str, str, str]]:
             async with open_runtime(loaded) as rt:
-                found = await SilenceStore(rt.redis, rt.keys).all(now)
+                found = await SilenceStore(rt.redis, rt.keys, registry=rt.metrics).all(now)
             return [(s.id, s.state(now), " ".join(s.matchers), format_time(s.starts_at),
                      format_time(s.ends_at), s.author, s.comment)
                     for s in found if all_ or s.state(now) != "expired"]
@@ -158,7 +160,8 @@ def register_cli(app: typer.Typer) -> None:
 
         async def main() -> bool:
             async with open_runtime(loaded) as rt:
-                return await SilenceStore(rt.redis, rt.keys).expire(silence_id, time.time())
+                store = SilenceStore(rt.redis, rt.keys, registry=rt.metrics)
+                return await store.expire(silence_id, time.time())
 
         if not run_async(main):
             err_console.print(f"[red]error[/red]: no silence {silence_id}")

@@ -63,3 +63,38 @@ def test_silence_add_list_expire_and_alerts(cli_config: Path, redis_url: str,
     sent = runner.invoke(app(), ["alerts", "test", "--receiver", "console", *cfg])
     assert sent.exit_code == 0 and "ConvmonTestNotification" in sent.output
     assert runner.invoke(app(), ["alerts", "test", "--receiver", "nope", *cfg]).exit_code == 2
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--duration", "99999999999999999999w"], "--duration"),
+    (["--duration", "0s"], "--duration"),
+    (["--end", "9999-12-31T00:00:00"], "--end"),
+    (["--end", "1970-01-02T00:00:00"], "--end"),
+])
+def test_silence_add_refuses_out_of_range_times(cli_config: Path, args: list[str],
+                                                named: str) -> None:
+    runner = CliRunner()
+    cfg = ["--config", str(cli_config)]
+    added = runner.invoke(app(), ["silence", "add", "alertname=PoolShare", "--author", "ops",
+                                  *args, *cfg])
+    assert added.exit_code == 2, added.output
+    assert named in added.output
+    assert runner.invoke(app(), ["silence", "list", "--all", *cfg]).output.count("ops") == 0
+
+
+def test_silence_commands_survive_undecodable_records(cli_config: Path, redis_url: str,
+                                                      keys: Keys) -> None:
+    runner = CliRunner()
+    cfg = ["--config", str(cli_config)]
+    redis_sync.Redis.from_url(redis_url).hset(
+        keys.ns("alerts", "silences"),
+        mapping={"corrupt-1": b'{"id": "corrupt-1", "ends_at": null}', "corrupt-2": b"\xff"})
+    added = runner.invoke(app(), ["silence", "add", "alertname=PoolShare", "--author", "ops",
+                                  *cfg])
+    assert added.exit_code == 0, added.output
+    listed = runner.invoke(app(), ["silence", "list", *cfg])
+    assert listed.exit_code == 0 and added.output.strip()[:8] in listed.output
+    expired = runner.invoke(app(), ["silence", "expire", "corrupt-1", *cfg])
+    assert expired.exit_code == 0, expired.output
+    assert not redis_sync.Redis.from_url(redis_url).hexists(keys.ns("alerts", "silences"),
+                                                            "corrupt-1")
