@@ -35,7 +35,7 @@ import random
 import time
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 from redis.asyncio import Redis
@@ -49,6 +49,7 @@ from convmon.monitor.bus import BusMetrics, Delivery, StreamConsumer
 from convmon.monitor.clock import Clock
 from convmon.monitor.config import BusSettings
 from convmon.monitor.keys import Keys
+from convmon.monitor.tasks import run_together
 
 from .config import AlertmanagerReceiver, AlertsConfig
 from .inhibit import Inhibitor
@@ -138,7 +139,8 @@ class Dispatcher:
         self.silences = SilenceStore(redis, keys)
         self._routes = {r.id: r for r in _walk(self.route)}
         self.inhibitor = Inhibitor(config.inhibit_rules)
-        self.senders: dict[str, Sender] = dict(senders or {})
+        self._given_senders: dict[str, Sender] = dict(senders or {})
+        self.senders: dict[str, Sender] = dict(self._given_senders)
         self._rng = rng or random.Random()
         self._session: aiohttp.ClientSession | None = None
         self._wake = asyncio.Event()
@@ -159,17 +161,24 @@ class Dispatcher:
             self.senders[cfg.name] = build_receiver(cfg, self._session)
 
     async def close(self) -> None:
+        """Close the HTTP session and forget the senders built on it: the supervisor
+        calls `run` again on this object after a failure, and that run opens anew."""
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self.senders = dict(self._given_senders)
 
-    async def run(self) -> None:
+    async def run(self) -> NoReturn:
+        """Consume the outbox and flush due groups until cancelled. Any failure of either
+        loop (Redis unreachable, a bug) raises out of here, after in-flight sends were
+        recorded, so that the supervisor restarts the dispatcher: it never returns."""
         await self.open()
         try:
             await self.consumer.ensure_group()
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.consumer.run())
-                tg.create_task(self._flush_loop())
+            await run_together({
+                f"{self.name}-consumer": self.consumer.run(),
+                f"{self.name}-flush": self._flush_loop(),
+            })
         finally:
             cancelled = await wait_through_cancellation(set(self._inflight))
             await self.close()
@@ -413,9 +422,13 @@ class Dispatcher:
             raise DeliveryError(f"{type(exc).__name__}", reason="error") from exc
 
     def backoff(self, attempts: int) -> float:
+        """Delay before retry number ``attempts`` (1-based) of a failed notification; the
+        attempt count lives in the notification log, so it survives restarts."""
         policy = self.config.retry
-        ceiling = min(policy.max_backoff_s, policy.initial_backoff_s * 2 ** max(0, attempts - 1))
-        return self._rng.uniform(ceiling / 2, ceiling)
+        pacing = Backoff(policy.initial_backoff_s,
+                         max(policy.initial_backoff_s, policy.max_backoff_s), rng=self._rng)
+        pacing.attempt = max(0, attempts - 1)
+        return pacing.next_delay()
 
     async def _failed(
         self, n: Notification, entry: LogEntry | None, token: str, exc: DeliveryError

@@ -1,6 +1,7 @@
 """Test helpers: transitions written to the outbox exactly as the rule engine writes them,
-a local HTTP server that records requests and can fail on demand, a TCP forwarder to Redis
-that can be cut (an outage), and dispatcher wiring."""
+a local HTTP server that records requests and can fail on demand, a TCP forwarder (to Redis
+or to a receiver) that can be cut (an outage), a clock that a running dispatcher cannot
+move by itself, and dispatcher wiring."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from convmon.alerts.config import AlertsConfig
 from convmon.alerts.dispatcher import Dispatcher
 from convmon.alerts.metrics import DeliveryMetrics
 from convmon.monitor.alerting import AlertTransition, alert_fingerprint, encode_transition
 from convmon.monitor.bus import BusMetrics
-from convmon.monitor.clock import Clock
+from convmon.monitor.clock import Clock, ManualClock
 from convmon.monitor.config import BusSettings
 from convmon.monitor.keys import Keys
 
@@ -186,3 +189,34 @@ async def eventually(check: Callable[[], Awaitable[bool]], limit_s: float = 30.0
     async with asyncio.timeout(limit_s):
         while not await check():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
+
+
+class HeldClock(ManualClock):
+    """A manual clock whose ``sleep`` waits until the test advances time past its end:
+    a dispatcher `run` on it does nothing time-driven until the test says so (a
+    `ManualClock` would let the flush loop fast-forward through repeat intervals)."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        super().__init__(start)
+        self._moved = asyncio.Event()
+
+    def advance(self, seconds: float) -> None:
+        super().advance(seconds)
+        self._moved.set()
+
+    async def sleep(self, seconds: float) -> None:
+        until = self.now() + max(0.0, seconds)
+        while self.now() < until:
+            self._moved.clear()
+            await self._moved.wait()
+
+
+async def redis_behind_proxy(redis: Redis, retries: int = 0) -> tuple[TcpProxy, Redis]:
+    """A client of the test Redis through a `TcpProxy`, with at most ``retries`` immediate
+    client-side retries (a cut proxy refuses them too, so the outage reaches the code
+    under test; one retry replaces a connection that went stale during the outage)."""
+    kw = redis.connection_pool.connection_kwargs
+    proxy = await TcpProxy(kw.get("host", "127.0.0.1"), kw.get("port", 6379)).start()
+    client = Redis(host="127.0.0.1", port=proxy.listen_port, db=kw.get("db", 0),
+                   retry=Retry(NoBackoff(), retries))
+    return proxy, client

@@ -13,18 +13,21 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from convmon.alerts.store import AlertStore
 from convmon.monitor.clock import ManualClock
 from convmon.monitor.keys import Keys
 
 from .helpers import (
+    HeldClock,
     RecordingServer,
     TcpProxy,
     eventually,
     make_dispatcher,
     publish,
     pump,
+    redis_behind_proxy,
     transition,
 )
 from .test_dispatcher import config
@@ -176,3 +179,56 @@ async def test_notification_log_outlives_a_long_repeat_interval(
         assert await redis.ttl(nflog) >= 2 * week - 60
     finally:
         await d.close()
+
+
+async def test_redis_outage_under_a_running_dispatcher_raises_then_a_new_run_catches_up(
+    redis: Redis, keys: Keys, hook: RecordingServer
+) -> None:
+    clock = HeldClock()
+    proxy, flaky = await redis_behind_proxy(redis, retries=1)
+    d = make_dispatcher(flaky, keys, config(hook.url), clock)
+    a = transition({"alertname": "PoolShare"}, "firing", 2, clock.now())
+    try:
+        await publish(redis, keys, a)
+        run = asyncio.create_task(d.run())
+        clock.advance(30)
+        await hook.wait_for(1)
+
+        async def logged() -> bool:
+            return bool(await redis.hget(d.store.nflog_key("*").replace("*", gk), "sent_at"))
+
+        (gk,) = [k.decode().rsplit(":", 1)[-1] for k in await redis.keys(d.store.nflog_key("*"))]
+        await eventually(logged)
+        proxy.cut()
+        with pytest.raises(RedisConnectionError):
+            await run  # a failure, not a return and not a cancellation: the supervisor
+        current = asyncio.current_task()  # restarts a component that raised
+        assert current is not None and current.cancelling() == 0
+        assert not d._inflight
+
+        # Transitions the rule engine wrote while the dispatcher could not reach Redis.
+        await publish(redis, keys, transition(dict(a.labels), "resolved", 3, clock.now()))
+        b = transition({"alertname": "HashrateDrop"}, "firing", 2, clock.now())
+        await publish(redis, keys, b)
+        proxy.restore()
+        rerun = asyncio.create_task(d.run())
+        clock.advance(300)
+        await hook.wait_for(3)
+        rerun.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await rerun
+    finally:
+        await flaky.aclose()
+        await proxy.stop()
+    after = [r.json() for r in hook.requests[1:]]
+    assert sorted((body["status"], body["groupLabels"]["alertname"]) for body in after) == [
+        ("firing", "HashrateDrop"), ("resolved", "PoolShare")]
+
+    d2 = make_dispatcher(redis, keys, config(hook.url), clock, instance="d2")
+    await d2.open()
+    try:
+        clock.advance(300)
+        assert await d2.flush_due() == 0  # each was delivered once and logged as sent
+    finally:
+        await d2.close()
+    assert len(hook.requests) == 3
