@@ -1,0 +1,294 @@
+"""The monitor watches itself: an `OpsSampler` turns convmon's own state into events.
+
+In: what every process leaves in Redis — heartbeat hashes (they carry a TTL and vanish
+when their process dies) with the state of each supervised component, the collectors'
+status hashes and liveness keys, the consumer groups of the ``events`` and ``alerts``
+streams and the dead-letter streams. Out: one ``ops.sample`` event per sampling interval
+on the bus, and a ``collector.status`` disconnect for each collector whose status still
+says connected although its liveness key expired.
+
+Why events: the rule engine only sees the bus, so "a component is down", "a consumer
+group falls behind" or "entries are being dead-lettered" become rules of the default pack
+like any other (``convmon/rules/pack/ops.yaml``), with the same routing, silences and
+notification log as every other alert.
+
+Several replicas may run a sampler. Each publishes its sample under the id
+``ops:sample:<interval start in ms>``, which the bus dedupes, so the stream carries one
+sample per interval between them. A collector's expiry is published under an id derived
+from the status hash's ``since`` (the bus dedupes it too) before the hash is flipped to
+disconnected with a compare-and-set, so it is published once, and again after a crash
+between the two steps only as a duplicate the bus drops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from convmon.monitor.cancel import honour_cancellation
+from convmon.monitor.events import (
+    CollectorStatus,
+    Event,
+    OpsComponent,
+    OpsGroup,
+    OpsProcess,
+    OpsSample,
+)
+from convmon.monitor.plugins import Runtime
+
+log = logging.getLogger(__name__)
+
+EXPIRED_DETAIL = "heartbeat expired"
+ERROR_TEXT_MAX = 200
+"""Characters of a component's last error kept in a sample (the full text is in
+``/api/v1/status``)."""
+
+# Flip a collector to disconnected only if nobody changed its status since it was read:
+# a collector that reconnected meanwhile (new ``since``) keeps its state.
+_EXPIRE_LUA = """
+-- KEYS[1] collector status hash; ARGV: since as read, now, detail
+if redis.call('HGET', KEYS[1], 'connected') ~= '1' then return 0 end
+if (redis.call('HGET', KEYS[1], 'since') or '') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'connected', '0', 'since', ARGV[2], 'updated_at', ARGV[2],
+           'detail', ARGV[3])
+return 1
+"""
+
+
+def _s(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _float(value: Any) -> float | None:
+    try:
+        number = float(_s(value))
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _id_ms(entry_id: str) -> int | None:
+    """The millisecond part of a stream entry id (``0-0`` and garbage give None)."""
+    head = entry_id.split("-", 1)[0]
+    return int(head) if head.isdigit() and int(head) > 0 else None
+
+
+class OpsSampler:
+    """Samples convmon's own state every ``interval_s`` and publishes it as ``ops.sample``.
+
+    Belongs with the rule engine (any role may run it; replicas share the work through the
+    bus's dedupe). ``run`` loops until cancelled and raises on any failure.
+    """
+
+    name = "ops-sampler"
+
+    def __init__(self, runtime: Runtime, interval_s: float = 15.0) -> None:
+        if not math.isfinite(interval_s) or interval_s < 1.0:
+            raise ValueError(f"interval_s must be a finite number >= 1, not {interval_s!r}")
+        self.rt = runtime
+        self.interval_s = float(interval_s)
+        self.grace_s = float(runtime.settings.supervisor.heartbeat_ttl_s)
+        """A collector connected less than this long ago may not have its liveness key
+        yet: it is not expired."""
+        self._expire = runtime.redis.register_script(_EXPIRE_LUA)
+
+    async def run(self) -> None:
+        clock = self.rt.clock
+        while True:
+            await self.sample()
+            honour_cancellation()
+            now = clock.now()
+            next_start = (math.floor(now / self.interval_s) + 1) * self.interval_s
+            await clock.sleep(next_start - now)
+
+    async def sample(self) -> Event:
+        """Take one sample: expire collectors whose liveness key is gone, then publish the
+        ``ops.sample`` of the current interval. Returns the sample (published, or dropped
+        by the bus because another replica sampled this interval first)."""
+        now = self.rt.clock.now()
+        redis_ms = await self._redis_ms()
+        await self.expire_collectors(now)
+        processes, components = await self._processes()
+        groups = await self._groups(redis_ms)
+        dead = await self._dead_letters()
+        start_ms = round(math.floor(now / self.interval_s) * self.interval_s * 1000)
+        event = Event(
+            id=f"ops:sample:{start_ms}",
+            chain="convmon",
+            source=f"ops/{self.rt.instance}",
+            observed_at=now,
+            occurred_at=now,
+            position=int(now * 1000),
+            payload=OpsSample(
+                interval_s=self.interval_s,
+                processes=processes,
+                components=components,
+                groups=groups,
+                dead_letters=dead,
+            ),
+        )
+        await self.rt.bus.publish([event])
+        return event
+
+    async def _redis_ms(self) -> int:
+        """The Redis server's clock: stream entry ids are stamped with it."""
+        sec, usec = await self.rt.redis.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    async def _processes(self) -> tuple[list[OpsProcess], list[OpsComponent]]:
+        redis, keys = self.rt.redis, self.rt.keys
+        found = sorted([_s(k) async for k in redis.scan_iter(match=keys.heartbeat_pattern,
+                                                               count=500)])
+        if not found:
+            return [], []
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in found:
+                pipe.hgetall(key)
+                pipe.pttl(key)
+            replies = await pipe.execute()
+        processes: list[OpsProcess] = []
+        components: list[OpsComponent] = []
+        prefix = keys.heartbeat("")
+        for key, raw, pttl in zip(found, replies[::2], replies[1::2], strict=True):
+            if not raw:
+                continue  # expired between SCAN and HGETALL
+            hb = {_s(k): _s(v) for k, v in raw.items()}
+            instance = hb.get("instance") or key[len(prefix):]
+            ttl_ms = int(pttl)
+            processes.append(OpsProcess(
+                instance=instance,
+                roles=sorted(r for r in hb.get("roles", "").split(",") if r),
+                updated_at=_float(hb.get("updated_at")),
+                ttl_s=ttl_ms / 1000 if ttl_ms >= 0 else None,
+            ))
+            components.extend(self._components(instance, hb.get("components", "")))
+        return processes, components
+
+    @staticmethod
+    def _components(instance: str, text: str) -> list[OpsComponent]:
+        try:
+            items = json.loads(text) if text else []
+        except ValueError:
+            log.warning("unreadable component list in a heartbeat",
+                        extra={"instance": instance})
+            return []
+        out: list[OpsComponent] = []
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict) or not item.get("name"):
+                continue
+            state = str(item.get("state", ""))
+            up = item.get("up")
+            restarts = item.get("restarts")
+            out.append(OpsComponent(
+                instance=instance,
+                name=str(item["name"]),
+                role=str(item.get("role") or ""),
+                state=state,
+                up=up if isinstance(up, bool) else state == "running",
+                restarts=restarts if isinstance(restarts, int) else 0,
+                last_error=str(item.get("last_error") or "")[:ERROR_TEXT_MAX],
+                since=_float(item.get("since")),
+            ))
+        return out
+
+    async def expire_collectors(self, now: float) -> list[str]:
+        """Publish a disconnect for every collector whose status says connected but whose
+        liveness key is gone (its process died or its task stopped), and mark its status
+        disconnected. Returns the collectors this call flipped."""
+        redis, keys = self.rt.redis, self.rt.keys
+        names = sorted(_s(n) for n in await redis.smembers(keys.collectors))
+        if not names:
+            return []
+        async with redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hmget(keys.collector_status(name), "connected", "since", "updated_at")
+                pipe.exists(keys.collector_live(name))
+            replies = await pipe.execute()
+        flipped: list[str] = []
+        for name, status, live in zip(names, replies[::2], replies[1::2], strict=True):
+            connected, since_raw, updated_raw = (_s(v) for v in status)
+            if connected != "1" or live:
+                continue
+            changed_at = _float(since_raw) or _float(updated_raw)
+            if changed_at is not None and now - changed_at < self.grace_s:
+                continue
+            await self._publish_expiry(name, since_raw, now)
+            if await self._expire(keys=[keys.collector_status(name)],
+                                  args=[since_raw, repr(now), EXPIRED_DETAIL]):
+                flipped.append(name)
+                log.warning("collector liveness expired",
+                            extra={"collector": name, "since": since_raw})
+        return flipped
+
+    async def _publish_expiry(self, name: str, since: str, now: float) -> None:
+        await self.rt.bus.publish([
+            Event(
+                id=f"collector:{name}:expired:{since or 'unknown'}",
+                chain="convmon",
+                source=f"ops/{self.rt.instance}",
+                observed_at=now,
+                occurred_at=now,
+                position=int(now * 1000),
+                payload=CollectorStatus(collector=name, connected=False,
+                                        detail=EXPIRED_DETAIL),
+            )
+        ])
+
+    async def _groups(self, redis_ms: int) -> list[OpsGroup]:
+        keys = self.rt.keys
+        out: list[OpsGroup] = []
+        for stream, label in ((keys.events, "events"), (keys.alerts, "alerts")):
+            out.extend(await _stream_groups(self.rt.redis, stream, label, redis_ms))
+        return out
+
+    async def _dead_letters(self) -> dict[str, int]:
+        keys = self.rt.keys
+        async with self.rt.redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(keys.events_dead)
+            pipe.xlen(keys.alerts_dead)
+            events, alerts = await pipe.execute()
+        return {"events": int(events), "alerts": int(alerts)}
+
+
+async def _stream_groups(redis: Redis, stream: str, label: str, redis_ms: int) -> list[OpsGroup]:
+    """The consumer groups of one stream; none when the stream does not exist yet."""
+    try:
+        groups: Any = await redis.xinfo_groups(stream)
+        info: Any = await redis.xinfo_stream(stream)
+    except ResponseError:
+        return []
+    newest = _id_ms(_s(info.get("last-generated-id")))
+    first = info.get("first-entry")
+    oldest_entry = _id_ms(_s(first[0])) if first else None
+    out: list[OpsGroup] = []
+    for g in groups:
+        name = _s(g.get("name"))
+        pending = int(g.get("pending") or 0)
+        raw_lag = g.get("lag")
+        delivered = _id_ms(_s(g.get("last-delivered-id")))
+        # A group that never delivered anything is behind by everything in the stream.
+        since = delivered if delivered is not None else oldest_entry
+        behind_ms = max(0, newest - since) if newest is not None and since is not None else 0
+        oldest: float | None = None
+        if pending:
+            summary: Any = await redis.xpending(stream, name)
+            first_pending = _id_ms(_s(summary.get("min")))
+            if first_pending is not None:
+                oldest = max(0.0, (redis_ms - first_pending) / 1000)
+        out.append(OpsGroup(
+            stream=label,
+            group=name,
+            consumers=int(g.get("consumers") or 0),
+            pending=pending,
+            lag=int(raw_lag) if raw_lag is not None else None,
+            behind_s=behind_ms / 1000,
+            oldest_pending_s=oldest,
+        ))
+    return out
