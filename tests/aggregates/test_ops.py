@@ -1,0 +1,103 @@
+"""The ``ops`` root from ``ops.sample`` events: idempotent and order-proof, trends over the
+history window, processes that died, came back or are forgotten."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from convmon.monitor.clock import ManualClock
+from convmon.monitor.events import Event, OpsGroup, OpsProcess, OpsSample
+from tests.aggregates.conftest import MakeStore
+from tests.aggregates.factories import T0
+
+
+def sample(t: float, *, processes: tuple[str, ...] = (), backlog: int | None = None,
+           behind_s: float | None = None, dead: int = 0, ttl_s: float = 25.0) -> Event:
+    groups = []
+    if backlog is not None or behind_s is not None:
+        groups.append(OpsGroup(stream="events", group="rules", pending=0, lag=backlog,
+                               behind_s=behind_s or 0.0))
+    payload = OpsSample(
+        interval_s=15,
+        processes=[OpsProcess(instance=p, roles=["rules"], ttl_s=ttl_s) for p in processes],
+        groups=groups,
+        dead_letters={"events": dead, "alerts": 0},
+    )
+    return Event(id=f"ops:sample:{int(t * 1000)}", chain="convmon", source="ops/test",
+                 observed_at=t, occurred_at=t, position=int(t * 1000), payload=payload)
+
+
+async def ops_root(store: Any) -> dict[str, Any]:
+    return dict((await store.snapshot({"ops"}))["ops"])
+
+
+async def test_nothing_sampled_yet(make_store: MakeStore) -> None:
+    ops = await ops_root(await make_store())
+    assert ops == {"sampled_at": None, "sample_age_s": None, "interval_s": None,
+                   "processes": {}, "components": {}, "groups": {}, "dead_letters": {}}
+
+
+async def test_a_sample_applies_once_and_a_late_one_does_not_win(
+    make_store: MakeStore, clock: ManualClock
+) -> None:
+    store = await make_store()
+    newer, older = sample(T0 + 15, backlog=1), sample(T0, backlog=9)
+    assert await store.apply([newer]) == [True]
+    assert await store.apply([newer, older]) == [False, True]
+    clock.advance(30)
+    ops = await ops_root(store)
+    assert ops["sampled_at"] == T0 + 15 and ops["sample_age_s"] == 15
+    assert ops["groups"]["events/rules"]["backlog"] == 1
+
+
+async def test_backlog_growth_counts_from_where_it_last_fell(make_store: MakeStore) -> None:
+    store = await make_store()
+    for k, backlog in enumerate([0, 5, 3, 4, 4, 8]):
+        await store.apply([sample(T0 + 15 * k, backlog=backlog)])
+    group = (await ops_root(store))["groups"]["events/rules"]
+    assert (group["growing_for_s"], group["growth"]) == (45.0, 5.0)
+    await store.apply([sample(T0 + 90, backlog=2)])
+    group = (await ops_root(store))["groups"]["events/rules"]
+    assert (group["growing_for_s"], group["growth"]) == (0.0, 0.0)
+
+
+async def test_without_lag_growth_is_in_seconds_behind(make_store: MakeStore) -> None:
+    store = await make_store()
+    for k in range(4):
+        await store.apply([sample(T0 + 15 * k, behind_s=15.0 * k)])
+    group = (await ops_root(store))["groups"]["events/rules"]
+    assert group["lag"] is None and group["backlog"] is None
+    assert (group["growing_for_s"], group["growth"]) == (45.0, 45.0)
+
+
+async def test_the_history_keeps_only_its_window(
+    make_store: MakeStore, clock: ManualClock
+) -> None:
+    store = await make_store(ops_history_s=60)
+    lengths = [0, 2, 2, 2, 2, 2]  # two dead letters at T0 + 30, then none
+    for k, dead in enumerate(lengths):
+        await store.apply([sample(T0 + 30 * k, dead=dead)])
+    clock.advance(150)
+    dead_letters = (await ops_root(store))["dead_letters"]
+    assert dead_letters["events"] == {"length": 2, "added": 0}
+    assert dead_letters["alerts"] == {"length": 0, "added": 0}
+    await store.apply([sample(T0 + 180, dead=5)])
+    assert (await ops_root(store))["dead_letters"]["events"] == {"length": 5, "added": 3}
+
+
+async def test_a_process_that_comes_back_is_alive_and_a_lost_one_is_forgotten(
+    make_store: MakeStore, clock: ManualClock
+) -> None:
+    store = await make_store(ops_forget_process_after_s=600)
+    await store.apply([sample(T0, processes=("a", "b"))])
+    await store.apply([sample(T0 + 60, processes=("a",))])
+    clock.advance(60)
+    procs = (await ops_root(store))["processes"]
+    assert {k: v["state"] for k, v in procs.items()} == {"a": "alive", "b": "died"}
+    assert procs["b"]["gone_for_s"] == 0 and procs["b"]["roles"] == ["rules"]
+    await store.apply([sample(T0 + 120, processes=("a", "b"))])
+    procs = (await ops_root(store))["processes"]
+    assert procs["b"]["state"] == "alive" and procs["b"]["gone_for_s"] is None
+    await store.apply([sample(T0 + 135, processes=("a",))])
+    await store.apply([sample(T0 + 135 + 601, processes=("a",))])
+    assert sorted((await ops_root(store))["processes"]) == ["a"]
