@@ -109,6 +109,11 @@ class RouteConfig(Model):
     group_wait_s: float | None = Field(default=None, ge=0)
     group_interval_s: float | None = Field(default=None, gt=0)
     repeat_interval_s: float | None = Field(default=None, gt=0)
+    send_missed_resolved: bool | None = None
+    """Deliver an alert that fired and resolved while its receiver could not be reached
+    (its firing notification was due but never delivered) as a resolved notification that
+    says when it fired and resolved, even if the receiver has ``send_resolved: false``.
+    Inherited when unset; on by default."""
     continue_: bool = Field(default=False, alias="continue")
     routes: list[RouteConfig] = Field(default_factory=list)
 

@@ -10,7 +10,11 @@ Flow, following Alertmanager:
 2. Flush: a due group is taken atomically (and re-scheduled ``group_interval`` later), its
    alerts are filtered by silences and inhibition, and the notification log decides whether
    anything is new: new firing alerts, newly resolved alerts (when the receiver has
-   ``send_resolved``), everything resolved, or ``repeat_interval`` elapsed.
+   ``send_resolved``), everything resolved, or ``repeat_interval`` elapsed. An alert that
+   was firing in a notification that could not be delivered (the log's ``owed`` set) and
+   resolved before the receiver came back is "missed": with the route's
+   ``send_missed_resolved`` (the default) it is delivered as resolved, saying when it fired
+   and resolved, so that a receiver outage loses nothing.
 3. Deliver: claim (compare-and-set with a lease) → send → mark sent. Failures are retried
    with exponential backoff and jitter (``Retry-After`` wins) by re-scheduling the group;
    the state is in Redis, so an outage spanning restarts still ends in one delivery. After
@@ -93,11 +97,23 @@ def nflog_ttl_s(route: Route, config: AlertsConfig) -> float:
     return max(NFLOG_TTL_S, 2 * max(intervals))
 
 
+def missed_alerts(entry: LogEntry | None, resolved: set[str]) -> set[str]:
+    """Resolved alerts the user may never have heard of: they were firing in a notification
+    that was claimed but not delivered since the last successful send (the receiver was
+    down), and the last notification delivered did not show them firing."""
+    if entry is None:
+        return set()
+    return (resolved & set(entry.owed)) - set(entry.firing)
+
+
 def needs_update(
     entry: LogEntry | None, firing: set[str], resolved: set[str], send_resolved: bool,
-    repeat_s: float, now: float,
+    repeat_s: float, now: float, missed: set[str] | None = None,
 ) -> bool:
-    """Alertmanager's notification-log decision (``nflog`` ``needsUpdate``)."""
+    """Alertmanager's notification-log decision (``nflog`` ``needsUpdate``), plus: alerts
+    ``missed`` during a receiver outage are always worth a notification."""
+    if missed:
+        return True
     if entry is None:
         return bool(firing)
     if not firing <= set(entry.firing):
@@ -302,21 +318,23 @@ class Dispatcher:
         firing_fps = {t.fingerprint for t in firing}
         resolved_fps = {t.fingerprint for t in resolved}
         repeat = self._repeat_interval(route, group.receiver)
+        missed = missed_alerts(entry, resolved_fps) if route.send_missed_resolved else set()
         if not needs_update(entry, firing_fps, resolved_fps, receiver_cfg.send_resolved,
-                            repeat, now):
+                            repeat, now, missed):
             await self.store.prune_resolved(group)
             return False
-        sent = await self._deliver(group, entry, firing, resolved, now)
+        sent = await self._deliver(group, entry, firing, resolved, now, missed)
         if sent is not None:
             await self.store.prune_resolved(group)
         return bool(sent)
 
     async def _deliver(
         self, group: Group, entry: LogEntry | None, firing: list[AlertTransition],
-        resolved: list[AlertTransition], now: float,
+        resolved: list[AlertTransition], now: float, missed: set[str],
     ) -> bool | None:
         """Claim, send, mark. True delivered, False nothing to send (logged as sent),
-        None not done now (busy elsewhere, rate limited or retrying later)."""
+        None not done now (busy elsewhere, rate limited or retrying later). Resolved alerts
+        are sent when the receiver has ``send_resolved``, and ``missed`` ones always."""
         gk, receiver = group.group_key, group.receiver
         cfg = self.config.receiver(receiver)
         if cfg.rate_limit_per_minute is not None:
@@ -327,7 +345,8 @@ class Dispatcher:
         version = entry.version if entry else 0
         token = f"{self.instance}:{uuid.uuid4().hex}"
         claimed, thread = await self.store.claim(gk, version, token, now,
-                                                 self.config.retry.lease_s)
+                                                 self.config.retry.lease_s,
+                                                 [t.fingerprint for t in firing])
         if claimed == -1:
             # Another sender holds the lease: look again when it would have expired, in
             # case that sender died.
@@ -336,7 +355,7 @@ class Dispatcher:
             return None
         firing_fps = [t.fingerprint for t in firing]
         resolved_fps = [t.fingerprint for t in resolved]
-        to_send = resolved if cfg.send_resolved else []
+        to_send = [t for t in resolved if cfg.send_resolved or t.fingerprint in missed]
         if not firing and not to_send:
             await self._mark_sent(gk, token, firing_fps, resolved_fps, now)
             return False
@@ -344,7 +363,7 @@ class Dispatcher:
             receiver=receiver, group_key=gk, group_labels=group.labels, firing=firing,
             resolved=to_send, version=version, thread=thread, sent_at=now,
             links=self.config.links,
-            external_url=self.config.external_url,
+            external_url=self.config.external_url, missed=frozenset(missed),
         )
         # On shutdown the in-flight send finishes (receivers have timeouts) and is recorded,
         # even if we are cancelled again: abandoning it after the receiver accepted it

@@ -52,6 +52,21 @@ class Notification:
     """Fixed for the life of the group's notification log (email threading)."""
     links: LinkTemplates = field(default_factory=LinkTemplates)
     external_url: str = ""
+    missed: frozenset[str] = frozenset()
+    """Fingerprints of resolved alerts whose firing notification was due but never
+    delivered (the receiver was unreachable for the alert's whole life): each receiver
+    says so, with the times the alert fired and resolved."""
+
+    def was_missed(self, alert: AlertTransition) -> bool:
+        return alert.state == "resolved" and alert.fingerprint in self.missed
+
+    def missed_note(self, alert: AlertTransition) -> str:
+        """Plain text (escape it for the target format); empty unless `was_missed`."""
+        if not self.was_missed(alert):
+            return ""
+        resolved = format_time(alert.ends_at) if alert.ends_at else "?"
+        return (f"Fired {format_time(alert.starts_at)} and resolved {resolved} while "
+                "notifications could not be delivered; this is its first notification.")
 
     @property
     def status(self) -> str:
@@ -80,6 +95,8 @@ class Notification:
         count = f" ({len(self.firing)})" if len(self.firing) > 1 else ""
         if self.firing:
             return f"[FIRING{count}] {', '.join(names)}"
+        if any(self.was_missed(a) for a in self.resolved):
+            return f"[RESOLVED, missed during a delivery outage] {', '.join(names)}"
         return f"[RESOLVED] {', '.join(names)}"
 
     def alert_links(self, alert: AlertTransition) -> list[tuple[str, str]]:
@@ -160,6 +177,12 @@ def alert_dict(alert: AlertTransition) -> dict[str, object]:
     }
 
 
+def notification_alert_dict(n: Notification, alert: AlertTransition) -> dict[str, object]:
+    """`alert_dict` plus ``missed``: true for a resolved alert whose firing notification
+    was never delivered (``startsAt``/``endsAt`` say when it fired and resolved)."""
+    return {**alert_dict(alert), "missed": n.was_missed(alert)}
+
+
 def notification_json(n: Notification) -> bytes:
     body = {
         "version": "1",
@@ -170,6 +193,6 @@ def notification_json(n: Notification) -> bytes:
         "notificationVersion": n.version,
         "sentAt": iso_time(n.sent_at),
         "externalURL": n.external_url,
-        "alerts": [alert_dict(a) for a in n.alerts],
+        "alerts": [notification_alert_dict(n, a) for a in n.alerts],
     }
     return msgspec.json.encode(body)

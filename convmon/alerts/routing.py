@@ -19,7 +19,14 @@ from .matchers import Matcher, match_all, parse_matchers
 DEFAULT_GROUP_WAIT_S = 30.0
 DEFAULT_GROUP_INTERVAL_S = 300.0
 DEFAULT_REPEAT_INTERVAL_S = 4 * 3600.0
+DEFAULT_SEND_MISSED_RESOLVED = True
 GROUP_BY_ALL = "..."
+
+
+def _inherit(value: bool | None, inherited: bool | None, default: bool) -> bool:
+    if value is not None:
+        return value
+    return inherited if inherited is not None else default
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class Route:
     group_wait_s: float
     group_interval_s: float
     repeat_interval_s: float
+    send_missed_resolved: bool
     continue_: bool
     children: tuple[Route, ...]
 
@@ -63,6 +71,9 @@ class Route:
             repeat_interval_s=pick(cfg.repeat_interval_s,
                                    parent.repeat_interval_s if parent else None,
                                    DEFAULT_REPEAT_INTERVAL_S),
+            send_missed_resolved=_inherit(cfg.send_missed_resolved,
+                                          parent.send_missed_resolved if parent else None,
+                                          DEFAULT_SEND_MISSED_RESOLVED),
             continue_=cfg.continue_,
             children=(),
         )

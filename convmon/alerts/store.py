@@ -10,7 +10,9 @@ restarts share it:
 - ``due``                 sorted set gk → unix time the group must next be evaluated
 - ``nflog:<gk>``          the notification log of the group's receiver (the group key
   already names route and receiver): what was last sent (firing/resolved
-  fingerprints, sent_at, version) plus the current claim (token, lease_until) and retry state
+  fingerprints, sent_at, version) plus the current claim (token, lease_until), retry state
+  and ``owed``: alerts that were firing in a claimed notification not yet delivered (a
+  receiver outage), so that one that resolves before the receiver is back is still told
 - ``notifications:dead`` stream of notifications given up after the retry budget (the
   outbox's own dead letters, undecodable entries, stay in ``keys.alerts_dead``)
 - ``rate:<recv>:<minute>`` per-receiver notification counter (rate limit)
@@ -87,7 +89,8 @@ return {1, meta, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}
 """
 
 _CLAIM_LUA = """
--- KEYS[1] nflog; ARGV expected version, token, now, lease until, new thread id
+-- KEYS[1] nflog; ARGV expected version, token, now, lease until, new thread id, then the
+-- fingerprints of the firing alerts about to be sent (added to 'owed')
 -- 0 / -1 when refused, else {1, thread id} (set once per log: names the mail thread)
 local v = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if v ~= tonumber(ARGV[1]) then return 0 end
@@ -96,6 +99,19 @@ local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
 if holder and holder ~= ARGV[2] and lease > tonumber(ARGV[3]) then return -1 end
 redis.call('HSET', KEYS[1], 'token', ARGV[2], 'lease_until', ARGV[4])
 redis.call('HSETNX', KEYS[1], 'thread', ARGV[5])
+if #ARGV > 5 then
+  local seen, owed = {}, {}
+  local old = redis.call('HGET', KEYS[1], 'owed')
+  if old then
+    for _, fp in ipairs(cjson.decode(old)) do
+      if not seen[fp] then seen[fp] = true; owed[#owed + 1] = fp end
+    end
+  end
+  for i = 6, #ARGV do
+    if not seen[ARGV[i]] then seen[ARGV[i]] = true; owed[#owed + 1] = ARGV[i] end
+  end
+  redis.call('HSET', KEYS[1], 'owed', cjson.encode(owed))
+end
 return {1, redis.call('HGET', KEYS[1], 'thread')}
 """
 
@@ -105,7 +121,7 @@ if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
 redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('HSET', KEYS[1], 'firing', ARGV[2], 'resolved', ARGV[3], 'sent_at', ARGV[4],
            'attempts', 0)
-redis.call('HDEL', KEYS[1], 'token', 'lease_until', 'first_failure_at')
+redis.call('HDEL', KEYS[1], 'token', 'lease_until', 'first_failure_at', 'owed')
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
@@ -159,6 +175,9 @@ class LogEntry:
     sent_at: float | None = None
     attempts: int = 0
     first_failure_at: float | None = None
+    owed: list[str] = field(default_factory=list)
+    """Alerts that were firing in a notification claimed since the last successful send:
+    the user may not have heard of them (see `missed_alerts` in the dispatcher)."""
 
     @classmethod
     def from_hash(cls, raw: Mapping[Any, Any]) -> LogEntry | None:
@@ -172,6 +191,7 @@ class LogEntry:
             attempts=int(raw.get(b"attempts", b"0")),
             first_failure_at=float(raw[b"first_failure_at"])
             if raw.get(b"first_failure_at") else None,
+            owed=json.loads(raw.get(b"owed", b"[]")),
         )
 
 
@@ -272,13 +292,17 @@ class AlertStore:
         return [decode_transition(v) for v in (await self.redis.hvals(self.k("firing")))]
 
     async def claim(
-        self, group_key: str, version: int, token: str, now: float, lease_s: float
+        self, group_key: str, version: int, token: str, now: float, lease_s: float,
+        firing: Sequence[str] = (),
     ) -> tuple[int, str]:
         """(1, thread id) claimed; (0, "") the log changed since it was read; (-1, "")
-        another sender holds a lease. The thread id is fixed at the log's first claim."""
+        another sender holds a lease. The thread id is fixed at the log's first claim.
+        A successful claim adds ``firing`` (the alerts about to be notified as firing) to
+        the log's ``owed`` set, which only `mark_sent` clears: if the send never succeeds,
+        the log still knows these alerts were due, across restarts and replicas."""
         res = await self._claim(
             keys=[self.nflog_key(group_key)],
-            args=[version, token, now, now + lease_s, f"{int(now * 1000):x}"],
+            args=[version, token, now, now + lease_s, f"{int(now * 1000):x}", *firing],
         )
         if isinstance(res, list):
             thread = res[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from convmon.alerts.config import InhibitRule, RouteConfig
-from convmon.alerts.dispatcher import needs_update
+from convmon.alerts.dispatcher import missed_alerts, needs_update
 from convmon.alerts.inhibit import Inhibitor
 from convmon.alerts.matchers import Matcher
 from convmon.alerts.routing import Route
@@ -81,3 +81,27 @@ def test_needs_update_follows_alertmanager() -> None:
     assert needs_update(entry, set(), {"a", "b"}, False, 3600, 1001)  # all resolved
     assert not needs_update(entry, {"a", "b"}, set(), True, 3600, 4599)
     assert needs_update(entry, {"a", "b"}, set(), True, 3600, 4600)  # repeat_interval
+
+
+def test_missed_alerts_are_owed_resolved_ones_never_shown_firing() -> None:
+    # "a" was delivered firing; "b" and "c" were in a notification that failed since.
+    entry = LogEntry(version=1, firing=["a"], resolved=[], sent_at=1000.0,
+                     owed=["a", "b", "c"])
+    assert missed_alerts(entry, {"a", "b", "d"}) == {"b"}
+    assert missed_alerts(None, {"a"}) == set()
+    quiet = LogEntry(version=1, firing=[], resolved=[], sent_at=1000.0, owed=["b"])
+    assert not needs_update(quiet, set(), {"b"}, False, 3600, 1001)
+    assert needs_update(quiet, set(), {"b"}, False, 3600, 1001, missed={"b"})
+
+
+def test_send_missed_resolved_is_on_by_default_and_inherited() -> None:
+    root = Route.build(RouteConfig.model_validate({
+        "receiver": "r", "routes": [
+            {"matchers": ["team=a"], "send_missed_resolved": False,
+             "routes": [{"matchers": ["x=1"]}]},
+            {"matchers": ["team=b"]},
+        ]}))
+    assert root.send_missed_resolved
+    off, on = root.children
+    assert not off.send_missed_resolved and not off.children[0].send_missed_resolved
+    assert on.send_missed_resolved

@@ -19,6 +19,9 @@ from ..config import AlertmanagerReceiver
 from ..notification import DeliveryError, Notification, iso_time
 from .base import post
 
+MISSED_ANNOTATION = "convmon_missed"
+"""Set on a resolved alert whose firing notification was never delivered."""
+
 
 class AlertmanagerSender:
     def __init__(self, cfg: AlertmanagerReceiver, session: aiohttp.ClientSession) -> None:
@@ -33,9 +36,14 @@ class AlertmanagerSender:
                 ends = n.sent_at + 4 * self.cfg.resend_interval_s
             else:
                 ends = a.ends_at or n.sent_at
+            annotations = dict(a.annotations)
+            if n.was_missed(a):
+                # Alertmanager does not notify an alert it first hears of as resolved; the
+                # annotation keeps the fact visible in its UI and API and in its webhooks.
+                annotations[MISSED_ANNOTATION] = n.missed_note(a)
             item: dict[str, object] = {
                 "labels": a.labels,
-                "annotations": a.annotations,
+                "annotations": annotations,
                 "startsAt": iso_time(a.starts_at),
                 "endsAt": iso_time(ends),
             }

@@ -23,7 +23,10 @@ class ConsoleSender:
         parts = []
         for a in notification.alerts:
             summary = a.annotations.get("summary", "")
-            parts.append(f"{a.labels.get('alertname', '?')}[{a.state}] {summary}".strip())
+            part = f"{a.labels.get('alertname', '?')}[{a.state}] {summary}".strip()
+            if notification.was_missed(a):
+                part += f" ({notification.missed_note(a)})"
+            parts.append(part)
         line = f"ALERT {notification.title} :: " + " | ".join(parts)
         out = self.stream or sys.stdout
         out.write(_clean(line) + "\n")

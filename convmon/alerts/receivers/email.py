@@ -39,6 +39,10 @@ def _text(n: Notification) -> str:
         if a.value is not None:
             lines.append(f"  value: {a.value:g}")
         lines.append(f"  since: {format_time(a.starts_at)}")
+        if a.ends_at:
+            lines.append(f"  resolved: {format_time(a.ends_at)}")
+        if n.was_missed(a):
+            lines.append(f"  {n.missed_note(a)}")
         labels = ", ".join(f"{k}={v}" for k, v in sorted(a.labels.items()))
         lines.append(f"  labels: {labels}")
         for title, url in n.alert_links(a):
@@ -58,14 +62,18 @@ def _html(n: Notification) -> str:
         rows.append(
             f"<tr><td><b>{e(a.state.upper())}</b></td>"
             f"<td>{e(a.annotations.get('summary', ''))}<br>"
-            f"<small>{e(a.annotations.get('description', ''))}</small></td>"
+            f"<small>{e(a.annotations.get('description', ''))}</small>"
+            + (f"<br><i>{e(n.missed_note(a))}</i>" if n.was_missed(a) else "")
+            + "</td>"
             f"<td>{e(value)}</td><td>{e(format_time(a.starts_at))}</td>"
+            f"<td>{e(format_time(a.ends_at)) if a.ends_at else ''}</td>"
             f"<td><small>{labels}</small></td><td>{links}</td></tr>"
         )
     return (
         f'<html><body><h2 style="color:{n.colour}">{e(n.title)}</h2>'
         "<table border=\"1\" cellpadding=\"4\" cellspacing=\"0\">"
-        "<tr><th>state</th><th>alert</th><th>value</th><th>since</th><th>labels</th>"
+        "<tr><th>state</th><th>alert</th><th>value</th><th>since</th><th>resolved</th>"
+        "<th>labels</th>"
         "<th>links</th></tr>" + "".join(rows) + "</table></body></html>"
     )
 

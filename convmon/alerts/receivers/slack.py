@@ -46,6 +46,8 @@ def build_blocks(n: Notification) -> dict[str, Any]:
         text = f"*{slack_escape(state)}* {slack_escape(summary)}"
         if description:
             text += f"\n{slack_escape(description)}"
+        if n.was_missed(alert):
+            text += f"\n_{slack_escape(n.missed_note(alert))}_"
         fields = []
         if alert.value is not None:
             fields.append({"type": "mrkdwn", "text": f"*Value*\n{alert.value:g}"})
