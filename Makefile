@@ -10,7 +10,7 @@ TOOLS := .tools
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(TOOLS)/node_modules/.bin:$(PATH)
 
-.PHONY: install tools test lint bench run demo clean
+.PHONY: install tools test lint bench run demo clean chaos chaos-short
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,9 @@ test: install tools
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 lint: install
-	$(BIN)/ruff check convmon tests bench
+	$(BIN)/ruff check convmon tests bench chaos
 	$(BIN)/mypy
+	$(BIN)/mypy chaos
 
 bench: install tools
 	$(PY) bench/run_all.py
@@ -38,6 +39,14 @@ run: install
 
 demo: install
 	$(BIN)/convmon demo
+
+# The chaos suite (not part of `make test`): the daemon as its own process under kills,
+# Redis crashes, websocket drops, garbage and a receiver outage; see chaos/README.md.
+chaos: install
+	$(PY) -m chaos
+
+chaos-short: install
+	$(PY) -m chaos --short
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
