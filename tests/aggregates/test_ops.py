@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from convmon.monitor.clock import ManualClock
-from convmon.monitor.events import Event, OpsGroup, OpsProcess, OpsSample
+from convmon.monitor.events import Event, OpsComponent, OpsGroup, OpsProcess, OpsSample
 from tests.aggregates.conftest import MakeStore
 from tests.aggregates.factories import T0
 
 
 def sample(t: float, *, processes: tuple[str, ...] = (), backlog: int | None = None,
-           behind_s: float | None = None, dead: int = 0, ttl_s: float = 25.0) -> Event:
+           behind_s: float | None = None, dead: int = 0, ttl_s: float = 25.0,
+           down: tuple[str, ...] = (), up: tuple[str, ...] = ()) -> Event:
     groups = []
     if backlog is not None or behind_s is not None:
         groups.append(OpsGroup(stream="events", group="rules", pending=0, lag=backlog,
@@ -22,6 +23,11 @@ def sample(t: float, *, processes: tuple[str, ...] = (), backlog: int | None = N
         processes=[OpsProcess(instance=p, roles=["rules"], ttl_s=ttl_s) for p in processes],
         groups=groups,
         dead_letters={"events": dead, "alerts": 0},
+        components=[
+            OpsComponent(instance="a", name=name, state="running" if ok else "backoff", up=ok,
+                         since=0.0)  # a process clock far from the engine's: not used
+            for names, ok in ((down, False), (up, True)) for name in names
+        ],
     )
     return Event(id=f"ops:sample:{int(t * 1000)}", chain="convmon", source="ops/test",
                  observed_at=t, occurred_at=t, position=int(t * 1000), payload=payload)
@@ -101,3 +107,25 @@ async def test_a_process_that_comes_back_is_alive_and_a_lost_one_is_forgotten(
     await store.apply([sample(T0 + 135, processes=("a",))])
     await store.apply([sample(T0 + 135 + 601, processes=("a",))])
     assert sorted((await ops_root(store))["processes"]) == ["a"]
+
+
+async def test_a_component_is_down_since_the_first_sample_that_saw_it_down(
+    make_store: MakeStore, clock: ManualClock
+) -> None:
+    store = await make_store()
+    await store.apply([sample(T0, down=("depin",), up=("bitcoin",))])
+    await store.apply([sample(T0 + 15, down=("depin",), up=("bitcoin",))])
+    clock.advance(100)
+    components = (await ops_root(store))["components"]
+    assert components["a/depin"]["down_for_s"] == 100
+    assert components["a/bitcoin"]["down_for_s"] is None
+    # A late sample changes nothing; back up, then down again: counted afresh.
+    await store.apply([sample(T0 - 15, up=("depin", "bitcoin"))])
+    assert (await ops_root(store))["components"]["a/depin"]["down_for_s"] == 100
+    await store.apply([sample(T0 + 30, up=("depin", "bitcoin"))])
+    await store.apply([sample(T0 + 45, down=("depin",), up=("bitcoin",))])
+    assert (await ops_root(store))["components"]["a/depin"]["down_for_s"] == 55
+    # Its process is gone, then returns with depin down: counted from its return.
+    await store.apply([sample(T0 + 60)])
+    await store.apply([sample(T0 + 90, down=("depin",))])
+    assert (await ops_root(store))["components"]["a/depin"]["down_for_s"] == 10

@@ -128,7 +128,9 @@ def encode(event: Event, entities: dict[str, str]) -> str | None:
         args = [_num(event.occurred_at), msgspec.json.encode(p).decode(), ops_history(p)]
         for proc in p.processes:
             ttl = _num(proc.ttl_s) if proc.ttl_s is not None else ""
-            args.append(f"{_clean(proc.instance)}|{ttl}|{' '.join(map(_clean, proc.roles))}")
+            args.append(f"p|{_clean(proc.instance)}|{ttl}|{' '.join(map(_clean, proc.roles))}")
+        for comp in p.components:
+            args.append(f"c|{ops_component_key(comp.instance, comp.name)}|{int(comp.up)}")
     else:
         return None
     return SEP.join((code, event.id.replace(SEP, " "), *args))
@@ -141,5 +143,10 @@ def ops_history(sample: OpsSample) -> str:
     return json.dumps({
         "g": {f"{g.stream}/{g.group}": [g.pending, g.lag, g.behind_s] for g in sample.groups},
         "d": sample.dead_letters,
-        "r": {f"{c.instance}/{c.name}": c.restarts for c in sample.components},
+        "r": {ops_component_key(c.instance, c.name): c.restarts for c in sample.components},
     }, separators=(",", ":"))
+
+
+def ops_component_key(instance: str, name: str) -> str:
+    """How the ``ops`` root names a component: ``<instance>/<name>``."""
+    return _clean(f"{instance}/{name}")

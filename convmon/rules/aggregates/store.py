@@ -24,7 +24,7 @@ one slot):
   ``stable:last``, ``depin:last`` last values; ``miner:hashprice`` day -> hashprice;
 - ``ops:last`` the latest ``ops.sample``, ``ops:hist`` its trend figures over
   ``ops_history_s`` (scored by time), ``ops:procs`` instance -> when each process was last
-  seen and first missed.
+  seen and first missed, ``ops:down`` component -> the first sample that saw it down.
 """
 
 from __future__ import annotations
@@ -318,6 +318,8 @@ class AggregateStore:
             slot("ops_hist")
             pipe.hgetall(self.key("ops", "procs"))
             slot("ops_procs")
+            pipe.hgetall(self.key("ops", "down"))
+            slot("ops_down")
 
     async def _finish_snapshot(self, plan: _SnapshotPlan, replies: list[Any]) -> dict[str, Any]:
         wanted, now, cfg, slots = plan.wanted, plan.now, self.config, plan.slots
@@ -364,6 +366,7 @@ class AggregateStore:
                 [(float(score), _s(member).partition("|")[2])
                  for member, score in replies[slots["ops_hist"]]],
                 _hash(replies[slots["ops_procs"]]),
+                _hash(replies[slots["ops_down"]]),
                 now,
             )
         return out

@@ -15,7 +15,7 @@ from typing import Any
 from convmon.monitor import concentration
 from convmon.rules.aggregates import economics
 from convmon.rules.aggregates.config import AggregatesConfig
-from convmon.rules.aggregates.encoding import SCALE, scaled_to_tokens
+from convmon.rules.aggregates.encoding import SCALE, ops_component_key, scaled_to_tokens
 
 UNKNOWN = concentration.UNKNOWN
 PEG_USD = 1.0
@@ -395,11 +395,12 @@ def _process_state(last_seen: float, ttl: float | None, gone_at: float | None) -
 
 
 def ops_view(
-    last: str | None, history: list[tuple[float, str]], procs: dict[str, str], now: float
+    last: str | None, history: list[tuple[float, str]], procs: dict[str, str],
+    downs: dict[str, str], now: float,
 ) -> dict[str, Any]:
     """The ``ops`` root from the latest ``ops.sample`` (``time|json``), the history of its
-    trend figures (``(time, json)``, any order) and the per-process sightings
-    (``last_seen|ttl|roles|gone_at``)."""
+    trend figures (``(time, json)``, any order), the per-process sightings
+    (``last_seen|ttl|roles|gone_at``) and since which sample each component is down."""
     sample: dict[str, Any] = {}
     sampled_at: float | None = None
     if last:
@@ -423,12 +424,16 @@ def ops_view(
 
     components: dict[str, Any] = {}
     for c in sample.get("components") or []:
-        key = f"{c['instance']}/{c['name']}"
-        since = c.get("since")
+        key = ops_component_key(c["instance"], c["name"])
         restarts = [float(h["r"][key]) for _, h in hist if key in (h.get("r") or {})]
+        # Measured on the samplers' clock from the first sample that saw it down, not from
+        # the process's own `since`: the engine's clock may not be the processes' (demo).
+        down_since = downs.get(key)
         components[key] = {
             **c,
-            "down_for_s": None if c["up"] else (max(0.0, now - since) if since else None),
+            "down_for_s": (
+                max(0.0, now - float(down_since)) if not c["up"] and down_since else None
+            ),
             "restarts_recent": int(_rise(restarts)),
         }
 

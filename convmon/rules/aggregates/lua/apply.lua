@@ -318,29 +318,47 @@ local function on_status(a)
 end
 
 -- The monitor's own samples: the latest one whole, a short history of the figures whose
--- trend matters (group backlogs, dead-letter lengths, restarts), and per process when it was
--- last seen and when it was first missed.
--- a: time, sample json, history json, then instance|heartbeat ttl|roles per live process
+-- trend matters (group backlogs, dead-letter lengths, restarts), per process when it was
+-- last seen and when it was first missed, and per component since when it has been down.
+-- Times are the samplers' (the engine's clock), never the processes' own.
+-- a: time, sample json, history json, then 'p|instance|heartbeat ttl|roles' per live
+--    process and 'c|instance/component|up (1/0)' per component
 local function on_ops(a)
   local t = tonumber(a[1])
-  latest_put(B .. ':ops:last', 'sample', t, a[1] .. '|' .. a[2])
+  local newest = latest_put(B .. ':ops:last', 'sample', t, a[1] .. '|' .. a[2])
   local hist = B .. ':ops:hist'
   redis.call('ZADD', hist, t, a[1] .. '|' .. a[3])
   local top = redis.call('ZREVRANGE', hist, 0, 0, 'WITHSCORES')
   redis.call('ZREMRANGEBYSCORE', hist, '-inf', '(' .. fmt_time(tonumber(top[2]) - OPS_HIST))
   -- procs: instance -> last_seen|ttl|roles|gone_at ('' while present)
   local procs = B .. ':ops:procs'
-  local seen = {}
+  local downs = B .. ':ops:down'
+  local seen, comps = {}, {}
   for k = 4, #a do
     local f = split(a[k], '|')
-    seen[f[1]] = true
-    local cur = redis.call('HGET', procs, f[1])
-    local c = cur and split(cur, '|') or nil
-    if not c or tonumber(c[1]) < t then
-      -- Seen again after it was missed: present again (a late sample changes nothing).
-      local gone = ''
-      if c and c[4] ~= '' and tonumber(c[4]) > t then gone = c[4] end
-      redis.call('HSET', procs, f[1], table.concat({a[1], f[2], f[3], gone}, '|'))
+    if f[1] == 'p' then
+      seen[f[2]] = true
+      local cur = redis.call('HGET', procs, f[2])
+      local c = cur and split(cur, '|') or nil
+      if not c or tonumber(c[1]) < t then
+        -- Seen again after it was missed: present again (a late sample changes nothing).
+        local gone = ''
+        if c and c[4] ~= '' and tonumber(c[4]) > t then gone = c[4] end
+        redis.call('HSET', procs, f[2], table.concat({a[1], f[3], f[4], gone}, '|'))
+      end
+    elseif f[1] == 'c' and newest then
+      comps[f[2]] = true
+      if f[3] == '1' then
+        redis.call('HDEL', downs, f[2])
+      else
+        redis.call('HSETNX', downs, f[2], a[1])
+      end
+    end
+  end
+  if newest then
+    -- Components no longer reported (their process is gone) are not down any more.
+    for _, key in ipairs(redis.call('HKEYS', downs)) do
+      if not comps[key] then redis.call('HDEL', downs, key) end
     end
   end
   local flat = redis.call('HGETALL', procs)
