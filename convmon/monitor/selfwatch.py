@@ -14,10 +14,12 @@ notification log as every other alert.
 
 Several replicas may run a sampler. Each publishes its sample under the id
 ``ops:sample:<interval start in ms>``, which the bus dedupes, so the stream carries one
-sample per interval between them. A collector's expiry is published under an id derived
-from the status hash's ``since`` (the bus dedupes it too) before the hash is flipped to
-disconnected with a compare-and-set, so it is published once, and again after a crash
-between the two steps only as a duplicate the bus drops.
+sample per interval between them. A collector whose liveness expired is flipped to
+disconnected in its status hash with a compare-and-set on the hash's ``since`` (a collector
+that reconnected meanwhile keeps its state); only the replica whose flip succeeded
+publishes the event, under an id derived from that ``since``, so it is published once. If
+the liveness key comes back (the process was only slow to refresh it), the flip is undone
+the same way, so the status never stays wrong.
 """
 
 from __future__ import annotations
@@ -44,18 +46,20 @@ from convmon.monitor.plugins import Runtime
 log = logging.getLogger(__name__)
 
 EXPIRED_DETAIL = "heartbeat expired"
+RESUMED_DETAIL = "heartbeat resumed"
 ERROR_TEXT_MAX = 200
 """Characters of a component's last error kept in a sample (the full text is in
 ``/api/v1/status``)."""
 
-# Flip a collector to disconnected only if nobody changed its status since it was read:
-# a collector that reconnected meanwhile (new ``since``) keeps its state.
-_EXPIRE_LUA = """
--- KEYS[1] collector status hash; ARGV: since as read, now, detail
-if redis.call('HGET', KEYS[1], 'connected') ~= '1' then return 0 end
-if (redis.call('HGET', KEYS[1], 'since') or '') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'connected', '0', 'since', ARGV[2], 'updated_at', ARGV[2],
-           'detail', ARGV[3])
+# Flip a collector's state only if nobody changed its status since it was read: a
+# collector that reconnected or disconnected meanwhile (new ``since``) keeps its state.
+_FLIP_LUA = """
+-- KEYS[1] collector status hash; ARGV: connected as read, since as read, new connected,
+-- now, detail
+if (redis.call('HGET', KEYS[1], 'connected') or '') ~= ARGV[1] then return 0 end
+if (redis.call('HGET', KEYS[1], 'since') or '') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'connected', ARGV[3], 'since', ARGV[4], 'updated_at', ARGV[4],
+           'detail', ARGV[5])
 return 1
 """
 
@@ -94,10 +98,7 @@ class OpsSampler:
             raise ValueError(f"interval_s must be a finite number >= 1, not {interval_s!r}")
         self.rt = runtime
         self.interval_s = float(interval_s)
-        self.grace_s = float(runtime.settings.supervisor.heartbeat_ttl_s)
-        """A collector connected less than this long ago may not have its liveness key
-        yet: it is not expired."""
-        self._expire = runtime.redis.register_script(_EXPIRE_LUA)
+        self._flip = runtime.redis.register_script(_FLIP_LUA)
 
     async def run(self) -> None:
         clock = self.rt.clock
@@ -199,45 +200,50 @@ class OpsSampler:
         return out
 
     async def expire_collectors(self, now: float) -> list[str]:
-        """Publish a disconnect for every collector whose status says connected but whose
-        liveness key is gone (its process died or its task stopped), and mark its status
-        disconnected. Returns the collectors this call flipped."""
+        """Make each collector's status agree with its liveness key: connected without the
+        key (its process died or its task stopped) becomes disconnected, and a collector
+        this sampler had so expired becomes connected again when the key is back. Publishes
+        the ``collector.status`` event of each change; returns the collectors this call
+        changed."""
         redis, keys = self.rt.redis, self.rt.keys
         names = sorted(_s(n) for n in await redis.smembers(keys.collectors))
         if not names:
             return []
         async with redis.pipeline(transaction=False) as pipe:
             for name in names:
-                pipe.hmget(keys.collector_status(name), "connected", "since", "updated_at")
+                pipe.hmget(keys.collector_status(name), "connected", "since", "detail")
                 pipe.exists(keys.collector_live(name))
             replies = await pipe.execute()
-        flipped: list[str] = []
+        changed: list[str] = []
         for name, status, live in zip(names, replies[::2], replies[1::2], strict=True):
-            connected, since_raw, updated_raw = (_s(v) for v in status)
-            if connected != "1" or live:
+            connected, since, detail = (_s(v) for v in status)
+            if connected == "1" and not live:
+                up, why = False, EXPIRED_DETAIL
+            elif connected == "0" and live and detail == EXPIRED_DETAIL:
+                up, why = True, RESUMED_DETAIL
+            else:
                 continue
-            changed_at = _float(since_raw) or _float(updated_raw)
-            if changed_at is not None and now - changed_at < self.grace_s:
+            if not await self._flip(keys=[keys.collector_status(name)],
+                                    args=[connected, since, int(up), repr(now), why]):
                 continue
-            await self._publish_expiry(name, since_raw, now)
-            if await self._expire(keys=[keys.collector_status(name)],
-                                  args=[since_raw, repr(now), EXPIRED_DETAIL]):
-                flipped.append(name)
-                log.warning("collector liveness expired",
-                            extra={"collector": name, "since": since_raw})
-        return flipped
+            changed.append(name)
+            await self._publish_status(name, up, why, since, now)
+            log.warning("collector liveness expired" if not up else "collector liveness resumed",
+                        extra={"collector": name, "since": since})
+        return changed
 
-    async def _publish_expiry(self, name: str, since: str, now: float) -> None:
+    async def _publish_status(
+        self, name: str, up: bool, detail: str, since: str, now: float
+    ) -> None:
         await self.rt.bus.publish([
             Event(
-                id=f"collector:{name}:expired:{since or 'unknown'}",
+                id=f"collector:{name}:{'resumed' if up else 'expired'}:{since or 'unknown'}",
                 chain="convmon",
                 source=f"ops/{self.rt.instance}",
                 observed_at=now,
                 occurred_at=now,
                 position=int(now * 1000),
-                payload=CollectorStatus(collector=name, connected=False,
-                                        detail=EXPIRED_DETAIL),
+                payload=CollectorStatus(collector=name, connected=up, detail=detail),
             )
         ])
 

@@ -25,7 +25,7 @@ from convmon.monitor.config import CoreSettings
 from convmon.monitor.events import CollectorStatus, Event, OpsSample, decode_event
 from convmon.monitor.keys import Keys
 from convmon.monitor.plugins import Runtime
-from convmon.monitor.selfwatch import EXPIRED_DETAIL, OpsSampler
+from convmon.monitor.selfwatch import EXPIRED_DETAIL, RESUMED_DETAIL, OpsSampler
 from convmon.rules.aggregates import AggregatesConfig, AggregateStore
 
 pytestmark = pytest.mark.all_redis
@@ -166,38 +166,41 @@ async def test_an_expired_collector_is_disconnected_once_by_several_samplers(
     # bitcoin: connected, but the process that kept its liveness key died.
     await redis.hset(keys.collector_status("bitcoin"),
                      mapping={"connected": "1", "since": T0 - 600, "detail": "ws open"})
-    # market: connected and live.
+    # market: connected and live; depin: disconnected (nothing to do).
     await redis.hset(keys.collector_status("market"), mapping={"connected": "1", "since": T0})
     await redis.set(keys.collector_live("market"), "host-a", ex=TTL_S)
-    # depin: just connected; its liveness key is written at the next heartbeat.
-    await redis.hset(keys.collector_status("depin"), mapping={"connected": "1", "since": T0 - 5})
+    await redis.hset(keys.collector_status("depin"), mapping={"connected": "0", "since": T0})
     samplers = [OpsSampler(runtime(redis, keys, bus, clock, tmp_path, f"s{i}")) for i in range(3)]
 
     await asyncio.gather(*(s.sample() for s in samplers))
     await asyncio.gather(*(s.sample() for s in samplers))
 
     statuses = await stream_events(redis, keys, "collector.status")
-    assert [e.payload for e in statuses] == [
-        CollectorStatus(collector="bitcoin", connected=False, detail=EXPIRED_DETAIL)
-    ]
+    assert [(e.id, e.payload) for e in statuses] == [(
+        f"collector:bitcoin:expired:{T0 - 600}",
+        CollectorStatus(collector="bitcoin", connected=False, detail=EXPIRED_DETAIL),
+    )]
     status = await redis.hgetall(keys.collector_status("bitcoin"))
     assert (status[b"connected"], status[b"detail"]) == (b"0", EXPIRED_DETAIL.encode())
     assert float(status[b"since"]) == T0
     assert (await redis.hget(keys.collector_status("market"), "connected")) == b"1"
-    assert (await redis.hget(keys.collector_status("depin"), "connected")) == b"1"
+    assert (await redis.hget(keys.collector_status("depin"), "connected")) == b"0"
     assert len(await stream_events(redis, keys, "ops.sample")) == 1
 
-    # Later, bitcoin reconnects and its process dies again: a second disconnect. depin's
-    # liveness key never came: past the grace it is expired too.
-    await redis.hset(keys.collector_status("bitcoin"), mapping={"connected": "1", "since": T0})
-    clock.advance(120)
-    assert await samplers[0].expire_collectors(clock.now()) == ["bitcoin", "depin"]
-    assert await samplers[1].expire_collectors(clock.now()) == []
+    # Its process was only late: the liveness key is back, and so is the status, once.
+    clock.advance(20)
+    await redis.set(keys.collector_live("bitcoin"), "host-b", ex=TTL_S)
+    changed = await asyncio.gather(*(s.expire_collectors(clock.now()) for s in samplers))
+    assert sorted(changed) == [[], [], ["bitcoin"]]
     statuses = await stream_events(redis, keys, "collector.status")
-    assert sorted(e.id for e in statuses) == [
-        f"collector:bitcoin:expired:{T0 - 600}", f"collector:bitcoin:expired:{T0}",
-        f"collector:depin:expired:{T0 - 5}",
-    ]
+    assert [(e.id, e.payload) for e in statuses[1:]] == [(
+        f"collector:bitcoin:resumed:{T0}",
+        CollectorStatus(collector="bitcoin", connected=True, detail=RESUMED_DETAIL),
+    )]
+    assert (await redis.hget(keys.collector_status("bitcoin"), "connected")) == b"1"
+    # A collector that disconnected by itself is not "resumed" by a stray liveness key.
+    await redis.set(keys.collector_live("depin"), "host-b", ex=TTL_S)
+    assert await samplers[0].expire_collectors(clock.now()) == []
 
 
 async def test_the_ops_root_tells_a_process_that_died_from_one_that_stopped(
