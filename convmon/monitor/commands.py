@@ -117,11 +117,25 @@ def render_status(doc: dict[str, Any]) -> None:
         procs.add_column(col)
     for p in doc.get("processes", []):
         procs.add_row(
-            p.get("instance", ""), p.get("roles", ""), p.get("host", ""), p.get("pid", ""),
+            p.get("instance", ""), p.get("roles", ""), p.get("host", ""), str(p.get("pid", "")),
             _ago(now - float(p.get("started_at") or now)),
             _ago(now - float(p.get("updated_at") or now)) + " ago",
         )
     console.print(procs)
+    comps = Table(title="Components", title_justify="left")
+    for col in ("instance", "component", "role", "state", "for", "restarts", "last error"):
+        comps.add_column(col)
+    for p in doc.get("processes", []):
+        for c in p.get("components", []):
+            state = str(c.get("state", ""))
+            colour = "green" if state == "running" else "red"
+            comps.add_row(
+                escape(str(p.get("instance", ""))), escape(str(c.get("name", ""))),
+                str(c.get("role", "")), f"[{colour}]{state}[/{colour}]",
+                _ago(now - float(c.get("since") or now)), str(c.get("restarts", 0)),
+                escape(str(c.get("last_error") or "")),
+            )
+    console.print(comps)
     coll = Table(title="Collectors", title_justify="left")
     for col in ("collector", "state", "last event", "position", "lag", "reconnects", "error"):
         coll.add_column(col)

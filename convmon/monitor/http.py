@@ -14,6 +14,7 @@ answer passes through `secrets.scrub`, whatever produced its text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -206,7 +207,7 @@ async def status_document(
         "instance": rt.instance,
         "time": now,
         "components": components,
-        "processes": await heartbeats(rt.redis, rt.keys),
+        "processes": [_process(hb) for hb in await heartbeats(rt.redis, rt.keys)],
         "collectors": coll_out,
         "alerts": alerts,
     }
@@ -216,6 +217,22 @@ async def status_document(
         except Exception as exc:
             doc[name] = {"error": f"{type(exc).__name__}: {exc}"}
     return doc
+
+
+def _process(heartbeat: dict[str, str]) -> dict[str, Any]:
+    """A process heartbeat with typed fields and its components as a list."""
+    out: dict[str, Any] = dict(heartbeat)
+    for name in ("pid",):
+        with contextlib.suppress(ValueError, KeyError):
+            out[name] = int(heartbeat[name])
+    for name in ("started_at", "updated_at"):
+        out[name] = _f(heartbeat.get(name))
+    try:
+        parsed = json.loads(heartbeat.get("components") or "[]")
+    except ValueError:
+        parsed = []
+    out["components"] = parsed if isinstance(parsed, list) else []
+    return out
 
 
 def _f(v: str | None) -> float | None:

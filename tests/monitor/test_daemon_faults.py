@@ -26,6 +26,9 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from convmon.collectors.bitcoin.esplora_server import EsploraServer
+from convmon.collectors.bitcoin.simchain import SimPool, make_block
+from convmon.collectors.market.servers import CoinbaseFeedServer
 from convmon.collectors.solana.server import LocalSolanaServer
 from convmon.monitor.app import LoadedConfig, load_config
 from convmon.monitor.daemon import run_daemon
@@ -173,25 +176,42 @@ def fixture_env(url: str, prefix: str) -> dict[str, str]:
 async def test_a_dead_process_reads_as_down_within_one_ttl(
     redis_url: str, redis: Redis, keys: Keys
 ) -> None:
+    env = fixture_env(redis_url, keys.prefix)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.monitor.liveness_fixture",
-        cwd=ROOT, env=fixture_env(redis_url, keys.prefix),
-        stderr=asyncio.subprocess.DEVNULL,
+        cwd=ROOT, env=env, stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         async def up() -> str:
             return (await collector_statuses(redis, keys)).get("probe", {}).get("up", "")
 
         await eventually(lambda: _is(up(), "1"), "the fixture's collector is up")
+        doc = json.loads(await convmon_cli("status", "--json", env=env))
+        [process] = doc["processes"]
+        assert [(c["name"], c["state"], c["restarts"]) for c in process["components"]
+                if c["name"] == "probe"] == [("probe", "running", 0)]
+        assert doc["collectors"]["probe"]["connected"] is True
         proc.kill()
         await proc.wait()
         status = await redis.hgetall(keys.collector_status("probe"))
         assert status[b"connected"] == b"1"  # the flag nobody cleared
         await eventually(lambda: _is(up(), "0"), "down once the heartbeat expired", limit_s=10)
         assert not await redis.exists(keys.heartbeat("liveness"))
+        shown = await convmon_cli("status", env=env)
+        assert "probe" in shown and "disconnected" in shown
     finally:
         if proc.returncode is None:
             proc.kill()
+
+
+async def convmon_cli(*args: str, env: dict[str, str]) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "convmon", *args, cwd=ROOT,
+        env={**env, "COLUMNS": "200"}, stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out
+    return out.decode()
 
 
 async def _is(value: Any, expected: str) -> bool:
@@ -279,3 +299,60 @@ async def test_a_secret_url_never_leaks(redis_url: str, keys: Keys) -> None:
     assert key not in answer and key not in text
     # The URL was quoted by the libraries and scrubbed, not merely never printed.
     assert "***" in answer and "***" in text
+
+
+async def test_each_collector_comes_back_after_its_source_went_away(
+    redis_url: str, redis: Redis, keys: Keys
+) -> None:
+    """Every source goes away in turn (its server closes, so connections drop and new ones
+    are refused) and comes back on the same port: the collector reads as down, then up
+    again, and no component ever stops."""
+    clock_start = 1_700_000_000
+    genesis = make_block(800_000, "00" * 32, clock_start, SimPool("/Foundry USA Pool/"))
+    esplora = EsploraServer([genesis])
+    await esplora.start()
+    coinbase = CoinbaseFeedServer()
+    await coinbase.start()
+    solana = LocalSolanaServer()
+    await solana.start()
+    overrides = solana_overrides(solana)
+    overrides["collectors"]["bitcoin"] = {
+        "enabled": True, "source": "esplora", "backfill_blocks": 1, "poll_interval_s": 0.5,
+        "esplora": {"base_url": esplora.base_url, "ws_url": esplora.ws_url},
+        "backoff_initial_s": 0.2, "backoff_max_s": 1.0, "pools": {"source": "builtin"},
+    }
+    overrides["collectors"]["market"] = {
+        "enabled": True, "coinbase": {"url": coinbase.url}, "kraken": {"enabled": False},
+        "coingecko": {"enabled": False}, "health_interval_s": 0.5,
+    }
+    config = load_config(
+        None,
+        environ={"CONVMON_REDIS__URL": redis_url, "CONVMON_REDIS__PREFIX": keys.prefix,
+                 "CONVMON_HTTP__PORT": "0", "CONVMON_INSTANCE": "sources"},
+        overrides={**overrides, "supervisor": SUPERVISION},
+    )
+    servers: dict[str, tuple[Any, Any]] = {
+        "bitcoin": (esplora, lambda: esplora.start(port=esplora.port)),
+        "market": (coinbase, lambda: coinbase.start(port=coinbase.port)),
+        "depin": (solana, lambda: solana.start(port=solana.port)),
+    }
+    try:
+        async with running_daemon(config) as http:
+            async def up(name: str) -> bool:
+                return (await collector_statuses(redis, keys)).get(name, {}).get("up") == "1"
+
+            for name in ("bitcoin", "market", "depin", "stablecoins_solana"):
+                await eventually(lambda n=name: up(n), f"{name} up")  # type: ignore[misc]
+            for name, (server, restart) in servers.items():
+                await server.close()
+                await eventually(lambda n=name: _not(up(n)), f"{name} down once its source left")
+                await restart()
+                await eventually(lambda n=name: up(n), f"{name} up once its source came back")
+            assert all(c["state"] != "stopped" for c in states(http).values())
+    finally:
+        for server, _ in servers.values():
+            await server.close()
+
+
+async def _not(value: Any) -> bool:
+    return not await value
