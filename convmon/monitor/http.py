@@ -47,6 +47,34 @@ class _Families(Collector):
         return self.families
 
 
+def merge_families(families: Iterable[Metric]) -> list[Metric]:
+    """One family per metric name: samples of same-named families from several sources
+    (two plugins reporting ``convmon_solana_signature_queue_depth`` for their collector)
+    are joined under the first family's help and type, so the exposition declares each
+    name once. A sample whose name and labels were already given is dropped and logged:
+    two sources claiming the same series is a bug to see, not a scrape to fail."""
+    merged: dict[str, Metric] = {}
+    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    for fam in families:
+        target = merged.get(fam.name)
+        if target is None:
+            target = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+            merged[fam.name] = target
+        elif target.type != fam.type:
+            log.error("metric declared with two types; keeping the first",
+                      extra={"metric": fam.name, "types": [target.type, fam.type]})
+            continue
+        for sample in fam.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            if key in seen:
+                log.warning("duplicate metric sample dropped",
+                            extra={"metric": sample.name, "labels": sample.labels})
+                continue
+            seen.add(key)
+            target.samples.append(sample)
+    return list(merged.values())
+
+
 class HttpServer:
     """A `Component` serving the HTTP endpoints."""
 
@@ -159,12 +187,14 @@ class HttpServer:
         return families
 
     async def metrics(self, request: web.Request) -> web.Response:
-        registry = CollectorRegistry(auto_describe=False)
+        families: list[Metric] = []
         try:
-            registry.register(_Families(await self._gather_state()))
+            families.extend(await self._gather_state())
         except TimeoutError:
             log.error("state metrics timed out; serving process metrics only")
-        registry.register(_Families(list(self.rt.metrics.collect())))
+        families.extend(self.rt.metrics.collect())
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families(merge_families(families)))
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         body = encoder(registry)
         return web.Response(body=body, headers={"Content-Type": content_type})

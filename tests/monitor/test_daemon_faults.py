@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -321,6 +322,9 @@ async def test_each_collector_comes_back_after_its_source_went_away(
         "esplora": {"base_url": esplora.base_url, "ws_url": esplora.ws_url},
         "backoff_initial_s": 0.2, "backoff_max_s": 1.0, "pools": {"source": "builtin"},
     }
+    overrides["collectors"]["stablecoins"]["ethereum"] = {
+        "enabled": True, "ws_url": "ws://127.0.0.1:9/", "http_url": "http://127.0.0.1:9/",
+    }
     overrides["collectors"]["market"] = {
         "enabled": True, "coinbase": {"url": coinbase.url}, "kraken": {"enabled": False},
         "coingecko": {"enabled": False}, "health_interval_s": 0.5,
@@ -343,6 +347,7 @@ async def test_each_collector_comes_back_after_its_source_went_away(
 
             for name in ("bitcoin", "market", "depin", "stablecoins_solana"):
                 await eventually(lambda n=name: up(n), f"{name} up")  # type: ignore[misc]
+            await check_exposition(f"http://127.0.0.1:{http.port}/metrics")
             for name, (server, restart) in servers.items():
                 await server.close()
                 await eventually(lambda n=name: _not(up(n)), f"{name} down once its source left")
@@ -352,6 +357,22 @@ async def test_each_collector_comes_back_after_its_source_went_away(
     finally:
         for server, _ in servers.values():
             await server.close()
+
+
+async def check_exposition(url: str) -> None:
+    """``promtool check metrics`` on what the daemon serves: each name declared once,
+    valid names, types and units."""
+    promtool = require_binary("promtool", shutil.which("promtool"))
+    async with aiohttp.ClientSession() as s, s.get(url) as r:
+        body = await r.read()
+    proc = await asyncio.create_subprocess_exec(
+        promtool, "check", "metrics", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate(body)
+    problems = [line for line in out.decode().splitlines()
+                if "error" in line.lower() or "duplicate" in line.lower()]
+    assert proc.returncode == 0 and not problems, out.decode()
 
 
 async def _not(value: Any) -> bool:
