@@ -180,6 +180,9 @@ class OpsProcess(msgspec.Struct, frozen=True, kw_only=True):
     ttl_s: float | None = None
     """What was left of the heartbeat's TTL: a heartbeat that disappears before this ran out
     was deleted (a clean shutdown), one that disappears later expired (the process died)."""
+    stopping: bool = False
+    """The heartbeat says the process is shutting down (field ``stopping`` = ``1``): when
+    it disappears, it stopped cleanly however long it took."""
 
 
 class OpsComponent(msgspec.Struct, frozen=True, kw_only=True):

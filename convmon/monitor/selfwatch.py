@@ -168,6 +168,7 @@ class OpsSampler:
                 roles=sorted(r for r in hb.get("roles", "").split(",") if r),
                 updated_at=_float(hb.get("updated_at")),
                 ttl_s=ttl_ms / 1000 if ttl_ms >= 0 else None,
+                stopping=hb.get("stopping") in ("1", "true"),
             ))
             components.extend(self._components(instance, hb.get("components", "")))
         return processes, components

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from convmon.monitor.clock import ManualClock
 from convmon.monitor.events import Event, OpsComponent, OpsGroup, OpsProcess, OpsSample
 from tests.aggregates.conftest import MakeStore
@@ -129,3 +131,17 @@ async def test_a_component_is_down_since_the_first_sample_that_saw_it_down(
     await store.apply([sample(T0 + 60)])
     await store.apply([sample(T0 + 90, down=("depin",))])
     assert (await ops_root(store))["components"]["a/depin"]["down_for_s"] == 10
+
+
+async def test_a_process_that_said_it_was_stopping_stopped_however_long_it_took(
+    make_store: MakeStore,
+) -> None:
+    store = await make_store()
+    stopping = sample(T0, processes=("a",))
+    assert isinstance(stopping.payload, OpsSample)
+    payload = msgspec.structs.replace(
+        stopping.payload, processes=[OpsProcess(instance="a", ttl_s=5.0, stopping=True)]
+    )
+    await store.apply([msgspec.structs.replace(stopping, payload=payload)])
+    await store.apply([sample(T0 + 60)])
+    assert (await ops_root(store))["processes"]["a"]["state"] == "stopped"

@@ -87,6 +87,7 @@ async def test_sample_lists_live_processes_and_their_components(
     # A heartbeat of the format before `up` was added: up follows the state.
     old = [{k: v for k, v in component("market", "running").items() if k != "up"}]
     await heartbeat(redis, keys, "host-b", "collectors", old)
+    await redis.hset(keys.heartbeat("host-b"), "stopping", "1")
     await heartbeat(redis, keys, "host-dead", "alerts", [component("dispatcher", "running")])
     await redis.delete(keys.heartbeat("host-dead"))  # its process died
 
@@ -99,6 +100,7 @@ async def test_sample_lists_live_processes_and_their_components(
         ("host-a", ["collectors", "rules"]), ("host-b", ["collectors"]),
     ]
     assert all(p.ttl_s is not None and 0 < p.ttl_s <= TTL_S for p in sample.processes)
+    assert [p.stopping for p in sample.processes] == [False, True]
     by_name = {c.name: c for c in sample.components}
     assert sorted(by_name) == ["bitcoin", "depin", "market"]
     assert (by_name["bitcoin"].up, by_name["bitcoin"].restarts) == (True, 2)

@@ -128,7 +128,8 @@ def encode(event: Event, entities: dict[str, str]) -> str | None:
         args = [_num(event.occurred_at), msgspec.json.encode(p).decode(), ops_history(p)]
         for proc in p.processes:
             ttl = _num(proc.ttl_s) if proc.ttl_s is not None else ""
-            args.append(f"p|{_clean(proc.instance)}|{ttl}|{' '.join(map(_clean, proc.roles))}")
+            roles = " ".join(map(_clean, proc.roles))
+            args.append(f"p|{_clean(proc.instance)}|{ttl}|{roles}|{int(proc.stopping)}")
         for comp in p.components:
             args.append(f"c|{ops_component_key(comp.instance, comp.name)}|{int(comp.up)}")
     else:

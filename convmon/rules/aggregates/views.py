@@ -384,12 +384,16 @@ def _growth(points: list[tuple[float, float]]) -> tuple[float, float]:
     return points[-1][0] - points[start][0], grew
 
 
-def _process_state(last_seen: float, ttl: float | None, gone_at: float | None) -> str:
-    """alive; stopped (its heartbeat was deleted before its TTL ran out: a clean shutdown);
-    died (its heartbeat expired: the process was killed, crashed or lost Redis)."""
+def _process_state(
+    last_seen: float, ttl: float | None, gone_at: float | None, stopping: bool
+) -> str:
+    """alive; stopped (it said it was stopping, or its heartbeat was deleted before its TTL
+    ran out: a clean shutdown); died (its heartbeat expired: the process was killed,
+    crashed or lost Redis). Telling the two apart by timing needs samples closer together
+    than the heartbeat's TTL minus its refresh period (15 s against 30 s by default)."""
     if gone_at is None:
         return "alive"
-    if ttl is not None and gone_at + CLOCK_SLACK_S >= last_seen + ttl:
+    if not stopping and ttl is not None and gone_at + CLOCK_SLACK_S >= last_seen + ttl:
         return "died"
     return "stopped"
 
@@ -410,14 +414,14 @@ def ops_view(
 
     processes: dict[str, Any] = {}
     for instance, text in procs.items():
-        seen_text, ttl_text, roles, gone_text = [*text.split("|"), "", "", ""][:4]
+        seen_text, ttl_text, roles, gone_text, stopping = [*text.split("|"), "", "", "", ""][:5]
         last_seen = float(seen_text)
         ttl = float(ttl_text) if ttl_text else None
         gone_at = float(gone_text) if gone_text else None
         processes[instance] = {
             "instance": instance,
             "roles": roles.split(),
-            "state": _process_state(last_seen, ttl, gone_at),
+            "state": _process_state(last_seen, ttl, gone_at, stopping == "1"),
             "last_seen": last_seen,
             "gone_for_s": now - gone_at if gone_at is not None else None,
         }

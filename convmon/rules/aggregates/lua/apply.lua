@@ -321,8 +321,8 @@ end
 -- trend matters (group backlogs, dead-letter lengths, restarts), per process when it was
 -- last seen and when it was first missed, and per component since when it has been down.
 -- Times are the samplers' (the engine's clock), never the processes' own.
--- a: time, sample json, history json, then 'p|instance|heartbeat ttl|roles' per live
---    process and 'c|instance/component|up (1/0)' per component
+-- a: time, sample json, history json, then 'p|instance|heartbeat ttl|roles|stopping (1/0)'
+--    per live process and 'c|instance/component|up (1/0)' per component
 local function on_ops(a)
   local t = tonumber(a[1])
   local newest = latest_put(B .. ':ops:last', 'sample', t, a[1] .. '|' .. a[2])
@@ -330,7 +330,7 @@ local function on_ops(a)
   redis.call('ZADD', hist, t, a[1] .. '|' .. a[3])
   local top = redis.call('ZREVRANGE', hist, 0, 0, 'WITHSCORES')
   redis.call('ZREMRANGEBYSCORE', hist, '-inf', '(' .. fmt_time(tonumber(top[2]) - OPS_HIST))
-  -- procs: instance -> last_seen|ttl|roles|gone_at ('' while present)
+  -- procs: instance -> last_seen|ttl|roles|gone_at ('' while present)|stopping
   local procs = B .. ':ops:procs'
   local downs = B .. ':ops:down'
   local seen, comps = {}, {}
@@ -344,7 +344,7 @@ local function on_ops(a)
         -- Seen again after it was missed: present again (a late sample changes nothing).
         local gone = ''
         if c and c[4] ~= '' and tonumber(c[4]) > t then gone = c[4] end
-        redis.call('HSET', procs, f[2], table.concat({a[1], f[3], f[4], gone}, '|'))
+        redis.call('HSET', procs, f[2], table.concat({a[1], f[3], f[4], gone, f[5]}, '|'))
       end
     elseif f[1] == 'c' and newest then
       comps[f[2]] = true
@@ -368,7 +368,8 @@ local function on_ops(a)
       local gone = c[4]
       if tonumber(c[1]) < t and (gone == '' or t < tonumber(gone)) then
         gone = a[1]
-        redis.call('HSET', procs, flat[i], table.concat({c[1], c[2], c[3], gone}, '|'))
+        redis.call('HSET', procs, flat[i],
+                   table.concat({c[1], c[2], c[3], gone, c[5] or '0'}, '|'))
       end
       if gone ~= '' and tonumber(gone) < t - OPS_RETAIN then
         redis.call('HDEL', procs, flat[i])
