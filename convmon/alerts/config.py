@@ -94,8 +94,32 @@ class ConsoleReceiver(_ReceiverBase):
     type: Literal["console"] = "console"
 
 
+class HeartbeatReceiver(_ReceiverBase):
+    """A dead-man's switch (healthchecks.io, Dead Man's Snitch, Uptime Kuma push, cron
+    monitors): every notification it is sent is one ping of ``url``. Route the always-firing
+    ``Watchdog`` alert here with a short ``repeat_interval_s``; the service raises the alarm
+    when the pings stop, i.e. when convmon, its Redis or its delivery path is down."""
+
+    type: Literal["heartbeat"] = "heartbeat"
+    url: Secret
+    """The check's ping URL. A secret: such URLs embed the check's key."""
+    method: Literal["GET", "POST"] = "GET"
+    """POST sends the notification's JSON as the body (the service may log it)."""
+    timeout_s: float = Field(default=10.0, gt=0)
+    send_resolved: bool = False
+    """Off: a resolved Watchdog means the switch stopped, which must not read as a ping."""
+
+
+class DiscardReceiver(_ReceiverBase):
+    """Delivers nowhere (Alertmanager's receiver without integrations, often named
+    ``null``): for alerts that must match a route but notify nobody."""
+
+    type: Literal["discard"] = "discard"
+
+
 ReceiverConfig = Annotated[
-    SlackReceiver | EmailReceiver | WebhookReceiver | AlertmanagerReceiver | ConsoleReceiver,
+    SlackReceiver | EmailReceiver | WebhookReceiver | AlertmanagerReceiver | ConsoleReceiver
+    | HeartbeatReceiver | DiscardReceiver,
     Field(discriminator="type"),
 ]
 
@@ -150,17 +174,74 @@ class LinkTemplates(Model):
     solana_tx: str = "https://solscan.io/tx/{id}"
 
 
+WATCHDOG_ALERTNAME = "Watchdog"
+"""The always-firing alert of the default rule pack (the dead-man's switch)."""
+WATCHDOG_DISCARD = "watchdog-discard"
+"""The receiver (and route) added when no route names the Watchdog: it must never page a
+person, and a receiver meant for people would get it every ``repeat_interval``."""
+
+
+def _names_watchdog(route: Any) -> bool:
+    """Whether ``route`` (raw or validated) or a route below it has a matcher on
+    ``alertname`` that the Watchdog passes."""
+    if isinstance(route, RouteConfig):
+        matchers: Any = route.matchers
+        children: Any = route.routes
+    elif isinstance(route, dict):
+        matchers, children = route.get("matchers") or [], route.get("routes") or []
+    else:
+        return False
+    try:
+        parsed = parse_matchers(list(matchers))
+    except (TypeError, ValueError):  # reported by the field's own validation
+        parsed = ()
+    watchdog = {"alertname": WATCHDOG_ALERTNAME}
+    if any(m.name == "alertname" and m.op in ("=", "=~") and m.matches(watchdog)
+           for m in parsed):
+        return True
+    return isinstance(children, list) and any(_names_watchdog(c) for c in children)
+
+
+def _route_watchdog_nowhere(data: dict[str, Any]) -> dict[str, Any]:
+    route = data.get("route")
+    if route is None or _names_watchdog(route):
+        return data
+    if isinstance(route, RouteConfig):
+        route = route.model_dump(by_alias=True, exclude_unset=True)
+    if not isinstance(route, dict):
+        return data
+    receivers = list(data.get("receivers") or _default_receivers())
+    if not any(_receiver_name(r) == WATCHDOG_DISCARD for r in receivers):
+        receivers.append({"type": "discard", "name": WATCHDOG_DISCARD})
+    discard = {"matchers": [f'alertname="{WATCHDOG_ALERTNAME}"'], "receiver": WATCHDOG_DISCARD}
+    return {**data, "receivers": receivers,
+            "route": {**route, "routes": [discard, *(route.get("routes") or [])]}}
+
+
+def _receiver_name(receiver: Any) -> Any:
+    return receiver.get("name") if isinstance(receiver, dict) else getattr(receiver, "name", None)
+
+
 def _default_receivers() -> list[ReceiverConfig]:
     return [ConsoleReceiver(name="console")]
+
+
+def _default_route() -> RouteConfig:
+    return RouteConfig(
+        receiver="console", group_by=["alertname"], group_wait_s=30, group_interval_s=300,
+        repeat_interval_s=4 * 3600,
+    )
 
 
 class AlertsConfig(Model):
     enabled: bool = True
     receivers: list[ReceiverConfig] = Field(default_factory=_default_receivers)
-    route: RouteConfig = RouteConfig(
-        receiver="console", group_by=["alertname"], group_wait_s=30, group_interval_s=300,
-        repeat_interval_s=4 * 3600,
-    )
+    """Without a route naming ``alertname="Watchdog"``, a ``discard`` receiver named
+    ``watchdog-discard`` is added (see ``route``)."""
+    route: RouteConfig = Field(default_factory=_default_route)
+    """Unless some route has a matcher on ``alertname`` that ``Watchdog`` passes, a first
+    child route ``alertname="Watchdog"`` → ``watchdog-discard`` is added: the always-firing
+    Watchdog reaches a person's receiver only when a route says so."""
     inhibit_rules: list[InhibitRule] = Field(default_factory=list)
     retry: RetryPolicy = RetryPolicy()
     links: LinkTemplates = LinkTemplates()
@@ -173,8 +254,15 @@ class AlertsConfig(Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _add_demo_console(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not data.get("demo_console"):
+    def _complete_routes(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = cls._add_demo_console(dict(data))
+        return _route_watchdog_nowhere({"route": _default_route(), **data})
+
+    @staticmethod
+    def _add_demo_console(data: dict[str, Any]) -> dict[str, Any]:
+        if not data.get("demo_console"):
             return data
         data = dict(data)
         receivers = list(data.get("receivers") or [{"type": "console", "name": "console"}])

@@ -284,8 +284,10 @@ class Dispatcher:
         return route.repeat_interval_s
 
     def _group_interval(self, route: Route) -> float:
-        # Alertmanager expects firing alerts again before they time out: evaluate its
-        # groups at least once per resend interval.
+        # A group is evaluated at least once per repeat interval, so that a repeat is sent
+        # on time even with nothing new (the Watchdog to a heartbeat receiver every minute;
+        # Alertmanager expects firing alerts again before they time out). Alertmanager
+        # itself repeats only on group_interval ticks.
         return min(route.group_interval_s, self._repeat_interval(route))
 
     async def flush_group(
@@ -399,7 +401,11 @@ class Dispatcher:
         self, n: Notification, token: str, firing_fps: list[str], resolved_fps: list[str]
     ) -> None:
         now = self.clock.now()
-        if not await self._mark_sent(n.group_key, token, firing_fps, resolved_fps, now):
+        # Logged as sent at the flush that decided to send, not when the receiver answered:
+        # the group's next evaluation is one interval after that flush, and a later time
+        # would make the repeat check miss it and wait a whole interval more.
+        if not await self._mark_sent(n.group_key, token, firing_fps, resolved_fps,
+                                     n.sent_at):
             log.warning("lease expired before the notification was marked sent; another "
                         "replica may send it again",
                         extra={"group": n.group_key, "receiver": n.receiver})

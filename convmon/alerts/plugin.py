@@ -108,5 +108,5 @@ PLUGIN = Plugin(
     http_routes=http_routes,
     check=check,
     description="Routes, groups, silences and delivers alert notifications "
-    "(Slack, email, webhook, Alertmanager, console).",
+    "(Slack, email, webhook, Alertmanager, heartbeat, console).",
 )

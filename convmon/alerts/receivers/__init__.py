@@ -11,7 +11,9 @@ import aiohttp
 from ..config import (
     AlertmanagerReceiver,
     ConsoleReceiver,
+    DiscardReceiver,
     EmailReceiver,
+    HeartbeatReceiver,
     ReceiverConfig,
     SlackReceiver,
     WebhookReceiver,
@@ -19,7 +21,9 @@ from ..config import (
 from .alertmanager import AlertmanagerSender
 from .base import Sender
 from .console import ConsoleSender
+from .discard import DiscardSender
 from .email import EmailSender
+from .heartbeat import HeartbeatSender
 from .slack import SlackSender
 from .webhook import WebhookSender
 
@@ -35,6 +39,10 @@ def build_receiver(cfg: ReceiverConfig, session: aiohttp.ClientSession) -> Sende
         return AlertmanagerSender(cfg, session)
     if isinstance(cfg, ConsoleReceiver):
         return ConsoleSender(cfg)
+    if isinstance(cfg, HeartbeatReceiver):
+        return HeartbeatSender(cfg, session)
+    if isinstance(cfg, DiscardReceiver):
+        return DiscardSender(cfg)
     raise ValueError(f"unknown receiver type {type(cfg).__name__}")
 
 

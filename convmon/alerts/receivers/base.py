@@ -29,12 +29,20 @@ async def post(
     session: aiohttp.ClientSession, url: str, body: bytes, headers: Mapping[str, str],
     timeout_s: float,
 ) -> bytes:
-    """POST and classify the outcome: 2xx returns the body; 429 and 5xx and network errors
+    """POST and classify the outcome (see `request`)."""
+    return await request(session, "POST", url, body, headers, timeout_s)
+
+
+async def request(
+    session: aiohttp.ClientSession, method: str, url: str, body: bytes | None,
+    headers: Mapping[str, str], timeout_s: float,
+) -> bytes:
+    """Send and classify the outcome: 2xx returns the body; 429 and 5xx and network errors
     are retryable; other 4xx are not. Error messages never contain the URL (it may hold a
     secret)."""
     try:
-        async with session.post(
-            url, data=body, headers=dict(headers),
+        async with session.request(
+            method, url, data=body, headers=dict(headers),
             timeout=aiohttp.ClientTimeout(total=timeout_s),
         ) as resp:
             payload = await resp.read()
