@@ -5,10 +5,13 @@ the pings), and never reaching a person's receiver unless a route says so."""
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from redis.asyncio import Redis
 
 from convmon.alerts.config import WATCHDOG_DISCARD, AlertsConfig, HeartbeatReceiver
@@ -196,3 +199,13 @@ async def test_watchdog_never_reaches_a_person_by_default(
     assert len(people.requests) == 3
     names = {a["labels"]["alertname"] for r in people.requests for a in r.json()["alerts"]}
     assert names == {"PoolShare"}
+
+
+def test_deploy_readme_example_routes_the_watchdog_to_the_heartbeat_only() -> None:
+    readme = Path(__file__).resolve().parents[2] / "deploy" / "README.md"
+    example = re.findall(r"```yaml\n(.*?)```", readme.read_text(), flags=re.S)[0]
+    cfg = AlertsConfig.model_validate(yaml.safe_load(example)["alerts"])
+    route = Route.build(cfg.route)
+    assert [r.receiver for r in route.match(WATCHDOG)] == ["deadman"]
+    assert cfg.receiver("deadman").type == "heartbeat"
+    assert [r.receiver for r in route.match({"alertname": "PoolShare"})] == ["slack"]
