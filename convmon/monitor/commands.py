@@ -113,11 +113,13 @@ def status(
 def render_status(doc: dict[str, Any]) -> None:
     now = float(doc.get("time") or 0)
     procs = Table(title="Processes", title_justify="left")
-    for col in ("instance", "roles", "host", "pid", "up for", "last beat"):
+    for col in ("instance", "state", "roles", "host", "pid", "up for", "last beat"):
         procs.add_column(col)
     for p in doc.get("processes", []):
+        state = "[yellow]stopping[/yellow]" if p.get("stopping") == "1" else "running"
         procs.add_row(
-            p.get("instance", ""), p.get("roles", ""), p.get("host", ""), str(p.get("pid", "")),
+            p.get("instance", ""), state, p.get("roles", ""), p.get("host", ""),
+            str(p.get("pid", "")),
             _ago(now - float(p.get("started_at") or now)),
             _ago(now - float(p.get("updated_at") or now)) + " ago",
         )

@@ -90,6 +90,10 @@ class SupervisorSettings(Model):
     heartbeat_ttl_s: int = Field(default=15, ge=3, le=3600)
     """Process heartbeats and collector liveness expire this long after the last beat
     (beats come every third of it): a dead process reads as down within this time."""
+    ops_sample_interval_s: float = Field(default=15.0, ge=1.0, le=86400)
+    """How often each process samples convmon's own state (components, consumer lag,
+    dead letters) into an ``ops.sample`` event for the default pack's ops rules; replicas
+    share the work (one sample per interval in all)."""
 
 
 class CoreSettings(Model):

@@ -25,13 +25,15 @@ from convmon.monitor.clock import Clock
 from convmon.monitor.http import HttpServer, StateSource, StatusSource
 from convmon.monitor.plugins import ROLES, Component, Plugin, Role, Runtime
 from convmon.monitor.redisconn import RedisWaitAborted
+from convmon.monitor.selfwatch import OpsSampler
 from convmon.monitor.supervisor import Supervisor, collector_health_of
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """Writes this process's heartbeat hash with a TTL, so dead processes vanish."""
+    """Writes this process's heartbeat hash with a TTL, so dead processes vanish. On a
+    clean stop the hash is marked ``stopping`` and left to expire."""
 
     name = "heartbeat"
 
@@ -72,7 +74,12 @@ class Heartbeat:
                 await self.beat()
                 await asyncio.sleep(interval)
         except asyncio.CancelledError:
-            await self.rt.redis.delete(self.rt.keys.heartbeat(self.rt.instance))
+            # Stopping, not dying: the mark stays until the TTL ends, so whoever samples
+            # process state meanwhile tells a clean stop from a crash.
+            key = self.rt.keys.heartbeat(self.rt.instance)
+            await self.rt.redis.hset(
+                key, mapping={"stopping": 1, "updated_at": self.rt.clock.now()}
+            )
             for health in self.supervisor.owned_healths():
                 await health.withdraw_liveness()
             raise
@@ -115,6 +122,7 @@ def build_components(
         )
         comps.append(("api", http))
     comps.append(("core", Heartbeat(rt, roles, supervisor)))
+    comps.append(("core", OpsSampler(rt, rt.settings.supervisor.ops_sample_interval_s)))
     return comps, http
 
 

@@ -84,13 +84,16 @@ def _set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 
 
 def demo_overrides(
-    config: LoadedConfig, sources: dict[str, DemoSource], data_dir: Path, port: int
+    config: LoadedConfig, sources: dict[str, DemoSource], data_dir: Path, port: int,
+    speed: float = 1.0,
 ) -> dict[str, Any]:
     """Configuration for the demo run: collectors at the local servers, the others off."""
     data: dict[str, Any] = {
         "data_dir": str(data_dir),
         "redis": {"url": None, "data_dir": str(data_dir / "redis")},
         "http": {"port": port},
+        # Self-monitoring samples every 15 wall-clock seconds, whatever the demo's speed.
+        "supervisor": {"ops_sample_interval_s": min(86400.0, 15.0 * max(1.0, speed))},
     }
     sections: dict[str, Any] = {}
     plugin_names = {p.name for p in config.plugins}
@@ -142,7 +145,7 @@ async def run_demo(
             result.sources.append(name)
     feeders: list[asyncio.Task[None]] = []
     with tempfile.TemporaryDirectory(prefix="convmon-demo-") as tmp:
-        overrides = demo_overrides(base, sources, Path(tmp), port)
+        overrides = demo_overrides(base, sources, Path(tmp), port, speed)
         config = load_config(config_path, overrides=overrides)
         stop = asyncio.Event()
         started = asyncio.Event()
