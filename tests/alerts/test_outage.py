@@ -36,6 +36,7 @@ from .helpers import (
     make_dispatcher,
     publish,
     pump,
+    redis_behind_proxy,
     transition,
 )
 from .test_dispatcher import config
@@ -187,6 +188,50 @@ async def test_dispatcher_restarted_inside_the_outage_delivers_once(
         assert await flush_until_quiet(d3, clock) == 0
     finally:
         await d3.close()
+    assert_one_missed_resolved(hook, resolved)
+
+
+async def test_dispatcher_dying_between_claim_and_failure_record_delivers_once(
+    redis: Redis, keys: Keys, clock: ManualClock, hook: RecordingServer, proxy: TcpProxy
+) -> None:
+    """The sender loses Redis while its send is in flight and dies: the claim (with the
+    alert it was sending) is all the log has. Another replica still delivers it once."""
+    cfg = outage_config(proxy)
+    redis_proxy, flaky = await redis_behind_proxy(redis)
+    d1 = make_dispatcher(flaky, keys, cfg, clock, instance="d1")
+    await d1.open()
+    labels = {"alertname": "PoolShare", "pool": "foundry"}
+    try:
+        await publish(redis, keys, transition(labels, "firing", 2, FIRED_AT))
+        await pump(d1)
+        clock.advance(30)
+        hook.faults.append(("hang", 1.0))  # longer than the receiver timeout: the send fails
+        flush = asyncio.create_task(d1.flush_due())
+
+        async def sending() -> bool:
+            return hook.attempts >= 1
+
+        await eventually(sending)
+        redis_proxy.cut()  # ... and its failure cannot be recorded
+        assert await flush == 0
+    finally:
+        await d1.close()
+        await flaky.aclose()
+        await redis_proxy.stop()
+    proxy.cut()  # the receiver is down from here on, until the alert is over
+    clock.advance(60)
+    resolved = transition(labels, "resolved", 3, clock.now(), starts_at=FIRED_AT)
+    await publish(redis, keys, resolved)
+    d2 = make_dispatcher(redis, keys, cfg, clock, instance="d2")
+    await d2.open()
+    try:
+        await pump(d2)
+        clock.advance(300)  # the dead sender's lease is over
+        assert await d2.flush_due() == 0
+        proxy.restore()
+        assert await flush_until_quiet(d2, clock) == 1
+    finally:
+        await d2.close()
     assert_one_missed_resolved(hook, resolved)
 
 
