@@ -4,8 +4,8 @@ notifications exactly once per due notification (Alertmanager's semantics).
 Modules: `config` (the ``alerts`` section), `matchers`, `routing` (route tree, group keys),
 `silences`, `inhibit`, `store` (groups, notification log, due queue in Redis),
 `dispatcher` (the component), `notification` (what receivers get, escaping, links),
-`receivers` (Slack, email, webhook, Alertmanager, heartbeat, discard, console), `api` (HTTP), `cli`, `metrics`,
-`plugin` (wiring).
+`receivers` (Slack, email, webhook, Alertmanager, heartbeat, discard, console),
+`api` (HTTP), `cli`, `metrics`, `plugin` (wiring).
 
 Example configuration::
 
