@@ -42,6 +42,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NoReturn
 
 import aiohttp
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
@@ -143,6 +144,7 @@ class Dispatcher:
         instance: str = "dispatcher",
         senders: Mapping[str, Sender] | None = None,
         rng: random.Random | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -152,7 +154,7 @@ class Dispatcher:
         self.instance = instance
         self.route = Route.build(config.route)
         self.store = AlertStore(redis, keys, nflog_ttl_s=nflog_ttl_s(self.route, config))
-        self.silences = SilenceStore(redis, keys)
+        self.silences = SilenceStore(redis, keys, registry=registry)
         self._routes = {r.id: r for r in _walk(self.route)}
         self.inhibitor = Inhibitor(config.inhibit_rules)
         self._given_senders: dict[str, Sender] = dict(senders or {})

@@ -47,14 +47,16 @@ class DeliveryMetrics:
         )
 
 
-async def alert_state_metrics(redis: Redis, keys: Keys, now: float) -> Iterable[Metric]:
+async def alert_state_metrics(
+    redis: Redis, keys: Keys, now: float, registry: CollectorRegistry | None = None
+) -> Iterable[Metric]:
     depth = int(await redis.zcount(keys.ns("alerts", "due"), "-inf", now))
     queue = GaugeMetricFamily(
         "convmon_notification_queue_depth",
         "Alert groups due for evaluation or delivery now (including retries).",
         value=depth,
     )
-    active = await SilenceStore(redis, keys).active(now)
+    active = await SilenceStore(redis, keys, registry=registry).active(now)
     silences = GaugeMetricFamily(
         "convmon_silences_active", "Silences in effect now.", value=len(active)
     )

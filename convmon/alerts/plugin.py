@@ -40,12 +40,14 @@ def components(runtime: Runtime, cfg: AlertsConfig) -> Sequence[Component]:
     return [Dispatcher(
         runtime.redis, runtime.keys, cfg, runtime.clock, delivery_metrics(runtime.metrics),
         bus_settings=runtime.settings.bus, bus_metrics=runtime.bus.metrics,
-        instance=runtime.instance,
+        instance=runtime.instance, registry=runtime.metrics,
     )]
 
 
 async def state_metrics(runtime: Runtime, cfg: AlertsConfig) -> Iterable[Metric]:
-    return await alert_state_metrics(runtime.redis, runtime.keys, runtime.clock.now())
+    return await alert_state_metrics(
+        runtime.redis, runtime.keys, runtime.clock.now(), registry=runtime.metrics
+    )
 
 
 async def status(runtime: Runtime, cfg: AlertsConfig) -> Mapping[str, Any]:
