@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from chaos.ledger import (
     GaugeSet,
     NotificationFigures,
     StreamEntry,
+    Unexpected,
     Window,
     fact_key,
     tally_notifications,
@@ -329,9 +331,9 @@ class Harness:
         figures, _ = tally_notifications(emitted, self.receiver.delivered(), self.windows)
         return all(f.lost == 0 for f in figures)
 
-    async def final_tally(self) -> int:
-        """Events and notifications of every scenario at the end of the run; returns the
-        number of delivered notifications that match no emitted transition."""
+    async def final_tally(self) -> Unexpected:
+        """Events and notifications of every scenario at the end of the run; returns what
+        was delivered that no emitted transition accounts for."""
         entries = await self.stream_entries()
         if entries is not None:
             for result, fig in zip(self.results,
@@ -343,12 +345,21 @@ class Harness:
         if emitted is None:
             for result in self.results:
                 result.failures.append("could not read convmon:alerts at the end")
-            return 0
+            return Unexpected()
+        self._dump("transitions.jsonl", [e.__dict__ for e in emitted])
+        self._dump("notifications.jsonl", [
+            {"at": r.at, "body": r.body} for r in self.receiver.accepted])
         figures, unexpected = tally_notifications(
             emitted, self.receiver.delivered(), self.windows, [r.name for r in self.results])
         for result, nfig in zip(self.results, figures, strict=True):
             result.notifications = nfig
         return unexpected
+
+    def _dump(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Keep what was counted in the work dir, one JSON object per line."""
+        with (self.workdir / name).open("w") as out:
+            for row in rows:
+                out.write(json.dumps(row, default=str) + "\n")
 
     # -- background --------------------------------------------------------------------
 

@@ -195,12 +195,22 @@ class NotificationFigures:
         return self.lost == 0 and self.duplicated == 0
 
 
+@dataclass
+class Unexpected:
+    """Delivered (group, alert, state) that match no emitted transition."""
+
+    count: int = 0
+    other_group: int = 0
+    """Of which the (alert, state) was emitted, but for another group."""
+    examples: list[str] = field(default_factory=list)
+
+
 def tally_notifications(
     emitted: Iterable[Emitted], delivered: Iterable[Delivered], windows: Sequence[Window],
     scenarios: Sequence[str] | None = None,
-) -> tuple[list[NotificationFigures], int]:
-    """Figures per scenario (by the transition's ``evaluated_at``), and the number of
-    delivered (group, alert, state) that match no emitted transition."""
+) -> tuple[list[NotificationFigures], Unexpected]:
+    """Figures per scenario (by the transition's ``evaluated_at``), and what was delivered
+    that no emitted transition accounts for."""
     names = list(scenarios) if scenarios is not None else [w.name for w in windows]
     figures = {name: NotificationFigures(name) for name in names}
     copies: Counter[tuple[str, str, str]] = Counter()
@@ -234,7 +244,16 @@ def tally_notifications(
             fig.duplicated += 1
             if len(fig.duplicate_examples) < SAMPLE:
                 fig.duplicate_examples.append(f"{label} x{n}")
-    unexpected = sum(1 for key in copies if key not in expected_keys)
+    unexpected = Unexpected()
+    emitted_alerts = {(fp, state) for _g, fp, state in expected_keys}
+    for group, fp, state in copies:
+        if (group, fp, state) in expected_keys:
+            continue
+        unexpected.count += 1
+        if (fp, state) in emitted_alerts:
+            unexpected.other_group += 1
+        if len(unexpected.examples) < SAMPLE:
+            unexpected.examples.append(f"group {group} alert {fp} {state}")
     return [figures[name] for name in names], unexpected
 
 

@@ -11,7 +11,7 @@ resolved transitions evaluated in the window.
 from __future__ import annotations
 
 from chaos.harness import ScenarioResult
-from chaos.ledger import Gauge, GaugeSet
+from chaos.ledger import Gauge, GaugeSet, Unexpected
 
 MiB = 1024 * 1024
 
@@ -71,7 +71,7 @@ def memory_lines(gauges: GaugeSet) -> list[str]:
     return lines
 
 
-def findings(results: list[ScenarioResult], unexpected_notifications: int) -> list[str]:
+def findings(results: list[ScenarioResult], unexpected: Unexpected) -> list[str]:
     out: list[str] = []
     for r in results:
         prefix = f"{r.name}: "
@@ -96,7 +96,8 @@ def findings(results: list[ScenarioResult], unexpected_notifications: int) -> li
         if nf is not None and nf.duplicated:
             out.append(prefix + f"{nf.duplicated} notification(s) delivered more than once; "
                        "e.g. " + ", ".join(nf.duplicate_examples))
-    if unexpected_notifications:
-        out.append(f"{unexpected_notifications} delivered (group, alert, state) match no "
-                   "transition in convmon:alerts")
+    if unexpected.count:
+        out.append(f"{unexpected.count} delivered (group, alert, state) match no transition "
+                   f"in convmon:alerts ({unexpected.other_group} of them an emitted alert "
+                   "and state in another group); e.g. " + "; ".join(unexpected.examples))
     return out

@@ -83,12 +83,14 @@ async def daemon_kills(h: Harness) -> None:
     n = h.plan.kills
     async with h.scenario("daemon-kill9", f"{n} x kill -9 of the daemon at random moments") as r:
         rng = h.world.rng
+        at: list[str] = []
         with h.restarts_paused():
             for _ in range(n):
                 await asyncio.sleep(rng.uniform(*h.plan.kill_gap_s))
                 await h.proc.kill9()
+                at.append(f"{time.time() - r.start:.1f}")
                 await h.proc.start()
-        h.note(f"{n} kill -9, restarted at once each time")
+        h.note(f"{n} kill -9 (at {', '.join(at)} s in), restarted at once each time")
         await h.recovered(time.time(), h.plan.recover_timeout_s)
         await h.settle(r)
 

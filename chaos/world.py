@@ -220,7 +220,8 @@ class World:
                                          + filler + '"}'))
 
 
-async def _quietly(send: Awaitable[None]) -> None:
-    """Send to clients that may hang up meanwhile (a client refusing a frame is the point)."""
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        await send
+async def _quietly(send: Awaitable[None], timeout_s: float = 30.0) -> None:
+    """Send to clients that may hang up meanwhile (a client refusing a frame is the point);
+    a client that stops reading cannot hold the harness for more than ``timeout_s``."""
+    with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
+        await asyncio.wait_for(send, timeout_s)

@@ -100,7 +100,16 @@ def test_notifications_lost_duplicated_folded_and_unexpected() -> None:
     assert a.lost_examples == ["B/firing"]
     assert (b.expected, b.delivered, b.folded, b.lost, b.duplicated) == (3, 2, 1, 0, 1)
     assert b.duplicate_examples == ["D/firing x2"]
-    assert unexpected == 1
+    assert (unexpected.count, unexpected.other_group) == (1, 0)
+    assert unexpected.examples == ["group g9 alert f9 firing"]
+
+
+def test_an_alert_delivered_in_another_group_is_unexpected_and_its_own_is_lost() -> None:
+    emitted = [Emitted("g1", "f1", "firing", 1001.0, "A")]
+    (a,), unexpected = tally_notifications(emitted, [Delivered("gX", "f1", "firing")],
+                                          WINDOWS[:1])
+    assert (a.delivered, a.lost) == (0, 1)
+    assert (unexpected.count, unexpected.other_group) == (1, 1)
 
 
 def test_a_resolved_notification_without_a_start_time_does_not_cover_the_firing() -> None:
