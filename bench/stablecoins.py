@@ -142,7 +142,7 @@ async def run(size: int, transactions: int, shared: Path) -> list[str]:
             encoded.extend((e.id, e.kind, encode_event(e)) for e in events)
         pipeline = time.perf_counter() - started
 
-        raw_stream = keys.ns("stablecoins", "bench-baseline")
+        raw_stream = keys.plugin("bench", "baseline")
         started = time.perf_counter()
         for i in range(0, len(encoded), BATCH):
             async with redis.pipeline(transaction=False) as pipe:

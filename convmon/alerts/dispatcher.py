@@ -166,7 +166,7 @@ class Dispatcher:
         self.consumer: StreamConsumer[AlertTransition] = StreamConsumer(
             redis, stream=keys.alerts, group=CONSUMER_GROUP, name=instance,
             handler=self.handle, decode=decode_transition, settings=bus_settings,
-            metrics=bus_metrics,
+            metrics=bus_metrics, dead_stream=keys.alerts_dead,
         )
 
     async def open(self) -> None:

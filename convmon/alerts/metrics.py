@@ -50,7 +50,7 @@ class DeliveryMetrics:
 async def alert_state_metrics(
     redis: Redis, keys: Keys, now: float, registry: CollectorRegistry | None = None
 ) -> Iterable[Metric]:
-    depth = int(await redis.zcount(keys.ns("alerts", "due"), "-inf", now))
+    depth = int(await redis.zcount(keys.alerts_due, "-inf", now))
     queue = GaugeMetricFamily(
         "convmon_notification_queue_depth",
         "Alert groups due for evaluation or delivery now (including retries).",

@@ -54,9 +54,9 @@ async def status(runtime: Runtime, cfg: AlertsConfig) -> Mapping[str, Any]:
     keys = runtime.keys
     return {
         "receivers": [r.name for r in cfg.receivers],
-        "groups_due": int(await runtime.redis.zcount(keys.ns("alerts", "due"), "-inf",
+        "groups_due": int(await runtime.redis.zcount(keys.alerts_due, "-inf",
                                                     runtime.clock.now())),
-        "dead_letters": int(await runtime.redis.xlen(keys.ns("alerts", "notifications", "dead"))),
+        "dead_letters": int(await runtime.redis.xlen(keys.notifications_dead)),
     }
 
 

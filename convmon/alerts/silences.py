@@ -201,7 +201,7 @@ class SilenceStore:
     def __init__(self, redis: Redis, keys: Keys,
                  registry: CollectorRegistry | None = None) -> None:
         self.redis = redis
-        self.key = keys.ns("alerts", "silences")
+        self.key = keys.silences
         self.metrics = silence_metrics(registry)
 
     async def add(

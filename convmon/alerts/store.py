@@ -1,7 +1,7 @@
 """Dispatcher state in Redis: aggregation groups, the notification log and the due queue.
 
-Everything lives under ``keys.ns("alerts", ...)`` so any number of dispatcher replicas and
-restarts share it:
+Every key is named in `convmon.monitor.keys.Keys` (``alerts:...``); any number of
+dispatcher replicas and restarts share them:
 
 - ``seq:<fp>``            last transition seq ingested per alert (redelivery guard)
 - ``firing``              hash fp → transition JSON of every firing alert (inhibition sources)
@@ -219,19 +219,16 @@ class AlertStore:
         self._fail = redis.register_script(_FAIL_LUA)
         self._prune = redis.register_script(_PRUNE_LUA)
 
-    def k(self, *parts: str) -> str:
-        return self.keys.ns("alerts", *parts)
-
     @property
     def due_key(self) -> str:
-        return self.k("due")
+        return self.keys.alerts_due
 
     @property
     def dead_key(self) -> str:
-        return self.k("notifications", "dead")
+        return self.keys.notifications_dead
 
     def nflog_key(self, group_key: str) -> str:
-        return self.k("nflog", group_key)
+        return self.keys.nflog(group_key)
 
     async def ingest(
         self, items: Sequence[tuple[AlertTransition, bytes, list[GroupTarget]]]
@@ -242,11 +239,11 @@ class AlertStore:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for t, data, targets in items:
-                keys = [self.k("seq", t.fingerprint), self.k("firing"), self.due_key]
+                keys = [self.keys.alert_seq(t.fingerprint), self.keys.alerts_firing, self.due_key]
                 args: list[Any] = [t.fingerprint, t.seq, t.state, data, SEQ_TTL_S]
                 for g in targets:
-                    keys += [self.k("group", g.group_key),
-                             self.k("group", g.group_key, "alerts")]
+                    keys += [self.keys.alert_group(g.group_key),
+                             self.keys.alert_group_alerts(g.group_key)]
                     meta = json.dumps(
                         {"route": g.route_id, "receiver": g.receiver, "labels": g.labels}
                     )
@@ -269,7 +266,7 @@ class AlertStore:
         is gone or not due (e.g. another replica just took it)."""
         gk = group_key
         res = await self._take(
-            keys=[self.due_key, self.k("group", gk), self.k("group", gk, "alerts"),
+            keys=[self.due_key, self.keys.alert_group(gk), self.keys.alert_group_alerts(gk),
                   self.nflog_key(gk)],
             args=[gk, now],
         )
@@ -289,7 +286,7 @@ class AlertStore:
         await self.redis.zadd(self.due_key, {group_key: at}, xx=True, lt=earlier_only)
 
     async def firing_alerts(self) -> list[AlertTransition]:
-        return [decode_transition(v) for v in (await self.redis.hvals(self.k("firing")))]
+        return [decode_transition(v) for v in (await self.redis.hvals(self.keys.alerts_firing))]
 
     async def claim(
         self, group_key: str, version: int, token: str, now: float, lease_s: float,
@@ -335,19 +332,19 @@ class AlertStore:
         if len(args) == 1:
             return False
         gk = group.group_key
-        keys = [self.k("group", gk), self.k("group", gk, "alerts"), self.due_key]
+        keys = [self.keys.alert_group(gk), self.keys.alert_group_alerts(gk), self.due_key]
         return bool(await self._prune(keys=keys, args=args))
 
     async def drop_group(self, group_key: str) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrem(self.due_key, group_key)
-            pipe.delete(self.k("group", group_key), self.k("group", group_key, "alerts"))
+            pipe.delete(self.keys.alert_group(group_key), self.keys.alert_group_alerts(group_key))
             await pipe.execute()
 
     async def take_rate_token(self, receiver: str, now: float, per_minute: int) -> float | None:
         """None when allowed; else the time the next minute window opens."""
         minute = int(now // 60)
-        key = self.k("rate", receiver, str(minute))
+        key = self.keys.receiver_rate(receiver, minute)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)
             pipe.expire(key, 120)

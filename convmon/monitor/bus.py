@@ -172,6 +172,7 @@ class EventBus:
             name=name,
             handler=handler,
             decode=decode_event,
+            dead_stream=self.keys.events_dead,
             settings=self.settings,
             metrics=self.metrics,
         )
@@ -206,11 +207,12 @@ class StreamConsumer(Generic[T]):
         settings: BusSettings,
         metrics: BusMetrics,
         batch: int | None = None,
+        dead_stream: str,
         start_id: str = "0",
     ) -> None:
         self.redis = redis
         self.stream = stream
-        self.dead_stream = f"{stream}:dead"
+        self.dead_stream = dead_stream
         self.group = group
         self.name = name
         self.handler = handler

@@ -6,7 +6,7 @@ ONE Lua call that first compares the version: when two workers evaluate the same
 one write wins and the other finds a newer version and writes nothing, so a transition is
 emitted once. Redelivered events meet a state that already reflects them and produce none.
 
-Keys (under ``keys.ns("rules", ...)``):
+Keys (named in `convmon.monitor.keys.Keys`, under ``rules:``):
 - ``inst:<fingerprint>`` hash ``v`` (version) and ``s`` (`InstanceState` JSON). Inactive and
   resolved records are kept with a TTL so transition sequence numbers keep counting and a
   redelivered event cannot fire a resolved event alert again.
@@ -117,14 +117,14 @@ class InstanceStore:
         self._write = redis.register_script(_WRITE_LUA)
 
     def instance_key(self, fingerprint: str) -> str:
-        return self.keys.ns("rules", "inst", fingerprint)
+        return self.keys.rule_instance(fingerprint)
 
     def live_key(self, rule: str) -> str:
-        return self.keys.ns("rules", "live", rule)
+        return self.keys.rule_live(rule)
 
     @property
     def index_key(self) -> str:
-        return self.keys.ns("rules", "index")
+        return self.keys.rules_index
 
     async def indexed_rules(self) -> set[str]:
         return {_s(x) for x in await self.redis.smembers(self.index_key)}

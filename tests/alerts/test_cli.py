@@ -87,7 +87,7 @@ def test_silence_commands_survive_undecodable_records(cli_config: Path, redis_ur
     runner = CliRunner()
     cfg = ["--config", str(cli_config)]
     redis_sync.Redis.from_url(redis_url).hset(
-        keys.ns("alerts", "silences"),
+        keys.silences,
         mapping={"corrupt-1": b'{"id": "corrupt-1", "ends_at": null}', "corrupt-2": b"\xff"})
     added = runner.invoke(app(), ["silence", "add", "alertname=PoolShare", "--author", "ops",
                                   *cfg])
@@ -96,5 +96,5 @@ def test_silence_commands_survive_undecodable_records(cli_config: Path, redis_ur
     assert listed.exit_code == 0 and added.output.strip()[:8] in listed.output
     expired = runner.invoke(app(), ["silence", "expire", "corrupt-1", *cfg])
     assert expired.exit_code == 0, expired.output
-    assert not redis_sync.Redis.from_url(redis_url).hexists(keys.ns("alerts", "silences"),
+    assert not redis_sync.Redis.from_url(redis_url).hexists(keys.silences,
                                                             "corrupt-1")

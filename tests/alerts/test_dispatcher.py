@@ -101,7 +101,7 @@ async def test_group_wait_interval_repeat_and_resolve(
         clock.advance(300)
         assert await d.flush_due() == 1
         assert hook.requests[4].json()["status"] == "resolved"
-        assert await redis.zcard(keys.ns("alerts", "due")) == 0
+        assert await redis.zcard(keys.alerts_due) == 0
         clock.advance(5000)
         assert await d.flush_due() == 0
         assert len(hook.requests) == 5
@@ -130,7 +130,7 @@ async def test_send_resolved_false_and_pending_ignored(
         clock.advance(300)
         assert await d.flush_due() == 0
         assert len(hook.requests) == 1
-        assert await redis.zcard(keys.ns("alerts", "due")) == 0
+        assert await redis.zcard(keys.alerts_due) == 0
     finally:
         await d.close()
 
@@ -148,7 +148,7 @@ async def test_redelivered_and_stale_transitions_change_nothing(
         await publish(redis, keys, resolved)
         await publish(redis, keys, firing)  # stale redelivery after the resolution
         await pump(d)
-        assert await redis.hlen(keys.ns("alerts", "firing")) == 0
+        assert await redis.hlen(keys.alerts_firing) == 0
         clock.advance(30)
         # Fired and resolved within group_wait: the receiver never knew, nothing to send.
         assert await d.flush_due() == 0
@@ -223,9 +223,9 @@ async def test_dead_letter_after_retry_budget_and_on_permanent_error(
             assert nxt is not None
             clock.advance(max(0.0, nxt - clock.now()))
             await d.flush_due()
-            if await redis.xlen(keys.ns("alerts", "notifications", "dead")):
+            if await redis.xlen(keys.notifications_dead):
                 break
-        dead: Any = await redis.xrange(keys.ns("alerts", "notifications", "dead"))
+        dead: Any = await redis.xrange(keys.notifications_dead)
         assert len(dead) == 1 and dead[0][1][b"reason"] == b"http_5xx"
         assert registry.get_sample_value("convmon_notification_dead_letters_total",
                                          {"receiver": "hook"}) == 1
@@ -239,7 +239,7 @@ async def test_dead_letter_after_retry_budget_and_on_permanent_error(
         await pump(d)
         clock.advance(30)
         await d.flush_due()
-        assert await redis.xlen(keys.ns("alerts", "notifications", "dead")) == 2  # 4xx: not retried
+        assert await redis.xlen(keys.notifications_dead) == 2  # 4xx: not retried
         assert hook.attempts == attempts + 1
     finally:
         await d.close()
@@ -450,7 +450,7 @@ async def test_groups_of_a_removed_receiver_are_dropped(
     try:
         clock.advance(30)
         assert await after.flush_due() == 0
-        assert await redis.zcard(keys.ns("alerts", "due")) == 0
+        assert await redis.zcard(keys.alerts_due) == 0
         assert hook.attempts == 0
     finally:
         await after.close()

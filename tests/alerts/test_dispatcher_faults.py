@@ -136,7 +136,7 @@ async def test_one_broken_group_does_not_stop_the_flush_or_its_siblings(
         await pump(d)
         store = AlertStore(redis, keys)
         for gk in await store.due_groups(math.inf):
-            alerts = store.k("group", gk, "alerts")
+            alerts = store.keys.alert_group_alerts(gk)
             if await redis.hexists(alerts, bad.fingerprint):
                 # an unreadable record, e.g. written by an incompatible version
                 await redis.hset(alerts, bad.fingerprint, b"{not json")

@@ -111,7 +111,7 @@ async def test_alert_whose_life_falls_inside_an_outage_is_delivered_as_resolved(
     finally:
         await d.close()
     assert_one_missed_resolved(hook, resolved)
-    assert await redis.zcard(keys.ns("alerts", "due")) == 0  # the group is finished
+    assert await redis.zcard(keys.alerts_due) == 0  # the group is finished
 
 
 async def test_missed_alert_is_sent_even_without_send_resolved(
@@ -141,7 +141,7 @@ async def test_send_missed_resolved_false_keeps_alertmanager_behaviour(
     finally:
         await d.close()
     assert hook.requests == []
-    assert await redis.zcard(keys.ns("alerts", "due")) == 0
+    assert await redis.zcard(keys.alerts_due) == 0
 
 
 async def test_short_alert_outside_an_outage_is_still_not_sent(
@@ -270,7 +270,7 @@ async def test_two_running_replicas_deliver_a_missed_alert_once(
 
 async def _wait_for_group(redis: Redis, keys: Keys) -> None:
     async def grouped() -> bool:
-        return bool(await redis.zcard(keys.ns("alerts", "due")))
+        return bool(await redis.zcard(keys.alerts_due))
 
     await eventually(grouped)
 
@@ -284,14 +284,14 @@ async def _wait_for_refused(proxy: TcpProxy, n: int) -> None:
 
 async def _wait_for_alert_state(redis: Redis, keys: Keys, t: AlertTransition) -> None:
     async def ingested() -> bool:
-        return int(await redis.get(keys.ns("alerts", "seq", t.fingerprint)) or 0) >= t.seq
+        return int(await redis.get(keys.alert_seq(t.fingerprint)) or 0) >= t.seq
 
     await eventually(ingested)
 
 
 async def _wait_for_no_group(redis: Redis, keys: Keys) -> None:
     async def finished() -> bool:
-        return not await redis.zcard(keys.ns("alerts", "due"))
+        return not await redis.zcard(keys.alerts_due)
 
     await eventually(finished)
 

@@ -120,7 +120,7 @@ async def test_store_add_validates_too(redis: Redis, keys: Keys, clock: ManualCl
         await store.add(["alertname=PoolShare"], now, now + 60, "ops", "", float("nan"))
     with pytest.raises(ValueError, match="starts_at"):
         await store.add(["alertname=PoolShare"], True, now + 60, "ops", "", now)
-    assert await redis.hlen(keys.ns("alerts", "silences")) == 0
+    assert await redis.hlen(keys.silences) == 0
 
 
 def _record(**override: Any) -> bytes:
@@ -147,7 +147,7 @@ CORRUPT: dict[str, bytes] = {
 
 
 async def store_corrupt(redis: Redis, keys: Keys) -> None:
-    await redis.hset(keys.ns("alerts", "silences"),
+    await redis.hset(keys.silences,
                      mapping={f"corrupt-{name}": raw for name, raw in CORRUPT.items()})
 
 
@@ -175,7 +175,7 @@ async def test_undecodable_records_are_skipped_counted_and_logged(
     assert [s.state(now + 10) for s in await store.all(now + 10)] == ["expired"]
     for name in CORRUPT:
         assert await store.expire(f"corrupt-{name}", now + 10)
-    assert await redis.hlen(keys.ns("alerts", "silences")) == 1
+    assert await redis.hlen(keys.silences) == 1
     assert not await store.expire("corrupt-garbage", now + 10)
 
 
@@ -231,7 +231,7 @@ async def test_running_dispatcher_survives_a_silence_posted_with_nan(
     status, _ = await post_raw(
         api, '{"matchers": ["alertname=Other"], "author": "ops", "duration_s": NaN}')
     assert status == 400
-    await runtime.redis.hset(runtime.keys.ns("alerts", "silences"), "corrupt-null-end",
+    await runtime.redis.hset(runtime.keys.silences, "corrupt-null-end",
                              CORRUPT["null-end"])
     cfg = AlertsConfig.model_validate({
         "receivers": [{"type": "webhook", "name": "hook", "url": hook.url}],

@@ -207,7 +207,7 @@ async def test_interrupted_reorg_is_finished_after_restart(
     col2 = make_collector(bus, CollectorRegistry(), server.base_url, None, backfill=6)
     try:
         await col2.recover()
-        assert await bus.redis.get(bus.keys.ns("bitcoin", "reorg_journal")) is None
+        assert await bus.redis.get(bus.keys.btc_reorg_journal) is None
         assert await col2.sync() == 0
     finally:
         await col2.source.close()

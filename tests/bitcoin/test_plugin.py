@@ -44,9 +44,9 @@ async def test_components_metrics_and_status(
     cfg = BitcoinConfig.model_validate({"pools": {"source": "builtin"}})
     (component,) = PLUGIN.components(rt, cfg)
     assert component.name == "bitcoin"
-    await bus.redis.hset(bus.keys.ns("bitcoin", "registry"),
+    await bus.redis.hset(bus.keys.btc_registry,
                          mapping={"version": "abc", "pools": 17, "origin": "builtin"})
-    await bus.redis.hset(bus.keys.ns("bitcoin", "blocks"), mapping={"1": "{}", "2": "{}"})
+    await bus.redis.hset(bus.keys.btc_blocks, mapping={"1": "{}", "2": "{}"})
     assert PLUGIN.state_metrics is not None and PLUGIN.status is not None
     families = {m.name: m for m in await PLUGIN.state_metrics(rt, cfg)}
     assert families["convmon_btc_pool_registry_pools"].samples[0].value == 17
@@ -89,4 +89,4 @@ async def test_component_runs_the_collector_end_to_end(
         await asyncio.gather(task, return_exceptions=True)
         await server.close()
     assert (await bus.get_checkpoint("bitcoin") or "").startswith(f"{server.tip['height']}:")
-    assert await bus.redis.hlen(bus.keys.ns("bitcoin", "blocks")) == 11
+    assert await bus.redis.hlen(bus.keys.btc_blocks) == 11

@@ -196,7 +196,7 @@ async def test_running_collector_refreshes_its_list_on_schedule(
     task = asyncio.create_task(col.run())
     try:
         async def refreshed() -> bool:
-            info = await bus.redis.hgetall(bus.keys.ns("bitcoin", "registry"))
+            info = await bus.redis.hgetall(bus.keys.btc_registry)
             return info.get(b"version") == merged.version.encode()
 
         await wait_for(refreshed)

@@ -125,7 +125,7 @@ async def test_late_journal_of_another_replica_does_not_move_the_checkpoint_back
 ) -> None:
     a = make_collector(bus, registry, server.base_url, None, backfill=10)
     b = make_collector(bus, CollectorRegistry(), server.base_url, None, backfill=10)
-    journal_key = bus.keys.ns("bitcoin", "reorg_journal")
+    journal_key = bus.keys.btc_reorg_journal
     seen: list[bytes] = []
     apply = a._apply_journal
 

@@ -32,9 +32,9 @@ class SlowConsumer:
         self.cfg = cfg
 
     async def handle(self, batch: Sequence[Delivery[Event]]) -> None:
-        await self.rt.redis.set(self.rt.keys.ns("test", "started"), len(batch))
+        await self.rt.redis.set(self.rt.keys.plugin("test", "started"), len(batch))
         await asyncio.sleep(self.cfg.work_s)
-        await self.rt.redis.sadd(self.rt.keys.ns("test", "done"), *[d.value.id for d in batch])
+        await self.rt.redis.sadd(self.rt.keys.plugin("test", "done"), *[d.value.id for d in batch])
 
     async def run(self) -> None:
         await self.rt.bus.consumer("slow", "c1", self.handle).run()

@@ -39,7 +39,7 @@ async def test_sigterm_finishes_and_acks_the_in_flight_batch(
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
-        await wait_for(lambda: redis.exists(keys.ns("test", "started")))
+        await wait_for(lambda: redis.exists(keys.plugin("test", "started")))
         assert await redis.exists(keys.heartbeat("fixture"))
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 30)
@@ -47,7 +47,7 @@ async def test_sigterm_finishes_and_acks_the_in_flight_batch(
         if proc.returncode is None:
             proc.kill()
     assert code == 0
-    assert await redis.scard(keys.ns("test", "done")) == 5
+    assert await redis.scard(keys.plugin("test", "done")) == 5
     assert (await redis.xpending(keys.events, "slow"))["pending"] == 0
     # A clean stop is marked, and the heartbeat is left to expire.
     assert await redis.hget(keys.heartbeat("fixture"), "stopping") == b"1"

@@ -316,5 +316,5 @@ async def test_alerts_of_a_removed_rule_are_resolved(
     assert resolved.annotations["resolution"] == "the rule was removed from the configuration"
     assert await h.states("PegOffCounted") == ["pending"]  # dropped silently, as pending
     assert {a.rule for a in (await h.active()).values()} == {"PegOff"}
-    index = {x.decode() for x in await h.redis.smembers(h.keys.ns("rules", "index"))}
+    index = {x.decode() for x in await h.redis.smembers(h.keys.rules_index)}
     assert index == {"PegOff"}

@@ -117,7 +117,7 @@ class BitcoinCollector:
         self.registry_loader = registry_loader
         self.registry_refresh_s = registry_refresh_s
         self.source_name = f"bitcoin/{source.name}"
-        self._journal_key = bus.keys.ns("bitcoin", "reorg_journal")
+        self._journal_key = bus.keys.btc_reorg_journal
         self._wake = asyncio.Event()
         self.push_failures = 0
         self._since_trim = 0
@@ -428,7 +428,7 @@ class BitcoinCollector:
     async def store_registry_info(self) -> None:
         """Publish which pool list is in use (read by the gauges and ``/api/v1/status``)."""
         await self.bus.redis.hset(
-            self.bus.keys.ns("bitcoin", "registry"),
+            self.bus.keys.btc_registry,
             mapping={
                 "version": self.attributor.version,
                 "pools": len(self.attributor.registry.pools),

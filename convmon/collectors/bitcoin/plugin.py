@@ -167,7 +167,7 @@ def _components(runtime: Runtime, cfg: BitcoinConfig) -> Sequence[Component]:
 
 
 async def _state_metrics(runtime: Runtime, cfg: BitcoinConfig) -> Iterable[Metric]:
-    info = await runtime.redis.hgetall(runtime.keys.ns("bitcoin", "registry"))
+    info = await runtime.redis.hgetall(runtime.keys.btc_registry)
     size = GaugeMetricFamily(
         "convmon_btc_pool_registry_pools", "Pools in the pool list used for attribution."
     )
@@ -176,12 +176,12 @@ async def _state_metrics(runtime: Runtime, cfg: BitcoinConfig) -> Iterable[Metri
     )
     if info:
         size.add_metric([], float(info.get(b"pools", b"0")))
-    record.add_metric([], float(await runtime.redis.hlen(runtime.keys.ns("bitcoin", "blocks"))))
+    record.add_metric([], float(await runtime.redis.hlen(runtime.keys.btc_blocks)))
     return [size, record]
 
 
 async def _status(runtime: Runtime, cfg: BitcoinConfig) -> dict[str, Any]:
-    info = await runtime.redis.hgetall(runtime.keys.ns("bitcoin", "registry"))
+    info = await runtime.redis.hgetall(runtime.keys.btc_registry)
     checkpoint = await runtime.bus.get_checkpoint("bitcoin")
     return {
         "source": cfg.source,

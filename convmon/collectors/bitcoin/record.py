@@ -32,7 +32,7 @@ class BlockRecord:
         if keep < 1:
             raise ValueError("keep must be positive")
         self.redis = redis
-        self.key = keys.ns("bitcoin", "blocks")
+        self.key = keys.btc_blocks
         self.keep = keep
 
     async def get(self, height: int) -> RecordedBlock | None:

@@ -58,7 +58,7 @@ class _Sample:
 
 
 class SourceHealthStore:
-    """``keys.ns("market", "source", <source>)``: hash instance → JSON
+    """`Keys.market_source`: hash instance → JSON
     ``{up, since, last_message_at, at}``, expiring after ``ttl_s`` without a write."""
 
     def __init__(self, redis: Redis, keys: Keys, instance: str, ttl_s: float) -> None:
@@ -68,7 +68,7 @@ class SourceHealthStore:
         self.ttl_s = ttl_s
 
     def key(self, source: str) -> str:
-        return self.keys.ns("market", "source", source)
+        return self.keys.market_source(source)
 
     async def write(self, states: dict[str, dict[str, Any]]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:

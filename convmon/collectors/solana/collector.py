@@ -9,7 +9,7 @@ ack re-fetches; the bus dedupes by event id, so nothing is lost and nothing doub
 Gap recovery: after every (re)subscription (which includes the first start after a
 restart) each address is paged back with ``getSignaturesForAddress(before, until=last
 seen)`` to the last signature seen, stored per address under
-``keys.ns("solana", <collector>, "last", <address>)``.
+`Keys.solana_last_seen`.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class SolanaTxCollector:
         self._cas = redis.register_script(_CAS_LUA)
 
     def last_key(self, address: str) -> str:
-        return self.keys.ns("solana", self.name, "last", address)
+        return self.keys.solana_last_seen(self.name, address)
 
     async def run(self) -> None:
         subscriber = LogsSubscriber(

@@ -4,7 +4,7 @@ In: signatures from websocket notifications and gap recovery. Out: batches in ar
 order; a signature leaves the queue only when `ack` is called after its events were
 published, so a crash or restart re-fetches it (the bus dedupes the events by id).
 
-Keys (under ``keys.ns("solana", <collector>, ...)``):
+Keys (named in `convmon.monitor.keys.Keys`, ``solana:<collector>:...``):
 ``queue`` (zset signature -> arrival sequence), ``seq`` (counter), ``done`` (zset
 signature -> unix time when handled; trimmed by age) and ``failed`` (zset of signatures
 given up on, with reasons in ``failed:reason``). A signature already queued or done is
@@ -44,11 +44,11 @@ class SignatureQueue:
         self, redis: Redis, keys: Keys, collector: str, *, done_ttl_s: float = 14 * 86400
     ) -> None:
         self.redis = redis
-        self.queue_key = keys.ns("solana", collector, "queue")
-        self.seq_key = keys.ns("solana", collector, "seq")
-        self.done_key = keys.ns("solana", collector, "done")
-        self.failed_key = keys.ns("solana", collector, "failed")
-        self.failed_reason_key = keys.ns("solana", collector, "failed", "reason")
+        self.queue_key = keys.solana_queue(collector)
+        self.seq_key = keys.solana_queue_seq(collector)
+        self.done_key = keys.solana_done(collector)
+        self.failed_key = keys.solana_failed(collector)
+        self.failed_reason_key = keys.solana_failed_reason(collector)
         self.done_ttl_s = done_ttl_s
         self._enqueue = redis.register_script(_ENQUEUE_LUA)
 

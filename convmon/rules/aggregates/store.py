@@ -11,7 +11,7 @@ per height (all candidates, tombstones of disconnected hashes, one active block 
 height), so block windows depend only on which blocks are on the best chain, not on the
 order they arrived in.
 
-Key layout under ``keys.ns("rules", "{agg}")`` (one hash tag, so a cluster keeps them in
+Key layout under ``keys.aggregates`` (one hash tag, so a cluster keeps them in
 one slot):
 - ``done:<event id>`` applied marker (TTL ``applied_ttl_s``);
 - ``btc:cand:<height>`` candidates (``r:<hash>`` record, ``s:<hash>`` arrival order,
@@ -97,7 +97,7 @@ class AggregateStore:
         self.keys = keys
         self.clock = clock
         self.config = config
-        self.base = keys.ns("rules", "{agg}")
+        self.base = keys.aggregates
         self._scripts = Scripts()
         self._entities = config.entity_map()
         self._prices = views.Prices()
