@@ -7,13 +7,13 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry
 
-from convmon.collectors.backoff import Backoff, RateLimiter
 from convmon.collectors.bitcoin.attribution import Attributor
 from convmon.collectors.bitcoin.collector import BitcoinCollector
 from convmon.collectors.bitcoin.esplora_server import EsploraServer
 from convmon.collectors.bitcoin.record import BlockRecord
 from convmon.collectors.bitcoin.registry import curated_registry
 from convmon.collectors.bitcoin.sources import BitcoindSource
+from convmon.monitor.backoff import Backoff, RateLimiter
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import SystemClock
 from convmon.monitor.events import BitcoinBlock, BitcoinReorg

@@ -33,7 +33,6 @@ from collections.abc import Awaitable, Callable, Sequence
 import aiohttp
 import msgspec
 
-from convmon.collectors.backoff import Backoff
 from convmon.collectors.bitcoin.attribution import UNKNOWN_SLUG, Attributor
 from convmon.collectors.bitcoin.blocks import (
     BitcoinCollectorError,
@@ -43,6 +42,7 @@ from convmon.collectors.bitcoin.blocks import (
 )
 from convmon.collectors.bitcoin.record import BlockRecord, RecordedBlock
 from convmon.collectors.bitcoin.sources import ChainSource, describe_error, safe_url
+from convmon.monitor.backoff import Backoff
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import Clock
 from convmon.monitor.events import BitcoinAttribution, BitcoinReorg, BlockRef, Event

@@ -16,7 +16,6 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from pydantic import Field
 
-from convmon.collectors.backoff import Backoff, RateLimiter
 from convmon.collectors.bitcoin.attribution import Attributor
 from convmon.collectors.bitcoin.collector import BitcoinCollector
 from convmon.collectors.bitcoin.record import BlockRecord
@@ -27,6 +26,7 @@ from convmon.collectors.bitcoin.registry import (
     load_registry,
 )
 from convmon.collectors.bitcoin.sources import BitcoindSource, ChainSource, EsploraSource
+from convmon.monitor.backoff import Backoff, RateLimiter
 from convmon.monitor.config import Model
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.plugins import Component, Plugin, Runtime

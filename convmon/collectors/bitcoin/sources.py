@@ -19,7 +19,6 @@ from typing import Any, Protocol
 import aiohttp
 from yarl import URL
 
-from convmon.collectors.backoff import Backoff, RateLimiter
 from convmon.collectors.bitcoin.blocks import (
     BitcoinCollectorError,
     ChainBlock,
@@ -27,6 +26,7 @@ from convmon.collectors.bitcoin.blocks import (
     from_bitcoind,
     from_esplora,
 )
+from convmon.monitor.backoff import Backoff, RateLimiter
 from convmon.monitor.health import CollectorHealth
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from convmon.collectors.backoff import Backoff
 from convmon.collectors.solana.errors import (
     MalformedTransaction,
     RpcError,
@@ -32,6 +31,7 @@ from convmon.collectors.solana.rpc import RpcSettings, SolanaRpc, gather_limited
 from convmon.collectors.solana.sigqueue import SignatureQueue
 from convmon.collectors.solana.txshape import block_time_of, signature_of, slot_of
 from convmon.collectors.solana.ws import LogsSubscriber
+from convmon.monitor.backoff import Backoff
 from convmon.monitor.bus import EventBus
 from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.clock import Clock

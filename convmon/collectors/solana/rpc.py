@@ -19,12 +19,12 @@ import aiohttp
 import msgspec
 from pydantic import Field
 
-from convmon.collectors.backoff import Backoff, RateLimiter
 from convmon.collectors.solana.errors import (
     RpcError,
     RpcTransportError,
     UnsupportedTransactionVersion,
 )
+from convmon.monitor.backoff import Backoff, RateLimiter
 from convmon.monitor.config import Model
 from convmon.monitor.secrets import Secret
 

@@ -20,8 +20,8 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from convmon.collectors.backoff import Backoff
 from convmon.collectors.solana.errors import SolanaCollectorError
+from convmon.monitor.backoff import Backoff
 from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.health import CollectorHealth
 

@@ -40,7 +40,6 @@ from redis.asyncio import Redis
 from web3 import AsyncHTTPProvider, AsyncWeb3, WebSocketProvider
 from web3.types import LogsSubscriptionArg
 
-from convmon.collectors.backoff import Backoff
 from convmon.collectors.stablecoins.config import EthereumStablecoinsConfig
 from convmon.collectors.stablecoins.decode import (
     SOURCE,
@@ -53,6 +52,7 @@ from convmon.collectors.stablecoins.decode import (
 )
 from convmon.collectors.stablecoins.reconcile import check_decimals, supply_events
 from convmon.collectors.stablecoins.rpc import EthRpc, get_logs_split, sort_logs
+from convmon.monitor.backoff import Backoff
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import Clock
 from convmon.monitor.events import Event
