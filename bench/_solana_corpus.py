@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from convmon.collectors.solana import authoring as a
+from convmon.sim import solana_tx as a
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "solana"
 

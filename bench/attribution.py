@@ -17,9 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from convmon.collectors.bitcoin.attribution import Attributor, PoolRegistry, naive_match
+from convmon.collectors.bitcoin.attribution import Attributor, PoolRegistry
 from convmon.collectors.bitcoin.registry import curated_registry
 from convmon.collectors.bitcoin.window import read_labels, replay
+from tests.bitcoin.naive import naive_match
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bitcoin"
 

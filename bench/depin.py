@@ -33,17 +33,17 @@ from _solana_corpus import SHARED, shared_block_transactions, time_extraction
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from convmon.collectors.solana import authoring as a
+from convmon.collectors.depin.plugin import DepinConfig, make_extractor
 from convmon.collectors.solana.collector import SolanaTxCollector
-from convmon.collectors.solana.plugin import DepinConfig, make_extractor
 from convmon.collectors.solana.rpc import RpcSettings
-from convmon.collectors.solana.server import LocalSolanaServer
 from convmon.monitor.bus import BusMetrics, EventBus
 from convmon.monitor.clock import SystemClock
 from convmon.monitor.config import BusSettings
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
 from convmon.monitor.secrets import Secret
+from convmon.sim import solana_tx as a
+from convmon.sim.solana_rpc import LocalSolanaServer
 
 
 def corpus(n: int) -> tuple[list[bytes], int]:

@@ -19,9 +19,9 @@ from collections.abc import Callable
 
 from convmon.collectors.market.book import PriceBook
 from convmon.collectors.market.config import default_symbols
-from convmon.collectors.market.demo import START_PRICES
 from convmon.collectors.market.parsing import FeedMessage, parse_coinbase, parse_kraken
-from convmon.collectors.market.servers import CoinbaseFeedServer, KrakenFeedServer
+from convmon.sim.exchanges import CoinbaseFeedServer, KrakenFeedServer
+from convmon.sim.scenarios.market import START_PRICES
 
 
 def make_ticks(n: int, seed: int = 7) -> list[tuple[str, bytes]]:

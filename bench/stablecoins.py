@@ -30,17 +30,17 @@ import msgspec
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from convmon.collectors.stablecoins.anvil import AnvilNode, burn_records, find_anvil, mint_records
-from convmon.collectors.stablecoins.collector import COLLECTOR, EthereumStablecoinCollector
-from convmon.collectors.stablecoins.config import EthereumStablecoinsConfig
-from convmon.collectors.stablecoins.decode import SOURCE, RawLog
-from convmon.collectors.stablecoins.tokens import DEFAULT_TOKENS
+from convmon.collectors.stablecoins.evm.collector import COLLECTOR, EthereumStablecoinCollector
+from convmon.collectors.stablecoins.evm.config import EthereumStablecoinsConfig
+from convmon.collectors.stablecoins.evm.decode import SOURCE, RawLog
+from convmon.collectors.stablecoins.evm.tokens import DEFAULT_TOKENS
 from convmon.monitor.bus import BusMetrics, EventBus
 from convmon.monitor.clock import SystemClock
 from convmon.monitor.config import BusSettings
 from convmon.monitor.events import encode_event
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
+from convmon.sim.anvil import AnvilNode, burn_records, find_anvil, mint_records
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ETL_LOGS = ("ethereum", "ethereum-etl-blocks-17173049-17173050", "expected_logs.json")

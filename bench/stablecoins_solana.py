@@ -15,9 +15,9 @@ from typing import Any
 import msgspec
 from _solana_corpus import SHARED, shared_block_transactions, time_extraction
 
-from convmon.collectors.solana import authoring as a
-from convmon.collectors.solana.stablecoins import StablecoinsSolanaConfig, make_extractor
 from convmon.collectors.solana.txshape import TOKEN_2022_PROGRAM
+from convmon.collectors.stablecoins.solana import StablecoinsSolanaConfig, make_extractor
+from convmon.sim import solana_tx as a
 
 
 def corpus(n: int) -> list[bytes]:

@@ -315,10 +315,11 @@ class Harness:
             await asyncio.sleep(POLL_S)
         if entries is not None:
             result.events = self.ledger.tally(entries, self.windows, [result.name])[0]
-            produced = {f.key: f.produced_at for f in self.ledger.produced_in(result.name)}
+            produced = {f.key: f for f in self.ledger.produced_in(result.name)}
             if result.events.lost_examples:
                 self.note("e.g. lost " + ", ".join(
-                    f"{key[:24]}... produced {produced[key] - result.start:.1f} s in"
+                    f"{key[:24]}... ({produced[key].detail or produced[key].source}) "
+                    f"produced {produced[key].produced_at - result.start:.1f} s in"
                     for key in result.events.lost_examples))
         else:
             self.fail("could not read convmon:events to count this scenario")

@@ -43,6 +43,8 @@ class Fact:
     """The collector expected to publish it (``bitcoin``, ``depin``, ...)."""
     scenario: str
     produced_at: float
+    detail: str = ""
+    """What it was, for the report (e.g. ``helium payout``)."""
 
 
 @dataclass(frozen=True)
@@ -96,13 +98,15 @@ class EventLedger:
         self.facts: list[Fact] = []
         self._keys: set[str] = set()
 
-    def produce(self, key: str, source: str, scenario: str, at: float) -> None:
+    def produce(
+        self, key: str, source: str, scenario: str, at: float, detail: str = ""
+    ) -> None:
         if fact_key(key) != key:
             raise ValueError(f"fact key {key!r} must have exactly three ':'-separated parts")
         if key in self._keys:
             raise ValueError(f"fact {key!r} produced twice")
         self._keys.add(key)
-        self.facts.append(Fact(key, source, scenario, at))
+        self.facts.append(Fact(key, source, scenario, at, detail))
 
     def produced_in(self, scenario: str) -> list[Fact]:
         return [f for f in self.facts if f.scenario == scenario]

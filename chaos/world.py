@@ -25,17 +25,17 @@ from collections.abc import Awaitable
 from typing import Any
 
 from chaos.ledger import EventLedger
-from convmon.collectors.bitcoin.demo import Scenario, build_history
-from convmon.collectors.bitcoin.esplora_server import EsploraServer
-from convmon.collectors.bitcoin.simchain import make_block
-from convmon.collectors.market.demo import DemoSource as MarketSource
-from convmon.collectors.market.demo import start_demo as start_market
-from convmon.collectors.solana import authoring as a
-from convmon.collectors.solana.demo import INITIAL_SUPPLY
-from convmon.collectors.solana.server import LocalSolanaServer
-from convmon.collectors.solana.stablecoins import default_tokens
 from convmon.collectors.solana.txshape import TOKEN_2022_PROGRAM
+from convmon.collectors.stablecoins.solana import default_tokens
 from convmon.monitor.clock import SystemClock
+from convmon.sim import solana_tx as a
+from convmon.sim.bitcoin_chain import make_block
+from convmon.sim.bitcoin_node import BitcoinNodeServer
+from convmon.sim.scenarios.bitcoin import Scenario, build_history
+from convmon.sim.scenarios.market import DemoSource as MarketSource
+from convmon.sim.scenarios.market import start_demo as start_market
+from convmon.sim.scenarios.solana import INITIAL_SUPPLY
+from convmon.sim.solana_rpc import LocalSolanaServer
 
 HISTORY_BLOCKS = 30
 MB = 1024 * 1024
@@ -51,7 +51,7 @@ class World:
         self.scenario = "startup"
         self.clock = SystemClock()
         self.btc_scenario = Scenario(seed)
-        self.esplora = EsploraServer(build_history(self.clock, self.btc_scenario,
+        self.esplora = BitcoinNodeServer(build_history(self.clock, self.btc_scenario,
                                                    HISTORY_BLOCKS))
         self.solana = LocalSolanaServer()
         self.market: MarketSource | None = None
@@ -113,8 +113,8 @@ class World:
         if self.market is not None:
             await self.market.close()
 
-    def _fact(self, key: str, source: str) -> None:
-        self.ledger.produce(key, source, self.scenario, time.time())
+    def _fact(self, key: str, source: str, detail: str = "") -> None:
+        self.ledger.produce(key, source, self.scenario, time.time(), detail)
 
     async def _blocks(self) -> None:
         while True:
@@ -158,7 +158,8 @@ class World:
             tx, key = self._stablecoin(seed, slot, now)
             source = "stablecoins_solana"
         sig = tx["transaction"]["signatures"][0]
-        self._fact(f"{key}:{sig}", source)
+        what = f"{kind} payout" if source == "depin" else key.split(":")[1]
+        self._fact(f"{key}:{sig}", source, what)
         await self.solana.add_transaction(tx)
 
     def _stablecoin(self, seed: str, slot: int, now: int) -> tuple[dict[str, Any], str]:

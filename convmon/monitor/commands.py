@@ -196,7 +196,7 @@ def demo(
     """Run the whole product offline on a SIMULATED scenario: local Esplora, Solana and
     exchange servers (and anvil when installed), embedded Redis, the default rule pack and
     a console receiver. Prints which alerts fired and resolved."""
-    from convmon.monitor.demo import print_summary, run_demo
+    from convmon.sim.demo import print_summary, run_demo
 
     load_or_exit(config, deep=True)
     show_live = console.is_terminal if live is None else live

@@ -13,13 +13,13 @@ from convmon.collectors.bitcoin.attribution import Attributor
 from convmon.collectors.bitcoin.collector import BitcoinCollector
 from convmon.collectors.bitcoin.record import BlockRecord
 from convmon.collectors.bitcoin.registry import curated_registry
-from convmon.collectors.bitcoin.simchain import SimBlock, SimPool, make_chain
 from convmon.collectors.bitcoin.sources import EsploraSource
 from convmon.monitor.backoff import Backoff, RateLimiter
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import SystemClock
 from convmon.monitor.events import Event, decode_event
 from convmon.monitor.health import CollectorHealth
+from convmon.sim.bitcoin_chain import SimBlock, SimPool, make_chain
 
 FOUNDRY = SimPool("/Foundry USA Pool #dropgold/")
 ANTPOOL = SimPool("Mined by AntPool")

@@ -14,7 +14,6 @@ from convmon.collectors.bitcoin.attribution import (
     block_subsidy_sats,
     coinbase_text,
     entities_from_parent_companies,
-    naive_match,
     payout_addresses,
     pool_slug,
 )
@@ -25,7 +24,8 @@ from convmon.collectors.bitcoin.blocks import (
     from_esplora,
 )
 from convmon.collectors.bitcoin.registry import curated_registry
-from convmon.collectors.bitcoin.simchain import SimPool, make_block
+from convmon.sim.bitcoin_chain import SimPool, make_block
+from tests.bitcoin.naive import naive_match
 from tests.shared_data import require_shared_data
 
 FOUNDRY_ADDR = "bc1qxhmdufsvnuaaaer4ynz88fspdsxq2h9e9cetdj"

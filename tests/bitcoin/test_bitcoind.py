@@ -9,7 +9,6 @@ from prometheus_client import CollectorRegistry
 
 from convmon.collectors.bitcoin.attribution import Attributor
 from convmon.collectors.bitcoin.collector import BitcoinCollector
-from convmon.collectors.bitcoin.esplora_server import EsploraServer
 from convmon.collectors.bitcoin.record import BlockRecord
 from convmon.collectors.bitcoin.registry import curated_registry
 from convmon.collectors.bitcoin.sources import BitcoindSource
@@ -18,10 +17,11 @@ from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import SystemClock
 from convmon.monitor.events import BitcoinBlock, BitcoinReorg
 from convmon.monitor.health import CollectorHealth
+from convmon.sim.bitcoin_node import BitcoinNodeServer
 from tests.bitcoin.helpers import chain, events, wait_for
 
 
-def collector(bus: EventBus, registry: CollectorRegistry, server: EsploraServer,
+def collector(bus: EventBus, registry: CollectorRegistry, server: BitcoinNodeServer,
               zmq: str | None, poll: float = 0.2) -> BitcoinCollector:
     clock = SystemClock()
     health = CollectorHealth("bitcoin", redis=bus.redis, keys=bus.keys, bus=bus, clock=clock,
@@ -36,7 +36,7 @@ def collector(bus: EventBus, registry: CollectorRegistry, server: EsploraServer,
 
 
 async def test_rpc_sync_reorg_and_garbage(bus: EventBus, registry: CollectorRegistry) -> None:
-    server = EsploraServer(chain(20))
+    server = BitcoinNodeServer(chain(20))
     await server.start()
     col = collector(bus, registry, server, None)
     try:
@@ -64,7 +64,7 @@ async def test_rpc_sync_reorg_and_garbage(bus: EventBus, registry: CollectorRegi
 async def test_zmq_hashblock_wakes_the_collector(
     bus: EventBus, registry: CollectorRegistry
 ) -> None:
-    server = EsploraServer(chain(10))
+    server = BitcoinNodeServer(chain(10))
     await server.start()
     endpoint = await server.start_zmq()
     col = collector(bus, registry, server, endpoint, poll=60)
@@ -99,7 +99,7 @@ async def test_rpc_password_never_reaches_errors_or_status(
     from convmon.collectors.bitcoin.sources import SourceUnavailable, safe_url
 
     assert safe_url("http://rpcuser:hunter2@127.0.0.1:8332/?x=1") == "http://127.0.0.1:8332/"
-    server = EsploraServer(chain(3))
+    server = BitcoinNodeServer(chain(3))
     await server.start()
     col = collector(bus, registry, server, None)
     col.source.url = server.rpc_url.replace("user:pass", "rpc:hunter2")  # type: ignore[attr-defined]

@@ -8,15 +8,15 @@ from collections.abc import AsyncIterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from convmon.collectors.bitcoin.esplora_server import EsploraServer
 from convmon.monitor.bus import EventBus
 from convmon.monitor.events import BitcoinBlock, BitcoinReorg
+from convmon.sim.bitcoin_node import BitcoinNodeServer
 from tests.bitcoin.helpers import chain, events, make_collector, wait_for
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[EsploraServer]:
-    srv = EsploraServer(chain(30))
+async def server() -> AsyncIterator[BitcoinNodeServer]:
+    srv = BitcoinNodeServer(chain(30))
     await srv.start()
     try:
         yield srv
@@ -29,7 +29,7 @@ def block_heights(evs: list) -> list[int]:
 
 
 async def test_first_start_backfills_and_checkpoints(
-    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+    server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
     col = make_collector(bus, registry, server.base_url, None, backfill=10)
     try:
@@ -55,7 +55,7 @@ async def test_first_start_backfills_and_checkpoints(
 
 @pytest.mark.parametrize("depth", [1, 3])
 async def test_reorg_publishes_one_reorg_event_then_new_blocks(
-    server: EsploraServer, bus: EventBus, registry: CollectorRegistry, depth: int
+    server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry, depth: int
 ) -> None:
     col = make_collector(bus, registry, server.base_url, None, backfill=10)
     try:
@@ -89,7 +89,7 @@ async def test_reorg_publishes_one_reorg_event_then_new_blocks(
 
 
 async def test_websocket_drop_and_restart_miss_no_block(
-    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+    server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
     col = make_collector(bus, registry, server.base_url, server.ws_url, backfill=5, poll=30)
     task = asyncio.create_task(col.run())
@@ -126,7 +126,7 @@ async def test_websocket_drop_and_restart_miss_no_block(
 
 
 async def test_garbage_and_rate_limits_are_counted_and_skipped(
-    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+    server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
     col = make_collector(bus, registry, server.base_url, None, backfill=6)
     server.garbage(2)
@@ -151,7 +151,7 @@ async def test_garbage_and_rate_limits_are_counted_and_skipped(
 
 
 async def test_persistent_garbage_raises_and_run_recovers(
-    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+    server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
     col = make_collector(bus, registry, server.base_url, None, backfill=3, attempts=2)
     server.garbage(8)
@@ -171,7 +171,7 @@ async def test_persistent_garbage_raises_and_run_recovers(
 
 
 async def test_backfill_older_blocks_keeps_checkpoint(
-    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+    server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
     col = make_collector(bus, registry, server.base_url, None, backfill=3)
     try:
@@ -187,7 +187,7 @@ async def test_backfill_older_blocks_keeps_checkpoint(
 
 
 async def test_interrupted_reorg_is_finished_after_restart(
-    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+    server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
     col = make_collector(bus, registry, server.base_url, None, backfill=6)
     try:
@@ -217,7 +217,7 @@ async def test_interrupted_reorg_is_finished_after_restart(
 
 
 async def test_reorg_below_a_lost_record_still_converges(
-    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+    server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
     col = make_collector(bus, registry, server.base_url, None, backfill=6)
     try:
@@ -238,7 +238,7 @@ async def test_record_is_trimmed_to_its_window(
 ) -> None:
     from convmon.collectors.bitcoin.record import BlockRecord
 
-    srv = EsploraServer(chain(30))
+    srv = BitcoinNodeServer(chain(30))
     await srv.start()
     col = make_collector(bus, registry, srv.base_url, None, backfill=30, batch=10)
     col.record = BlockRecord(bus.redis, bus.keys, 8)
@@ -254,7 +254,7 @@ async def test_record_is_trimmed_to_its_window(
 
 
 async def test_websocket_garbage_is_counted_and_following_continues(
-    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+    server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
     col = make_collector(bus, registry, server.base_url, server.ws_url, backfill=3, poll=30)
     task = asyncio.create_task(col.run())
@@ -285,7 +285,7 @@ async def test_websocket_garbage_is_counted_and_following_continues(
 
 
 async def test_long_downtime_skips_ahead_to_the_backfill_depth(
-    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+    server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
     col = make_collector(bus, registry, server.base_url, None, backfill=3)
     try:
@@ -300,7 +300,7 @@ async def test_long_downtime_skips_ahead_to_the_backfill_depth(
 
 
 async def test_backfill_fetches_headers_ten_at_a_time(
-    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+    server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
     col = make_collector(bus, registry, server.base_url, None, backfill=30, batch=30)
     try:

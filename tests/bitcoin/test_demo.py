@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from convmon.collectors.bitcoin.demo import REORG_AFTER, start_demo
 from convmon.collectors.bitcoin.plugin import BitcoinConfig
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import ManualClock
 from convmon.monitor.events import BitcoinReorg
+from convmon.sim.scenarios.bitcoin import REORG_AFTER, start_demo
 from tests.bitcoin.helpers import events, make_collector
 
 
@@ -47,7 +47,7 @@ async def test_demo_feeds_a_chain_the_collector_follows(
 
 
 async def test_leaders_drift_past_half() -> None:
-    from convmon.collectors.bitcoin.demo import Scenario
+    from convmon.sim.scenarios.bitcoin import Scenario
 
     s = Scenario(seed=1)
     early = [s.next_pool().tag for _ in range(300)]

@@ -60,10 +60,10 @@ async def test_component_runs_the_collector_end_to_end(
 ) -> None:
     import asyncio
 
-    from convmon.collectors.bitcoin.esplora_server import EsploraServer
+    from convmon.sim.bitcoin_node import BitcoinNodeServer
     from tests.bitcoin.helpers import chain, wait_for
 
-    server = EsploraServer(chain(15))
+    server = BitcoinNodeServer(chain(15))
     await server.start()
     rt = Runtime(settings=CoreSettings(), redis=bus.redis, keys=bus.keys, bus=bus,
                  clock=ManualClock(), metrics=registry, instance="t", data_dir=tmp_path)

@@ -14,7 +14,6 @@ from prometheus_client import CollectorRegistry
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from convmon.collectors.bitcoin.attribution import Attributor, PoolRegistry
-from convmon.collectors.bitcoin.esplora_server import EsploraServer
 from convmon.collectors.bitcoin.registry import (
     CURATED_PATH,
     curated_registry,
@@ -23,6 +22,7 @@ from convmon.collectors.bitcoin.registry import (
 )
 from convmon.monitor.bus import EventBus
 from convmon.monitor.events import BitcoinAttribution
+from convmon.sim.bitcoin_node import BitcoinNodeServer
 from tests.bitcoin.helpers import chain, events, make_collector
 
 SOLO = [{"name": "Solo Collective", "addresses": [], "tags": ["/solo miner/"], "link": ""}]
@@ -93,7 +93,7 @@ def test_entities_file_overlaid_by_inline(tmp_path: Path) -> None:
 async def test_registry_change_reattributes_unknown_blocks(
     bus: EventBus, registry: CollectorRegistry
 ) -> None:
-    server = EsploraServer(chain(12))
+    server = BitcoinNodeServer(chain(12))
     await server.start()
     col = make_collector(bus, registry, server.base_url, None, backfill=12)
     try:
@@ -119,7 +119,7 @@ async def test_registry_change_reattributes_unknown_blocks(
 async def test_reattribution_survives_a_failed_publish(
     bus: EventBus, registry: CollectorRegistry
 ) -> None:
-    server = EsploraServer(chain(12))
+    server = BitcoinNodeServer(chain(12))
     await server.start()
     col = make_collector(bus, registry, server.base_url, None, backfill=12)
     merged = Attributor(PoolRegistry.from_pools_v2(json.loads(CURATED_PATH.read_text()) + SOLO))
@@ -157,7 +157,7 @@ async def test_reattribution_survives_a_failed_publish(
 async def test_collector_started_with_a_new_list_reattributes_the_record(
     bus: EventBus, registry: CollectorRegistry
 ) -> None:
-    server = EsploraServer(chain(12))
+    server = BitcoinNodeServer(chain(12))
     await server.start()
     col = make_collector(bus, registry, server.base_url, None, backfill=12)
     merged = Attributor(PoolRegistry.from_pools_v2(json.loads(CURATED_PATH.read_text()) + SOLO))
@@ -182,7 +182,7 @@ async def test_running_collector_refreshes_its_list_on_schedule(
 
     from tests.bitcoin.helpers import wait_for
 
-    server = EsploraServer(chain(12))
+    server = BitcoinNodeServer(chain(12))
     await server.start()
     col = make_collector(bus, registry, server.base_url, None, backfill=12)
     merged = Attributor(PoolRegistry.from_pools_v2(json.loads(CURATED_PATH.read_text()) + SOLO))

@@ -10,15 +10,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from convmon.collectors.bitcoin.collector import reorg_short_id
-from convmon.collectors.bitcoin.esplora_server import EsploraServer
 from convmon.monitor.bus import EventBus
 from convmon.monitor.events import BitcoinBlock, BitcoinReorg, Event
+from convmon.sim.bitcoin_node import BitcoinNodeServer
 from tests.bitcoin.helpers import chain, events, make_collector
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[EsploraServer]:
-    srv = EsploraServer(chain(20))
+async def server() -> AsyncIterator[BitcoinNodeServer]:
+    srv = BitcoinNodeServer(chain(20))
     await srv.start()
     try:
         yield srv
@@ -31,7 +31,7 @@ def reorg_events(evs: list[Event]) -> list[Event]:
 
 
 async def test_reorg_back_to_an_earlier_chain_publishes_its_blocks_again(
-    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+    server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
     col = make_collector(bus, registry, server.base_url, None, backfill=10)
     try:
@@ -60,7 +60,7 @@ async def test_reorg_back_to_an_earlier_chain_publishes_its_blocks_again(
 
 
 async def test_replica_with_a_stale_checkpoint_publishes_no_second_reorg(
-    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+    server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
     a = make_collector(bus, registry, server.base_url, None, backfill=10)
     b = make_collector(bus, registry, server.base_url, None, backfill=10)
@@ -95,7 +95,7 @@ async def test_replica_with_a_stale_checkpoint_publishes_no_second_reorg(
 
 
 async def test_two_replicas_syncing_together_agree_on_one_reorg(
-    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+    server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
     a = make_collector(bus, registry, server.base_url, None, backfill=10)
     b = make_collector(bus, CollectorRegistry(), server.base_url, None, backfill=10)
@@ -121,7 +121,7 @@ async def test_two_replicas_syncing_together_agree_on_one_reorg(
 
 
 async def test_late_journal_of_another_replica_does_not_move_the_checkpoint_back(
-    server: EsploraServer, bus: EventBus, registry: CollectorRegistry
+    server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
     a = make_collector(bus, registry, server.base_url, None, backfill=10)
     b = make_collector(bus, CollectorRegistry(), server.base_url, None, backfill=10)

@@ -12,12 +12,12 @@ import typer
 from typer.testing import CliRunner, Result
 
 from convmon.collectors.bitcoin.cli import register
-from convmon.collectors.bitcoin.esplora_server import EsploraServer
-from convmon.collectors.bitcoin.simchain import make_block
 from convmon.collectors.bitcoin.window import BlockWindow, read_labels, replay
 from convmon.monitor import concentration
 from convmon.monitor.bus import EventBus
 from convmon.monitor.keys import Keys
+from convmon.sim.bitcoin_chain import make_block
+from convmon.sim.bitcoin_node import BitcoinNodeServer
 from tests.bitcoin.helpers import FOUNDRY, chain
 from tests.shared_data import require_shared_data
 
@@ -118,7 +118,7 @@ def test_cli_attribute_hex_and_block_files(tmp_path: Path) -> None:
     assert invoke(["pools", "attribute", "--block", str(broken)]).exit_code == 2
 
 
-def _config(tmp_path: Path, keys: Keys, redis_url: str, server: EsploraServer) -> Path:
+def _config(tmp_path: Path, keys: Keys, redis_url: str, server: BitcoinNodeServer) -> Path:
     cfg = tmp_path / "convmon.yaml"
     cfg.write_text(
         f"data_dir: {tmp_path}\n"
@@ -136,7 +136,7 @@ async def test_cli_backfill_then_show(
 ) -> None:
     import asyncio
 
-    server = EsploraServer(chain(24))
+    server = BitcoinNodeServer(chain(24))
     await server.start()
     try:
         cfg = _config(tmp_path, keys, redis_url, server)

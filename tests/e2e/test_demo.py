@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from convmon.monitor.demo import run_demo
 from convmon.monitor.plugins import Runtime
+from convmon.sim.demo import run_demo
 from tests.deploy.prom_harness import PrometheusHarness, empty_panel_queries
 from tests.shared_data import require_binary
 

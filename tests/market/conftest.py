@@ -13,11 +13,11 @@ from redis.asyncio import Redis
 
 from convmon.collectors.market.collector import MarketCollector
 from convmon.collectors.market.config import MarketConfig
-from convmon.collectors.market.servers import CoinbaseFeedServer, CoinGeckoServer, KrakenFeedServer
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import SystemClock
 from convmon.monitor.events import Event, MarketPrice, decode_event
 from convmon.monitor.keys import Keys
+from convmon.sim.exchanges import CoinbaseFeedServer, CoinGeckoServer, KrakenFeedServer
 
 
 @pytest.fixture

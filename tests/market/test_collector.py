@@ -8,8 +8,8 @@ import itertools
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from convmon.collectors.market.servers import CoinbaseFeedServer, CoinGeckoServer, KrakenFeedServer
 from convmon.monitor.keys import Keys
+from convmon.sim.exchanges import CoinbaseFeedServer, CoinGeckoServer, KrakenFeedServer
 from tests.market.conftest import (
     MakeConfig,
     RunCollector,

@@ -10,10 +10,10 @@ from redis.asyncio import Redis
 
 from convmon.collectors.market.collector import MarketCollector
 from convmon.collectors.market.config import MarketConfig
-from convmon.collectors.market.demo import start_demo, usdt_peg_offset
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import ScaledClock
 from convmon.monitor.keys import Keys
+from convmon.sim.scenarios.market import start_demo, usdt_peg_offset
 from tests.market.conftest import eventually, payload, price_events
 
 

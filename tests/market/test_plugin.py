@@ -10,7 +10,6 @@ from redis.asyncio import Redis
 
 from convmon.collectors.market.config import MarketConfig
 from convmon.collectors.market.plugin import PLUGIN, state_metrics
-from convmon.collectors.market.servers import CoinbaseFeedServer, KrakenFeedServer
 from convmon.monitor.app import load_config
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import SystemClock
@@ -18,6 +17,7 @@ from convmon.monitor.config import CoreSettings
 from convmon.monitor.keys import Keys
 from convmon.monitor.plugins import Runtime
 from convmon.monitor.yamlfile import FileErrors
+from convmon.sim.exchanges import CoinbaseFeedServer, KrakenFeedServer
 from tests.market.conftest import MakeConfig, RunCollector, eventually
 
 

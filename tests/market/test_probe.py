@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from convmon.collectors.market.plugin import PLUGIN
 from convmon.collectors.market.probe import probe_sources
-from convmon.collectors.market.servers import CoinbaseFeedServer, CoinGeckoServer, KrakenFeedServer
+from convmon.sim.exchanges import CoinbaseFeedServer, CoinGeckoServer, KrakenFeedServer
 from tests.market.conftest import MakeConfig
 
 

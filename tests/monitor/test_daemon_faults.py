@@ -27,16 +27,16 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from convmon.collectors.bitcoin.esplora_server import EsploraServer
-from convmon.collectors.bitcoin.simchain import SimPool, make_block
-from convmon.collectors.market.servers import CoinbaseFeedServer
-from convmon.collectors.solana.server import LocalSolanaServer
 from convmon.monitor.app import LoadedConfig, load_config
 from convmon.monitor.daemon import run_daemon
 from convmon.monitor.http import HttpServer
 from convmon.monitor.keys import Keys
 from convmon.monitor.redisconn import EmbeddedRedis, find_redis_server
 from convmon.monitor.statemetrics import collector_statuses
+from convmon.sim.bitcoin_chain import SimPool, make_block
+from convmon.sim.bitcoin_node import BitcoinNodeServer
+from convmon.sim.exchanges import CoinbaseFeedServer
+from convmon.sim.solana_rpc import LocalSolanaServer
 from tests.shared_data import require_binary
 from tests.waiting import eventually
 
@@ -310,7 +310,7 @@ async def test_each_collector_comes_back_after_its_source_went_away(
     again, and no component ever stops."""
     clock_start = 1_700_000_000
     genesis = make_block(800_000, "00" * 32, clock_start, SimPool("/Foundry USA Pool/"))
-    esplora = EsploraServer([genesis])
+    esplora = BitcoinNodeServer([genesis])
     await esplora.start()
     coinbase = CoinbaseFeedServer()
     await coinbase.start()

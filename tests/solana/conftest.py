@@ -14,13 +14,13 @@ from redis.asyncio import Redis
 
 from convmon.collectors.solana.collector import Extract, SolanaTxCollector
 from convmon.collectors.solana.rpc import RpcSettings
-from convmon.collectors.solana.server import LocalSolanaServer
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import ManualClock
 from convmon.monitor.events import Event, decode_event
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
 from convmon.monitor.secrets import Secret
+from convmon.sim.solana_rpc import LocalSolanaServer
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ import asyncio
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from convmon.collectors.solana import authoring as a
-from convmon.collectors.solana import networks as n
-from convmon.collectors.solana.plugin import DepinConfig, make_extractor
-from convmon.collectors.solana.server import LocalSolanaServer
+from convmon.collectors.depin import networks as n
+from convmon.collectors.depin.plugin import DepinConfig, make_extractor
 from convmon.monitor.events import DepinPayout
 from convmon.monitor.keys import Keys
+from convmon.sim import solana_tx as a
+from convmon.sim.solana_rpc import LocalSolanaServer
 from tests.solana.conftest import MakeCollector, eventually, read_events, running
 
 WATCH = [n.HIVEMAPPER_REWARD, n.NOSANA_JOBS, n.LAZY_DISTRIBUTOR]

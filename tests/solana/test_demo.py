@@ -7,15 +7,15 @@ import asyncio
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from convmon.collectors.solana import demo
-from convmon.collectors.solana import plugin as depin
-from convmon.collectors.solana import stablecoins as sc
+from convmon.collectors.depin import plugin as depin
 from convmon.collectors.solana.collector import SolanaTxCollector
+from convmon.collectors.stablecoins import solana as sc
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import ScaledClock
 from convmon.monitor.events import DepinPayout, StablecoinMint, StablecoinSupply
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
+from convmon.sim.scenarios import solana as demo
 from tests.solana.conftest import eventually, read_events, stop
 
 

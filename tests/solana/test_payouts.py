@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from convmon.collectors.solana import authoring as a
-from convmon.collectors.solana import networks as n
+from convmon.collectors.depin import networks as n
+from convmon.collectors.depin.networks import NetworkConfig, RewardMint, default_networks
+from convmon.collectors.depin.payouts import NetworkRules, ParsedTx, extract_payouts
+from convmon.collectors.depin.plugin import DepinConfig, make_extractor
 from convmon.collectors.solana.errors import MalformedTransaction
-from convmon.collectors.solana.networks import NetworkConfig, RewardMint, default_networks
-from convmon.collectors.solana.payouts import NetworkRules, ParsedTx, extract_payouts
-from convmon.collectors.solana.plugin import DepinConfig, make_extractor
 from convmon.collectors.solana.txshape import TOKEN_PROGRAM, account_keys
 from convmon.monitor.events import DepinPayout
+from convmon.sim import solana_tx as a
 from tests.shared_data import require_shared_data
 
 RULES = {name: NetworkRules.from_config(name, c) for name, c in default_networks().items()}

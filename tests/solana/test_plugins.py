@@ -10,11 +10,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from convmon.collectors.solana import authoring as a
-from convmon.collectors.solana import networks as n
-from convmon.collectors.solana import plugin as depin
-from convmon.collectors.solana import stablecoins as sc
-from convmon.collectors.solana.server import LocalSolanaServer
+from convmon.collectors.depin import networks as n
+from convmon.collectors.depin import plugin as depin
+from convmon.collectors.stablecoins import solana as sc
 from convmon.monitor.app import load_config
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import ManualClock
@@ -22,6 +20,8 @@ from convmon.monitor.config import CoreSettings
 from convmon.monitor.keys import Keys
 from convmon.monitor.plugins import Runtime
 from convmon.monitor.yamlfile import FileErrors
+from convmon.sim import solana_tx as a
+from convmon.sim.solana_rpc import LocalSolanaServer
 from tests.solana.conftest import eventually, read_events, stop
 
 PLUGINS = [depin.PLUGIN, sc.PLUGIN]

@@ -7,20 +7,20 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from convmon.collectors.solana import authoring as a
 from convmon.collectors.solana.errors import MalformedTransaction
-from convmon.collectors.solana.server import LocalSolanaServer
-from convmon.collectors.solana.stablecoins import (
+from convmon.collectors.solana.txshape import TOKEN_2022_PROGRAM
+from convmon.collectors.stablecoins.solana import (
     StablecoinsSolanaConfig,
     SupplyPoller,
     make_extractor,
 )
-from convmon.collectors.solana.txshape import TOKEN_2022_PROGRAM
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import ManualClock
 from convmon.monitor.events import StablecoinBurn, StablecoinMint, StablecoinSupply
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
+from convmon.sim import solana_tx as a
+from convmon.sim.solana_rpc import LocalSolanaServer
 from tests.solana.conftest import MakeCollector, eventually, read_events, rpc_settings, running
 
 CFG = StablecoinsSolanaConfig()

@@ -12,16 +12,16 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from convmon.collectors.stablecoins.anvil import AnvilNode, find_anvil
-from convmon.collectors.stablecoins.collector import COLLECTOR, EthereumStablecoinCollector
-from convmon.collectors.stablecoins.config import EthereumStablecoinsConfig
-from convmon.collectors.stablecoins.decode import SOURCE
-from convmon.collectors.stablecoins.tokens import DEFAULT_TOKENS
+from convmon.collectors.stablecoins.evm.collector import COLLECTOR, EthereumStablecoinCollector
+from convmon.collectors.stablecoins.evm.config import EthereumStablecoinsConfig
+from convmon.collectors.stablecoins.evm.decode import SOURCE
+from convmon.collectors.stablecoins.evm.tokens import DEFAULT_TOKENS
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import SystemClock
 from convmon.monitor.events import Event, decode_event
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
+from convmon.sim.anvil import AnvilNode, find_anvil
 from tests.shared_data import require_binary
 
 

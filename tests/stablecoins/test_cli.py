@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from convmon.collectors.stablecoins.anvil import AnvilNode
-from convmon.collectors.stablecoins.plugin import PLUGIN
-from convmon.collectors.stablecoins.tokens import DEFAULT_TOKENS
+from convmon.collectors.stablecoins.evm.plugin import PLUGIN
+from convmon.collectors.stablecoins.evm.tokens import DEFAULT_TOKENS
+from convmon.sim.anvil import AnvilNode
 
 
 def cli_app() -> typer.Typer:

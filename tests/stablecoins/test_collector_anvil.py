@@ -11,25 +11,25 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from convmon.collectors.stablecoins import tokens as t
-from convmon.collectors.stablecoins.anvil import (
-    AnvilNode,
-    burn_records,
-    encode_records,
-    mint_records,
-)
-from convmon.collectors.stablecoins.collector import retry_after
-from convmon.collectors.stablecoins.config import EthereumStablecoinsConfig
-from convmon.collectors.stablecoins.plugin import PLUGIN
-from convmon.collectors.stablecoins.proxy import RpcProxy
-from convmon.collectors.stablecoins.tokens import DEFAULT_TOKENS
+from convmon.collectors.stablecoins.evm import tokens as t
+from convmon.collectors.stablecoins.evm.collector import retry_after
+from convmon.collectors.stablecoins.evm.config import EthereumStablecoinsConfig
+from convmon.collectors.stablecoins.evm.plugin import PLUGIN
+from convmon.collectors.stablecoins.evm.tokens import DEFAULT_TOKENS
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import SystemClock
 from convmon.monitor.config import CoreSettings
 from convmon.monitor.events import StablecoinMint, StablecoinSupply
 from convmon.monitor.keys import Keys
 from convmon.monitor.plugins import Runtime
+from convmon.sim.anvil import (
+    AnvilNode,
+    burn_records,
+    encode_records,
+    mint_records,
+)
 from tests.stablecoins.conftest import Running, flows, stream_events, wait_for
+from tests.stablecoins.proxy import RpcProxy
 
 TOKENS = {tok.symbol: tok for tok in DEFAULT_TOKENS}
 ALICE = "0x" + "a1" * 20

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from convmon.collectors.stablecoins import tokens as t
-from convmon.collectors.stablecoins.config import DEFAULT_WS_URL, EthereumStablecoinsConfig
-from convmon.collectors.stablecoins.plugin import PLUGIN
+from convmon.collectors.stablecoins.evm import tokens as t
+from convmon.collectors.stablecoins.evm.config import DEFAULT_WS_URL, EthereumStablecoinsConfig
+from convmon.collectors.stablecoins.evm.plugin import PLUGIN
 from convmon.monitor.app import load_config
 from convmon.monitor.yamlfile import FileErrors
 

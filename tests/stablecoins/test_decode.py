@@ -10,23 +10,23 @@ from typing import Any
 
 import pytest
 
-from convmon.collectors.stablecoins import tokens as t
-from convmon.collectors.stablecoins.anvil import (
-    Record,
-    _addr_topic,
-    burn_records,
-    mint_records,
-)
-from convmon.collectors.stablecoins.decode import (
+from convmon.collectors.stablecoins.evm import tokens as t
+from convmon.collectors.stablecoins.evm.decode import (
     MalformedLog,
     RawLog,
     decode_log,
     decode_transfer,
     flow_event,
 )
-from convmon.collectors.stablecoins.rpc import is_range_refusal
-from convmon.collectors.stablecoins.tokens import DEFAULT_TOKENS, TokenRegistry
+from convmon.collectors.stablecoins.evm.rpc import is_range_refusal
+from convmon.collectors.stablecoins.evm.tokens import DEFAULT_TOKENS, TokenRegistry
 from convmon.monitor.events import StablecoinBurn, StablecoinMint, decode_event, encode_event
+from convmon.sim.anvil import (
+    Record,
+    _addr_topic,
+    burn_records,
+    mint_records,
+)
 from tests.shared_data import require_shared_data
 
 ETL = ("ethereum", "ethereum-etl-blocks-17173049-17173050")

@@ -8,15 +8,15 @@ import contextlib
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from convmon.collectors.stablecoins.collector import COLLECTOR, EthereumStablecoinCollector
-from convmon.collectors.stablecoins.config import EthereumStablecoinsConfig
-from convmon.collectors.stablecoins.decode import SOURCE
-from convmon.collectors.stablecoins.demo import start_demo
+from convmon.collectors.stablecoins.evm.collector import COLLECTOR, EthereumStablecoinCollector
+from convmon.collectors.stablecoins.evm.config import EthereumStablecoinsConfig
+from convmon.collectors.stablecoins.evm.decode import SOURCE
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import ScaledClock
 from convmon.monitor.events import StablecoinMint
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
+from convmon.sim.scenarios.ethereum import start_demo
 from tests.stablecoins.conftest import flows, wait_for
 
 

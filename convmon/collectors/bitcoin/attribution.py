@@ -297,19 +297,6 @@ class Attributor:
         )
 
 
-def naive_match(registry: PoolRegistry, scriptsig_hex: str, addresses: Sequence[str]) -> str:
-    """mempool's algorithm as a plain loop (compiling nothing ahead): the baseline the
-    benchmark compares against, and a cross-check in tests."""
-    text = bytes.fromhex(scriptsig_hex).decode("latin-1")
-    for pool in registry.pools:
-        if any(a in addresses for a in pool.addresses):
-            return pool.slug
-        for tag in pool.tags:
-            if re.search(tag, text, re.IGNORECASE):
-                return pool.slug
-    return UNKNOWN_SLUG
-
-
 def entities_from_parent_companies(data: Any) -> dict[str, str]:
     """Pool slug -> parent entity from a file shaped like consensus-decentralization's
     ``legal_links.json``: ``{entity: [{name, from, to, source}]}``. Only current links

@@ -1,2 +1,3 @@
-"""Stablecoin mints and burns. This package holds the Ethereum collector (plugin
-``stablecoins_ethereum``); the Solana side lives under ``convmon.collectors.solana``."""
+"""Stablecoin mints, burns and supply, one subpackage or module per chain family:
+`evm` (Ethereum and other EVM chains through JSON-RPC), `solana` (SPL Token and
+Token-2022 mints through the shared Solana engine in `convmon.collectors.solana`)."""

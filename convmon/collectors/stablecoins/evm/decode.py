@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from convmon.collectors.stablecoins import tokens as t
-from convmon.collectors.stablecoins.errors import MalformedLog
+from convmon.collectors.stablecoins.evm import tokens as t
+from convmon.collectors.stablecoins.evm.errors import MalformedLog
 from convmon.monitor.events import Amount, Event, StablecoinBurn, StablecoinMint
 
 __all__ = ["SOURCE", "Flow", "MalformedLog", "RawLog", "decode_log", "decode_transfer",

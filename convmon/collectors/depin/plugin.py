@@ -15,11 +15,11 @@ from typing import Any
 from prometheus_client.metrics_core import Metric
 from pydantic import Field, model_validator
 
+from convmon.collectors.depin.networks import NetworkConfig, default_networks
+from convmon.collectors.depin.payouts import NetworkRules, ParsedTx, extract_payouts
 from convmon.collectors.solana.cli import register as register_cli
 from convmon.collectors.solana.collector import Extract
 from convmon.collectors.solana.common import queue_metrics, tx_collector
-from convmon.collectors.solana.networks import NetworkConfig, default_networks
-from convmon.collectors.solana.payouts import NetworkRules, ParsedTx, extract_payouts
 from convmon.collectors.solana.rpc import RpcSettings
 from convmon.collectors.solana.sigqueue import SignatureQueue
 from convmon.collectors.solana.txshape import block_time_of, signature_of, slot_of

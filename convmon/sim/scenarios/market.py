@@ -16,8 +16,8 @@ import random
 from typing import Any
 
 from convmon.collectors.market.config import default_symbols
-from convmon.collectors.market.servers import CoinbaseFeedServer, CoinGeckoServer, KrakenFeedServer
 from convmon.monitor.clock import Clock
+from convmon.sim.exchanges import CoinbaseFeedServer, CoinGeckoServer, KrakenFeedServer
 
 START_PRICES: dict[str, float] = {
     "BTC": 92_000.0, "ETH": 3_100.0, "SOL": 140.0, "HNT": 2.6, "HONEY": 0.012,

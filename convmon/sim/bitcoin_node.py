@@ -1,4 +1,5 @@
-"""A local Esplora/mempool API server (aiohttp) for tests and ``convmon demo``.
+"""A local Bitcoin node for tests and ``convmon demo``: one simulated chain served over the
+Esplora/mempool REST + websocket API, Bitcoin Core JSON-RPC and ZMQ (aiohttp, pyzmq).
 
 Serves a chain of `SimBlock`s over the real endpoints: ``GET /api/blocks/tip/height``,
 ``/api/blocks/tip/hash``, ``/api/blocks/:start_height``, ``/api/block-height/:h``,
@@ -25,7 +26,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from convmon.collectors.bitcoin.simchain import SimBlock, to_bitcoind
+from convmon.sim.bitcoin_chain import SimBlock, to_bitcoind
 
 
 @dataclass
@@ -35,7 +36,7 @@ class _Fault:
     body: str | None = None
 
 
-class EsploraServer:
+class BitcoinNodeServer:
     def __init__(self, blocks: Iterable[SimBlock] = ()) -> None:
         self.blocks: list[SimBlock] = []
         self._by_hash: dict[str, SimBlock] = {}

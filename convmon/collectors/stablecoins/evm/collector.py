@@ -40,8 +40,8 @@ from redis.asyncio import Redis
 from web3 import AsyncHTTPProvider, AsyncWeb3, WebSocketProvider
 from web3.types import LogsSubscriptionArg
 
-from convmon.collectors.stablecoins.config import EthereumStablecoinsConfig
-from convmon.collectors.stablecoins.decode import (
+from convmon.collectors.stablecoins.evm.config import EthereumStablecoinsConfig
+from convmon.collectors.stablecoins.evm.decode import (
     SOURCE,
     MalformedLog,
     RawLog,
@@ -50,8 +50,8 @@ from convmon.collectors.stablecoins.decode import (
     hex_str,
     to_int,
 )
-from convmon.collectors.stablecoins.reconcile import check_decimals, supply_events
-from convmon.collectors.stablecoins.rpc import EthRpc, get_logs_split, sort_logs
+from convmon.collectors.stablecoins.evm.reconcile import check_decimals, supply_events
+from convmon.collectors.stablecoins.evm.rpc import EthRpc, get_logs_split, sort_logs
 from convmon.monitor.backoff import Backoff
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import Clock

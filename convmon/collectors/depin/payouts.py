@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from solders.pubkey import Pubkey
 
+from convmon.collectors.depin.networks import NetworkConfig
 from convmon.collectors.solana.errors import MalformedTransaction
-from convmon.collectors.solana.networks import NetworkConfig
 from convmon.collectors.solana.txshape import (
     TokenAccount,
     account_keys,

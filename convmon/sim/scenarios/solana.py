@@ -22,11 +22,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from convmon.collectors.solana import authoring as a
-from convmon.collectors.solana.server import LocalSolanaServer
-from convmon.collectors.solana.stablecoins import default_tokens
 from convmon.collectors.solana.txshape import TOKEN_2022_PROGRAM
+from convmon.collectors.stablecoins.solana import default_tokens
 from convmon.monitor.clock import Clock
+from convmon.sim import solana_tx as a
+from convmon.sim.solana_rpc import LocalSolanaServer
 
 HOUR = 3600.0
 HELIUM_EVERY = 2 * HOUR

@@ -198,7 +198,7 @@ async def _transitions(rt: Runtime) -> list[dict[str, Any]]:
 
 async def _view(rt: Runtime) -> None:
     """The live terminal view (rich)."""
-    from convmon.monitor.demoview import DemoView
+    from convmon.sim.demoview import DemoView
 
     await DemoView(rt).run()
 

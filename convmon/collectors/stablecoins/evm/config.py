@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from convmon.collectors.stablecoins.tokens import DEFAULT_TOKENS, TokenConfig, TokenRegistry
+from convmon.collectors.stablecoins.evm.tokens import DEFAULT_TOKENS, TokenConfig, TokenRegistry
 from convmon.monitor.config import Model
 from convmon.monitor.secrets import Secret
 

@@ -18,16 +18,16 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from convmon.collectors.stablecoins.anvil import (
+from convmon.collectors.stablecoins.evm.errors import CollectorError
+from convmon.collectors.stablecoins.evm.tokens import DEFAULT_TOKENS, TokenConfig
+from convmon.monitor.clock import Clock
+from convmon.sim.anvil import (
     SELECTOR_TOTAL_SUPPLY,
     AnvilNode,
     burn_records,
     find_anvil,
     mint_records,
 )
-from convmon.collectors.stablecoins.errors import CollectorError
-from convmon.collectors.stablecoins.tokens import DEFAULT_TOKENS, TokenConfig
-from convmon.monitor.clock import Clock
 
 CYCLE_S = 2 * 3600.0
 TOKENS = {t.symbol: t for t in DEFAULT_TOKENS}

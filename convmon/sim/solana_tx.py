@@ -19,7 +19,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
-from convmon.collectors.solana import networks as n
+from convmon.collectors.depin import networks as n
 from convmon.collectors.solana.txshape import TOKEN_2022_PROGRAM, TOKEN_PROGRAM
 
 SYSTEM_PROGRAM = "11111111111111111111111111111111"

@@ -15,10 +15,10 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from convmon.collectors.bitcoin.esplora_server import EsploraServer
 from convmon.collectors.bitcoin.registry import curated_registry
-from convmon.collectors.bitcoin.simchain import GENESIS_PREV, SimBlock, SimPool, make_block
 from convmon.monitor.clock import Clock
+from convmon.sim.bitcoin_chain import GENESIS_PREV, SimBlock, SimPool, make_block
+from convmon.sim.bitcoin_node import BitcoinNodeServer
 
 BLOCK_SPACING_S = 600
 HISTORY_BLOCKS = 300
@@ -63,7 +63,7 @@ class Scenario:
 
 
 class DemoSource:
-    def __init__(self, clock: Clock, speed: float, server: EsploraServer,
+    def __init__(self, clock: Clock, speed: float, server: BitcoinNodeServer,
                  scenario: Scenario) -> None:
         self.clock = clock
         self.speed = speed
@@ -129,6 +129,6 @@ def build_history(clock: Clock, scenario: Scenario, blocks: int = HISTORY_BLOCKS
 
 async def start_demo(clock: Clock, speed: float) -> DemoSource:
     scenario = Scenario()
-    server = EsploraServer(build_history(clock, scenario))
+    server = BitcoinNodeServer(build_history(clock, scenario))
     await server.start()
     return DemoSource(clock, speed, server, scenario)

@@ -16,8 +16,8 @@ from typing import Any
 
 from web3.types import RPCEndpoint
 
-from convmon.collectors.stablecoins.decode import RawLog
-from convmon.collectors.stablecoins.errors import CollectorError
+from convmon.collectors.stablecoins.evm.decode import RawLog
+from convmon.collectors.stablecoins.evm.errors import CollectorError
 
 
 class RpcError(CollectorError):

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from convmon.collectors.stablecoins.cli import register as register_cli
-from convmon.collectors.stablecoins.collector import COLLECTOR, EthereumStablecoinCollector
-from convmon.collectors.stablecoins.config import EthereumStablecoinsConfig
-from convmon.collectors.stablecoins.decode import SOURCE
+from convmon.collectors.stablecoins.evm.cli import register as register_cli
+from convmon.collectors.stablecoins.evm.collector import COLLECTOR, EthereumStablecoinCollector
+from convmon.collectors.stablecoins.evm.config import EthereumStablecoinsConfig
+from convmon.collectors.stablecoins.evm.decode import SOURCE
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.plugins import Component, Plugin, Runtime
 
