@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from eth_utils import keccak
 from pydantic import ValidationError
 
-from convmon.collectors.stablecoins.evm import tokens as t
+from convmon.collectors.stablecoins.evm import reconcile, tokens
 from convmon.collectors.stablecoins.evm.config import DEFAULT_WS_URL, EthereumStablecoinsConfig
 from convmon.collectors.stablecoins.evm.plugin import PLUGIN
 from convmon.monitor.app import load_config
@@ -38,15 +39,52 @@ def test_tracks_can_be_overridden_and_tokens_added() -> None:
     assert usde is not None and usde.style == "transfer" and len(registry) == 7
 
 
+def topic0(signature: str) -> str:
+    """The topic0 of an event, from its canonical signature (types only, no names)."""
+    return "0x" + keccak(text=signature).hex()
+
+
+def selector(signature: str) -> str:
+    """The 4-byte selector of a function, from its canonical signature."""
+    return "0x" + keccak(text=signature)[:4].hex()
+
+
+# The signatures as the token contracts declare them (see the token table of the design).
+SIGNATURES = {
+    "TRANSFER": "Transfer(address,address,uint256)",
+    "USDC_MINT": "Mint(address,address,uint256)",
+    "USDC_BURN": "Burn(address,uint256)",
+    "USDT_ISSUE": "Issue(uint256)",
+    "USDT_REDEEM": "Redeem(uint256)",
+    "USDT_DESTROYED_BLACK_FUNDS": "DestroyedBlackFunds(address,uint256)",
+    "PYUSD_SUPPLY_INCREASED": "SupplyIncreased(address,uint256)",
+    "PYUSD_SUPPLY_DECREASED": "SupplyDecreased(address,uint256)",
+    "USD1_BURN": "Burn(address,address,uint256)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIGNATURES))
+def test_topic0_is_the_keccak_of_its_event_signature(name: str) -> None:
+    assert getattr(tokens, name) == topic0(SIGNATURES[name])
+
+
+def test_supply_checks_call_the_erc20_selectors() -> None:
+    assert selector("decimals()") == reconcile.DECIMALS
+    assert selector("totalSupply()") == reconcile.TOTAL_SUPPLY
+
+
 def test_filters_select_mints_and_burns_only() -> None:
     filters = EthereumStablecoinsConfig().registry().log_filters()
     special, minted, burned = filters
     assert set(special["topics"][0]) == {  # type: ignore[index]
-        t.USDC_MINT, t.USDC_BURN, t.USDT_ISSUE, t.USDT_REDEEM, t.USDT_DESTROYED_BLACK_FUNDS,
-        t.PYUSD_SUPPLY_INCREASED, t.PYUSD_SUPPLY_DECREASED}
+        topic0("Mint(address,address,uint256)"), topic0("Burn(address,uint256)"),
+        topic0("Issue(uint256)"), topic0("Redeem(uint256)"),
+        topic0("DestroyedBlackFunds(address,uint256)"),
+        topic0("SupplyIncreased(address,uint256)"), topic0("SupplyDecreased(address,uint256)")}
     assert "0x8d0d000ee44948fc98c9b98a4fa4921476f08b0d" not in special["address"]  # type: ignore[operator]
-    assert minted["topics"] == [[t.TRANSFER], [t.ZERO_TOPIC]]
-    assert burned["topics"] == [[t.TRANSFER], None, [t.ZERO_TOPIC]]
+    transfer, zero = topic0("Transfer(address,address,uint256)"), "0x" + "00" * 32
+    assert minted["topics"] == [[transfer], [zero]]
+    assert burned["topics"] == [[transfer], None, [zero]]
 
 
 @pytest.mark.parametrize("bad", [
