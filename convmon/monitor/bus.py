@@ -34,6 +34,7 @@ from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.config import BusSettings
 from convmon.monitor.events import Event, decode_event, encode_event
 from convmon.monitor.keys import Keys
+from convmon.monitor.redisconn import as_text
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +243,7 @@ class StreamConsumer(Generic[T]):
         consumers: Any = await self.redis.xinfo_consumers(self.stream, self.group)
         gone = []
         for c in consumers:
-            name = _s(c["name"])
+            name = as_text(c["name"])
             if name != self.name and int(c["pending"]) == 0 and int(c["idle"]) > idle_ms:
                 await self.redis.xgroup_delconsumer(self.stream, self.group, name)
                 gone.append(name)
@@ -295,10 +296,10 @@ class StreamConsumer(Generic[T]):
         for _stream, items in resp or ():
             for eid, fields in items:
                 if not fields:  # trimmed while pending for us (nil on 6.2, {} on 7)
-                    await self._ack([_s(eid)])
+                    await self._ack([as_text(eid)])
                     self.metrics.trimmed.labels(*self._labels).inc()
                     continue
-                out.append((_s(eid), fields))
+                out.append((as_text(eid), fields))
         return out
 
     async def _autoclaim(self) -> list[tuple[str, dict[bytes, bytes], int]]:
@@ -310,13 +311,13 @@ class StreamConsumer(Generic[T]):
             start_id=self._claim_cursor,
             count=self.batch,
         )
-        cursor, items = _s(resp[0]), resp[1]
+        cursor, items = as_text(resp[0]), resp[1]
         deleted = resp[2] if len(resp) > 2 else []
         self._claim_cursor = cursor
         if deleted:
-            await self._ack([_s(d) for d in deleted])
+            await self._ack([as_text(d) for d in deleted])
             self.metrics.trimmed.labels(*self._labels).inc(len(deleted))
-        entries = [(_s(eid), fields) for eid, fields in items if eid is not None and fields]
+        entries = [(as_text(eid), fields) for eid, fields in items if eid is not None and fields]
         if len(entries) < len(items):
             # Redis 6.2 returns nil for claimed entries that were trimmed meanwhile (7.x
             # lists them in `deleted` and drops them itself): acknowledge them by looking
@@ -333,7 +334,7 @@ class StreamConsumer(Generic[T]):
             self.stream, self.group, min="-", max="+", count=self.batch * 4,
             consumername=self.name,
         )
-        ids = [_s(r["message_id"]) for r in rows]
+        ids = [as_text(r["message_id"]) for r in rows]
         if not ids:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -350,7 +351,7 @@ class StreamConsumer(Generic[T]):
             self.stream, self.group, min=ids[0], max=ids[-1], count=len(ids) + 1000,
             consumername=self.name,
         )
-        return {_s(r["message_id"]): int(r["times_delivered"]) for r in rows}
+        return {as_text(r["message_id"]): int(r["times_delivered"]) for r in rows}
 
     async def _process(self, entries: list[tuple[str, dict[bytes, bytes], int]]) -> int:
         started = time.perf_counter()
@@ -420,6 +421,3 @@ class StreamConsumer(Generic[T]):
                    "deliveries": deliveries},
         )
 
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -14,6 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from convmon.monitor.keys import Keys
+from convmon.monitor.redisconn import as_text
 
 _META = (b"entry_id", b"group", b"reason", b"deliveries")
 
@@ -37,22 +38,18 @@ def streams(keys: Keys) -> dict[str, tuple[str, str]]:
     }
 
 
-def _s(v: Any) -> str:
-    return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
-
-
 async def list_dead(redis: Redis, keys: Keys, name: str, count: int = 100) -> list[DeadLetter]:
     _stream, dead = streams(keys)[name]
     rows: Any = await redis.xrange(dead, count=count)
     return [
         DeadLetter(
-            dead_id=_s(did),
-            entry_id=_s(f.get(b"entry_id", b"")),
-            group=_s(f.get(b"group", b"")),
-            reason=_s(f.get(b"reason", b"")),
+            dead_id=as_text(did),
+            entry_id=as_text(f.get(b"entry_id", b"")),
+            group=as_text(f.get(b"group", b"")),
+            reason=as_text(f.get(b"reason", b"")),
             deliveries=int(f.get(b"deliveries", b"0") or 0),
-            kind=_s(f.get(b"kind", b"")),
-            item_id=_s(f.get(b"id", f.get(b"fp", b""))),
+            kind=as_text(f.get(b"kind", b"")),
+            item_id=as_text(f.get(b"id", f.get(b"fp", b""))),
         )
         for did, f in rows
     ]

@@ -168,7 +168,7 @@ class HttpServer:
     async def _gather_state(self) -> list[Metric]:
         families: list[Metric] = []
 
-        async def one(name: str, source: StateSource) -> list[Metric]:
+        async def collect_source(name: str, source: StateSource) -> list[Metric]:
             try:
                 return list(await source())
             except Exception:
@@ -180,7 +180,8 @@ class HttpServer:
             *self.state_sources,
         ]
         results = await asyncio.wait_for(
-            asyncio.gather(*(one(n, s) for n, s in sources)), self.settings.scrape_timeout_s
+            asyncio.gather(*(collect_source(n, s) for n, s in sources)),
+            self.settings.scrape_timeout_s,
         )
         for fams in results:
             families.extend(fams)

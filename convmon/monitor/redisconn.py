@@ -146,6 +146,13 @@ async def _answers(url: str) -> bool:
         await client.aclose()
 
 
+def as_text(value: Any) -> str:
+    """A Redis reply (bytes, str, number or None) as text; None is ""."""
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
 async def check_version(client: Redis) -> str:
     info = await client.info("server")
     version = str(info.get("redis_version", "0"))

@@ -42,6 +42,7 @@ from convmon.monitor.events import (
     OpsSample,
 )
 from convmon.monitor.plugins import Runtime
+from convmon.monitor.redisconn import as_text
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +65,9 @@ return 1
 """
 
 
-def _s(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
 def _float(value: Any) -> float | None:
     try:
-        number = float(_s(value))
+        number = float(as_text(value))
     except ValueError:
         return None
     return number if math.isfinite(number) else None
@@ -145,7 +140,7 @@ class OpsSampler:
 
     async def _processes(self) -> tuple[list[OpsProcess], list[OpsComponent]]:
         redis, keys = self.rt.redis, self.rt.keys
-        found = sorted([_s(k) async for k in redis.scan_iter(match=keys.heartbeat_pattern,
+        found = sorted([as_text(k) async for k in redis.scan_iter(match=keys.heartbeat_pattern,
                                                                count=500)])
         if not found:
             return [], []
@@ -160,7 +155,7 @@ class OpsSampler:
         for key, raw, pttl in zip(found, replies[::2], replies[1::2], strict=True):
             if not raw:
                 continue  # expired between SCAN and HGETALL
-            hb = {_s(k): _s(v) for k, v in raw.items()}
+            hb = {as_text(k): as_text(v) for k, v in raw.items()}
             instance = hb.get("instance") or key[len(prefix):]
             ttl_ms = int(pttl)
             processes.append(OpsProcess(
@@ -207,7 +202,7 @@ class OpsSampler:
         the ``collector.status`` event of each change; returns the collectors this call
         changed."""
         redis, keys = self.rt.redis, self.rt.keys
-        names = sorted(_s(n) for n in await redis.smembers(keys.collectors))
+        names = sorted(as_text(n) for n in await redis.smembers(keys.collectors))
         if not names:
             return []
         async with redis.pipeline(transaction=False) as pipe:
@@ -217,7 +212,7 @@ class OpsSampler:
             replies = await pipe.execute()
         changed: list[str] = []
         for name, status, live in zip(names, replies[::2], replies[1::2], strict=True):
-            connected, since, detail = (_s(v) for v in status)
+            connected, since, detail = (as_text(v) for v in status)
             if connected == "1" and not live:
                 up, why = False, EXPIRED_DETAIL
             elif connected == "0" and live and detail == EXPIRED_DETAIL:
@@ -271,22 +266,22 @@ async def _stream_groups(redis: Redis, stream: str, label: str, redis_ms: int) -
         info: Any = await redis.xinfo_stream(stream)
     except ResponseError:
         return []
-    newest = _id_ms(_s(info.get("last-generated-id")))
+    newest = _id_ms(as_text(info.get("last-generated-id")))
     first = info.get("first-entry")
-    oldest_entry = _id_ms(_s(first[0])) if first else None
+    oldest_entry = _id_ms(as_text(first[0])) if first else None
     out: list[OpsGroup] = []
     for g in groups:
-        name = _s(g.get("name"))
+        name = as_text(g.get("name"))
         pending = int(g.get("pending") or 0)
         raw_lag = g.get("lag")
-        delivered = _id_ms(_s(g.get("last-delivered-id")))
+        delivered = _id_ms(as_text(g.get("last-delivered-id")))
         # A group that never delivered anything is behind by everything in the stream.
         since = delivered if delivered is not None else oldest_entry
         behind_ms = max(0, newest - since) if newest is not None and since is not None else 0
         oldest: float | None = None
         if pending:
             summary: Any = await redis.xpending(stream, name)
-            first_pending = _id_ms(_s(summary.get("min")))
+            first_pending = _id_ms(as_text(summary.get("min")))
             if first_pending is not None:
                 oldest = max(0.0, (redis_ms - first_pending) / 1000)
         out.append(OpsGroup(

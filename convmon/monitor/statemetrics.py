@@ -13,18 +13,13 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from convmon.monitor.keys import Keys
-
-
-def _s(v: bytes | str | None) -> str:
-    if v is None:
-        return ""
-    return v.decode() if isinstance(v, bytes) else v
+from convmon.monitor.redisconn import as_text
 
 
 async def collector_statuses(redis: Redis, keys: Keys) -> dict[str, dict[str, str]]:
     """Every collector's status hash, plus ``up``: "1" while its liveness key exists (a
     live process holds it connected), "0" otherwise, whatever the hash last said."""
-    names = sorted(_s(n) for n in await redis.smembers(keys.collectors))
+    names = sorted(as_text(n) for n in await redis.smembers(keys.collectors))
     out: dict[str, dict[str, str]] = {}
     if not names:
         return out
@@ -35,7 +30,7 @@ async def collector_statuses(redis: Redis, keys: Keys) -> dict[str, dict[str, st
         rows = await pipe.execute()
     for i, name in enumerate(names):
         row, live = rows[2 * i], rows[2 * i + 1]
-        out[name] = {_s(k): _s(v) for k, v in row.items()}
+        out[name] = {as_text(k): as_text(v) for k, v in row.items()}
         out[name]["up"] = "1" if live else "0"
     return out
 
@@ -48,7 +43,7 @@ async def heartbeats(redis: Redis, keys: Keys) -> list[dict[str, str]]:
         for k in found:
             pipe.hgetall(k)
         rows = await pipe.execute()
-    return [{_s(k): _s(v) for k, v in row.items()} for row in rows if row]
+    return [{as_text(k): as_text(v) for k, v in row.items()} for row in rows if row]
 
 
 async def core_state_metrics(redis: Redis, keys: Keys) -> Iterable[Metric]:
@@ -93,7 +88,7 @@ async def core_state_metrics(redis: Redis, keys: Keys) -> Iterable[Metric]:
         except ResponseError:
             continue
         for g in groups:
-            name = _s(g.get("name"))
+            name = as_text(g.get("name"))
             pending.add_metric([label, name], float(g.get("pending") or 0))
             if g.get("lag") is not None:
                 lag.add_metric([label, name], float(g["lag"]))

@@ -18,16 +18,9 @@ from convmon.monitor.config import SupervisorSettings
 from convmon.monitor.keys import Keys
 from convmon.monitor.supervisor import Supervisor
 from tests.monitor.test_bus import make_event
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def wait_for(predicate, limit_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def test_sigterm_finishes_and_acks_the_in_flight_batch(
@@ -39,7 +32,7 @@ async def test_sigterm_finishes_and_acks_the_in_flight_batch(
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
-        await wait_for(lambda: redis.exists(keys.plugin("test", "started")))
+        await eventually(lambda: redis.exists(keys.plugin("test", "started")), "batch started")
         assert await redis.exists(keys.heartbeat("fixture"))
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 30)
@@ -74,10 +67,8 @@ async def test_supervisor_restarts_a_failed_component_with_backoff() -> None:
     )
     comp = Flaky()
     sup.start([("collectors", comp)])
-    for _ in range(200):
-        if comp.runs >= 3:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: comp.runs >= 3 and sup.snapshot()[0]["state"] == "running",
+                     "third run started")
     state = sup.snapshot()[0]
     assert comp.runs == 3 and state["restarts"] == 2 and state["state"] == "running"
     assert "endpoint down" in str(state["last_error"])
@@ -117,7 +108,7 @@ async def test_a_cancellation_turned_into_an_error_stops_instead_of_restarting()
     )
     comp = SwallowsCancel()
     sup.start([("rules", comp)])
-    await asyncio.sleep(0.05)
+    await eventually(lambda: comp.runs == 1, "component running")
     await sup.stop()
     assert comp.runs == 1  # not restarted after the stop request
     assert sup.snapshot()[0]["state"] == "stopped"
