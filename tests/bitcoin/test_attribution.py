@@ -10,19 +10,14 @@ import pytest
 from convmon.collectors.bitcoin.attribution import (
     Attributor,
     PoolRegistry,
-    RegistryError,
     block_subsidy_sats,
     coinbase_text,
     entities_from_parent_companies,
     payout_addresses,
     pool_slug,
 )
-from convmon.collectors.bitcoin.blocks import (
-    MalformedBlock,
-    block_payload,
-    from_bitcoind,
-    from_esplora,
-)
+from convmon.collectors.bitcoin.blocks import block_payload, from_bitcoind, from_esplora
+from convmon.collectors.bitcoin.errors import MalformedBlock, RegistryError
 from convmon.collectors.bitcoin.registry import curated_registry
 from convmon.sim.bitcoin_chain import SimPool, make_block
 from tests.bitcoin.naive import naive_match

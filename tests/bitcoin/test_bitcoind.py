@@ -96,7 +96,8 @@ async def test_zmq_hashblock_wakes_the_collector(
 async def test_rpc_password_never_reaches_errors_or_status(
     bus: EventBus, registry: CollectorRegistry
 ) -> None:
-    from convmon.collectors.bitcoin.sources import SourceUnavailable, safe_url
+    from convmon.collectors.bitcoin.errors import SourceUnavailable
+    from convmon.collectors.bitcoin.sources import safe_url
 
     assert safe_url("http://rpcuser:hunter2@127.0.0.1:8332/?x=1") == "http://127.0.0.1:8332/"
     server = BitcoinNodeServer(chain(3))

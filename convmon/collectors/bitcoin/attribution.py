@@ -46,6 +46,8 @@ except ImportError:  # pragma: no cover - exercised by forcing the fallback in t
     ahocorasick = None
 import msgspec
 
+from convmon.collectors.bitcoin.errors import RegistryError
+
 UNKNOWN_SLUG = "unknown"
 UNKNOWN_NAME = "Unknown"
 MatchKind = Literal["address", "tag", "none"]
@@ -58,10 +60,6 @@ _SAFE_META = frozenset(".^$")
 _PRINTABLE = bytes(b if 0x20 <= b < 0x7F else 0x20 for b in range(256))
 SATS_PER_BTC = 100_000_000
 HALVING_INTERVAL = 210_000
-
-
-class RegistryError(ValueError):
-    """A pool list is not in pools-v2 format."""
 
 
 def pool_slug(name: str) -> str:

@@ -15,15 +15,8 @@ from convmon.collectors.bitcoin.attribution import (
     block_subsidy_sats,
     payout_addresses,
 )
+from convmon.collectors.bitcoin.errors import MalformedBlock
 from convmon.monitor.events import BitcoinBlock, Event
-
-
-class BitcoinCollectorError(Exception):
-    """Base of the bitcoin collector's errors."""
-
-
-class MalformedBlock(BitcoinCollectorError):
-    """A block or transaction document that does not have the expected shape."""
 
 
 @dataclass(frozen=True, slots=True)

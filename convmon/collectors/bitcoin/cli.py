@@ -18,11 +18,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from convmon.collectors.bitcoin.attribution import Attributor, PoolRegistry, RegistryError
-from convmon.collectors.bitcoin.blocks import MalformedBlock, from_bitcoind, from_esplora
+from convmon.collectors.bitcoin.attribution import Attributor, PoolRegistry
+from convmon.collectors.bitcoin.blocks import from_bitcoind, from_esplora
+from convmon.collectors.bitcoin.errors import LabelError, MalformedBlock, RegistryError
 from convmon.collectors.bitcoin.record import BlockRecord
 from convmon.collectors.bitcoin.registry import load_entities, load_registry
-from convmon.collectors.bitcoin.window import LabelError, read_labels, replay
+from convmon.collectors.bitcoin.window import read_labels, replay
 from convmon.monitor import concentration
 from convmon.monitor.cli import ConfigOption, console, err_console, load_or_exit, run_async
 

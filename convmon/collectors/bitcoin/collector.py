@@ -34,12 +34,8 @@ import aiohttp
 import msgspec
 
 from convmon.collectors.bitcoin.attribution import UNKNOWN_SLUG, Attributor
-from convmon.collectors.bitcoin.blocks import (
-    BitcoinCollectorError,
-    ChainBlock,
-    block_event,
-    block_payload,
-)
+from convmon.collectors.bitcoin.blocks import ChainBlock, block_event, block_payload
+from convmon.collectors.bitcoin.errors import BitcoinCollectorError, ReorgTooDeep
 from convmon.collectors.bitcoin.record import BlockRecord, RecordedBlock
 from convmon.collectors.bitcoin.sources import ChainSource, describe_error, safe_url
 from convmon.monitor.backoff import Backoff
@@ -52,10 +48,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_SOURCE = "bitcoin"
 Progress = Callable[[int, int], None]
-
-
-class ReorgTooDeep(BitcoinCollectorError):
-    """The fork point lies deeper than the record reaches."""
 
 
 class _Journal(msgspec.Struct):

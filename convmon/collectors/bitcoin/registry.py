@@ -20,11 +20,8 @@ from pathlib import Path
 
 import aiohttp
 
-from convmon.collectors.bitcoin.attribution import (
-    PoolRegistry,
-    RegistryError,
-    entities_from_parent_companies,
-)
+from convmon.collectors.bitcoin.attribution import PoolRegistry, entities_from_parent_companies
+from convmon.collectors.bitcoin.errors import RegistryError
 from convmon.collectors.bitcoin.sources import describe_error, safe_url
 
 log = logging.getLogger(__name__)

@@ -19,25 +19,17 @@ from typing import Any, Protocol
 import aiohttp
 from yarl import URL
 
-from convmon.collectors.bitcoin.blocks import (
+from convmon.collectors.bitcoin.blocks import ChainBlock, from_bitcoind, from_esplora
+from convmon.collectors.bitcoin.errors import (
     BitcoinCollectorError,
-    ChainBlock,
+    BlockNotFound,
     MalformedBlock,
-    from_bitcoind,
-    from_esplora,
+    SourceUnavailable,
 )
 from convmon.monitor.backoff import Backoff, RateLimiter
 from convmon.monitor.health import CollectorHealth
 
 log = logging.getLogger(__name__)
-
-
-class SourceUnavailable(BitcoinCollectorError):
-    """The source failed (network, HTTP errors, garbage) after retries."""
-
-
-class BlockNotFound(BitcoinCollectorError):
-    """The source does not know this height or hash (yet)."""
 
 
 class ChainSource(Protocol):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
+from convmon.collectors.bitcoin.errors import LabelError
 from convmon.monitor import concentration
 
 
@@ -57,10 +58,6 @@ class ReplayRow:
     height: int
     timestamp: str
     windows: dict[int, dict[str, Any]] = field(default_factory=dict)
-
-
-class LabelError(ValueError):
-    """A labels file line is not ``height,pool_slug[,timestamp]``."""
 
 
 def read_labels(path: Path) -> Iterator[tuple[int, str, str]]:
