@@ -68,9 +68,11 @@ async def test_critical_concentration_inhibits_the_warning_on_the_same_pool(
     alertmanager: AlertmanagerHarness, slack: SlackWebhook
 ) -> None:
     await alertmanager.post_alerts([
-        concentration_alert("BtcPoolShareAbove40", "foundry-usa", "critical", "foundry at 41%"),
-        concentration_alert("BtcPoolShareAbove33", "foundry-usa", "warning", "foundry at 41%!"),
-        concentration_alert("BtcPoolShareAbove33", "antpool", "warning", "antpool at 35%"),
+        concentration_alert(
+            "BitcoinPoolShareCritical", "foundry-usa", "critical", "foundry at 41%"
+        ),
+        concentration_alert("BitcoinPoolShareHigh", "foundry-usa", "warning", "foundry at 41%!"),
+        concentration_alert("BitcoinPoolShareHigh", "antpool", "warning", "antpool at 35%"),
     ])
 
     async def delivered() -> bool:
@@ -82,10 +84,10 @@ async def test_critical_concentration_inhibits_the_warning_on_the_same_pool(
         (a["labels"]["alertname"], a["labels"]["pool"]): a["status"]
         for a in await alertmanager.alerts()
     }
-    assert states[("BtcPoolShareAbove33", "foundry-usa")]["state"] == "suppressed"
-    assert states[("BtcPoolShareAbove33", "foundry-usa")]["inhibitedBy"]
-    assert states[("BtcPoolShareAbove33", "antpool")]["state"] == "active"
-    assert states[("BtcPoolShareAbove40", "foundry-usa")]["state"] == "active"
+    assert states[("BitcoinPoolShareHigh", "foundry-usa")]["state"] == "suppressed"
+    assert states[("BitcoinPoolShareHigh", "foundry-usa")]["inhibitedBy"]
+    assert states[("BitcoinPoolShareHigh", "antpool")]["state"] == "active"
+    assert states[("BitcoinPoolShareCritical", "foundry-usa")]["state"] == "active"
     assert not any("foundry at 41%!" in text for text in slack.texts())
     channels = {message["channel"] for message in slack.messages}
     assert channels == {"#convmon-alerts"}
@@ -126,5 +128,5 @@ async def test_prometheus_rules_fire_and_resolve_through_alertmanager(
             return any(t.startswith("RESOLVED: USDT") for t in slack.texts())
 
         await poll(resolved, 90, f"no resolved notification: {slack.texts()}")
-        active = await prom.query('ALERTS{alertname="StablecoinNetIssuanceAbove1B"}')
+        active = await prom.query('ALERTS{alertname="StablecoinNetIssuanceHigh"}')
         assert active == []
