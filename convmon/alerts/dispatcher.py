@@ -151,6 +151,7 @@ class Dispatcher:
         self.config = config
         self.clock = clock
         self.metrics = metrics
+        metrics.start_at_zero(r.name for r in config.receivers)
         self.instance = instance
         self.route = Route.build(config.route)
         self.store = AlertStore(redis, keys, nflog_ttl_s=nflog_ttl_s(self.route, config))

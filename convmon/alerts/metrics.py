@@ -46,6 +46,14 @@ class DeliveryMetrics:
             ["receiver"], registry=registry,
         )
 
+    def start_at_zero(self, receivers: Iterable[str]) -> None:
+        """Export the per-receiver counters at 0 from the start: Prometheus's
+        ``increase()`` sees nothing of a series whose first sample is already 1, so the
+        first dead letter of a receiver would never alert."""
+        for receiver in receivers:
+            self.sent.labels(receiver)
+            self.dead_letters.labels(receiver)
+
 
 async def alert_state_metrics(
     redis: Redis, keys: Keys, now: float, registry: CollectorRegistry | None = None

@@ -212,6 +212,9 @@ async def test_dead_letter_after_retry_budget_and_on_permanent_error(
     cfg = config(hook.url)
     cfg["retry"]["give_up_after_s"] = 600
     d = make_dispatcher(redis, keys, cfg, clock, registry)
+    # Exported at 0 before the first dead letter: Prometheus's increase() needs the 0.
+    assert registry.get_sample_value("convmon_notification_dead_letters_total",
+                                     {"receiver": "hook"}) == 0
     await d.open()
     try:
         hook.faults = [(500, None)] * 1000
