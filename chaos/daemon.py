@@ -44,6 +44,32 @@ def convmon_command() -> list[str]:
 class Exit:
     at: float
     returncode: int
+    said: str = ""
+    """The last thing the process wrote that was not a routine log line (its error)."""
+
+
+def last_words(text: str, limit: int = 300) -> str:
+    """The tail of a dying process's output: its last error record or plain-text lines
+    (the console receiver's ``ALERT`` lines and info records skipped)."""
+    picked: list[str] = []
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if not line or line.startswith("ALERT"):
+            if picked:
+                break
+            continue
+        if line.startswith("{"):
+            if picked:
+                break
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("level") in ("error", "critical"):
+                return f"{record.get('msg', '')} {record.get('error', '')}".strip()[:limit]
+            continue
+        picked.append(line)
+    return " ".join(reversed(picked))[:limit]
 
 
 class DaemonProcess:
@@ -56,6 +82,7 @@ class DaemonProcess:
         self.kills = 0
         self.unexpected_exits: list[Exit] = []
         self._expect_exit = False
+        self._log_offset = 0
         self._watch: asyncio.Task[None] | None = None
 
     @property
@@ -69,6 +96,7 @@ class DaemonProcess:
     async def start(self) -> None:
         if self.running:
             raise ChaosError("the daemon is already running")
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 *convmon_command(), "run", "--config", str(self.config_path),
@@ -82,7 +110,14 @@ class DaemonProcess:
     async def _watch_exit(self, proc: asyncio.subprocess.Process) -> None:
         rc = await proc.wait()
         if not self._expect_exit:
-            self.unexpected_exits.append(Exit(time.time(), rc))
+            said = ""
+            try:
+                with self.log_path.open("rb") as log:
+                    log.seek(self._log_offset)
+                    said = last_words(log.read().decode(errors="replace"))
+            except OSError:
+                pass
+            self.unexpected_exits.append(Exit(time.time(), rc, said))
 
     async def kill9(self) -> None:
         if self.proc is None or not self.running:

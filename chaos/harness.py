@@ -57,8 +57,8 @@ class ScenarioResult:
     end: float = 0.0
     notes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
-    exits: list[int] = field(default_factory=list)
-    """Return codes of daemon exits the harness did not cause."""
+    exits: list[tuple[int, str]] = field(default_factory=list)
+    """Return code and last words of each daemon exit the harness did not cause."""
     events: EventFigures | None = None
     events_at_end: EventFigures | None = None
     notifications: NotificationFigures | None = None
@@ -392,7 +392,7 @@ class Harness:
                 ex = d.unexpected_exits[self._seen_exits]
                 self._seen_exits += 1
                 if self.current is not None:
-                    self.current.exits.append(ex.returncode)
+                    self.current.exits.append((ex.returncode, ex.said))
             if d.starts and not d.running and not self._restart_paused:
                 await asyncio.sleep(1.0)
                 if not d.running and not self._restart_paused:
@@ -421,9 +421,11 @@ def report_line(r: ScenarioResult) -> str:
             parts.append("e.g. duplicated " + ", ".join(x[:48] for x in ev.duplicate_examples))
     parts.extend(r.notes)
     if r.exits:
-        codes = ", ".join(str(c) for c in sorted(set(r.exits)))
-        parts.append(f"FAIL: the daemon exited by itself {len(r.exits)} time(s) (rc {codes}); "
-                     "the harness started it again each time")
+        codes = ", ".join(str(c) for c in sorted({rc for rc, _ in r.exits}))
+        said = "; ".join(sorted({words for _, words in r.exits if words}))
+        parts.append(f"FAIL: the daemon exited by itself {len(r.exits)} time(s) (rc {codes}"
+                     + (f", saying: {said}" if said else "")
+                     + "); the harness started it again each time")
     parts.extend(f"FAIL: {f}" for f in r.failures)
     parts.append("ok" if r.ok else "NOT OK")
     return " | ".join(parts)

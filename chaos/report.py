@@ -77,7 +77,9 @@ def findings(results: list[ScenarioResult], unexpected: Unexpected) -> list[str]
         prefix = f"{r.name}: "
         out.extend(prefix + f for f in r.failures)
         if r.exits:
-            out.append(prefix + f"the daemon exited by itself {len(r.exits)} time(s)")
+            said = "; ".join(sorted({words for _, words in r.exits if words}))
+            out.append(prefix + f"the daemon exited by itself {len(r.exits)} time(s)"
+                       + (f": {said}" if said else ""))
         for fig, when in ((r.events, "at the scenario's end"),
                           (r.events_at_end, "at the end of the run")):
             if fig is None:

@@ -7,6 +7,7 @@ import aiohttp
 import pytest
 
 from chaos.config import WEBHOOK, alerts_section, webhook_groups
+from chaos.daemon import last_words
 from chaos.daemonlog import digest
 from chaos.ledger import (
     Delivered,
@@ -186,3 +187,16 @@ async def test_recorder_records_refuses_and_closes() -> None:
         await rec.close()
     assert rec.refused == 1
     assert [d.fingerprint for d in rec.delivered()] == ["f", "f"]
+
+
+def test_last_words_of_a_daemon_that_exits_by_itself() -> None:
+    crashed = "\n".join([
+        '{"level": "info", "msg": "convmon started"}',
+        "ALERT [FIRING] Watchdog",
+        "error: plugin 'bitcoin' failed to",
+        "load: cannot import name 'X'",
+    ])
+    assert last_words(crashed) == "error: plugin 'bitcoin' failed to load: cannot import name 'X'"
+    failed = '{"level": "error", "msg": "redis unreachable", "error": "ConnectionError"}\n'
+    assert last_words(failed) == "redis unreachable ConnectionError"
+    assert last_words('{"level": "info", "msg": "convmon stopped"}') == ""
