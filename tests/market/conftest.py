@@ -18,6 +18,7 @@ from convmon.monitor.clock import SystemClock
 from convmon.monitor.events import Event, MarketPrice, decode_event
 from convmon.monitor.keys import Keys
 from convmon.sim.exchanges import CoinbaseFeedServer, CoinGeckoServer, KrakenFeedServer
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -44,12 +45,14 @@ async def coingecko() -> AsyncIterator[CoinGeckoServer]:
     await server.close()
 
 
-def _ws(url: str) -> dict[str, Any]:
+def websocket_settings(url: str) -> dict[str, Any]:
+    """Fast reconnects for tests; timeouts wide enough that a loaded machine's scheduling
+    delay is not mistaken for a silent or unreachable server."""
     return {
         "url": url,
-        "message_timeout_s": 1.5,
+        "message_timeout_s": 5.0,
         "ping_interval_s": 1.0,
-        "connect_timeout_s": 2.0,
+        "connect_timeout_s": 15.0,
         "backoff_initial_s": 0.05,
         "backoff_max_s": 0.2,
     }
@@ -69,9 +72,9 @@ def make_config(
                 "USDT": {"coinbase": "USDT-USD", "kraken": "USDT/USD", "coingecko": "tether"},
                 "HONEY": {"coingecko": "hivemapper"},
             },
-            "coinbase": _ws(coinbase.url),
-            "kraken": _ws(kraken.url),
-            "coingecko": {"url": coingecko.url, "poll_interval_s": 0.2, "timeout_s": 2.0},
+            "coinbase": websocket_settings(coinbase.url),
+            "kraken": websocket_settings(kraken.url),
+            "coingecko": {"url": coingecko.url, "poll_interval_s": 0.2, "timeout_s": 15.0},
             "stale_after_s": 30.0,
             "sample_interval_s": 0.2,
             "min_gap_s": 0.05,
@@ -112,23 +115,6 @@ def run_collector(
     return run
 
 
-async def eventually(
-    condition: Callable[[], Any], within: float = 15.0, what: str = "condition"
-) -> Any:
-    """Poll ``condition`` (sync or async) until it is truthy; fail after ``within`` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def price_events(redis: Redis, keys: Keys, symbol: str | None = None) -> list[Event]:
     out: list[Event] = []
     entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(keys.events))
@@ -152,12 +138,11 @@ async def wait_event(
 ) -> Event:
     """The newest ``market.price`` event of ``symbol`` whose payload satisfies ``pred``."""
 
-    async def check() -> Event | None:
-        for event in reversed(await price_events(redis, keys, symbol)):
-            if pred(payload(event)):
-                return event
-        return None
+    found: list[Event] = []
 
-    found = await eventually(check, what=what)
-    assert isinstance(found, Event)
-    return found
+    async def check() -> bool:
+        found[:] = [e for e in await price_events(redis, keys, symbol) if pred(payload(e))]
+        return bool(found)
+
+    await eventually(check, what)
+    return found[-1]

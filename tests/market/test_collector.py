@@ -13,11 +13,11 @@ from convmon.sim.exchanges import CoinbaseFeedServer, CoinGeckoServer, KrakenFee
 from tests.market.conftest import (
     MakeConfig,
     RunCollector,
-    eventually,
     payload,
     price_events,
     wait_event,
 )
+from tests.waiting import eventually
 
 
 async def test_two_disagreeing_sources_give_their_median(
@@ -185,18 +185,26 @@ async def test_sampling_bounds_the_event_rate(
         for i in range(300):  # small moves: no event until the interval is over
             await coinbase.push_tick("BTC-USD", 100_000.0 + (i % 7) * 10)
         await coinbase.push_tick("BTC-USD", 100_001.0)
-        await asyncio.sleep(0.6)
-        assert len(await price_events(redis, keys, "BTC")) == 1
 
-        await coinbase.push_tick("BTC-USD", 103_000.0)  # a 3% move: published at once
-        await wait_event(redis, keys, "BTC", lambda p: p.price_usd == 103_000.0, "the move")
+        # A 3% move is published at once (once min_gap has passed since the first sample,
+        # so it is pushed until it shows). Ticks are handled in order: when its event is in
+        # the stream, every small move before it has been handled, and none was published.
+        async def big_move_published() -> bool:
+            await coinbase.push_tick("BTC-USD", 103_000.0)
+            return any(payload(e).price_usd == 103_000.0
+                       for e in await price_events(redis, keys, "BTC"))
+
+        await eventually(big_move_published, "the 3% move")
+        assert [payload(e).price_usd for e in await price_events(redis, keys, "BTC")][1:] == [
+            103_000.0]
+
         loop = asyncio.get_running_loop()
         start = loop.time()
         for i in range(100):  # large moves back and forth: at most one per min_gap
             await coinbase.push_tick("BTC-USD", 100_000.0 if i % 2 else 105_000.0)
             await asyncio.sleep(0.01)
-        elapsed = loop.time() - start
         events = await price_events(redis, keys, "BTC")
+        elapsed = loop.time() - start
         assert 2 <= len(events) <= 2 + int(elapsed / 0.5) + 1
         positions = [e.position for e in events]
         assert all(b - a >= 500 for a, b in itertools.pairwise(positions))

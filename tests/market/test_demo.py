@@ -14,7 +14,8 @@ from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import ScaledClock
 from convmon.monitor.keys import Keys
 from convmon.sim.scenarios.market import start_demo, usdt_peg_offset
-from tests.market.conftest import eventually, payload, price_events
+from tests.market.conftest import payload, price_events
+from tests.waiting import eventually
 
 
 def test_usdt_wobble_script() -> None:
@@ -40,12 +41,12 @@ async def test_demo_feeds_the_collector(
             events = await price_events(redis, keys, "USDT")
             return any(payload(e).price_usd < 0.995 for e in events)
 
-        await eventually(off_peg, within=30, what="USDT off its peg")
+        await eventually(off_peg, what="USDT off its peg")
 
         async def all_symbols() -> bool:
             return {payload(e).symbol for e in await price_events(redis, keys)} == set(cfg.symbols)
 
-        await eventually(all_symbols, within=30, what="every symbol priced")
+        await eventually(all_symbols, what="every symbol priced")
         btc = [payload(e) for e in await price_events(redis, keys, "BTC")]
         assert all(50_000 < p.price_usd < 150_000 for p in btc)
         assert any(set(p.sources) == {"coinbase", "kraken"} for p in btc)

@@ -18,7 +18,8 @@ from convmon.monitor.keys import Keys
 from convmon.monitor.plugins import Runtime
 from convmon.monitor.yamlfile import FileErrors
 from convmon.sim.exchanges import CoinbaseFeedServer, KrakenFeedServer
-from tests.market.conftest import MakeConfig, RunCollector, eventually
+from tests.market.conftest import MakeConfig, RunCollector
+from tests.waiting import eventually
 
 
 def test_defaults_point_at_public_endpoints(tmp_path: Path) -> None:

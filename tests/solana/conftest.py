@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
 from convmon.monitor.secrets import Secret
 from convmon.sim.solana_rpc import LocalSolanaServer
+from tests.waiting import DEFAULT_LIMIT_S
 
 
 @pytest.fixture
@@ -92,23 +93,8 @@ async def stop(*tasks: asyncio.Task[Any]) -> None:
     instead of hanging the test run."""
     for task in tasks:
         task.cancel()
-    _, pending = await asyncio.wait(tasks, timeout=10)
-    assert not pending, f"did not stop within 10 s of cancellation: {pending}"
+    _, pending = await asyncio.wait(tasks, timeout=DEFAULT_LIMIT_S)
+    assert not pending, f"did not stop within {DEFAULT_LIMIT_S:.0f} s of cancellation: {pending}"
     for task in tasks:
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
-
-
-async def eventually(predicate: Callable[[], Awaitable[bool] | bool], within: float = 30.0) -> None:
-    """Poll until ``predicate`` holds (a bounded wait, not a fixed sleep)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = predicate()
-        if not isinstance(value, bool):
-            value = await value
-        if value:
-            return
-        if loop.time() > deadline:
-            raise AssertionError("condition not met within the timeout")
-        await asyncio.sleep(0.02)

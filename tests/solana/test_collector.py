@@ -10,11 +10,14 @@ from redis.asyncio import Redis
 
 from convmon.collectors.depin import networks as n
 from convmon.collectors.depin.plugin import DepinConfig, make_extractor
+from convmon.collectors.solana.collector import SolanaTxCollector
+from convmon.collectors.solana.rpc import SolanaRpc
 from convmon.monitor.events import DepinPayout
 from convmon.monitor.keys import Keys
 from convmon.sim import solana_tx as a
 from convmon.sim.solana_rpc import LocalSolanaServer
-from tests.solana.conftest import MakeCollector, eventually, read_events, running
+from tests.solana.conftest import MakeCollector, read_events, rpc_settings, running
+from tests.waiting import eventually
 
 WATCH = [n.HIVEMAPPER_REWARD, n.NOSANA_JOBS, n.LAZY_DISTRIBUTOR]
 EXTRACT = make_extractor(DepinConfig())
@@ -64,8 +67,10 @@ async def test_websocket_drop_loses_and_doubles_nothing(
             await server.add_transaction(hivemapper(i), notify=False)
         await eventually(lambda: server.subscriptions == len(WATCH))
         await server.add_transaction(hivemapper(6))
-        await eventually(lambda: _count(redis, keys, 6))
-        await asyncio.sleep(0.3)  # room for a duplicate to show up, were there one
+        await eventually(lambda: _count(redis, keys, 6), "six payouts")
+        # Every signature the gap recovery queued has been fetched: a duplicate would be in
+        # the stream by now.
+        await eventually(lambda: _queue_empty(collector), "the fetch queue drained")
     ids = await payout_ids(redis, keys)
     assert sorted(ids) == sorted(
         f"sol:payout:{a.signature(f'hm{i}')}:{n.HONEY}" for i in range(1, 7)
@@ -95,8 +100,8 @@ async def test_restart_recovers_the_gap_exactly_once(
     assert len(ids) == len(set(ids)) == 8
 
 
-async def _queue_empty(collector: object) -> bool:
-    return await collector.queue.depth() == 0  # type: ignore[attr-defined, no-any-return]
+async def _queue_empty(collector: SolanaTxCollector) -> bool:
+    return await collector.queue.depth() == 0
 
 
 async def test_429_burst_is_drained_in_order(
@@ -240,10 +245,12 @@ async def test_server_errors_stall_but_never_drop(
 async def test_pings_keep_an_idle_websocket_open(
     server: LocalSolanaServer, make_collector: MakeCollector
 ) -> None:
-    server.idle_timeout_s = 0.6
-    collector = make_collector("depin", WATCH, EXTRACT, ping_interval_s=0.15)
+    server.idle_timeout_s = 2.0
+    collector = make_collector("depin", WATCH, EXTRACT, ping_interval_s=0.1)
     async with running(collector):
-        await eventually(lambda: server.pings >= 12)  # well past several idle timeouts
+        # Forty pings span at least two idle timeouts; the wide margin between the ping
+        # interval and the timeout keeps a slow scheduler from looking like silence.
+        await eventually(lambda: server.pings >= 40, "forty pings")
     assert server.idle_drops == 0 and server.ws_connections == 1
 
 
@@ -260,15 +267,12 @@ async def test_idle_drop_without_pings_reconnects_and_resubscribes(
 
 
 async def test_clients_of_one_endpoint_share_its_limits(server: LocalSolanaServer) -> None:
-    from convmon.collectors.solana.rpc import SolanaRpc
-    from tests.solana.conftest import rpc_settings
-
     settings = rpc_settings(server, method_requests_per_10s=5.0)
-    async with SolanaRpc(settings) as one, SolanaRpc(settings) as two:
-        assert one.limits is two.limits
+    async with SolanaRpc(settings) as first_client, SolanaRpc(settings) as second_client:
+        assert first_client.limits is second_client.limits
         loop = asyncio.get_running_loop()
         started = loop.time()
         for _ in range(3):  # 6 calls against a bucket of 5 per 10 s: the 6th waits ~2 s
-            await one.get_slot()
-            await two.get_slot()
+            await first_client.get_slot()
+            await second_client.get_slot()
         assert loop.time() - started >= 1.5

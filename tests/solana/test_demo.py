@@ -16,7 +16,8 @@ from convmon.monitor.events import DepinPayout, StablecoinMint, StablecoinSupply
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
 from convmon.sim.scenarios import solana as demo
-from tests.solana.conftest import eventually, read_events, stop
+from tests.solana.conftest import read_events, stop
+from tests.waiting import eventually
 
 
 async def test_demo_scenario_flows_through_both_collectors(
@@ -84,7 +85,7 @@ async def test_demo_scenario_flows_through_both_collectors(
             ]
             return len(hivemapper) == demo.HIVEMAPPER_RUNS and len(big) == 1
 
-        await eventually(scenario_seen, within=60)
+        await eventually(scenario_seen, "the demo scenario in the stream")
     finally:
         await stop(feeder, *tasks)
         await source.close()

@@ -22,7 +22,8 @@ from convmon.monitor.plugins import Runtime
 from convmon.monitor.yamlfile import FileErrors
 from convmon.sim import solana_tx as a
 from convmon.sim.solana_rpc import LocalSolanaServer
-from tests.solana.conftest import eventually, read_events, stop
+from tests.solana.conftest import read_events, stop
+from tests.waiting import eventually
 
 PLUGINS = [depin.PLUGIN, sc.PLUGIN]
 

@@ -21,7 +21,8 @@ from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
 from convmon.sim import solana_tx as a
 from convmon.sim.solana_rpc import LocalSolanaServer
-from tests.solana.conftest import MakeCollector, eventually, read_events, rpc_settings, running
+from tests.solana.conftest import MakeCollector, read_events, rpc_settings, running
+from tests.waiting import eventually
 
 CFG = StablecoinsSolanaConfig()
 TOKENS = CFG.tokens

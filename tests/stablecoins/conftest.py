@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -40,18 +40,6 @@ async def node(anvil_binary: str) -> AsyncIterator[AnvilNode]:
         yield anvil
     finally:
         await anvil.close()
-
-
-async def wait_for(predicate: Callable[[], Awaitable[bool]], what: str,
-                   timeout_s: float = 30.0) -> None:
-    """Poll ``predicate`` until it holds (bounded; fails with ``what``)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while loop.time() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def stream_events(redis: Redis, keys: Keys) -> list[Event]:

@@ -28,8 +28,9 @@ from convmon.sim.anvil import (
     encode_records,
     mint_records,
 )
-from tests.stablecoins.conftest import Running, flows, stream_events, wait_for
+from tests.stablecoins.conftest import Running, flows, stream_events
 from tests.stablecoins.proxy import RpcProxy
+from tests.waiting import eventually
 
 TOKENS = {tok.symbol: tok for tok in DEFAULT_TOKENS}
 ALICE = "0x" + "a1" * 20
@@ -53,7 +54,7 @@ async def test_websocket_mints_and_burns_of_every_token_after_confirmations(
     node: AnvilNode, start_collector: Callable[..., Running], redis: Redis, keys: Keys
 ) -> None:
     run = start_collector(ws_url=node.ws_url)
-    await wait_for(lambda: run.settled_through(0), "first settle")
+    await eventually(lambda: run.settled_through(0), "first settle")
     txs: dict[str, tuple[str, str]] = {}
     await node.set_automine(False)
     for i, symbol in enumerate(sorted(TOKENS)):
@@ -73,10 +74,10 @@ async def test_websocket_mints_and_burns_of_every_token_after_confirmations(
         return (await run.settled_through(last - 1)
                 and int(status.get("pending_logs", 0)) >= expected)
 
-    await wait_for(all_pending, "every log held as pending, settled up to head - 3")
+    await eventually(all_pending, "every log held as pending, settled up to head - 3")
     assert await flows(redis, keys) == []
     await node.mine(1)
-    await wait_for(lambda: run.settled_through(last), "the last log to confirm")
+    await eventually(lambda: run.settled_through(last), "the last log to confirm")
     events = await flows(redis, keys)
     by_tx = {(e.payload.tx, e.kind): e for e in events}  # type: ignore[union-attr]
     assert len(events) == expected == len(by_tx)
@@ -107,7 +108,7 @@ async def test_reorg_before_confirmation_retracts_the_orphaned_mint(
     node: AnvilNode, start_collector: Callable[..., Running], redis: Redis, keys: Keys
 ) -> None:
     run = start_collector(ws_url=node.ws_url)
-    await wait_for(lambda: run.settled_through(0), "first settle")
+    await eventually(lambda: run.settled_through(0), "first settle")
     snapshot = await node.rpc("evm_snapshot")
     orphan = await mint(node, "USDT", 250_000_000 * 10**6)
     await node.mine(1)  # one more head, so the status is written after the log arrived
@@ -115,13 +116,13 @@ async def test_reorg_before_confirmation_retracts_the_orphaned_mint(
     async def orphan_pending() -> bool:
         return int((await run.status()).get("pending_logs", 0)) >= 1
 
-    await wait_for(orphan_pending, "the orphan mint to be seen")
+    await eventually(orphan_pending, "the orphan mint to be seen")
     assert await node.rpc("evm_revert", snapshot) is True
     await node.mine(1)
     kept = await mint(node, "USDT", 7 * 10**6)
     kept_block = await node.block_number()
     await node.mine(3)
-    await wait_for(lambda: run.settled_through(kept_block), "the replacement to confirm")
+    await eventually(lambda: run.settled_through(kept_block), "the replacement to confirm")
     events = await flows(redis, keys)
     assert [e.payload.tx for e in events] == [kept]  # type: ignore[union-attr]
     assert orphan != kept
@@ -140,21 +141,21 @@ async def test_node_killed_and_restarted_from_dumped_state_misses_and_doubles_no
         for token in DEFAULT_TOKENS:
             await node.install_token(token)
         run = start_collector(ws_url=node.ws_url)
-        await wait_for(lambda: run.settled_through(0), "first settle")
+        await eventually(lambda: run.settled_through(0), "first settle")
         sent = [await mint(node, "USDC", n * 10**6) for n in (1, 2, 3)]
         await node.mine(2)
-        await wait_for(lambda: run.settled_through(2), "some blocks confirmed")
+        await eventually(lambda: run.settled_through(2), "some blocks confirmed")
         sent.append(await mint(node, "USDT", 4 * 10**6))  # still unconfirmed at the kill
         head_before = await node.block_number()
         await node.stop()
-        await wait_for(lambda: _disconnected(run), "the collector to notice the kill")
+        await eventually(lambda: _disconnected(run), "the collector to notice the kill")
         sent.append("")  # placeholder: minted after the restart
         await node.start(load_state=state, dump_state=state)
         assert await node.block_number() >= head_before
         sent[-1] = await mint(node, "USD1", 5 * 10**18)
         last = await node.block_number()
         await node.mine(3)
-        await wait_for(lambda: run.settled_through(last), "every mint to confirm")
+        await eventually(lambda: run.settled_through(last), "every mint to confirm")
         events = await flows(redis, keys)
         assert sorted(e.payload.tx for e in events) == sorted(sent)  # type: ignore[union-attr]
         status = await run.status()
@@ -184,7 +185,7 @@ async def test_polling_splits_refused_ranges_and_resumes_from_checkpoint(
         first = start_collector(mode="polling", ws_url=None, http_url=proxy.http_url,
                                 max_block_range=64)
         run = first
-        await wait_for(lambda: first.settled_through(head - 3), "the backfill")
+        await eventually(lambda: first.settled_through(head - 3), "the backfill")
         assert proxy.refused > 0
         accepted = proxy.log_ranges[-1]
         assert accepted[1] - accepted[0] + 1 <= 4
@@ -199,7 +200,7 @@ async def test_polling_splits_refused_ranges_and_resumes_from_checkpoint(
         second = start_collector(mode="polling", ws_url=None, http_url=proxy.http_url,
                                  max_block_range=64)
         run = second
-        await wait_for(lambda: second.settled_through(head), "the restart to catch up")
+        await eventually(lambda: second.settled_through(head), "the restart to catch up")
         assert min(lo for lo, _ in proxy.log_ranges) == checkpoint + 1
         events = await flows(redis, keys)
         assert sorted(e.payload.tx for e in events) == sorted(sent)  # type: ignore[union-attr]
@@ -218,16 +219,16 @@ async def test_dropped_websocket_resubscribes_and_backfills_the_gap(
     run: Running | None = None
     try:
         run = start_collector(ws_url=proxy.ws_url)
-        await wait_for(lambda: run.settled_through(0), "first settle")
+        await eventually(lambda: run.settled_through(0), "first settle")
         sent = [await mint(node, "USDC", 10**6)]
         await proxy.drop_websockets()
         sent.append(await mint(node, "USDT", 2 * 10**6))  # possibly while disconnected
         await node.mine(2)
-        await wait_for(lambda: _reconnected(run), "a reconnect")
+        await eventually(lambda: _reconnected(run), "a reconnect")
         sent.append(await mint(node, "PYUSD", 3 * 10**6))
         last = await node.block_number()
         await node.mine(3)
-        await wait_for(lambda: run.settled_through(last), "all mints to confirm")
+        await eventually(lambda: run.settled_through(last), "all mints to confirm")
         events = await flows(redis, keys)
         assert sorted(e.payload.tx for e in events) == sorted(sent)  # type: ignore[union-attr]
     finally:
@@ -250,12 +251,12 @@ async def test_decimals_mismatch_is_reported_and_supply_is_reconciled(
     await mint(node, "USDC", 10**6)
     last = await node.block_number()
     await node.mine(3)
-    await wait_for(lambda: run.settled_through(last), "the mint to confirm")
+    await eventually(lambda: run.settled_through(last), "the mint to confirm")
 
     async def supply_seen() -> bool:
         return any(e.kind == "stablecoin.supply" for e in await stream_events(redis, keys))
 
-    await wait_for(supply_seen, "a supply event")
+    await eventually(supply_seen, "a supply event")
     status = await run.status()
     assert status["decimals_mismatch"] == "USDC=18"
     assert "decimals_mismatch" in status["last_error"]
@@ -280,7 +281,7 @@ async def test_malformed_log_is_counted_and_skipped(
     good = await mint(node, "USDT", 10**6)
     last = await node.block_number()
     await node.mine(3)
-    await wait_for(lambda: run.settled_through(last), "both logs to confirm")
+    await eventually(lambda: run.settled_through(last), "both logs to confirm")
     assert [e.payload.tx for e in await flows(redis, keys)] == [good]  # type: ignore[union-attr]
     malformed = registry.get_sample_value(
         "convmon_collector_malformed_payloads_total",
@@ -295,10 +296,10 @@ async def test_safe_tag_instead_of_counted_confirmations(
     tx = await mint(node, "FDUSD", 10**18)
     block = await node.block_number()
     await node.mine(31)  # anvil's safe block is 32 below the head
-    await wait_for(lambda: run.settled_through(block - 1), "settling below the mint")
+    await eventually(lambda: run.settled_through(block - 1), "settling below the mint")
     assert await flows(redis, keys) == []
     await node.mine(1)
-    await wait_for(lambda: run.settled_through(block), "the safe block to reach the mint")
+    await eventually(lambda: run.settled_through(block), "the safe block to reach the mint")
     assert [e.payload.tx for e in await flows(redis, keys)] == [tx]  # type: ignore[union-attr]
 
 
@@ -321,7 +322,7 @@ async def test_plugin_builds_the_collector_and_reports_status(
         async def published() -> bool:
             return [e.payload.tx for e in await flows(redis, keys)] == [tx]  # type: ignore[union-attr]
 
-        await wait_for(published, "the mint through the plugin's component")
+        await eventually(published, "the mint through the plugin's component")
         assert PLUGIN.status is not None
         status = await PLUGIN.status(runtime, cfg)
         assert status["mode"] == "websocket" and status["connected"] == "1"
@@ -336,7 +337,7 @@ async def test_anvil_reorg_replacing_the_mint_block_retracts_it(
     node: AnvilNode, start_collector: Callable[..., Running], redis: Redis, keys: Keys
 ) -> None:
     run = start_collector(ws_url=node.ws_url, confirmations=4)
-    await wait_for(lambda: run.settled_through(0), "first settle")
+    await eventually(lambda: run.settled_through(0), "first settle")
     await node.mine(2)
     orphan = await mint(node, "USDC", 999 * 10**6)
     await node.mine(1)
@@ -344,11 +345,11 @@ async def test_anvil_reorg_replacing_the_mint_block_retracts_it(
     async def orphan_pending() -> bool:
         return int((await run.status()).get("pending_logs", 0)) >= 1
 
-    await wait_for(orphan_pending, "the orphan mint to be seen")
+    await eventually(orphan_pending, "the orphan mint to be seen")
     await node.rpc("anvil_reorg", 2, [])  # replaces the mint's block and the one above it
     head = await node.block_number()
     await node.mine(4)
-    await wait_for(lambda: run.settled_through(head), "the new chain to confirm")
+    await eventually(lambda: run.settled_through(head), "the new chain to confirm")
     assert await node.rpc("eth_getTransactionReceipt", orphan) is None
     assert await flows(redis, keys) == []
     assert int((await run.status())["retracted_logs"]) >= 1
@@ -358,7 +359,7 @@ async def test_anvil_reorg_moving_the_mint_to_another_block_publishes_it_once(
     node: AnvilNode, start_collector: Callable[..., Running], redis: Redis, keys: Keys
 ) -> None:
     run = start_collector(ws_url=node.ws_url, confirmations=4)
-    await wait_for(lambda: run.settled_through(0), "first settle")
+    await eventually(lambda: run.settled_through(0), "first settle")
     await node.mine(2)
     usdt = TOKENS["USDT"]
     records = mint_records(usdt, ALICE, 250_000_000 * 10**6, MINTER)
@@ -369,13 +370,13 @@ async def test_anvil_reorg_moving_the_mint_to_another_block_publishes_it_once(
     async def seen() -> bool:
         return int((await run.status()).get("pending_logs", 0)) >= 1
 
-    await wait_for(seen, "the mint to be seen")
+    await eventually(seen, "the mint to be seen")
     tx = {"from": await node.account(), "to": usdt.address, "data": encode_records(records),
           "gas": hex(1_000_000)}
     await node.rpc("anvil_reorg", 2, [[tx, 1]])  # the same call lands one block later
     head = await node.block_number()
     await node.mine(4)
-    await wait_for(lambda: run.settled_through(head), "the new chain to confirm")
+    await eventually(lambda: run.settled_through(head), "the new chain to confirm")
     (event,) = await flows(redis, keys)
     receipt = await node.receipt(event.payload.tx)  # type: ignore[union-attr]
     assert event.position == int(receipt["blockNumber"], 16) == first_block + 1
@@ -394,14 +395,14 @@ async def test_polling_survives_429_500_and_garbage_and_honours_retry_after(
         sent = [await mint(node, "USDC", 10**6)]
         head = await node.block_number()
         await node.mine(3)
-        await wait_for(lambda: run.settled_through(head), "the first mint")
+        await eventually(lambda: run.settled_through(head), "the first mint")
         proxy.fail_next(429, retry_after=0.3)
         proxy.fail_next(500)
         proxy.fail_next(0)
         sent.append(await burn(node, "USDT", 10**6))
         head = await node.block_number()
         await node.mine(3)
-        await wait_for(lambda: run.settled_through(head), "the burn despite the faults")
+        await eventually(lambda: run.settled_through(head), "the burn despite the faults")
         assert proxy.faults_served == 3
         events = await flows(redis, keys)
         assert sorted(e.payload.tx for e in events) == sorted(sent)  # type: ignore[union-attr]
@@ -439,7 +440,7 @@ async def test_two_replicas_publish_each_mint_once(
         return (first.collector.checkpoint or 0) >= last and (
             second.collector.checkpoint or 0) >= last
 
-    await wait_for(both_settled, "both replicas to settle")
+    await eventually(both_settled, "both replicas to settle")
     events = await flows(redis, keys)
     assert sorted(e.payload.tx for e in events) == sorted(sent)  # type: ignore[union-attr]
     assert first.collector.published + second.collector.published == len(sent)

@@ -17,7 +17,8 @@ from convmon.monitor.events import StablecoinMint
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
 from convmon.sim.scenarios.ethereum import start_demo
-from tests.stablecoins.conftest import flows, wait_for
+from tests.stablecoins.conftest import flows
+from tests.waiting import eventually
 
 
 async def test_demo_scenario_reaches_the_bus_through_the_collector(
@@ -38,7 +39,7 @@ async def test_demo_scenario_reaches_the_bus_through_the_collector(
                 and e.payload.amount.units == 250_000_000 * 10**6
                 for e in await flows(redis, keys))
 
-        await wait_for(big_usdt_issue, "the scripted $250M USDT Issue", timeout_s=60)
+        await eventually(big_usdt_issue, "the scripted $250M USDT Issue")
         events = await flows(redis, keys)
         tokens = {e.payload.token for e in events}  # type: ignore[union-attr]
         assert {"USDC", "USDT"} <= tokens
