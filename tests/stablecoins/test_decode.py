@@ -21,18 +21,18 @@ from convmon.collectors.stablecoins.evm.decode import (
 from convmon.collectors.stablecoins.evm.rpc import is_range_refusal
 from convmon.collectors.stablecoins.evm.tokens import DEFAULT_TOKENS, TokenRegistry
 from convmon.monitor.events import StablecoinBurn, StablecoinMint, decode_event, encode_event
-from convmon.sim.anvil import (
-    Record,
-    _addr_topic,
-    burn_records,
-    mint_records,
-)
+from convmon.sim.anvil import Record, burn_records, mint_records
 from tests.shared_data import require_shared_data
 
 ETL = ("ethereum", "ethereum-etl-blocks-17173049-17173050")
 TOKENS = {tok.symbol: tok for tok in DEFAULT_TOKENS}
 ALICE = "0x" + "a1" * 20
 MINTER = "0x" + "5e" * 20
+
+
+def address_topic(address: str) -> str:
+    """An indexed address as a log topic: left-padded to 32 bytes."""
+    return "0x" + "00" * 12 + address[2:].lower()
 
 
 def etl_log(row: dict[str, Any]) -> RawLog:
@@ -130,7 +130,7 @@ def test_usdt_issue_has_no_transfer_and_destroyed_black_funds_names_the_holder()
 
 def test_usd1_mint_topic_equal_to_usdc_mint_is_not_counted_for_usd1() -> None:
     usd1 = TOKENS["USD1"]
-    log = as_logs([([t.USDC_MINT, _addr_topic(MINTER), _addr_topic(ALICE)], (5).to_bytes(32))],
+    log = as_logs([([t.USDC_MINT, address_topic(MINTER), address_topic(ALICE)], (5).to_bytes(32))],
                   usd1.address)[0]
     assert decode_log(log, usd1) is None
     assert decode_log(log, TOKENS["USDC"]) is not None
@@ -138,11 +138,11 @@ def test_usd1_mint_topic_equal_to_usdc_mint_is_not_counted_for_usd1() -> None:
 
 def test_malformed_logs_raise() -> None:
     usdc = TOKENS["USDC"]
-    short = as_logs([([t.USDC_MINT, _addr_topic(MINTER), _addr_topic(ALICE)], b"\x01" * 5)],
+    short = as_logs([([t.USDC_MINT, address_topic(MINTER), address_topic(ALICE)], b"\x01" * 5)],
                     usdc.address)[0]
     with pytest.raises(MalformedLog):
         decode_log(short, usdc)
-    missing_topic = as_logs([([t.USDC_MINT, _addr_topic(MINTER)], (5).to_bytes(32))],
+    missing_topic = as_logs([([t.USDC_MINT, address_topic(MINTER)], (5).to_bytes(32))],
                             usdc.address)[0]
     with pytest.raises(MalformedLog):
         decode_log(missing_topic, usdc)
