@@ -17,9 +17,10 @@ from pathlib import Path
 
 from chaos import scenarios
 from chaos.daemonlog import digest_file
-from chaos.harness import FULL, SHORT, Harness
+from chaos.harness import Harness
 from chaos.redisproc import ChaosError
 from chaos.report import findings, memory_lines, summary_table
+from chaos.results import FULL, SHORT
 
 
 class Reporter:

@@ -10,8 +10,8 @@ resolved transitions evaluated in the window.
 
 from __future__ import annotations
 
-from chaos.harness import ScenarioResult
 from chaos.ledger import Gauge, GaugeSet, Unexpected
+from chaos.results import ScenarioResult
 
 MiB = 1024 * 1024
 

@@ -150,7 +150,7 @@ def test_daemon_log_digest_counts_warnings_by_subject() -> None:
 
 
 def test_summary_table_has_a_row_per_scenario_and_totals() -> None:
-    from chaos.harness import ScenarioResult
+    from chaos.results import ScenarioResult
 
     ledger = EventLedger()
     ledger.produce("btc:block:h1", "bitcoin", "a", 1001.0)
