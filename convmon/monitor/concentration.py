@@ -4,6 +4,13 @@ Pure functions shared by the live Redis windows (rules) and the offline replay (
 CLI), so both report the same numbers for the same counts. ``unknown`` blocks count in
 the denominator (they are real blocks) but never as an entity in top-N, HHI or Nakamoto:
 we do not know they belong to one miner.
+
+Definitions, over the blocks of one window (``total`` includes unknown blocks):
+- top-N share: blocks of the N largest known entities / ``total`` (0..1);
+- HHI: the sum over known entities of (100 * blocks / ``total``) squared (0..10000);
+- Nakamoto coefficient: the fewest known entities holding strictly more than half of the
+  window's blocks; exactly half is not enough (two pools at 50% each give 2), and it is 0
+  when all known entities together hold half or less.
 """
 
 from __future__ import annotations
@@ -41,7 +48,8 @@ def hhi(counts: Mapping[str, int]) -> float:
 
 
 def nakamoto(counts: Mapping[str, int]) -> int:
-    """Fewest known entities whose summed share exceeds 50%; 0 when they cannot."""
+    """Fewest known entities holding strictly more than half of all blocks (unknown
+    included in the total); 0 when all known entities together do not."""
     total = sum(counts.values())
     acc = 0
     for i, v in enumerate(_known_sorted(counts), start=1):
