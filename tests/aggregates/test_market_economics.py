@@ -11,6 +11,8 @@ from convmon.rules.aggregates import AggregateError
 from tests.aggregates import factories as f
 from tests.aggregates.conftest import MakeStore
 
+pytestmark = pytest.mark.all_redis  # the Lua scripts run on 6.2 too
+
 DAY = 86_400
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,6 +14,8 @@ from convmon.monitor.clock import ManualClock
 from tests.aggregates import factories as f
 from tests.aggregates.conftest import MakeStore
 from tests.shared_data import require_binary
+
+pytestmark = pytest.mark.all_redis  # the Lua scripts run on 6.2 too
 
 CONTRACT_NAMES = {
     "convmon_btc_pool_blocks", "convmon_btc_pool_share_ratio", "convmon_btc_entity_share_ratio",

@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import pytest
 
 from convmon.monitor.clock import ManualClock
 from convmon.monitor.events import Event, OpsComponent, OpsGroup, OpsProcess, OpsSample
 from tests.aggregates.conftest import MakeStore
 from tests.aggregates.factories import T0
+
+pytestmark = pytest.mark.all_redis  # the Lua scripts run on 6.2 too
 
 
 def sample(t: float, *, processes: tuple[str, ...] = (), backlog: int | None = None,

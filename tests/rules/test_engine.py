@@ -18,6 +18,8 @@ from convmon.rules.engine import RuleEngine, RuleMetrics
 from convmon.rules.loader import RuleSet, load_rules
 from tests.aggregates import factories as f
 
+pytestmark = pytest.mark.all_redis  # the Lua scripts run on 6.2 too
+
 RULES = """\
 rules:
   - name: PegOff

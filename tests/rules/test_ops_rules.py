@@ -16,6 +16,8 @@ from convmon.rules.aggregates import AggregatesConfig, AggregateStore
 from convmon.rules.engine import RuleEngine, RuleMetrics
 from convmon.rules.loader import RuleSet, load_rules
 
+pytestmark = pytest.mark.all_redis  # the Lua scripts run on 6.2 too
+
 T0 = 1_800_000_000.0
 
 
