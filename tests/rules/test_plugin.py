@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -24,6 +25,7 @@ from convmon.rules.cli import register
 from convmon.rules.loader import PACK_DIR
 from convmon.rules.plugin import PLUGIN, RulesConfig, active_alerts
 from tests.aggregates import factories as f
+from tests.waiting import eventually
 
 BAD_RULE = """\
 rules:
@@ -94,17 +96,19 @@ async def test_components_metrics_and_status(
     await bus.publish([f.price("USDT", 0.97, clock.now()),
                        f.mint("USDT", 200_000_000 * 10**6, clock.now())])
     tasks = [asyncio.create_task(c.run()) for c in components]
+    status: dict[str, list[dict[str, Any]]] = {}
+
+    async def settled() -> bool:
+        active = await active_alerts(runtime)
+        # The pack's Watchdog always fires (from the timer's first round): wait for it,
+        # then leave it out.
+        watchdog = [a for a in active if a["rule"] == "Watchdog" and a["state"] == "firing"]
+        status.update({s: [a for a in active if a["state"] == s and a["rule"] != "Watchdog"]
+                       for s in ("firing", "pending")})
+        return bool(status["firing"] and status["pending"] and watchdog)
+
     try:
-        for _ in range(500):
-            active = await active_alerts(runtime)
-            # The pack's Watchdog always fires (from the timer's first round): wait for it,
-            # then leave it out.
-            watchdog = [a for a in active if a["rule"] == "Watchdog" and a["state"] == "firing"]
-            status = {s: [a for a in active if a["state"] == s and a["rule"] != "Watchdog"]
-                      for s in ("firing", "pending")}
-            if status["firing"] and status["pending"] and watchdog:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(settled, "a firing mint, a pending peg and the Watchdog")
     finally:
         for t in tasks:
             t.cancel()

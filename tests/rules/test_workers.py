@@ -22,6 +22,7 @@ from convmon.rules.engine import AggregateSource, RuleEngine, RuleMetrics
 from convmon.rules.loader import RuleSet, load_rules
 from convmon.rules.worker import CONSUMER_GROUP, RuleConsumer, SharedEngine
 from tests.aggregates import factories as f
+from tests.waiting import eventually
 
 N_BLOCKS = 300
 
@@ -74,18 +75,16 @@ def _factory(redis: Redis, keys: Keys, clock: ManualClock, rules: RuleSet,
     return build
 
 
-async def wait_drained(redis: Redis, keys: Keys, limit_s: float = 60.0) -> None:
+async def wait_drained(redis: Redis, keys: Keys) -> None:
     """Until every entry of the stream was delivered to the group and acknowledged."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while loop.time() < deadline:
+
+    async def drained() -> bool:
         groups = await redis.xinfo_groups(keys.events)
         g = next((g for g in groups if g["name"] in (CONSUMER_GROUP, CONSUMER_GROUP.encode())),
                  None)
-        if g is not None and g["pending"] == 0 and g.get("lag") == 0:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"stream not drained: {groups}")
+        return g is not None and g["pending"] == 0 and g.get("lag") == 0
+
+    await eventually(drained, "the events stream drained by the rule workers")
 
 
 async def outcome(redis: Redis, keys: Keys) -> tuple[list[tuple[Any, ...]], dict[str, str]]:
