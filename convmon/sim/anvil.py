@@ -26,8 +26,8 @@ from typing import Any
 
 import aiohttp
 
+from convmon.collectors.errors import CollectorError
 from convmon.collectors.stablecoins.evm import tokens as t
-from convmon.collectors.stablecoins.evm.errors import CollectorError
 
 SELECTOR_DECIMALS = 0x313CE567
 SELECTOR_TOTAL_SUPPLY = 0x18160DDD

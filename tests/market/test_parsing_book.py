@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from convmon.collectors.market.book import PriceBook
+from convmon.collectors.market.errors import MalformedMessage
 from convmon.collectors.market.parsing import (
-    MalformedMessage,
     coinbase_subscribe,
     kraken_subscribe,
     parse_coinbase,

@@ -12,12 +12,12 @@ import pytest
 
 from convmon.collectors.stablecoins.evm import tokens as t
 from convmon.collectors.stablecoins.evm.decode import (
-    MalformedLog,
     RawLog,
     decode_log,
     decode_transfer,
     flow_event,
 )
+from convmon.collectors.stablecoins.evm.errors import MalformedLog
 from convmon.collectors.stablecoins.evm.rpc import is_range_refusal
 from convmon.collectors.stablecoins.evm.tokens import DEFAULT_TOKENS, TokenRegistry
 from convmon.monitor.events import StablecoinBurn, StablecoinMint, decode_event, encode_event

@@ -19,7 +19,6 @@ from typing import Any, Literal
 from solders.pubkey import Pubkey
 
 from convmon.collectors.depin.networks import NetworkConfig
-from convmon.collectors.solana.errors import MalformedTransaction
 from convmon.collectors.solana.txshape import (
     TokenAccount,
     account_keys,
@@ -197,7 +196,6 @@ def _eligible(owner: str, rules: NetworkRules) -> bool:
 
 
 __all__ = [
-    "MalformedTransaction",
     "NetworkRules",
     "ParsedTx",
     "Payout",

@@ -8,14 +8,3 @@ interval, sooner on a large move), per-source health in Redis and `CollectorHeal
 Miner economics and peg deviations are not computed here: the rule engine's aggregates
 derive them from the ``market.price`` events.
 """
-
-from __future__ import annotations
-
-
-class MarketError(Exception):
-    """Base of the market collector's errors."""
-
-
-class FeedError(MarketError):
-    """A price source misbehaved (timeout, closed connection, refused subscription);
-    the feed reconnects."""

@@ -23,9 +23,9 @@ from typing import Protocol
 
 import aiohttp
 
-from convmon.collectors.market import FeedError
 from convmon.collectors.market.config import CoinGeckoConfig, WebsocketSourceConfig
-from convmon.collectors.market.parsing import FeedMessage, MalformedMessage, parse_coingecko
+from convmon.collectors.market.errors import FeedError, MalformedMessage
+from convmon.collectors.market.parsing import FeedMessage, parse_coingecko
 from convmon.monitor.backoff import Backoff
 from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.clock import Clock

@@ -17,15 +17,11 @@ from typing import Any, Literal
 
 import msgspec
 
-from convmon.collectors.market import MarketError
+from convmon.collectors.market.errors import MalformedMessage
 
 MessageKind = Literal[
     "ticker", "heartbeat", "subscribed", "status", "error", "pong", "ignored"
 ]
-
-
-class MalformedMessage(MarketError):
-    """A frame that is not a valid message of the source's protocol."""
 
 
 @dataclass(slots=True)

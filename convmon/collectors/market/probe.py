@@ -16,9 +16,9 @@ from typing import Literal
 import aiohttp
 
 from convmon.collectors.market.config import MarketConfig
+from convmon.collectors.market.errors import MalformedMessage
 from convmon.collectors.market.parsing import (
     FeedMessage,
-    MalformedMessage,
     coinbase_subscribe,
     kraken_subscribe,
     parse_coinbase,

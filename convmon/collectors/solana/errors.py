@@ -1,9 +1,18 @@
-"""Errors of the Solana collectors (one hierarchy for the package)."""
+"""Errors of the Solana engine and the collectors built on it (DePIN payouts, Solana
+stablecoins): one family under `SolanaCollectorError`, itself a `CollectorError`.
+
+What the daemon does with each follows the collectors' base classes: a `MalformedTransaction`
+is a `MalformedPayload` (counted and skipped), an `RpcTransportError` is a
+`SourceUnavailable` (retried with backoff). An `RpcError` is the node's own JSON-RPC error
+answer: the request reached it and was refused, so it is neither.
+"""
 
 from __future__ import annotations
 
+from convmon.collectors.errors import CollectorError, MalformedPayload, SourceUnavailable
 
-class SolanaCollectorError(Exception):
+
+class SolanaCollectorError(CollectorError):
     """Base of every error raised by the Solana collectors."""
 
 
@@ -24,9 +33,13 @@ class UnsupportedTransactionVersion(RpcError):
     """
 
 
-class RpcTransportError(SolanaCollectorError):
+class RpcTransportError(SolanaCollectorError, SourceUnavailable):
     """HTTP failure, timeout or an undecodable response (retryable)."""
 
 
-class MalformedTransaction(SolanaCollectorError):
+class SubscriptionRefused(SolanaCollectorError, SourceUnavailable):
+    """The websocket endpoint refused a ``logsSubscribe``: the connection is replaced."""
+
+
+class MalformedTransaction(SolanaCollectorError, MalformedPayload):
     """A transaction payload does not have the jsonParsed shape we rely on."""

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from convmon.collectors.solana.errors import SolanaCollectorError
+from convmon.collectors.solana.errors import SubscriptionRefused
 from convmon.monitor.backoff import Backoff
 from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.health import CollectorHealth
@@ -29,10 +29,6 @@ log = logging.getLogger(__name__)
 
 OnSignature = Callable[[str, str, int, bool], Awaitable[None]]
 OnConnected = Callable[[], Awaitable[None]]
-
-
-class SubscriptionRefused(SolanaCollectorError):
-    """The node answered a ``logsSubscribe`` with an error."""
 
 
 class LogsSubscriber:

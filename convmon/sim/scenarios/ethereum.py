@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from convmon.collectors.stablecoins.evm.errors import CollectorError
+from convmon.collectors.errors import CollectorError
 from convmon.collectors.stablecoins.evm.tokens import DEFAULT_TOKENS, TokenConfig
 from convmon.monitor.clock import Clock
 from convmon.sim.anvil import (

@@ -16,8 +16,9 @@ import typer
 from rich.table import Table
 
 from convmon.collectors.stablecoins.evm.config import EthereumStablecoinsConfig
+from convmon.collectors.stablecoins.evm.errors import RpcError
 from convmon.collectors.stablecoins.evm.reconcile import DECIMALS, TOTAL_SUPPLY
-from convmon.collectors.stablecoins.evm.rpc import EthRpc, RpcError
+from convmon.collectors.stablecoins.evm.rpc import EthRpc
 from convmon.monitor.cli import ConfigOption, console, err_console, run_async
 from convmon.monitor.config import read_config_source
 from convmon.monitor.events import Amount

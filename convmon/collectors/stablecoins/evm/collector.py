@@ -43,13 +43,13 @@ from web3.types import LogsSubscriptionArg
 from convmon.collectors.stablecoins.evm.config import EthereumStablecoinsConfig
 from convmon.collectors.stablecoins.evm.decode import (
     SOURCE,
-    MalformedLog,
     RawLog,
     decode_log,
     flow_event,
     hex_str,
     to_int,
 )
+from convmon.collectors.stablecoins.evm.errors import MalformedLog
 from convmon.collectors.stablecoins.evm.reconcile import check_decimals, supply_events
 from convmon.collectors.stablecoins.evm.rpc import EthRpc, get_logs_split, sort_logs
 from convmon.monitor.backoff import Backoff

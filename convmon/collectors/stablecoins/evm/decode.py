@@ -19,7 +19,7 @@ from convmon.collectors.stablecoins.evm import tokens as t
 from convmon.collectors.stablecoins.evm.errors import MalformedLog
 from convmon.monitor.events import Amount, Event, StablecoinBurn, StablecoinMint
 
-__all__ = ["SOURCE", "Flow", "MalformedLog", "RawLog", "decode_log", "decode_transfer",
+__all__ = ["SOURCE", "Flow", "RawLog", "decode_log", "decode_transfer",
            "flow_event", "hex_str", "to_int"]
 
 SOURCE = "stablecoins/ethereum"

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 
 from convmon.collectors.stablecoins.evm.decode import SOURCE
-from convmon.collectors.stablecoins.evm.rpc import EthRpc, RpcError
+from convmon.collectors.stablecoins.evm.errors import RpcError
+from convmon.collectors.stablecoins.evm.rpc import EthRpc
 from convmon.collectors.stablecoins.evm.tokens import TokenRegistry
 from convmon.monitor.events import Amount, Event, StablecoinSupply
 from convmon.monitor.health import CollectorHealth

@@ -17,20 +17,7 @@ from typing import Any
 from web3.types import RPCEndpoint
 
 from convmon.collectors.stablecoins.evm.decode import RawLog
-from convmon.collectors.stablecoins.evm.errors import CollectorError
-
-
-class RpcError(CollectorError):
-    def __init__(self, method: str, code: int | None, message: str) -> None:
-        super().__init__(f"{method}: {code}: {message}")
-        self.method = method
-        self.code = code
-        self.message = message
-
-
-class RangeRefused(RpcError):
-    """The provider refused an ``eth_getLogs`` range (too many results or blocks)."""
-
+from convmon.collectors.stablecoins.evm.errors import RangeRefused, RpcError
 
 _RANGE_ERROR = re.compile(
     r"more than \d+ results|too many (results|logs|blocks)|range (is )?too (large|wide|big)"
