@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from convmon.collectors.stablecoins.evm import tokens as t
-from convmon.collectors.stablecoins.evm.collector import retry_after
 from convmon.collectors.stablecoins.evm.config import EthereumStablecoinsConfig
 from convmon.collectors.stablecoins.evm.plugin import PLUGIN
+from convmon.collectors.stablecoins.evm.rpc import retry_after
 from convmon.collectors.stablecoins.evm.tokens import DEFAULT_TOKENS
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import SystemClock

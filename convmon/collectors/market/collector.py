@@ -257,35 +257,35 @@ class MarketCollector:
         """Publish every symbol that is due (the timer side of sampling)."""
         now = self.clock.now()
         quotes = (self.book.quote(symbol, now) for symbol in self.book.symbols())
-        due = [q for q in quotes if self._due(q, now)]
+        due = [quote for quote in quotes if self._due(quote, now)]
         return await self._publish(due, now) if due else 0
 
     async def _publish(self, quotes: list[Quote], now: float) -> int:
         ms = int(now * 1000)
         events = []
-        for q in quotes:
-            assert q.price is not None
-            self._samples[q.symbol] = _Sample(now, q.price)
+        for quote in quotes:
+            assert quote.price is not None
+            self._samples[quote.symbol] = _Sample(now, quote.price)
             events.append(
                 Event(
-                    id=f"market:price:{q.symbol}:{ms}",
+                    id=f"market:price:{quote.symbol}:{ms}",
                     chain="market",
                     source=COLLECTOR,
                     observed_at=now,
-                    occurred_at=q.at,
+                    occurred_at=quote.at,
                     position=ms,
                     payload=MarketPrice(
-                        symbol=q.symbol,
-                        price_usd=q.price,
-                        sources=q.sources,
-                        stale_sources=q.stale,
-                        rejected_sources=q.rejected,
+                        symbol=quote.symbol,
+                        price_usd=quote.price,
+                        sources=quote.sources,
+                        stale_sources=quote.stale,
+                        rejected_sources=quote.rejected,
                     ),
                 )
             )
         added = await self.bus.publish(events)
         self.published += added
-        await self.health.progress(ms, event_time=max(q.at for q in quotes))
+        await self.health.progress(ms, event_time=max(quote.at for quote in quotes))
         return added
 
     async def _sample_loop(self) -> None:

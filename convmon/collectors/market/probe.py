@@ -63,7 +63,7 @@ async def probe_sources(cfg: MarketConfig, seconds: float = 10.0) -> ProbeReport
     return report
 
 
-def _set(report: ProbeReport, symbol: str, source: str, result: ProbeResult) -> None:
+def _record(report: ProbeReport, symbol: str, source: str, result: ProbeResult) -> None:
     report.results.setdefault(symbol, {})[source] = result
 
 
@@ -74,7 +74,7 @@ async def _probe_ws(
 ) -> None:
     products = cfg.products(source)
     for symbol in products.values():
-        _set(report, symbol, source, ProbeResult("silent"))
+        _record(report, symbol, source, ProbeResult("silent"))
     pending = set(products)
     try:
         async with asyncio.timeout(seconds):
@@ -95,11 +95,11 @@ async def _probe_ws(
                         continue
                     if parsed.kind == "error" and parsed.refused in products:
                         symbol = products[parsed.refused]
-                        _set(report, symbol, source, ProbeResult("refused", None, parsed.detail))
+                        _record(report, symbol, source, ProbeResult("refused", None, parsed.detail))
                         pending.discard(parsed.refused)
                     for product, price in parsed.prices:
                         if product in products:
-                            _set(report, products[product], source, ProbeResult("price", price))
+                            _record(report, products[product], source, ProbeResult("price", price))
                             pending.discard(product)
             finally:
                 with contextlib.suppress(Exception):
@@ -108,7 +108,7 @@ async def _probe_ws(
         pass
     except (aiohttp.ClientError, OSError) as exc:
         for symbol in products.values():
-            _set(report, symbol, source, ProbeResult("unreachable", None, str(exc)))
+            _record(report, symbol, source, ProbeResult("unreachable", None, str(exc)))
 
 
 async def _probe_coingecko(
@@ -129,7 +129,7 @@ async def _probe_coingecko(
             status = resp.status
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         for symbol in ids.values():
-            _set(report, symbol, "coingecko", ProbeResult("unreachable", None, str(exc)))
+            _record(report, symbol, "coingecko", ProbeResult("unreachable", None, str(exc)))
         return
     seen: dict[str, float] = {}
     if status == 200:
@@ -139,8 +139,8 @@ async def _probe_coingecko(
             report.garbage["coingecko"] = 1
     for coin, symbol in ids.items():
         if coin in seen:
-            _set(report, symbol, "coingecko", ProbeResult("price", seen[coin]))
+            _record(report, symbol, "coingecko", ProbeResult("price", seen[coin]))
         elif status == 200:
-            _set(report, symbol, "coingecko", ProbeResult("refused", None, "unknown id"))
+            _record(report, symbol, "coingecko", ProbeResult("refused", None, "unknown id"))
         else:
-            _set(report, symbol, "coingecko", ProbeResult("unreachable", None, f"HTTP {status}"))
+            _record(report, symbol, "coingecko", ProbeResult("unreachable", None, f"HTTP {status}"))

@@ -24,10 +24,11 @@ def register(app: typer.Typer) -> None:
         loaded = load_or_exit(config)
 
         async def show() -> None:
-            async with open_runtime(loaded) as rt:
+            async with open_runtime(loaded) as runtime:
                 for name in COLLECTORS:
-                    q = SignatureQueue(rt.redis, rt.keys, name)
-                    console.print(f"{name}: pending {await q.depth()}, failed {await q.failed()}")
+                    queue = SignatureQueue(runtime.redis, runtime.keys, name)
+                    pending, failed = await queue.depth(), await queue.failed()
+                    console.print(f"{name}: pending {pending}, failed {failed}")
 
         run_async(show)
 
@@ -37,10 +38,10 @@ def register(app: typer.Typer) -> None:
         loaded = load_or_exit(config)
 
         async def requeue() -> None:
-            async with open_runtime(loaded) as rt:
+            async with open_runtime(loaded) as runtime:
                 for name in COLLECTORS:
-                    n = await SignatureQueue(rt.redis, rt.keys, name).requeue_failed()
-                    console.print(f"{name}: requeued {n}")
+                    queue = SignatureQueue(runtime.redis, runtime.keys, name)
+                    console.print(f"{name}: requeued {await queue.requeue_failed()}")
 
         run_async(requeue)
 

@@ -255,13 +255,13 @@ def _retry_after(value: str | None) -> float:
         return 1.0
 
 
-async def gather_limited(n: int, coros: list[Any]) -> list[Any]:
-    """Run coroutines with at most ``n`` in flight; results in input order, exceptions
+async def gather_limited(limit: int, coros: list[Any]) -> list[Any]:
+    """Run coroutines with at most ``limit`` in flight; results in input order, exceptions
     returned in place."""
-    sem = asyncio.Semaphore(n)
+    in_flight = asyncio.Semaphore(limit)
 
-    async def one(c: Any) -> Any:
-        async with sem:
-            return await c
+    async def when_admitted(coro: Any) -> Any:
+        async with in_flight:
+            return await coro
 
-    return await asyncio.gather(*(one(c) for c in coros), return_exceptions=True)
+    return await asyncio.gather(*(when_admitted(coro) for coro in coros), return_exceptions=True)

@@ -33,7 +33,7 @@ return added
 """
 
 
-def _s(value: object) -> str:
+def as_text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -62,8 +62,8 @@ class SignatureQueue:
             )
         )
 
-    async def peek(self, n: int) -> list[str]:
-        return [_s(v) for v in await self.redis.zrange(self.queue_key, 0, n - 1)]
+    async def peek(self, count: int) -> list[str]:
+        return [as_text(member) for member in await self.redis.zrange(self.queue_key, 0, count - 1)]
 
     async def ack(self, signatures: Sequence[str], now: float) -> None:
         if not signatures:
@@ -84,7 +84,7 @@ class SignatureQueue:
 
     async def requeue_failed(self) -> int:
         """Put failed signatures back (e.g. after raising the supported tx version)."""
-        sigs = [_s(v) for v in await self.redis.zrange(self.failed_key, 0, -1)]
+        sigs = [as_text(member) for member in await self.redis.zrange(self.failed_key, 0, -1)]
         await self.redis.delete(self.failed_key, self.failed_reason_key)
         return await self.enqueue(sigs)
 

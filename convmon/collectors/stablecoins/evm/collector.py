@@ -32,7 +32,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 import aiohttp
@@ -46,12 +45,17 @@ from convmon.collectors.stablecoins.evm.decode import (
     RawLog,
     decode_log,
     flow_event,
-    hex_str,
-    to_int,
 )
 from convmon.collectors.stablecoins.evm.errors import MalformedLog
+from convmon.collectors.stablecoins.evm.heads import Head, parse_head
 from convmon.collectors.stablecoins.evm.reconcile import check_decimals, supply_events
-from convmon.collectors.stablecoins.evm.rpc import EthRpc, get_logs_split, sort_logs
+from convmon.collectors.stablecoins.evm.rpc import (
+    EthRpc,
+    drain_subscriptions,
+    get_logs_split,
+    retry_after,
+    sort_logs,
+)
 from convmon.monitor.backoff import Backoff
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import Clock
@@ -63,51 +67,6 @@ log = logging.getLogger(__name__)
 
 COLLECTOR = "stablecoins_ethereum"
 CHECKPOINT = SOURCE
-
-
-@dataclass(frozen=True, slots=True)
-class Head:
-    number: int
-    hash: str
-    parent: str
-    timestamp: int
-
-
-def parse_head(obj: Any) -> Head:
-    """A ``newHeads`` header (raw or web3-formatted). Raises `MalformedLog`."""
-    try:
-        return Head(
-            number=to_int(obj["number"]),
-            hash=hex_str(obj["hash"]).lower(),
-            parent=hex_str(obj["parentHash"]).lower(),
-            timestamp=to_int(obj["timestamp"]),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise MalformedLog(f"not a block header: {exc!r}") from None
-
-
-def retry_after(exc: BaseException) -> float | None:
-    """The server's ``Retry-After`` (seconds) of an HTTP 429/503, None otherwise."""
-    if not isinstance(exc, aiohttp.ClientResponseError) or exc.status not in (429, 503):
-        return None
-    value = exc.headers.get("Retry-After") if exc.headers is not None else None
-    try:
-        return min(600.0, max(0.0, float(value))) if value is not None else None
-    except ValueError:
-        return None
-
-
-async def _drain(w3: AsyncWeb3[Any], inbox: asyncio.Queue[Any]) -> None:
-    """Move subscription notifications into ``inbox``; the end of the stream or its
-    failure is queued as an exception."""
-    try:
-        async for message in w3.socket.process_subscriptions():
-            inbox.put_nowait(message)
-        inbox.put_nowait(ConnectionError("subscription stream ended"))
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        inbox.put_nowait(exc)
 
 
 class EthereumStablecoinCollector:
@@ -205,7 +164,7 @@ class EthereumStablecoinCollector:
                 # bounded and its reader stops reading the socket when it is full, which
                 # would starve the RPC replies a long backfill is waiting for.
                 inbox: asyncio.Queue[Any] = asyncio.Queue()
-                reader = asyncio.create_task(_drain(w3, inbox))
+                reader = asyncio.create_task(drain_subscriptions(w3, inbox))
                 await self.settle(rpc, await rpc.block_number())
                 while True:
                     message = await inbox.get()

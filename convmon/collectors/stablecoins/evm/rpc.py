@@ -6,14 +6,22 @@ to decode, no per-field formatting) and JSON-RPC errors arrive intact, which is 
 refused range is recognised. Providers cap ``eth_getLogs`` differently (10,000 results on
 some, a few thousand blocks on others, a response size on a third), each with its own error
 text; `get_logs_split` halves the range on any of them and grows it back after successes.
+
+Provider plumbing lives here too: `retry_after` reads an HTTP 429/503's ``Retry-After``
+and `drain_subscriptions` turns a websocket's subscription stream into a queue whose end
+(or failure) arrives as an exception, so the collector can wait on messages and timers at
+once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import aiohttp
+from web3 import AsyncWeb3
 from web3.types import RPCEndpoint
 
 from convmon.collectors.stablecoins.evm.decode import RawLog
@@ -112,3 +120,27 @@ async def get_logs_split(
 
 def sort_logs(logs: Sequence[RawLog]) -> list[RawLog]:
     return sorted(logs, key=lambda log: (log.block_number, log.log_index))
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The server's ``Retry-After`` (seconds) of an HTTP 429/503, None otherwise."""
+    if not isinstance(exc, aiohttp.ClientResponseError) or exc.status not in (429, 503):
+        return None
+    value = exc.headers.get("Retry-After") if exc.headers is not None else None
+    try:
+        return min(600.0, max(0.0, float(value))) if value is not None else None
+    except ValueError:
+        return None
+
+
+async def drain_subscriptions(w3: AsyncWeb3[Any], inbox: asyncio.Queue[Any]) -> None:
+    """Move subscription notifications into ``inbox``; the end of the stream or its
+    failure is queued as an exception."""
+    try:
+        async for message in w3.socket.process_subscriptions():
+            inbox.put_nowait(message)
+        inbox.put_nowait(ConnectionError("subscription stream ended"))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        inbox.put_nowait(exc)
