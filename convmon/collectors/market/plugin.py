@@ -19,9 +19,10 @@ from prometheus_client.metrics_core import Metric
 from rich.markup import escape
 from rich.table import Table
 
-from convmon.collectors.market.collector import COLLECTOR, MarketCollector, SourceHealthStore
+from convmon.collectors.market.collector import COLLECTOR, MarketCollector
 from convmon.collectors.market.config import MarketConfig
 from convmon.collectors.market.probe import probe_sources
+from convmon.collectors.market.sourcehealth import SourceHealthStore
 from convmon.monitor.cli import ConfigOption, console, load_or_exit
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.plugins import Component, Plugin, Runtime
@@ -44,7 +45,7 @@ def _components(runtime: Runtime, cfg: MarketConfig) -> Sequence[Component]:
     ]
 
 
-def _store(runtime: Runtime, cfg: MarketConfig) -> SourceHealthStore:
+def source_health_store(runtime: Runtime, cfg: MarketConfig) -> SourceHealthStore:
     return SourceHealthStore(
         runtime.redis, runtime.keys, runtime.instance, ttl_s=6 * cfg.health_interval_s
     )
@@ -63,7 +64,7 @@ async def state_metrics(runtime: Runtime, cfg: MarketConfig) -> Iterable[Metric]
     )
     if not cfg.enabled:
         return [up, last]
-    store = _store(runtime, cfg)
+    store = source_health_store(runtime, cfg)
     now = runtime.clock.now()
     for source in cfg.enabled_sources():
         is_up, seen = await store.read(source, now)
@@ -76,7 +77,7 @@ async def state_metrics(runtime: Runtime, cfg: MarketConfig) -> Iterable[Metric]
 async def status(runtime: Runtime, cfg: MarketConfig) -> Mapping[str, Any]:
     if not cfg.enabled:
         return {"enabled": False}
-    store = _store(runtime, cfg)
+    store = source_health_store(runtime, cfg)
     now = runtime.clock.now()
     sources: dict[str, Any] = {}
     for source in cfg.enabled_sources():
