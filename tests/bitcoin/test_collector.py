@@ -7,11 +7,19 @@ from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client import CollectorRegistry
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from convmon.monitor.bus import EventBus
 from convmon.monitor.events import BitcoinBlock, BitcoinReorg
 from convmon.sim.bitcoin_node import BitcoinNodeServer
-from tests.bitcoin.helpers import chain, events, make_collector, wait_for
+from tests.bitcoin.helpers import (
+    bus_with_outage_after,
+    chain,
+    events,
+    make_collector,
+    resp_command,
+)
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -91,25 +99,25 @@ async def test_reorg_publishes_one_reorg_event_then_new_blocks(
 async def test_websocket_drop_and_restart_miss_no_block(
     server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
-    col = make_collector(bus, registry, server.base_url, server.ws_url, backfill=5, poll=30)
+    col = make_collector(bus, registry, server.base_url, server.ws_url, backfill=5, poll=3600)
     task = asyncio.create_task(col.run())
     try:
         async def at(height: int) -> bool:
             return (await bus.get_checkpoint("bitcoin") or "").startswith(f"{height}:")
 
-        await wait_for(lambda: at(server.tip["height"]))
+        await eventually(lambda: at(server.tip["height"]), "checkpoint at the tip")
 
         async def ws_up() -> bool:
             return server.websocket_count == 1
 
-        await wait_for(ws_up)
-        # poll interval is 30 s: only the websocket push can bring this block in time
+        await eventually(ws_up, "websocket connected")
+        # the poll interval is an hour: only the websocket push can bring this block in
         await server.append(*chain(1, start=server.tip["height"] + 1, prev=server.tip["id"]))
-        await wait_for(lambda: at(server.tip["height"]))
+        await eventually(lambda: at(server.tip["height"]), "checkpoint at the tip")
         assert await server.drop_websockets() == 1
         await server.append(*chain(2, start=server.tip["height"] + 1, prev=server.tip["id"],
                                    salt="x"))
-        await wait_for(lambda: at(server.tip["height"]))
+        await eventually(lambda: at(server.tip["height"]), "checkpoint at the tip")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -160,7 +168,7 @@ async def test_persistent_garbage_raises_and_run_recovers(
         async def done() -> bool:
             return (await bus.get_checkpoint("bitcoin") or "").startswith("900029:")
 
-        await wait_for(done)
+        await eventually(done, "checkpoint at 900029")
         status = await bus.redis.hgetall(bus.keys.collector_status("bitcoin"))
         assert status[b"connected"] == b"1"
         assert b"last_error" in status
@@ -189,21 +197,26 @@ async def test_backfill_older_blocks_keeps_checkpoint(
 async def test_interrupted_reorg_is_finished_after_restart(
     server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
-    col = make_collector(bus, registry, server.base_url, None, backfill=6)
+    # Redis goes away right after the reorg journal was written: nothing of the reorg is
+    # applied, and a collector started afterwards finishes it from the journal.
+    proxied = await bus_with_outage_after(
+        bus, resp_command("SET", bus.keys.btc_reorg_journal)
+    )
+    col = make_collector(proxied.bus, registry, server.base_url, None, backfill=6)
     try:
         await col.sync()
+        before = await bus.get_checkpoint("bitcoin")
         fork = server.blocks[-3][0]
         await server.reorg(2, chain(3, start=fork["height"] + 1, prev=fork["id"], salt="j"))
-
-        async def crash(journal: object, raw: object) -> None:
-            raise ConnectionError("power cut after the journal was written")
-
-        col._apply_journal = crash  # type: ignore[method-assign, assignment]
-        with pytest.raises(ConnectionError):
+        with pytest.raises(RedisConnectionError):
             await col.sync()
+        assert proxied.proxy.seen_marker and proxied.proxy.down
     finally:
         await col.source.close()
+        await proxied.close()
+    assert await bus.redis.get(bus.keys.btc_reorg_journal) is not None
     assert [e for e in await events(bus) if isinstance(e.payload, BitcoinReorg)] == []
+    assert await bus.get_checkpoint("bitcoin") == before
     col2 = make_collector(bus, CollectorRegistry(), server.base_url, None, backfill=6)
     try:
         await col2.recover()
@@ -212,7 +225,9 @@ async def test_interrupted_reorg_is_finished_after_restart(
     finally:
         await col2.source.close()
     evs = await events(bus)
-    assert len([e for e in evs if isinstance(e.payload, BitcoinReorg)]) == 1
+    reorgs = [e.payload for e in evs if isinstance(e.payload, BitcoinReorg)]
+    assert len(reorgs) == 1 and reorgs[0].depth == 2 and reorgs[0].fork_height == fork["height"]
+    assert block_heights(evs)[-3:] == [fork["height"] + i for i in (1, 2, 3)]
     assert await bus.get_checkpoint("bitcoin") == f"{server.tip['height']}:{server.tip['id']}"
 
 
@@ -236,12 +251,9 @@ async def test_reorg_below_a_lost_record_still_converges(
 async def test_record_is_trimmed_to_its_window(
     bus: EventBus, registry: CollectorRegistry
 ) -> None:
-    from convmon.collectors.bitcoin.record import BlockRecord
-
     srv = BitcoinNodeServer(chain(30))
     await srv.start()
-    col = make_collector(bus, registry, srv.base_url, None, backfill=30, batch=10)
-    col.record = BlockRecord(bus.redis, bus.keys, 8)
+    col = make_collector(bus, registry, srv.base_url, None, backfill=30, batch=10, keep=8)
     try:
         await col.sync()
     finally:
@@ -256,13 +268,13 @@ async def test_record_is_trimmed_to_its_window(
 async def test_websocket_garbage_is_counted_and_following_continues(
     server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
-    col = make_collector(bus, registry, server.base_url, server.ws_url, backfill=3, poll=30)
+    col = make_collector(bus, registry, server.base_url, server.ws_url, backfill=3, poll=3600)
     task = asyncio.create_task(col.run())
     try:
         async def ws_up() -> bool:
             return server.websocket_count == 1
 
-        await wait_for(ws_up)
+        await eventually(ws_up, "websocket connected")
         await server.send_ws_raw("{not json")
         await server.send_ws_raw('{"block": "not an object"}')
         await server.append(*chain(1, start=server.tip["height"] + 1, prev=server.tip["id"],
@@ -272,7 +284,7 @@ async def test_websocket_garbage_is_counted_and_following_continues(
             return (await bus.get_checkpoint("bitcoin") or "").startswith(
                 f"{server.tip['height']}:")
 
-        await wait_for(at_tip)
+        await eventually(at_tip, "checkpoint at the tip")
         assert not task.done() and col.push_failures == 0
     finally:
         task.cancel()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
@@ -14,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from convmon.collectors.bitcoin.attribution import Attributor, PoolRegistry
+from convmon.collectors.bitcoin.record import BlockRecord
 from convmon.collectors.bitcoin.registry import (
     CURATED_PATH,
     curated_registry,
@@ -21,9 +21,11 @@ from convmon.collectors.bitcoin.registry import (
     load_registry,
 )
 from convmon.monitor.bus import EventBus
+from convmon.monitor.clock import ManualClock
 from convmon.monitor.events import BitcoinAttribution
 from convmon.sim.bitcoin_node import BitcoinNodeServer
-from tests.bitcoin.helpers import chain, events, make_collector
+from tests.bitcoin.helpers import bus_with_outage_after, chain, events, make_collector
+from tests.waiting import eventually
 
 SOLO = [{"name": "Solo Collective", "addresses": [], "tags": ["/solo miner/"], "link": ""}]
 
@@ -121,34 +123,31 @@ async def test_reattribution_survives_a_failed_publish(
 ) -> None:
     server = BitcoinNodeServer(chain(12))
     await server.start()
-    col = make_collector(bus, registry, server.base_url, None, backfill=12)
+    # Redis goes away right after the attribution events were published, before the
+    # record was updated: a restarted collector finds the blocks unknown again and
+    # publishes the same event ids (a no-op on the bus).
+    proxied = await bus_with_outage_after(bus, b"btc:attr:")
+    col = make_collector(proxied.bus, registry, server.base_url, None, backfill=12)
     merged = Attributor(PoolRegistry.from_pools_v2(json.loads(CURATED_PATH.read_text()) + SOLO))
-    publish = bus.publish
-    failures = 0
-
-    async def fails_once(*args: Any, **kwargs: Any) -> int:
-        nonlocal failures
-        if failures == 0:
-            failures += 1
-            raise RedisConnectionError("Connection closed by server.")
-        return await publish(*args, **kwargs)
-
     try:
         await col.sync()
-        bus.publish = fails_once  # type: ignore[method-assign]
         with pytest.raises(RedisConnectionError):
             await col.apply_registry(merged)
-        assert failures == 1
-        # the record still shows the blocks as unknown, so the retry publishes them
-        assert await col.apply_registry(merged) == 2
+        assert proxied.proxy.seen_marker and proxied.proxy.down
+        recorded = [b.block.pool for b in await BlockRecord(bus.redis, bus.keys, 200).latest(12)]
+        assert "solocollective" not in recorded and recorded.count("unknown") == 2
+        restarted = make_collector(bus, CollectorRegistry(), server.base_url, None,
+                                   backfill=12)
+        assert await restarted.apply_registry(merged) == 2
+        await restarted.source.close()
         # and a collector restarted with the new list in hand has nothing left to do
-        fresh = make_collector(bus, registry, server.base_url, None, backfill=12,
+        fresh = make_collector(bus, CollectorRegistry(), server.base_url, None, backfill=12,
                                attributor=merged)
         assert await fresh.apply_registry(fresh.attributor) == 0
         await fresh.source.close()
     finally:
-        bus.publish = publish  # type: ignore[method-assign]
         await col.source.close()
+        await proxied.close()
         await server.close()
     attrs = [e for e in await events(bus) if isinstance(e.payload, BitcoinAttribution)]
     assert len(attrs) == 2 and {a.payload.pool for a in attrs} == {"solocollective"}
@@ -180,29 +179,43 @@ async def test_running_collector_refreshes_its_list_on_schedule(
 ) -> None:
     import asyncio
 
-    from tests.bitcoin.helpers import wait_for
-
     server = BitcoinNodeServer(chain(12))
     await server.start()
-    col = make_collector(bus, registry, server.base_url, None, backfill=12)
+    clock = ManualClock()
     merged = Attributor(PoolRegistry.from_pools_v2(json.loads(CURATED_PATH.read_text()) + SOLO))
     answers: list[Attributor | None] = [None, merged]
+    calls = 0
 
     async def loader() -> Attributor | None:
+        nonlocal calls
+        calls += 1
         return answers.pop(0) if answers else merged
 
-    col.registry_loader = loader
-    col.registry_refresh_s = 0.05
+    col = make_collector(bus, registry, server.base_url, None, backfill=12, clock=clock,
+                         registry_loader=loader, registry_refresh_s=3600)
     task = asyncio.create_task(col.run())
     try:
-        async def refreshed() -> bool:
+        async def list_version() -> bytes | None:
             info = await bus.redis.hgetall(bus.keys.btc_registry)
-            return info.get(b"version") == merged.version.encode()
+            return info.get(b"version")
 
-        await wait_for(refreshed)
+        original = col.attributor.version.encode()
+        await eventually(lambda: _equal(list_version(), original), "pool list info stored")
+        assert calls == 0  # the refresh interval is on the injected clock: not yet due
+        clock.advance(3600)
+        await eventually(lambda: calls == 1, "first refresh")
+        assert await list_version() == original  # the loader kept the list in use
+        clock.advance(3600)
+        await eventually(lambda: _equal(list_version(), merged.version.encode()),
+                         "second refresh switched the list")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await server.close()
+    assert calls == 2 and not answers
     attrs = [e for e in await events(bus) if isinstance(e.payload, BitcoinAttribution)]
-    assert len(attrs) == 2 and not answers
+    assert len(attrs) == 2
+
+
+async def _equal(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from convmon.collectors.bitcoin.collector import reorg_short_id
+from convmon.collectors.bitcoin.blocks import block_payload
+from convmon.collectors.bitcoin.record import RecordedBlock
+from convmon.collectors.bitcoin.reorg import reorg_short_id
 from convmon.monitor.bus import EventBus
 from convmon.monitor.events import BitcoinBlock, BitcoinReorg, Event
 from convmon.sim.bitcoin_node import BitcoinNodeServer
-from tests.bitcoin.helpers import chain, events, make_collector
+from tests.bitcoin.helpers import (
+    bus_with_outage_after,
+    chain,
+    events,
+    make_collector,
+    resp_command,
+)
 
 
 @pytest.fixture
@@ -77,12 +85,19 @@ async def test_replica_with_a_stale_checkpoint_publishes_no_second_reorg(
         await a.sync()  # ... and follows the chain two blocks further
         moved = await bus.get_checkpoint("bitcoin")
         # replica B acts on what it saw before A's work: the record shows the new branch
-        assert await b._reorg(stale[0], stale[1], tip_seen_by_b) == 0
+        assert await b.reorgs.handle(stale[0], stale[1], tip_seen_by_b) == 0
         assert await bus.get_checkpoint("bitcoin") == moved  # not moved backwards
-        # B's extension built on the stale checkpoint writes nothing either
-        assert await b._extend(stale[0] + 1, tip_seen_by_b, stale[1], None,
-                               expect=stale) == (0, False)
+        # a batch B built on the stale checkpoint writes nothing either
+        record_before = await bus.redis.hgetall(bus.keys.btc_blocks)
+        stale_batch = []
+        for height in range(stale[0] + 1, tip_seen_by_b + 1):
+            block = await b.source.block(await b.source.block_hash(height))
+            stale_batch.append(
+                RecordedBlock(block_payload(block, b.attributor), block.coinbase_hex)
+            )
+        assert not await b.publisher.publish(stale_batch, move_tip=True, expect=stale)
         assert await bus.get_checkpoint("bitcoin") == moved
+        assert await bus.redis.hgetall(bus.keys.btc_blocks) == record_before
         assert await b.sync() == 0
     finally:
         await a.source.close()
@@ -123,34 +138,36 @@ async def test_two_replicas_syncing_together_agree_on_one_reorg(
 async def test_late_journal_of_another_replica_does_not_move_the_checkpoint_back(
     server: BitcoinNodeServer, bus: EventBus, registry: CollectorRegistry
 ) -> None:
-    a = make_collector(bus, registry, server.base_url, None, backfill=10)
-    b = make_collector(bus, CollectorRegistry(), server.base_url, None, backfill=10)
     journal_key = bus.keys.btc_reorg_journal
-    seen: list[bytes] = []
-    apply = a._apply_journal
-
-    async def keep_a_copy(journal: Any, raw: bytes | str) -> bool:
-        seen.append(raw if isinstance(raw, bytes) else raw.encode())
-        return await apply(journal, raw)
-
-    a._apply_journal = keep_a_copy  # type: ignore[method-assign]
+    # Replica A loses Redis right after journaling its reorg; the journal it left is what
+    # replica B reads, and B applies it only after A finished the reorg and moved on.
+    proxied = await bus_with_outage_after(bus, resp_command("SET", journal_key))
+    a_cut = make_collector(proxied.bus, registry, server.base_url, None, backfill=10)
+    a = make_collector(bus, CollectorRegistry(), server.base_url, None, backfill=10)
+    b = make_collector(bus, CollectorRegistry(), server.base_url, None, backfill=10)
     try:
-        await a.sync()
+        await a_cut.sync()
         fork = server.blocks[-3][0]
         await server.reorg(2, chain(3, start=fork["height"] + 1, salt="J", prev=fork["id"]))
-        await a.sync()
+        with pytest.raises(RedisConnectionError):
+            await a_cut.sync()
+        late_journal = await bus.redis.get(journal_key)
+        assert late_journal is not None
+        await a.recover()  # A restarts: finishes its reorg from the journal ...
+        assert await bus.redis.get(journal_key) is None
         await server.append(*chain(2, start=server.tip["height"] + 1, salt="J2",
                                    prev=server.tip["id"]))
-        await a.sync()
+        await a.sync()  # ... and follows the chain two blocks further
         moved = await bus.get_checkpoint("bitcoin")
-        assert len(seen) == 1 and await bus.redis.get(journal_key) is None
-        # replica B read the journal before A cleared it and applies it only now
-        await bus.redis.set(journal_key, seen[0])
+        assert moved == f"{server.tip['height']}:{server.tip['id']}"
+        await bus.redis.set(journal_key, late_journal)
         await b.recover()
         assert await bus.get_checkpoint("bitcoin") == moved
         assert await bus.redis.get(journal_key) is None
         assert await b.sync() == 0
     finally:
+        await a_cut.source.close()
+        await proxied.close()
         await a.source.close()
         await b.source.close()
     assert len(reorg_events(await events(bus))) == 1

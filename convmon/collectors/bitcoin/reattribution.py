@@ -1,0 +1,130 @@
+"""Switching the pool list while running: reload it periodically, re-attribute the recorded
+``unknown`` blocks it now matches, publish a ``bitcoin.attribution`` event for each.
+
+The events go out before the record changes: if publishing fails, the record still shows
+the blocks as ``unknown`` and the next switch (or a restarted collector, which applies its
+list at start) finds them again; the ids carry the list's version, so a replay is a no-op
+on the bus.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import msgspec
+
+from convmon.collectors.bitcoin.attribution import UNKNOWN_SLUG, Attributor
+from convmon.collectors.bitcoin.record import BlockRecord, RecordedBlock
+from convmon.collectors.bitcoin.sources import describe_error, safe_url
+from convmon.monitor.bus import EventBus
+from convmon.monitor.clock import Clock
+from convmon.monitor.events import BitcoinAttribution, Event
+
+log = logging.getLogger(__name__)
+
+RegistryLoader = Callable[[], Awaitable[Attributor | None]]
+"""Loads the configured pool list again; None keeps the one in use."""
+
+
+class PoolListRefresher:
+    """Holds the `Attributor` in use and replaces it when the pool list changes."""
+
+    def __init__(
+        self, *, bus: EventBus, record: BlockRecord, clock: Clock, source_name: str,
+        attributor: Attributor, loader: RegistryLoader | None, refresh_s: float,
+    ) -> None:
+        self.bus = bus
+        self.record = record
+        self.clock = clock
+        self.source_name = source_name
+        self.attributor = attributor
+        self.loader = loader
+        self.refresh_s = refresh_s
+        self._last_checked = clock.now()
+        self._applied_version: str | None = None
+
+    async def apply(self, attributor: Attributor) -> int:
+        """Switch to ``attributor``; returns how many recorded blocks it re-attributed."""
+        if attributor.version == self._applied_version:
+            self.attributor = attributor
+            return 0
+        updated: list[RecordedBlock] = []
+        events: list[Event] = []
+        now = self.clock.now()
+        for recorded in await self.record.latest(self.record.keep):
+            reattributed = self._reattribute(recorded, attributor)
+            if reattributed is not None:
+                updated.append(reattributed)
+                events.append(self._attribution_event(reattributed, attributor.version, now))
+        if updated:
+            await self.bus.publish(events)
+            await self.record.put(updated)
+        self.attributor = attributor
+        self._applied_version = attributor.version
+        log.info(
+            "pool list changed",
+            extra={"version": attributor.version, "reattributed": len(updated)},
+        )
+        return len(updated)
+
+    async def store_info(self) -> None:
+        """Publish which pool list is in use (read by the gauges and ``/api/v1/status``)."""
+        origin = self.attributor.registry.origin
+        await self.bus.redis.hset(
+            self.bus.keys.btc_registry,
+            mapping={
+                "version": self.attributor.version,
+                "pools": len(self.attributor.registry.pools),
+                "origin": safe_url(origin) if "://" in origin else origin,
+            },
+        )
+
+    async def refresh_if_due(self) -> None:
+        """Reload the pool list once ``refresh_s`` (on the injected clock) has passed since
+        the last check; a failed reload keeps the list in use."""
+        if self.loader is None or self.clock.now() - self._last_checked < self.refresh_s:
+            return
+        self._last_checked = self.clock.now()
+        try:
+            attributor = await self.loader()
+        except (OSError, ValueError) as exc:
+            error = describe_error(exc) if isinstance(exc, aiohttp.ClientError) else str(exc)
+            log.warning("pool list refresh failed", extra={"error": error})
+            return
+        if attributor is not None:
+            await self.apply(attributor)
+            await self.store_info()
+
+    @staticmethod
+    def _reattribute(recorded: RecordedBlock, attributor: Attributor) -> RecordedBlock | None:
+        """``recorded`` attributed by ``attributor`` if it was unknown and now matches."""
+        block = recorded.block
+        if block.pool != UNKNOWN_SLUG or block.registry_version == attributor.version:
+            return None
+        attribution = attributor.attribute(recorded.coinbase_hex, block.payout_addresses)
+        if attribution.pool == UNKNOWN_SLUG:
+            return None
+        block = msgspec.structs.replace(
+            block, pool=attribution.pool, pool_name=attribution.pool_name,
+            entity=attribution.entity, match=attribution.match,
+            registry_version=attributor.version,
+        )
+        return RecordedBlock(block, recorded.coinbase_hex)
+
+    def _attribution_event(self, recorded: RecordedBlock, version: str, now: float) -> Event:
+        block = recorded.block
+        return Event(
+            id=f"btc:attr:{block.hash}:{version}",
+            chain="bitcoin",
+            source=self.source_name,
+            observed_at=now,
+            occurred_at=float(block.timestamp),
+            position=block.height,
+            payload=BitcoinAttribution(
+                height=block.height, hash=block.hash, pool=block.pool,
+                pool_name=block.pool_name, entity=block.entity, match=block.match,
+                registry_version=version,
+            ),
+        )
