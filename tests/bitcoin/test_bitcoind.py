@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -18,7 +19,8 @@ from convmon.monitor.clock import SystemClock
 from convmon.monitor.events import BitcoinBlock, BitcoinReorg
 from convmon.monitor.health import CollectorHealth
 from convmon.sim.bitcoin_node import BitcoinNodeServer
-from tests.bitcoin.helpers import chain, events, wait_for
+from tests.bitcoin.helpers import ROTATION_SLUGS, chain, events
+from tests.waiting import eventually
 
 
 def collector(bus: EventBus, registry: CollectorRegistry, server: BitcoinNodeServer,
@@ -51,8 +53,8 @@ async def test_rpc_sync_reorg_and_garbage(bus: EventBus, registry: CollectorRegi
     evs = await events(bus)
     blocks = [e.payload for e in evs if isinstance(e.payload, BitcoinBlock)]
     assert [b.height for b in blocks[:8]] == list(range(900_012, 900_020))
-    assert blocks[0].pool == "unknown" or blocks[0].pool in {"foundryusa", "antpool", "viabtc"}
-    assert {b.pool for b in blocks} >= {"foundryusa", "antpool", "viabtc", "unknown"}
+    # chain(20) mines the rotation from height 900_000: height h is ROTATION[h % 6]
+    assert [b.pool for b in blocks[:8]] == [ROTATION_SLUGS[h % 6] for h in range(12, 20)]
     assert all(b.subsidy_sats == 312_500_000 and b.fees_sats == 2_000_000 for b in blocks)
     reorg = [e.payload for e in evs if isinstance(e.payload, BitcoinReorg)]
     assert len(reorg) == 1 and reorg[0].depth == 1 and reorg[0].fork_height == fork["height"]
@@ -74,18 +76,29 @@ async def test_zmq_hashblock_wakes_the_collector(
             return (await bus.get_checkpoint("bitcoin") or "").startswith(
                 f"{server.tip['height']}:")
 
-        await wait_for(at_tip)
-        # the subscription needs a moment to be established (ZMQ slow joiner): keep mining
-        # until a push lands; the 60 s poll interval cannot be what brings them in
-        for i in range(40):
-            await server.append(*chain(1, start=server.tip["height"] + 1, prev=server.tip["id"],
-                                       salt=f"z{i}"))
-            try:
-                await wait_for(at_tip, limit_s=0.5)
-                break
-            except AssertionError:
-                continue
-        await wait_for(at_tip, limit_s=5)
+        await eventually(at_tip, "checkpoint at the tip")
+        # The subscription needs a moment to be established (ZMQ slow joiner): keep mining
+        # until a block comes in; the 60 s poll interval cannot be what brings it.
+        first_mined = server.tip["height"] + 1
+
+        async def mine() -> None:
+            for i in itertools.count():
+                await server.append(*chain(1, start=server.tip["height"] + 1,
+                                           prev=server.tip["id"], salt=f"z{i}"))
+                await asyncio.sleep(0.2)  # pacing the miner, not waiting for an outcome
+
+        miner = asyncio.create_task(mine())
+        try:
+            async def pushed() -> bool:
+                checkpoint = await bus.get_checkpoint("bitcoin") or "0:"
+                return int(checkpoint.partition(":")[0]) >= first_mined
+
+            await eventually(pushed, "a mined block brought in by a ZMQ push")
+        finally:
+            miner.cancel()
+            await asyncio.gather(miner, return_exceptions=True)
+        # the subscription is up now: the last block mined is pushed too
+        await eventually(at_tip, "checkpoint at the tip after mining stopped")
         assert col.push_failures == 0
     finally:
         task.cancel()

@@ -61,23 +61,33 @@ async def test_leaders_drift_past_half() -> None:
 
 async def test_demo_run_mines_on_the_scaled_clock() -> None:
     import asyncio
+    import random
 
     from convmon.monitor.clock import ScaledClock
-    from tests.bitcoin.helpers import wait_for
+    from convmon.sim.scenarios.bitcoin import BLOCK_SPACING_S
+    from tests.waiting import eventually
 
+    # The demo draws its block gaps from random.Random(7), clamped to 60 s .. 3 spacings,
+    # and sleeps them on the scaled clock: block timestamps (scaled time) are at least that
+    # far apart, while the wall clock spends only milliseconds on them.
+    draws = random.Random(7)
+    expected_gaps = [
+        min(3 * BLOCK_SPACING_S, max(60.0, draws.expovariate(1 / BLOCK_SPACING_S)))
+        for _ in range(3)
+    ]
     clock = ScaledClock(speed=60_000.0)
     demo = await start_demo(clock, speed=60_000.0)
     start = demo.server.tip["height"]
     task = asyncio.create_task(demo.run())
     try:
-        async def mined() -> bool:
-            return demo.server.tip["height"] >= start + 3
-
-        await wait_for(mined)
+        await eventually(lambda: demo.server.tip["height"] >= start + 3, "three blocks mined")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await demo.close()
-    gaps = [b[0]["timestamp"] - a[0]["timestamp"]
-            for a, b in zip(demo.server.blocks[-4:-1], demo.server.blocks[-3:], strict=True)]
-    assert all(g > 0 for g in gaps)
+    timestamps = {b[0]["height"]: b[0]["timestamp"] for b in demo.server.blocks}
+    gaps = [timestamps[start + i] - timestamps[start + i - 1] for i in (1, 2, 3)]
+    # whole seconds: each timestamp is truncated, so a gap may come out one second short
+    assert all(gap >= int(want) - 1 for gap, want in zip(gaps, expected_gaps, strict=True)), (
+        gaps, expected_gaps)
+    assert len(set(gaps)) > 1  # drawn, not a constant spacing

@@ -61,7 +61,8 @@ async def test_component_runs_the_collector_end_to_end(
     import asyncio
 
     from convmon.sim.bitcoin_node import BitcoinNodeServer
-    from tests.bitcoin.helpers import chain, wait_for
+    from tests.bitcoin.helpers import chain
+    from tests.waiting import eventually
 
     server = BitcoinNodeServer(chain(15))
     await server.start()
@@ -80,10 +81,10 @@ async def test_component_runs_the_collector_end_to_end(
             return status.get(b"last_position") == str(server.tip["height"]).encode() and \
                 status.get(b"connected") == b"1"
 
-        await wait_for(caught_up)
+        await eventually(caught_up, "collector caught up with the tip")
         await server.append(*chain(1, start=server.tip["height"] + 1, prev=server.tip["id"],
                                    salt="c"))
-        await wait_for(caught_up)
+        await eventually(caught_up, "collector caught up with the tip")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

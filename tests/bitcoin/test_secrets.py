@@ -12,7 +12,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from convmon.monitor.bus import EventBus
-from tests.bitcoin.helpers import events, make_collector, wait_for
+from convmon.monitor.events import CollectorStatus
+from tests.bitcoin.helpers import events, make_collector
+from tests.waiting import eventually
 
 SECRETS = ("K3Y", "S3CRET", base64.b64encode(b"alice:S3CRET").decode())
 
@@ -54,26 +56,34 @@ async def test_failures_never_expose_url_credentials_or_query(
     )
     status_key = bus.keys.collector_status("bitcoin")
 
+    async def down_reported() -> list[CollectorStatus]:
+        return [e.payload for e in await events(bus)
+                if isinstance(e.payload, CollectorStatus) and not e.payload.connected]
+
     async def reported() -> bool:
-        status = await bus.redis.hgetall(status_key)
-        return b"sync" in status.get(b"last_error", b"") and col.push_failures > 0
+        # The sync failure writes ``last_error`` first and publishes the "down" status
+        # event after it: wait for both, and for the push channel's failure.
+        return col.push_failures > 0 and bool(await down_reported())
 
     task = asyncio.create_task(col.run())
     try:
-        await wait_for(reported)
+        await eventually(reported, "sync and push failures reported")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     status = {k.decode(): v.decode() for k, v in (await bus.redis.hgetall(status_key)).items()}
     assert "TooManyRedirects" in status["last_error"]
     assert f"127.0.0.1:{hostile_server}/api" in status["last_error"]
+    assert status["connected"] == "0"
     # ours only: the local server's own access log shows what it was sent
     logged = "\n".join(
         f"{r.getMessage()} {r.__dict__}" for r in caplog.records if r.name.startswith("convmon")
     )
     assert "WSServerHandshakeError" in logged
+    (down, *_) = await down_reported()
+    assert down.collector == "bitcoin"
+    assert "TooManyRedirects" in down.detail and f"127.0.0.1:{hostile_server}" in down.detail
     published = "\n".join(repr(e) for e in await events(bus))
-    assert "collector.status" in published or "CollectorStatus" in published
     for secret in SECRETS:
         assert secret not in str(status)
         assert secret not in logged
