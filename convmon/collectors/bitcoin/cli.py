@@ -19,13 +19,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from convmon.collectors.bitcoin.attribution import Attributor, PoolRegistry
-from convmon.collectors.bitcoin.blocks import from_bitcoind, from_esplora
+from convmon.collectors.bitcoin.blocks import ChainBlock, from_bitcoind, from_esplora
 from convmon.collectors.bitcoin.errors import LabelError, MalformedBlock, RegistryError
-from convmon.collectors.bitcoin.record import BlockRecord
+from convmon.collectors.bitcoin.record import BlockRecord, RecordedBlock
 from convmon.collectors.bitcoin.registry import load_entities, load_registry
-from convmon.collectors.bitcoin.window import read_labels, replay
+from convmon.collectors.bitcoin.window import ReplayRow, read_labels, replay
 from convmon.monitor import concentration
 from convmon.monitor.cli import ConfigOption, console, err_console, load_or_exit, run_async
+from convmon.monitor.events import BitcoinBlock
 
 HASHES_PER_DIFFICULTY = 2**32 / 600.0
 
@@ -51,181 +52,205 @@ def register(app: typer.Typer) -> None:
     pools = typer.Typer(help="Bitcoin mining pools: concentration, attribution, replay.",
                         no_args_is_help=True)
     backfill = typer.Typer(help="Fetch history into the event stream.", no_args_is_help=True)
+    pools.command("show")(show_pools)
+    pools.command("attribute")(attribute_coinbase)
+    pools.command("replay")(replay_labels)
+    backfill.command("bitcoin")(backfill_bitcoin)
     app.add_typer(pools, name="pools")
     app.add_typer(backfill, name="backfill")
 
-    @pools.command("show")
-    def show(
-        config: ConfigOption = None,
-        window: Annotated[int, typer.Option(help="Last N blocks.")] = 144,
-        by: Annotated[str, typer.Option(help="pool or entity")] = "pool",
-        as_json: Annotated[bool, typer.Option("--json")] = False,
-    ) -> None:
-        """Pool (or entity) concentration over the last N recorded blocks."""
-        if by not in ("pool", "entity"):
-            err_console.print("[red]error[/red]: --by must be pool or entity")
-            raise typer.Exit(2)
-        loaded = load_or_exit(config)
 
-        async def fetch() -> list[Any]:
-            from convmon.monitor.app import open_runtime
+def show_pools(
+    config: ConfigOption = None,
+    window: Annotated[int, typer.Option(help="Last N blocks.")] = 144,
+    by: Annotated[str, typer.Option(help="pool or entity")] = "pool",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Pool (or entity) concentration over the last N recorded blocks."""
+    if by not in ("pool", "entity"):
+        err_console.print("[red]error[/red]: --by must be pool or entity")
+        raise typer.Exit(2)
+    loaded = load_or_exit(config)
 
-            async with open_runtime(loaded) as rt:
-                record = BlockRecord(rt.redis, rt.keys, max(window, 1))
-                return await record.latest(window)
+    async def fetch() -> list[RecordedBlock]:
+        from convmon.monitor.app import open_runtime
 
-        blocks = [rb.block for rb in run_async(fetch)]
-        counts: Counter[str] = Counter()
-        empty: Counter[str] = Counter()
-        names: dict[str, str] = {}
-        for b in blocks:
-            key = (b.entity or b.pool) if by == "entity" else b.pool
-            counts[key] += 1
-            names.setdefault(key, b.pool_name if by == "pool" else key)
-            if b.tx_count <= 1:
-                empty[key] += 1
-        total = sum(counts.values())
-        hashrate = network_hashrate(blocks[-1].difficulty) if blocks else 0.0
-        rows: list[dict[str, Any]] = [
-            {"rank": i, "pool": k, "name": names[k], "blocks": n, "share": n / total,
-             "hashrate_hs": n / total * hashrate, "empty_blocks": empty[k]}
-            for i, (k, n) in enumerate(counts.most_common(), start=1)
-        ]
-        summary = {
-            "blocks": total,
-            "top1_share": concentration.top_share(counts, 1),
-            "top2_share": concentration.top_share(counts, 2),
-            "top3_share": concentration.top_share(counts, 3),
-            "hhi": concentration.hhi(counts),
-            "nakamoto": concentration.nakamoto(counts),
-            "network_hashrate_hs": hashrate,
-        }
-        if as_json:
-            typer.echo(json.dumps({"summary": summary, "rows": rows}))
-            return
-        table = Table(title=f"Last {total} blocks by {by}")
-        for col in ("#", by, "blocks", "share", "est. hashrate", "empty"):
-            table.add_column(col, justify="left" if col == by else "right")
-        for r in rows:
-            table.add_row(
-                str(r["rank"]), escape(str(r["name"])), str(r["blocks"]), f"{r['share']:.2%}",
-                f"{r['hashrate_hs'] / 1e18:,.1f} EH/s", str(r["empty_blocks"]),
-            )
-        console.print(table)
-        console.print(
-            f"top-2 {summary['top2_share']:.2%}  HHI {summary['hhi']:.0f}  "
-            f"Nakamoto {summary['nakamoto']}  network {hashrate / 1e18:,.1f} EH/s"
+        async with open_runtime(loaded) as rt:
+            record = BlockRecord(rt.redis, rt.keys, max(window, 1))
+            return await record.latest(window)
+
+    blocks = [recorded.block for recorded in run_async(fetch)]
+    rows, summary = concentration_rows(blocks, by)
+    if as_json:
+        typer.echo(json.dumps({"summary": summary, "rows": rows}))
+        return
+    table = Table(title=f"Last {summary['blocks']} blocks by {by}")
+    for col in ("#", by, "blocks", "share", "est. hashrate", "empty"):
+        table.add_column(col, justify="left" if col == by else "right")
+    for r in rows:
+        table.add_row(
+            str(r["rank"]), escape(str(r["name"])), str(r["blocks"]), f"{r['share']:.2%}",
+            f"{r['hashrate_hs'] / 1e18:,.1f} EH/s", str(r["empty_blocks"]),
         )
+    console.print(table)
+    console.print(
+        f"top-2 {summary['top2_share']:.2%}  HHI {summary['hhi']:.0f}  "
+        f"Nakamoto {summary['nakamoto']}  network "
+        f"{summary['network_hashrate_hs'] / 1e18:,.1f} EH/s"
+    )
 
-    @pools.command("attribute")
-    def attribute(
-        coinbase: Annotated[str | None, typer.Argument(help="coinbase scriptSig hex")] = None,
-        address: Annotated[list[str] | None, typer.Option("--address", "-a")] = None,
-        block: Annotated[Path | None, typer.Option("--block", help="block JSON file")] = None,
-        registry: Annotated[Path | None, typer.Option(help="pools-v2.json file")] = None,
-        config: ConfigOption = None,
-    ) -> None:
-        """Attribute a coinbase (hex + payout addresses) or a block JSON to a pool."""
-        cfg = load_or_exit(config).section("bitcoin")
-        attributor = _registry(registry, cfg)
-        if block is not None:
-            try:
-                doc = json.loads(block.read_text())
-                if isinstance(doc, dict) and isinstance(doc.get("result"), dict):
-                    doc = doc["result"]
-                if isinstance(doc, dict) and "tx" in doc:
-                    parsed = from_bitcoind(doc)
-                elif isinstance(doc, dict) and "block" in doc and "coinbase" in doc:
-                    parsed = from_esplora(doc["block"], doc["coinbase"])
-                else:
-                    raise MalformedBlock(
-                        "expected getblock verbosity 2, or {\"block\": ..., \"coinbase\": ...}"
-                    )
-            except (OSError, ValueError, MalformedBlock) as exc:
-                err_console.print(f"[red]error[/red]: {block}: {escape(str(exc))}")
-                raise typer.Exit(2) from None
-            hexsig = parsed.coinbase_hex
-            addresses = [a for a, v in parsed.outputs if a and v > 0]
-        elif coinbase is not None:
-            hexsig, addresses = coinbase, list(address or [])
-        else:
-            err_console.print("[red]error[/red]: give a coinbase hex or --block FILE")
-            raise typer.Exit(2)
-        result = attributor.attribute(hexsig, addresses)
-        typer.echo(json.dumps({
-            "pool": result.pool, "pool_name": result.pool_name, "match": result.match,
-            "entity": result.entity, "coinbase_tag": result.coinbase_tag,
-            "payout_addresses": result.payout_addresses,
-            "registry_version": attributor.version,
-        }))
 
-    @pools.command("replay")
-    def replay_cmd(
-        labels: Annotated[Path, typer.Option("--labels", help="CSV height,pool_slug[,ts]")],
-        window: Annotated[list[int] | None, typer.Option("--window")] = None,
-        every: Annotated[int, typer.Option(min=1)] = 144,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
-        shares: Annotated[bool, typer.Option(help="include per-pool shares")] = True,
-    ) -> None:
-        """Concentration series over a labelled block history."""
-        sizes = window or [144, 1008, 2016]
-        if not labels.exists():
-            err_console.print(f"[red]error[/red]: {labels}: not found")
-            raise typer.Exit(2)
-        out = sys.stdout
-        try:
-            for row in replay(read_labels(labels), sizes, every, with_shares=shares):
-                if as_json:
-                    out.write(json.dumps({"height": row.height, "timestamp": row.timestamp,
-                                          "windows": {str(k): v for k, v in row.windows.items()}}))
-                    out.write("\n")
-                else:
-                    parts = [str(row.height)]
-                    for size, s in row.windows.items():
-                        best = list(s.get("shares", {}).items())[:5]
-                        top = ",".join(f"{p}={v:.3f}" for p, v in best)
-                        parts.append(
-                            f"w{size} top1={s['top1_share']:.3f} top2={s['top2_share']:.3f} "
-                            f"top3={s['top3_share']:.3f} hhi={s['hhi']:.0f} "
-                            f"nakamoto={s['nakamoto']}" + (f" [{top}]" if top else "")
-                        )
-                    out.write("  ".join(parts) + "\n")
-        except LabelError as exc:
-            err_console.print(f"[red]error[/red]: {escape(str(exc))}")
-            raise typer.Exit(2) from None
+def concentration_rows(
+    blocks: list[BitcoinBlock], by: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per-pool (or per-entity) rows, largest first, and the concentration summary of
+    ``blocks``; the hashrate estimate uses the newest block's difficulty."""
+    counts: Counter[str] = Counter()
+    empty: Counter[str] = Counter()
+    names: dict[str, str] = {}
+    for block in blocks:
+        key = (block.entity or block.pool) if by == "entity" else block.pool
+        counts[key] += 1
+        names.setdefault(key, block.pool_name if by == "pool" else key)
+        if block.tx_count <= 1:
+            empty[key] += 1
+    total = sum(counts.values())
+    hashrate = network_hashrate(blocks[-1].difficulty) if blocks else 0.0
+    rows: list[dict[str, Any]] = [
+        {"rank": rank, "pool": key, "name": names[key], "blocks": n, "share": n / total,
+         "hashrate_hs": n / total * hashrate, "empty_blocks": empty[key]}
+        for rank, (key, n) in enumerate(counts.most_common(), start=1)
+    ]
+    summary = {
+        "blocks": total,
+        "top1_share": concentration.top_share(counts, 1),
+        "top2_share": concentration.top_share(counts, 2),
+        "top3_share": concentration.top_share(counts, 3),
+        "hhi": concentration.hhi(counts),
+        "nakamoto": concentration.nakamoto(counts),
+        "network_hashrate_hs": hashrate,
+    }
+    return rows, summary
 
-    @backfill.command("bitcoin")
-    def backfill_bitcoin(
-        blocks: Annotated[int, typer.Option(min=1, help="How many recent blocks.")] = 2016,
-        config: ConfigOption = None,
-    ) -> None:
-        """Fetch the last N blocks into the event stream (idempotent)."""
-        loaded = load_or_exit(config)
-        cfg = loaded.section("bitcoin")
 
-        async def go() -> int:
-            from convmon.collectors.bitcoin.plugin import attributor_for, make_collector
-            from convmon.monitor.app import open_runtime
+def attribute_coinbase(
+    coinbase: Annotated[str | None, typer.Argument(help="coinbase scriptSig hex")] = None,
+    address: Annotated[list[str] | None, typer.Option("--address", "-a")] = None,
+    block: Annotated[Path | None, typer.Option("--block", help="block JSON file")] = None,
+    registry: Annotated[Path | None, typer.Option(help="pools-v2.json file")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Attribute a coinbase (hex + payout addresses) or a block JSON to a pool."""
+    cfg = load_or_exit(config).section("bitcoin")
+    attributor = _registry(registry, cfg)
+    if block is not None:
+        parsed = _read_block_file(block)
+        hexsig = parsed.coinbase_hex
+        addresses = [a for a, v in parsed.outputs if a and v > 0]
+    elif coinbase is not None:
+        hexsig, addresses = coinbase, list(address or [])
+    else:
+        err_console.print("[red]error[/red]: give a coinbase hex or --block FILE")
+        raise typer.Exit(2)
+    result = attributor.attribute(hexsig, addresses)
+    typer.echo(json.dumps({
+        "pool": result.pool, "pool_name": result.pool_name, "match": result.match,
+        "entity": result.entity, "coinbase_tag": result.coinbase_tag,
+        "payout_addresses": result.payout_addresses,
+        "registry_version": attributor.version,
+    }))
 
-            async with open_runtime(loaded) as rt:
-                collector = make_collector(rt, cfg, await attributor_for(cfg, rt.data_dir))
-                with Progress(
-                    "[progress.description]{task.description}", BarColumn(),
-                    MofNCompleteColumn(), TimeRemainingColumn(), console=console,
-                ) as bar:
-                    task = bar.add_task("bitcoin blocks", total=blocks)
 
-                    def progress(done: int, total: int) -> None:
-                        bar.update(task, completed=done, total=total)
+def _read_block_file(path: Path) -> ChainBlock:
+    """A block JSON file: Bitcoin Core ``getblock`` verbosity 2 (bare or as an RPC answer)
+    or ``{"block": <Esplora block>, "coinbase": <Esplora tx>}``; exits 2 on anything else."""
+    try:
+        doc = json.loads(path.read_text())
+        if isinstance(doc, dict) and isinstance(doc.get("result"), dict):
+            doc = doc["result"]
+        if isinstance(doc, dict) and "tx" in doc:
+            return from_bitcoind(doc)
+        if isinstance(doc, dict) and "block" in doc and "coinbase" in doc:
+            return from_esplora(doc["block"], doc["coinbase"])
+        raise MalformedBlock(
+            "expected getblock verbosity 2, or {\"block\": ..., \"coinbase\": ...}"
+        )
+    except (OSError, ValueError) as exc:  # MalformedBlock is a ValueError
+        err_console.print(f"[red]error[/red]: {path}: {escape(str(exc))}")
+        raise typer.Exit(2) from None
 
-                    try:
-                        return await collector.backfill(blocks, progress)
-                    finally:
-                        await collector.source.close()
 
-        try:
-            count = run_async(go)
-        except Exception as exc:
-            err_console.print(f"[red]error[/red]: backfill failed: {escape(str(exc))}")
-            raise typer.Exit(1) from None
-        console.print(f"published {count} blocks")
+def replay_labels(
+    labels: Annotated[Path, typer.Option("--labels", help="CSV height,pool_slug[,ts]")],
+    window: Annotated[list[int] | None, typer.Option("--window")] = None,
+    every: Annotated[int, typer.Option(min=1)] = 144,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    shares: Annotated[bool, typer.Option(help="include per-pool shares")] = True,
+) -> None:
+    """Concentration series over a labelled block history."""
+    sizes = window or [144, 1008, 2016]
+    if not labels.exists():
+        err_console.print(f"[red]error[/red]: {labels}: not found")
+        raise typer.Exit(2)
+    out = sys.stdout
+    try:
+        for row in replay(read_labels(labels), sizes, every, with_shares=shares):
+            if as_json:
+                out.write(json.dumps({"height": row.height, "timestamp": row.timestamp,
+                                      "windows": {str(k): v for k, v in row.windows.items()}}))
+                out.write("\n")
+            else:
+                out.write(_replay_line(row) + "\n")
+    except LabelError as exc:
+        err_console.print(f"[red]error[/red]: {escape(str(exc))}")
+        raise typer.Exit(2) from None
+
+
+def _replay_line(row: ReplayRow) -> str:
+    """One replay row as text: the height, then each window's summary and top five pools."""
+    parts = [str(row.height)]
+    for size, summary in row.windows.items():
+        best = list(summary.get("shares", {}).items())[:5]
+        top = ",".join(f"{pool}={share:.3f}" for pool, share in best)
+        parts.append(
+            f"w{size} top1={summary['top1_share']:.3f} top2={summary['top2_share']:.3f} "
+            f"top3={summary['top3_share']:.3f} hhi={summary['hhi']:.0f} "
+            f"nakamoto={summary['nakamoto']}" + (f" [{top}]" if top else "")
+        )
+    return "  ".join(parts)
+
+
+def backfill_bitcoin(
+    blocks: Annotated[int, typer.Option(min=1, help="How many recent blocks.")] = 2016,
+    config: ConfigOption = None,
+) -> None:
+    """Fetch the last N blocks into the event stream (idempotent)."""
+    loaded = load_or_exit(config)
+    cfg = loaded.section("bitcoin")
+
+    async def backfill() -> int:
+        from convmon.collectors.bitcoin.plugin import attributor_for, make_collector
+        from convmon.monitor.app import open_runtime
+
+        async with open_runtime(loaded) as rt:
+            collector = make_collector(rt, cfg, await attributor_for(cfg, rt.data_dir))
+            with Progress(
+                "[progress.description]{task.description}", BarColumn(),
+                MofNCompleteColumn(), TimeRemainingColumn(), console=console,
+            ) as bar:
+                task = bar.add_task("bitcoin blocks", total=blocks)
+
+                def progress(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                try:
+                    return await collector.backfill(blocks, progress)
+                finally:
+                    await collector.source.close()
+
+    try:
+        count = run_async(backfill)
+    except Exception as exc:
+        err_console.print(f"[red]error[/red]: backfill failed: {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    console.print(f"published {count} blocks")
