@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from convmon.collectors.errors import MalformedPayload
 from convmon.collectors.market.book import PriceBook
 from convmon.collectors.market.errors import MalformedMessage
 from convmon.collectors.market.parsing import (
@@ -84,6 +85,8 @@ def test_coingecko_body() -> None:
     assert msg.timestamps == {"bitcoin": 1711356300}
     with pytest.raises(MalformedMessage):
         parse_coingecko(b'{"error":"rate limited"}')
+    with pytest.raises(MalformedPayload):  # counted and skipped like any collector's
+        parse_coingecko(b"not json")
 
 
 def test_subscribe_messages_follow_the_documented_shapes() -> None:

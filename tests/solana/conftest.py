@@ -26,12 +26,12 @@ from tests.waiting import DEFAULT_LIMIT_S
 
 @pytest.fixture
 async def server() -> AsyncIterator[LocalSolanaServer]:
-    srv = LocalSolanaServer()
-    await srv.start()
+    local_server = LocalSolanaServer()
+    await local_server.start()
     try:
-        yield srv
+        yield local_server
     finally:
-        await srv.close()
+        await local_server.close()
 
 
 def rpc_settings(server: LocalSolanaServer, **overrides: Any) -> RpcSettings:

@@ -8,24 +8,26 @@ import asyncio
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from convmon.collectors.depin import networks as n
+from convmon.collectors.depin import networks
 from convmon.collectors.depin.plugin import DepinConfig, make_extractor
 from convmon.collectors.solana.collector import SolanaTxCollector
 from convmon.collectors.solana.rpc import SolanaRpc
 from convmon.monitor.events import DepinPayout
 from convmon.monitor.keys import Keys
-from convmon.sim import solana_tx as a
+from convmon.sim import solana_tx
 from convmon.sim.solana_rpc import LocalSolanaServer
 from tests.solana.conftest import MakeCollector, read_events, rpc_settings, running
 from tests.waiting import eventually
 
-WATCH = [n.HIVEMAPPER_REWARD, n.NOSANA_JOBS, n.LAZY_DISTRIBUTOR]
+WATCH = [networks.HIVEMAPPER_REWARD, networks.NOSANA_JOBS, networks.LAZY_DISTRIBUTOR]
 EXTRACT = make_extractor(DepinConfig())
 
 
 def hivemapper(i: int, version: int | str = 0) -> dict[str, object]:
-    people = [(a.wallet(f"c{i}:{j}"), 10**9 + j) for j in range(3)]
-    return a.hivemapper_mint_payout(f"hm{i}", 1000 + i, 1_750_000_000 + i, people, version=version)
+    people = [(solana_tx.wallet(f"c{i}:{j}"), 10**9 + j) for j in range(3)]
+    return solana_tx.hivemapper_mint_payout(
+        f"hm{i}", 1000 + i, 1_750_000_000 + i, people, version=version
+    )
 
 
 async def payout_ids(redis: Redis, keys: Keys) -> list[str]:
@@ -39,12 +41,14 @@ async def test_streams_payouts_end_to_end(
     async with running(collector):
         await eventually(lambda: server.subscriptions == len(WATCH))
         await server.add_transaction(hivemapper(1, version=1))
-        await server.add_transaction(a.nosana_job_payout("j1", 1001, None, a.wallet("nd"), 5))
+        await server.add_transaction(
+            solana_tx.nosana_job_payout("j1", 1001, None, solana_tx.wallet("nd"), 5)
+        )
         await eventually(lambda: _count(redis, keys, 2))
     ids = await payout_ids(redis, keys)
     assert ids == [
-        f"sol:payout:{a.signature('hm1')}:{n.HONEY}",
-        f"sol:payout:{a.signature('j1')}:{n.NOS}",
+        f"sol:payout:{solana_tx.signature('hm1')}:{networks.HONEY}",
+        f"sol:payout:{solana_tx.signature('j1')}:{networks.NOS}",
     ]
     status = await redis.hgetall(keys.collector_status("depin"))
     assert status[b"connected"] == b"1" and status[b"last_position"] == b"1001"
@@ -73,7 +77,7 @@ async def test_websocket_drop_loses_and_doubles_nothing(
         await eventually(lambda: _queue_empty(collector), "the fetch queue drained")
     ids = await payout_ids(redis, keys)
     assert sorted(ids) == sorted(
-        f"sol:payout:{a.signature(f'hm{i}')}:{n.HONEY}" for i in range(1, 7)
+        f"sol:payout:{solana_tx.signature(f'hm{i}')}:{networks.HONEY}" for i in range(1, 7)
     )
     status = await redis.hgetall(keys.collector_status("depin"))
     assert int(status[b"reconnects"]) >= 1
@@ -92,7 +96,7 @@ async def test_restart_recovers_the_gap_exactly_once(
         await server.add_transaction(hivemapper(i))
     # A payout queued but not yet fetched when the process died must survive too.
     restarted = make_collector("depin", WATCH, EXTRACT)
-    await restarted.queue.enqueue([a.signature("hm2"), a.signature("hm3")])
+    await restarted.queue.enqueue([solana_tx.signature("hm2"), solana_tx.signature("hm3")])
     async with running(restarted):
         await eventually(lambda: _count(redis, keys, 8))
         await eventually(lambda: _queue_empty(restarted))
@@ -121,7 +125,7 @@ async def test_429_burst_is_drained_in_order(
     assert server.rejected >= 5
     assert collector.rpc.rate_limited >= 5
     ids = await payout_ids(redis, keys)
-    assert ids == [f"sol:payout:{s}:{n.HONEY}" for s in sigs]
+    assert ids == [f"sol:payout:{s}:{networks.HONEY}" for s in sigs]
 
 
 async def test_malformed_transaction_is_counted_and_skipped(
@@ -141,8 +145,8 @@ async def test_malformed_transaction_is_counted_and_skipped(
     assert collector.malformed == 1
     assert await collector.queue.depth() == 0
     assert await payout_ids(redis, keys) == [
-        f"sol:payout:{good1}:{n.HONEY}",
-        f"sol:payout:{good2}:{n.HONEY}",
+        f"sol:payout:{good1}:{networks.HONEY}",
+        f"sol:payout:{good2}:{networks.HONEY}",
     ]
     value = registry.get_sample_value(
         "convmon_collector_malformed_payloads_total",
@@ -183,7 +187,7 @@ async def test_unsupported_transaction_version_is_surfaced(
     await collector.queue.enqueue([v1, v0])
     await collector.drain_once()
     assert collector.unsupported_version == 1
-    assert await payout_ids(redis, keys) == [f"sol:payout:{v0}:{n.HONEY}"]
+    assert await payout_ids(redis, keys) == [f"sol:payout:{v0}:{networks.HONEY}"]
     status = await redis.hgetall(keys.collector_status("depin"))
     assert b"max_supported_transaction_version" in status[b"last_error"]
     assert b"Transaction version (1) is not supported" in status[b"last_error"]
@@ -207,19 +211,21 @@ async def test_first_start_begins_at_the_newest_signature(
 ) -> None:
     for i in range(3):
         await server.add_transaction(hivemapper(i), notify=False)
-    collector = make_collector("depin", [n.HIVEMAPPER_REWARD], EXTRACT)
+    collector = make_collector("depin", [networks.HIVEMAPPER_REWARD], EXTRACT)
     assert await collector.recover_gaps() == 0
     await server.add_transaction(hivemapper(9), notify=False)
     assert await collector.recover_gaps() == 1
-    backfilling = make_collector("other", [n.HIVEMAPPER_REWARD], EXTRACT, initial_backfill=2)
+    backfilling = make_collector("other", [networks.HIVEMAPPER_REWARD], EXTRACT, initial_backfill=2)
     assert await backfilling.recover_gaps() == 2
-    assert await backfilling.queue.peek(5) == [a.signature("hm2"), a.signature("hm9")]
+    assert await backfilling.queue.peek(5) == [
+        solana_tx.signature("hm2"), solana_tx.signature("hm9")
+    ]
 
 
 async def test_gap_recovery_pages_back(
     server: LocalSolanaServer, make_collector: MakeCollector, redis: Redis, keys: Keys
 ) -> None:
-    collector = make_collector("depin", [n.HIVEMAPPER_REWARD], EXTRACT, signatures_page=7)
+    collector = make_collector("depin", [networks.HIVEMAPPER_REWARD], EXTRACT, signatures_page=7)
     await server.add_transaction(hivemapper(0), notify=False)
     await collector.recover_gaps()
     sigs = [await server.add_transaction(hivemapper(i), notify=False) for i in range(1, 31)]
@@ -239,7 +245,7 @@ async def test_server_errors_stall_but_never_drop(
         rounds += 1
         await collector.drain_once()
     assert rounds > 1 and await collector.queue.failed() == 0
-    assert await payout_ids(redis, keys) == [f"sol:payout:{s}:{n.HONEY}" for s in sigs]
+    assert await payout_ids(redis, keys) == [f"sol:payout:{s}:{networks.HONEY}" for s in sigs]
 
 
 async def test_pings_keep_an_idle_websocket_open(

@@ -8,14 +8,15 @@ from typing import Any
 
 import pytest
 
-from convmon.collectors.depin import networks as n
+from convmon.collectors.depin import networks
 from convmon.collectors.depin.networks import NetworkConfig, RewardMint, default_networks
 from convmon.collectors.depin.payouts import NetworkRules, ParsedTx, extract_payouts
 from convmon.collectors.depin.plugin import DepinConfig, make_extractor
+from convmon.collectors.errors import MalformedPayload
 from convmon.collectors.solana.errors import MalformedTransaction
 from convmon.collectors.solana.txshape import TOKEN_PROGRAM, account_keys
 from convmon.monitor.events import DepinPayout
-from convmon.sim import solana_tx as a
+from convmon.sim import solana_tx
 from tests.shared_data import require_shared_data
 
 RULES = {name: NetworkRules.from_config(name, c) for name, c in default_networks().items()}
@@ -28,7 +29,7 @@ def load(*parts: str) -> Any:
 def test_helium_devnet_lazy_distribution_is_a_payout() -> None:
     tx = load("helium", "lazy_distributor_distribute.json")
     [payout] = extract_payouts(tx, RULES["helium"])
-    assert payout.token == "HNT" and payout.mint == n.HNT
+    assert payout.token == "HNT" and payout.mint == networks.HNT
     assert payout.kind == "claim"
     # The devnet distribution moved 0 HNT: balances do not change, the parsed circuit-breaker
     # transfer (an inner instruction) is the evidence, and the escrow is not a recipient.
@@ -50,7 +51,7 @@ def test_helium_mini_fanout_without_token_movement_is_not_a_payout() -> None:
 def test_depin_event_for_helium_fixture() -> None:
     tx = load("helium", "lazy_distributor_distribute.json")
     [event] = make_extractor(DepinConfig())(tx, 1.0)
-    assert event.id == f"sol:payout:{tx['signature']}:{n.HNT}"
+    assert event.id == f"sol:payout:{tx['signature']}:{networks.HNT}"
     assert event.position == tx["slot"] and event.occurred_at == tx["blockTime"]
     assert isinstance(event.payload, DepinPayout)
     assert event.payload.link == f"https://solscan.io/tx/{tx['signature']}"
@@ -78,8 +79,8 @@ def test_solders_envelopes_parse(name: str) -> None:
 
 @pytest.mark.parametrize("version", ["legacy", 0, 1])
 def test_hivemapper_mint_to_payout(version: int | str) -> None:
-    people = [(a.wallet(f"contributor{i}"), (i + 1) * 10**9) for i in range(30)]
-    tx = a.hivemapper_mint_payout("hm", 300, 1_750_000_000, people, version=version)
+    people = [(solana_tx.wallet(f"contributor{i}"), (i + 1) * 10**9) for i in range(30)]
+    tx = solana_tx.hivemapper_mint_payout("hm", 300, 1_750_000_000, people, version=version)
     if version != "legacy":
         assert any(
             k["source"] == "lookupTable" for k in tx["transaction"]["message"]["accountKeys"]
@@ -96,15 +97,17 @@ def test_hivemapper_mint_to_payout(version: int | str) -> None:
 
 
 def test_new_token_accounts_count_from_zero() -> None:
-    tx = a.hivemapper_mint_payout("new", 1, None, [(a.wallet("x"), 7)], existing=False)
+    tx = solana_tx.hivemapper_mint_payout(
+        "new", 1, None, [(solana_tx.wallet("x"), 7)], existing=False
+    )
     [payout] = extract_payouts(tx, RULES["hivemapper"])
     assert payout.total == 7
 
 
 @pytest.mark.parametrize("version", [0, 1])
 def test_nosana_job_payout_excludes_vault_and_crank_fee(version: int) -> None:
-    node = a.wallet("node")
-    tx = a.nosana_job_payout("job", 5, 1_750_000_000, node, 25_500_000, version=version)
+    node = solana_tx.wallet("node")
+    tx = solana_tx.nosana_job_payout("job", 5, 1_750_000_000, node, 25_500_000, version=version)
     [payout] = extract_payouts(tx, RULES["nosana"])
     assert payout.kind == "transfer"
     assert payout.recipients == [(node, 25_500_000)]
@@ -112,59 +115,62 @@ def test_nosana_job_payout_excludes_vault_and_crank_fee(version: int) -> None:
 
 
 def test_failed_transaction_pays_nothing() -> None:
-    tx = a.nosana_job_payout("job-failed", 5, None, a.wallet("node"), 1)
+    tx = solana_tx.nosana_job_payout("job-failed", 5, None, solana_tx.wallet("node"), 1)
     tx["meta"]["err"] = {"InstructionError": [1, {"Custom": 6001}]}
     assert extract_payouts(tx, RULES["nosana"]) == []
 
 
 def test_unrelated_program_is_ignored() -> None:
-    tx = a.helium_distribution("h", 1, None, a.wallet("hotspot"), 10)
+    tx = solana_tx.helium_distribution("h", 1, None, solana_tx.wallet("hotspot"), 10)
     assert extract_payouts(tx, RULES["helium"])[0].total == 10
     assert extract_payouts(tx, RULES["hivemapper"]) == []
     assert extract_payouts(tx, RULES["nosana"]) == []
 
 
 def test_wallet_network_counts_only_outflows_of_listed_wallets() -> None:
-    distributor = a.wallet("render-distributor")
+    distributor = solana_tx.wallet("render-distributor")
     rules = NetworkRules.from_config(
         "render",
         NetworkConfig(
             wallets=[distributor],
-            reward_mints=[RewardMint(mint=n.RENDER, token="RENDER", decimals=8)],
+            reward_mints=[RewardMint(mint=networks.RENDER, token="RENDER", decimals=8)],
         ),
     )
-    b = a.TxBuilder(a.signature("r1"), 9, None)
+    b = solana_tx.TxBuilder(solana_tx.signature("r1"), 9, None)
     b.account(distributor, signer=True)
-    src = a.token_account(distributor, n.RENDER)
-    dst = a.token_account(a.wallet("gpu"), n.RENDER)
-    b.balance(src, n.RENDER, distributor, 8, 1000, 400)
-    b.balance(dst, n.RENDER, a.wallet("gpu"), 8, 0, 600)
+    src = solana_tx.token_account(distributor, networks.RENDER)
+    dst = solana_tx.token_account(solana_tx.wallet("gpu"), networks.RENDER)
+    b.balance(src, networks.RENDER, distributor, 8, 1000, 400)
+    b.balance(dst, networks.RENDER, solana_tx.wallet("gpu"), 8, 0, 600)
     b.top(
         TOKEN_PROGRAM,
-        a.spl(
+        solana_tx.spl(
             "transferChecked",
             source=src,
             destination=dst,
             authority=distributor,
-            mint=n.RENDER,
+            mint=networks.RENDER,
             amount=600,
             decimals=8,
         ),
     )
     [payout] = extract_payouts(b.build(), rules)
-    assert payout.recipients == [(a.wallet("gpu"), 600)]
-    inflow = a.TxBuilder(a.signature("r2"), 9, None)
-    inflow.balance(src, n.RENDER, distributor, 8, 400, 1000)
-    inflow.balance(dst, n.RENDER, a.wallet("gpu"), 8, 600, 0)
+    assert payout.recipients == [(solana_tx.wallet("gpu"), 600)]
+    inflow = solana_tx.TxBuilder(solana_tx.signature("r2"), 9, None)
+    inflow.balance(src, networks.RENDER, distributor, 8, 400, 1000)
+    inflow.balance(dst, networks.RENDER, solana_tx.wallet("gpu"), 8, 600, 0)
     assert extract_payouts(inflow.build(), rules) == []
 
 
 def test_malformed_transaction_raises() -> None:
-    tx = a.hivemapper_mint_payout("bad", 1, None, [(a.wallet("x"), 7)])
+    tx = solana_tx.hivemapper_mint_payout("bad", 1, None, [(solana_tx.wallet("x"), 7)])
     tx["meta"]["postTokenBalances"][0]["uiTokenAmount"] = {"amount": "lots"}
     with pytest.raises(MalformedTransaction):
         extract_payouts(tx, RULES["hivemapper"])
     with pytest.raises(MalformedTransaction):
+        ParsedTx({"transaction": {}, "meta": None})
+    # The daemon counts and skips any collector's MalformedPayload.
+    with pytest.raises(MalformedPayload):
         ParsedTx({"transaction": {}, "meta": None})
 
 
@@ -173,7 +179,7 @@ def test_config_merges_user_networks_with_defaults() -> None:
         {"networks": {"render": {"wallets": ["W1"]}, "hivemapper": {"enabled": False}}}
     )
     assert cfg.networks["render"].wallets == ["W1"]
-    assert cfg.networks["render"].reward_mints[0].mint == n.RENDER
+    assert cfg.networks["render"].reward_mints[0].mint == networks.RENDER
     assert "hivemapper" not in cfg.active_networks()
     assert set(cfg.active_networks()) == {"helium", "nosana", "render"}
     assert "ionet" not in DepinConfig().active_networks()

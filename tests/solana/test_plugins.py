@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from convmon.collectors.depin import networks as n
+from convmon.collectors.depin import networks
 from convmon.collectors.depin import plugin as depin
 from convmon.collectors.stablecoins import solana as sc
 from convmon.monitor.app import load_config
@@ -20,7 +20,7 @@ from convmon.monitor.config import CoreSettings
 from convmon.monitor.keys import Keys
 from convmon.monitor.plugins import Runtime
 from convmon.monitor.yamlfile import FileErrors
-from convmon.sim import solana_tx as a
+from convmon.sim import solana_tx
 from convmon.sim.solana_rpc import LocalSolanaServer
 from tests.solana.conftest import read_events, stop
 from tests.waiting import eventually
@@ -92,7 +92,7 @@ async def test_components_run_on_a_runtime(
         try:
             await eventually(lambda: server.subscriptions == len(depin.watched_addresses(cfg)))
             await server.add_transaction(
-                a.helium_distribution("rt", 5, 1_760_000_000, a.wallet("h"), 99)
+                solana_tx.helium_distribution("rt", 5, 1_760_000_000, solana_tx.wallet("h"), 99)
             )
 
             async def paid() -> bool:
@@ -102,7 +102,7 @@ async def test_components_run_on_a_runtime(
         finally:
             await stop(task)
         [event] = [e for e in await read_events(redis, keys) if e.id.startswith("sol:payout")]
-        assert event.id == f"sol:payout:{a.signature('rt')}:{n.HNT}"
+        assert event.id == f"sol:payout:{solana_tx.signature('rt')}:{networks.HNT}"
         families = list(await depin.state_metrics(runtime, cfg))
         assert {f.name for f in families} == {
             "convmon_solana_signature_queue_depth",

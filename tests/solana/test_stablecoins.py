@@ -19,7 +19,7 @@ from convmon.monitor.clock import ManualClock
 from convmon.monitor.events import StablecoinBurn, StablecoinMint, StablecoinSupply
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
-from convmon.sim import solana_tx as a
+from convmon.sim import solana_tx
 from convmon.sim.solana_rpc import LocalSolanaServer
 from tests.solana.conftest import MakeCollector, read_events, rpc_settings, running
 from tests.waiting import eventually
@@ -33,12 +33,12 @@ EXTRACT = make_extractor(CFG)
 @pytest.mark.parametrize("version", ["legacy", 0, 1])
 @pytest.mark.parametrize("checked", [False, True])
 def test_top_level_mint(version: int | str, checked: bool) -> None:
-    treasury = a.wallet("tether-treasury")
-    tx = a.stablecoin_mint(
+    treasury = solana_tx.wallet("tether-treasury")
+    tx = solana_tx.stablecoin_mint(
         "m", 7, 1_760_000_000, USDT, 250_000_000 * 10**6, treasury, checked=checked, version=version
     )
     [event] = EXTRACT(tx, 1.0)
-    sig = a.signature("m")
+    sig = solana_tx.signature("m")
     assert event.id == f"sol:mint:{sig}:1"
     assert isinstance(event.payload, StablecoinMint)
     p = event.payload
@@ -50,41 +50,47 @@ def test_top_level_mint(version: int | str, checked: bool) -> None:
 
 
 def test_inner_instruction_mint_and_burn() -> None:
-    mint = a.stablecoin_mint("im", 8, None, USDC, 5 * 10**6, a.wallet("circle"), inner=True)
+    mint = solana_tx.stablecoin_mint(
+        "im", 8, None, USDC, 5 * 10**6, solana_tx.wallet("circle"), inner=True
+    )
     [event] = EXTRACT(mint, 1.0)
-    assert event.id == f"sol:mint:{a.signature('im')}:1.0"
+    assert event.id == f"sol:mint:{solana_tx.signature('im')}:1.0"
     assert isinstance(event.payload, StablecoinMint)
     assert event.payload.instruction_path == "1.0" and event.payload.log_index == 1
-    burn = a.stablecoin_burn(
-        "ib", 9, None, USD1, 3 * 10**6, a.wallet("wlfi"), inner=True, checked=True, version=1
+    burn = solana_tx.stablecoin_burn(
+        "ib", 9, None, USD1, 3 * 10**6, solana_tx.wallet("wlfi"),
+        inner=True, checked=True, version=1,
     )
     [event] = EXTRACT(burn, 1.0)
-    assert event.id == f"sol:burn:{a.signature('ib')}:1.0"
+    assert event.id == f"sol:burn:{solana_tx.signature('ib')}:1.0"
     assert isinstance(event.payload, StablecoinBurn)
     assert event.payload.track == "machine-native" and event.payload.method == "burnChecked"
-    assert event.payload.counterparty == a.wallet("wlfi")
+    assert event.payload.counterparty == solana_tx.wallet("wlfi")
 
 
 def test_token_2022_pyusd() -> None:
-    tx = a.stablecoin_mint(
-        "py", 10, None, PYUSD, 42, a.wallet("paxos"), program=TOKEN_2022_PROGRAM, checked=True
+    tx = solana_tx.stablecoin_mint(
+        "py", 10, None, PYUSD, 42, solana_tx.wallet("paxos"),
+        program=TOKEN_2022_PROGRAM, checked=True,
     )
     [event] = EXTRACT(tx, 1.0)
     assert isinstance(event.payload, StablecoinMint) and event.payload.token == "PYUSD"
 
 
 def test_untracked_mint_failed_tx_and_transfers_are_ignored() -> None:
-    other = a.stablecoin_mint("o", 1, None, a.wallet("not-a-stablecoin"), 1, a.wallet("x"))
+    other = solana_tx.stablecoin_mint(
+        "o", 1, None, solana_tx.wallet("not-a-stablecoin"), 1, solana_tx.wallet("x")
+    )
     assert EXTRACT(other, 1.0) == []
-    failed = a.stablecoin_mint("f", 1, None, USDC, 1, a.wallet("x"))
+    failed = solana_tx.stablecoin_mint("f", 1, None, USDC, 1, solana_tx.wallet("x"))
     failed["meta"]["err"] = {"InstructionError": [1, "InvalidAccountData"]}
     assert EXTRACT(failed, 1.0) == []
-    payout = a.nosana_job_payout("t", 1, None, a.wallet("n"), 1)
+    payout = solana_tx.nosana_job_payout("t", 1, None, solana_tx.wallet("n"), 1)
     assert EXTRACT(payout, 1.0) == []
 
 
 def test_malformed_instruction_amount() -> None:
-    tx = a.stablecoin_mint("bad", 1, None, USDC, 1, a.wallet("x"))
+    tx = solana_tx.stablecoin_mint("bad", 1, None, USDC, 1, solana_tx.wallet("x"))
     tx["transaction"]["message"]["instructions"][1]["parsed"]["info"]["amount"] = "x"
     with pytest.raises(MalformedTransaction):
         EXTRACT(tx, 1.0)
@@ -103,12 +109,16 @@ async def test_mints_stream_through_the_local_node(
     async with running(collector):
         await eventually(lambda: server.subscriptions == 4)
         await server.add_transaction(
-            a.stablecoin_mint("s1", 50, None, USDT, 10**12, a.wallet("t"), inner=True, version=1)
+            solana_tx.stablecoin_mint(
+                "s1", 50, None, USDT, 10**12, solana_tx.wallet("t"), inner=True, version=1
+            )
         )
-        await server.add_transaction(a.stablecoin_burn("s2", 51, None, USDC, 10**9, a.wallet("c")))
         await server.add_transaction(
-            a.stablecoin_mint(
-                "s3", 52, None, PYUSD, 10**6, a.wallet("p"), program=TOKEN_2022_PROGRAM
+            solana_tx.stablecoin_burn("s2", 51, None, USDC, 10**9, solana_tx.wallet("c"))
+        )
+        await server.add_transaction(
+            solana_tx.stablecoin_mint(
+                "s3", 52, None, PYUSD, 10**6, solana_tx.wallet("p"), program=TOKEN_2022_PROGRAM
             )
         )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from convmon.collectors.stablecoins.evm import tokens as t
+from convmon.collectors.stablecoins.evm import tokens
 from convmon.collectors.stablecoins.evm.config import EthereumStablecoinsConfig
 from convmon.collectors.stablecoins.evm.plugin import PLUGIN
 from convmon.collectors.stablecoins.evm.rpc import retry_after
@@ -277,7 +277,7 @@ async def test_malformed_log_is_counted_and_skipped(
     run = start_collector(ws_url=node.ws_url)
     usdc = TOKENS["USDC"]
     minter, to = "0x" + "00" * 12 + MINTER[2:], "0x" + "00" * 12 + ALICE[2:]
-    await node.emit(usdc.address, [([t.USDC_MINT, minter, to], b"\x01" * 5)])
+    await node.emit(usdc.address, [([tokens.USDC_MINT, minter, to], b"\x01" * 5)])
     good = await mint(node, "USDT", 10**6)
     last = await node.block_number()
     await node.mine(3)

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from convmon.collectors.stablecoins.evm import tokens as t
+from convmon.collectors.errors import MalformedPayload
+from convmon.collectors.stablecoins.evm import tokens
 from convmon.collectors.stablecoins.evm.decode import (
     RawLog,
     decode_log,
@@ -72,7 +73,7 @@ def test_transfer_decoding_agrees_with_ethereum_etl_token_transfers() -> None:
     checked = 0
     for row in read_jsonl(folder / "usdc_usdt_logs_subset.jsonl"):
         log = etl_log(row)
-        if log.topics[0] != t.TRANSFER:
+        if log.topics[0] != tokens.TRANSFER:
             with pytest.raises(MalformedLog):
                 decode_transfer(log)
             continue
@@ -120,7 +121,7 @@ def test_each_mint_and_burn_counts_once_per_tx(symbol: str) -> None:
 def test_usdt_issue_has_no_transfer_and_destroyed_black_funds_names_the_holder() -> None:
     usdt = TOKENS["USDT"]
     records = mint_records(usdt, ALICE, 5, MINTER)
-    assert [topics[0] for topics, _ in records] == [t.USDT_ISSUE]
+    assert [topics[0] for topics, _ in records] == [tokens.USDT_ISSUE]
     (flow,) = [decode_log(x, usdt) for x in
                as_logs(burn_records(usdt, ALICE, 9, blacklisted=True), usdt.address)]
     assert flow is not None
@@ -130,27 +131,29 @@ def test_usdt_issue_has_no_transfer_and_destroyed_black_funds_names_the_holder()
 
 def test_usd1_mint_topic_equal_to_usdc_mint_is_not_counted_for_usd1() -> None:
     usd1 = TOKENS["USD1"]
-    log = as_logs([([t.USDC_MINT, address_topic(MINTER), address_topic(ALICE)], (5).to_bytes(32))],
-                  usd1.address)[0]
+    topics = [tokens.USDC_MINT, address_topic(MINTER), address_topic(ALICE)]
+    log = as_logs([(topics, (5).to_bytes(32))], usd1.address)[0]
     assert decode_log(log, usd1) is None
     assert decode_log(log, TOKENS["USDC"]) is not None
 
 
 def test_malformed_logs_raise() -> None:
     usdc = TOKENS["USDC"]
-    short = as_logs([([t.USDC_MINT, address_topic(MINTER), address_topic(ALICE)], b"\x01" * 5)],
-                    usdc.address)[0]
+    topics = [tokens.USDC_MINT, address_topic(MINTER), address_topic(ALICE)]
+    short = as_logs([(topics, b"\x01" * 5)], usdc.address)[0]
     with pytest.raises(MalformedLog):
         decode_log(short, usdc)
-    missing_topic = as_logs([([t.USDC_MINT, address_topic(MINTER)], (5).to_bytes(32))],
+    missing_topic = as_logs([([tokens.USDC_MINT, address_topic(MINTER)], (5).to_bytes(32))],
                             usdc.address)[0]
     with pytest.raises(MalformedLog):
         decode_log(missing_topic, usdc)
-    bad_address = as_logs([([t.USDC_BURN, "0x" + "ff" * 32], (5).to_bytes(32))],
+    bad_address = as_logs([([tokens.USDC_BURN, "0x" + "ff" * 32], (5).to_bytes(32))],
                           usdc.address)[0]
     with pytest.raises(MalformedLog):
         decode_log(bad_address, usdc)
     with pytest.raises(MalformedLog):
+        RawLog.from_rpc({"address": usdc.address, "topics": []})
+    with pytest.raises(MalformedPayload):  # counted and skipped like any collector's
         RawLog.from_rpc({"address": usdc.address, "topics": []})
 
 

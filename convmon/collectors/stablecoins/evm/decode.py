@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from convmon.collectors.stablecoins.evm import tokens as t
+from convmon.collectors.stablecoins.evm import tokens
 from convmon.collectors.stablecoins.evm.errors import MalformedLog
 from convmon.monitor.events import Amount, Event, StablecoinBurn, StablecoinMint
 
@@ -83,7 +83,7 @@ class Flow:
     """One counted mint or burn."""
 
     kind: Literal["mint", "burn"]
-    token: t.TokenConfig
+    token: tokens.TokenConfig
     units: int
     counterparty: str | None
     method: str
@@ -117,7 +117,7 @@ def _expect_topics(log: RawLog, n: int) -> None:
         raise MalformedLog(f"{len(log.topics)} topics, expected {n}")
 
 
-def decode_log(log: RawLog, token: t.TokenConfig) -> Flow | None:
+def decode_log(log: RawLog, token: tokens.TokenConfig) -> Flow | None:
     """The mint or burn this log counts for, None when it counts for nothing (a plain
     transfer, an approval, a Transfer twin of a dedicated event). Raises `MalformedLog`."""
     if not log.topics:
@@ -125,38 +125,38 @@ def decode_log(log: RawLog, token: t.TokenConfig) -> Flow | None:
     topic0 = log.topics[0]
     style = token.style
     if style == "usdc":
-        if topic0 == t.USDC_MINT:
+        if topic0 == tokens.USDC_MINT:
             _expect_topics(log, 3)
             return Flow("mint", token, _words(log.data, 1)[0], _address_topic(log.topics[2]),
                         "Mint", log)
-        if topic0 == t.USDC_BURN:
+        if topic0 == tokens.USDC_BURN:
             _expect_topics(log, 2)
             return Flow("burn", token, _words(log.data, 1)[0], _address_topic(log.topics[1]),
                         "Burn", log)
         return None
     if style == "usdt":
-        if topic0 == t.USDT_ISSUE:
+        if topic0 == tokens.USDT_ISSUE:
             _expect_topics(log, 1)
             return Flow("mint", token, _words(log.data, 1)[0], None, "Issue", log)
-        if topic0 == t.USDT_REDEEM:
+        if topic0 == tokens.USDT_REDEEM:
             _expect_topics(log, 1)
             return Flow("burn", token, _words(log.data, 1)[0], None, "Redeem", log)
-        if topic0 == t.USDT_DESTROYED_BLACK_FUNDS:
+        if topic0 == tokens.USDT_DESTROYED_BLACK_FUNDS:
             _expect_topics(log, 1)
             who, units = _words(log.data, 2)
             return Flow("burn", token, units, _address_word(who), "DestroyedBlackFunds", log)
         return None
     if style == "pyusd":
-        if topic0 == t.PYUSD_SUPPLY_INCREASED:
+        if topic0 == tokens.PYUSD_SUPPLY_INCREASED:
             _expect_topics(log, 2)
             return Flow("mint", token, _words(log.data, 1)[0], _address_topic(log.topics[1]),
                         "SupplyIncreased", log)
-        if topic0 == t.PYUSD_SUPPLY_DECREASED:
+        if topic0 == tokens.PYUSD_SUPPLY_DECREASED:
             _expect_topics(log, 2)
             return Flow("burn", token, _words(log.data, 1)[0], _address_topic(log.topics[1]),
                         "SupplyDecreased", log)
         return None
-    if topic0 != t.TRANSFER:
+    if topic0 != tokens.TRANSFER:
         return None
     _expect_topics(log, 3)
     sender, receiver = _address_topic(log.topics[1]), _address_topic(log.topics[2])
@@ -171,7 +171,7 @@ def decode_log(log: RawLog, token: t.TokenConfig) -> Flow | None:
 
 def decode_transfer(log: RawLog) -> tuple[str, str, int]:
     """(from, to, value) of an ERC-20 Transfer log. Raises `MalformedLog`."""
-    if not log.topics or log.topics[0] != t.TRANSFER:
+    if not log.topics or log.topics[0] != tokens.TRANSFER:
         raise MalformedLog("not a Transfer")
     _expect_topics(log, 3)
     return (_address_topic(log.topics[1]), _address_topic(log.topics[2]),
