@@ -34,7 +34,7 @@ def curated() -> Attributor:
     return Attributor(curated_registry(), {"antpool": "Bitmain"})
 
 
-def hx(raw: bytes) -> str:
+def sig_hex(raw: bytes) -> str:
     return raw.hex()
 
 
@@ -42,63 +42,65 @@ def test_non_utf8_scriptsig_is_decoded_per_byte(curated: Attributor) -> None:
     raw = b"\x03\xa0\xbb\x0d\xff\xfe\xc3(/ViaBTC/\x80\x81\xe9"
     with pytest.raises(UnicodeDecodeError):
         raw.decode("utf-8")
-    a = curated.attribute(hx(raw), [])
-    assert (a.pool, a.match) == ("viabtc", "tag")
-    assert a.coinbase_tag == "(/ViaBTC/"
+    result = curated.attribute(sig_hex(raw), [])
+    assert (result.pool, result.match) == ("viabtc", "tag")
+    assert result.coinbase_tag == "(/ViaBTC/"
 
 
 def test_merged_mining_marker_does_not_hide_the_tag(curated: Attributor) -> None:
     marker = b"\xfa\xbemm" + bytes(range(32)) + b"\x01\x00\x00\x00"
     raw = b"\x03\x01\x02\x03" + marker + b"Mined by AntPool"
-    a = curated.attribute(hx(raw), [])
-    assert (a.pool, a.entity) == ("antpool", "Bitmain")
-    assert "mm" in a.coinbase_tag and a.coinbase_tag.endswith("Mined by AntPool")
+    result = curated.attribute(sig_hex(raw), [])
+    assert (result.pool, result.entity) == ("antpool", "Bitmain")
+    assert "mm" in result.coinbase_tag and result.coinbase_tag.endswith("Mined by AntPool")
 
 
 def test_zero_value_outputs_are_not_payouts(curated: Attributor) -> None:
     outs = [(FOUNDRY_ADDR, 0), (None, 0), (TAPROOT, 312_500_000), (TAPROOT, 1)]
     assert payout_addresses(outs) == [TAPROOT]
-    a = curated.attribute(hx(b"\x03abc"), payout_addresses(outs))
-    assert a.pool == "unknown" and a.match == "none"
-    assert a.payout_addresses == [TAPROOT]
+    result = curated.attribute(sig_hex(b"\x03abc"), payout_addresses(outs))
+    assert result.pool == "unknown" and result.match == "none"
+    assert result.payout_addresses == [TAPROOT]
 
 
 def test_taproot_and_p2wsh_payouts(curated: Attributor) -> None:
     # Payouts to addresses no list knows still attribute by tag...
-    a = curated.attribute(hx(b"\x03xyz/Foundry USA Pool #dropgold/"), [TAPROOT, P2WSH])
-    assert (a.pool, a.match) == ("foundryusa", "tag")
+    result = curated.attribute(sig_hex(b"\x03xyz/Foundry USA Pool #dropgold/"), [TAPROOT, P2WSH])
+    assert (result.pool, result.match) == ("foundryusa", "tag")
     # ...and a list that knows the P2WSH/taproot address matches it without any tag.
     reg = PoolRegistry.from_pools_v2(
         [{"name": "Foundry USA", "addresses": [P2WSH], "tags": []},
          {"name": "Some Pool", "addresses": [TAPROOT], "tags": []}]
     )
-    at = Attributor(reg)
-    assert at.attribute(hx(b"\x03"), [P2WSH]).match == "address"
-    assert at.attribute(hx(b"\x03"), [TAPROOT]).pool == "somepool"
+    attributor = Attributor(reg)
+    assert attributor.attribute(sig_hex(b"\x03"), [P2WSH]).match == "address"
+    assert attributor.attribute(sig_hex(b"\x03"), [TAPROOT]).pool == "somepool"
 
 
 def test_free_text_with_another_pools_tag_follows_list_order(curated: Attributor) -> None:
-    a = curated.attribute(hx(b"\x03\x01/ViaBTC/TATMAS Pool/\x00"), [])
-    assert a.pool == "tatmaspool"
+    result = curated.attribute(sig_hex(b"\x03\x01/ViaBTC/TATMAS Pool/\x00"), [])
+    assert result.pool == "tatmaspool"
     # a miner's free text mentioning two pools: the one listed first wins, like mempool
     text = b"\x03 hello Mined by AntPool via /ViaBTC/ friends"
-    assert curated.attribute(hx(text), []).pool == "antpool"
-    assert naive_match(curated.registry, hx(text), []) == "antpool"
+    assert curated.attribute(sig_hex(text), []).pool == "antpool"
+    assert naive_match(curated.registry, sig_hex(text), []) == "antpool"
 
 
 def test_address_anywhere_beats_tag_deliberate_difference(curated: Attributor) -> None:
     """mempool walks the list once and lets AntPool's tag (listed before F2Pool) win; we let
     F2Pool's payout address win: an address is proof of payment, a tag is free text."""
-    sig = hx(b"\x03\x10\x20Mined by AntPool")
+    sig = sig_hex(b"\x03\x10\x20Mined by AntPool")
     ours = curated.attribute(sig, [F2POOL_ADDR])
     assert (ours.pool, ours.match) == ("f2pool", "address")
     assert naive_match(curated.registry, sig, [F2POOL_ADDR]) == "antpool"
 
 
 def test_case_insensitive_and_unknown(curated: Attributor) -> None:
-    assert curated.attribute(hx(b"\x03MINED BY ANTPOOL"), []).pool == "antpool"
-    a = curated.attribute(hx(b"\x03/some solo miner/"), ["bc1qnothing"])
-    assert (a.pool, a.pool_name, a.match, a.entity) == ("unknown", "Unknown", "none", None)
+    assert curated.attribute(sig_hex(b"\x03MINED BY ANTPOOL"), []).pool == "antpool"
+    result = curated.attribute(sig_hex(b"\x03/some solo miner/"), ["bc1qnothing"])
+    assert (result.pool, result.pool_name, result.match, result.entity) == (
+        "unknown", "Unknown", "none", None
+    )
     assert curated.attribute("zz-not-hex", []).pool == "unknown"
 
 
@@ -108,13 +110,13 @@ def test_regex_tags_keep_regex_semantics() -> None:
         {"name": "End", "tags": ["^start", "tail$"], "addresses": []},
         {"name": "Alt", "tags": ["(foo|bar)baz"], "addresses": []},
     ])
-    at = Attributor(reg)
-    assert at.attribute(hx(b"xxdotXpoolxx"), []).pool == "dotpool"
-    assert at.attribute(hx(b"xxdotpooxx"), []).pool == "unknown"
-    assert at.attribute(hx(b"a tail"), []).pool == "end"
-    assert at.attribute(hx(b"tail end"), []).pool == "unknown"
-    assert at.attribute(hx(b"start here"), []).pool == "end"
-    assert at.attribute(hx(b"xbarbaz"), []).pool == "alt"
+    attributor = Attributor(reg)
+    assert attributor.attribute(sig_hex(b"xxdotXpoolxx"), []).pool == "dotpool"
+    assert attributor.attribute(sig_hex(b"xxdotpooxx"), []).pool == "unknown"
+    assert attributor.attribute(sig_hex(b"a tail"), []).pool == "end"
+    assert attributor.attribute(sig_hex(b"tail end"), []).pool == "unknown"
+    assert attributor.attribute(sig_hex(b"start here"), []).pool == "end"
+    assert attributor.attribute(sig_hex(b"xbarbaz"), []).pool == "alt"
 
 
 def test_bad_lists_are_rejected() -> None:
@@ -165,20 +167,22 @@ def test_shared_pools_v2_loads_and_agrees_with_mempools_loop(pure_python: bool) 
     path = require_shared_data("bitcoin", "mempool-pools-v2.json")
     reg = PoolRegistry.from_bytes(path.read_bytes(), origin=str(path))
     assert len(reg.pools) == 168
-    at = Attributor(reg, pure_python=pure_python)
+    attributor = Attributor(reg, pure_python=pure_python)
     by = reg.by_slug()
-    assert at.attribute(hx(b"\x03\x01\x02/ViaBTC/TATMAS Pool/"), []).pool == "tatmaspool"
-    assert at.attribute(hx(b"\x03\x01\x02/Foundry USA Pool #dropgold/"), []).pool == "foundryusa"
+    viabtc = sig_hex(b"\x03\x01\x02/ViaBTC/TATMAS Pool/")
+    foundry = sig_hex(b"\x03\x01\x02/Foundry USA Pool #dropgold/")
+    assert attributor.attribute(viabtc, []).pool == "tatmaspool"
+    assert attributor.attribute(foundry, []).pool == "foundryusa"
     assert by["foundryusa"].addresses
-    a = at.attribute(hx(b"\x03junk"), [by["foundryusa"].addresses[0]])
-    assert (a.pool, a.match) == ("foundryusa", "address")
+    result = attributor.attribute(sig_hex(b"\x03junk"), [by["foundryusa"].addresses[0]])
+    assert (result.pool, result.match) == ("foundryusa", "address")
     rng = random.Random(7)
     checked = 0
     for pool in reg.pools:
         for tag in pool.tags:
             text = rng.randbytes(6) + tag.encode("latin-1", "replace") + rng.randbytes(4)
-            fast = at.attribute(hx(text), [])
-            assert fast.pool == naive_match(reg, hx(text), []), tag
+            fast = attributor.attribute(sig_hex(text), [])
+            assert fast.pool == naive_match(reg, sig_hex(text), []), tag
             checked += 1
     assert checked > 150
 

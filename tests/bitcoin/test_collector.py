@@ -57,8 +57,8 @@ async def test_first_start_backfills_and_checkpoints(
     pools = [e.payload.pool for e in evs]
     assert "unknown" in pools and "foundryusa" in pools
     # the record holds the blocks by height
-    rb = await col.record.get(900_029)
-    assert rb is not None and rb.block.hash == tip["id"]
+    recorded = await col.record.get(900_029)
+    assert recorded is not None and recorded.block.hash == tip["id"]
 
 
 @pytest.mark.parametrize("depth", [1, 3])
@@ -92,8 +92,8 @@ async def test_reorg_publishes_one_reorg_event_then_new_blocks(
     assert [e.payload.hash for e in after] == [b[0]["id"] for b in replacement]
     assert await bus.get_checkpoint("bitcoin") == f"{server.tip['height']}:{server.tip['id']}"
     for b in replacement:
-        rb = await col.record.get(b[0]["height"])
-        assert rb is not None and rb.block.hash == b[0]["id"]
+        recorded = await col.record.get(b[0]["height"])
+        assert recorded is not None and recorded.block.hash == b[0]["id"]
 
 
 async def test_websocket_drop_and_restart_miss_no_block(

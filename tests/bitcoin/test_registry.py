@@ -114,8 +114,8 @@ async def test_registry_change_reattributes_unknown_blocks(
     assert {a.payload.pool for a in attrs} == {"solocollective"}
     assert all(a.id == f"btc:attr:{a.payload.hash}:{merged.version}" for a in attrs)
     for a in attrs:
-        rb = await col.record.get(a.payload.height)
-        assert rb is not None and rb.block.pool == "solocollective"
+        recorded = await col.record.get(a.payload.height)
+        assert recorded is not None and recorded.block.pool == "solocollective"
 
 
 async def test_reattribution_survives_a_failed_publish(

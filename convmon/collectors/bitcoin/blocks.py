@@ -39,7 +39,7 @@ class ChainBlock:
         return sum(v for _, v in self.outputs)
 
 
-def _int(doc: dict[str, Any], key: str, optional: bool = False) -> Any:
+def _int_field(doc: dict[str, Any], key: str, optional: bool = False) -> Any:
     value = doc.get(key)
     if value is None and optional:
         return None
@@ -48,7 +48,7 @@ def _int(doc: dict[str, Any], key: str, optional: bool = False) -> Any:
     return value
 
 
-def _hash(value: Any, what: str, allow_empty: bool = False) -> str:
+def _hash_field(value: Any, what: str, allow_empty: bool = False) -> str:
     if value is None and allow_empty:
         return "0" * 64
     if not isinstance(value, str) or len(value) != 64:
@@ -60,13 +60,13 @@ def _hash(value: Any, what: str, allow_empty: bool = False) -> str:
     return value.lower()
 
 
-def _number(value: Any, what: str) -> float:
+def _number_field(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise MalformedBlock(f"{what}: expected a number")
     return float(value)
 
 
-def _hex(value: Any, what: str) -> str:
+def _hex_field(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise MalformedBlock(f"{what}: expected hex text")
     try:
@@ -93,19 +93,21 @@ def from_esplora(block: Any, coinbase: Any) -> ChainBlock:
         if not isinstance(out, dict):
             raise MalformedBlock("coinbase: vout entry is not an object")
         address = out.get("scriptpubkey_address")
-        outputs.append((address if isinstance(address, str) else None, _int(out, "value")))
+        outputs.append((address if isinstance(address, str) else None, _int_field(out, "value")))
     return ChainBlock(
-        height=_int(block, "height"),
-        hash=_hash(block.get("id"), "id"),
-        prev_hash=_hash(block.get("previousblockhash"), "previousblockhash", allow_empty=True),
-        timestamp=_int(block, "timestamp"),
-        median_time=_int(block, "mediantime", optional=True),
-        bits=_int(block, "bits", optional=True),
-        difficulty=_number(block.get("difficulty"), "difficulty"),
-        tx_count=_int(block, "tx_count"),
-        size=_int(block, "size", optional=True),
-        weight=_int(block, "weight", optional=True),
-        coinbase_hex=_hex(vin[0].get("scriptsig", ""), "vin[0].scriptsig"),
+        height=_int_field(block, "height"),
+        hash=_hash_field(block.get("id"), "id"),
+        prev_hash=_hash_field(
+            block.get("previousblockhash"), "previousblockhash", allow_empty=True
+        ),
+        timestamp=_int_field(block, "timestamp"),
+        median_time=_int_field(block, "mediantime", optional=True),
+        bits=_int_field(block, "bits", optional=True),
+        difficulty=_number_field(block.get("difficulty"), "difficulty"),
+        tx_count=_int_field(block, "tx_count"),
+        size=_int_field(block, "size", optional=True),
+        weight=_int_field(block, "weight", optional=True),
+        coinbase_hex=_hex_field(vin[0].get("scriptsig", ""), "vin[0].scriptsig"),
         outputs=tuple(outputs),
     )
 
@@ -149,17 +151,19 @@ def from_bitcoind(block: Any) -> ChainBlock:
     except ValueError:
         raise MalformedBlock("bits: not hex") from None
     return ChainBlock(
-        height=_int(block, "height"),
-        hash=_hash(block.get("hash"), "hash"),
-        prev_hash=_hash(block.get("previousblockhash"), "previousblockhash", allow_empty=True),
-        timestamp=_int(block, "time"),
-        median_time=_int(block, "mediantime", optional=True),
+        height=_int_field(block, "height"),
+        hash=_hash_field(block.get("hash"), "hash"),
+        prev_hash=_hash_field(
+            block.get("previousblockhash"), "previousblockhash", allow_empty=True
+        ),
+        timestamp=_int_field(block, "time"),
+        median_time=_int_field(block, "mediantime", optional=True),
         bits=bits,
-        difficulty=_number(block.get("difficulty"), "difficulty"),
-        tx_count=_int(block, "nTx") if "nTx" in block else len(txs),
-        size=_int(block, "size", optional=True),
-        weight=_int(block, "weight", optional=True),
-        coinbase_hex=_hex(vin[0].get("coinbase"), "vin[0].coinbase"),
+        difficulty=_number_field(block.get("difficulty"), "difficulty"),
+        tx_count=_int_field(block, "nTx") if "nTx" in block else len(txs),
+        size=_int_field(block, "size", optional=True),
+        weight=_int_field(block, "weight", optional=True),
+        coinbase_hex=_hex_field(vin[0].get("coinbase"), "vin[0].coinbase"),
         outputs=tuple(outputs),
     )
 

@@ -87,10 +87,11 @@ def show_pools(
     table = Table(title=f"Last {summary['blocks']} blocks by {by}")
     for col in ("#", by, "blocks", "share", "est. hashrate", "empty"):
         table.add_column(col, justify="left" if col == by else "right")
-    for r in rows:
+    for row in rows:
         table.add_row(
-            str(r["rank"]), escape(str(r["name"])), str(r["blocks"]), f"{r['share']:.2%}",
-            f"{r['hashrate_hs'] / 1e18:,.1f} EH/s", str(r["empty_blocks"]),
+            str(row["rank"]), escape(str(row["name"])), str(row["blocks"]),
+            f"{row['share']:.2%}", f"{row['hashrate_hs'] / 1e18:,.1f} EH/s",
+            str(row["empty_blocks"]),
         )
     console.print(table)
     console.print(

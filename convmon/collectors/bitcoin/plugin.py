@@ -186,11 +186,11 @@ async def _status(runtime: Runtime, cfg: BitcoinConfig) -> dict[str, Any]:
     return {
         "source": cfg.source,
         "checkpoint": checkpoint,
-        "registry": {_s(k): _s(v) for k, v in info.items()},
+        "registry": {_text(k): _text(v) for k, v in info.items()},
     }
 
 
-def _s(value: bytes | str) -> str:
+def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
