@@ -106,10 +106,13 @@ async def receiver_outage(h: Harness) -> None:
         await asyncio.sleep(span * 0.1)
         with h.restarts_paused():
             await h.proc.kill9()
+            killed_at = time.time() - r.start
             await h.proc.start()
         await asyncio.sleep(span * 0.4)
         await h.receiver.set_mode("up")
-        h.note(f"receiver answered 503 to {h.receiver.refused} request(s)")
+        h.note(f"503 from 0 s, socket closed from {span * 0.5:.0f} s, daemon kill -9 at "
+               f"{killed_at:.1f} s, receiver back at {time.time() - r.start:.1f} s; "
+               f"{h.receiver.refused} request(s) answered 503")
         await h.recovered(time.time(), h.plan.recover_timeout_s)
         await h.settle(r)
 
