@@ -43,7 +43,7 @@ async def list_server() -> AsyncIterator[tuple[str, dict[str, bytes]]]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     try:
         yield f"http://127.0.0.1:{port}/pools-v2.json", state
     finally:
