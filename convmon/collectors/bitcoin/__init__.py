@@ -1,3 +1,13 @@
-"""Bitcoin blocks attributed to mining pools: sources (Esplora/mempool, Bitcoin Core),
-pool attribution, the recent-block record, reorg handling, the local Esplora server and the
-offline demo. See `collector` for the flow."""
+"""Bitcoin blocks attributed to mining pools. See `collector` for the flow.
+
+- `sources`: where blocks come from (Esplora/mempool REST+websocket, Bitcoin Core RPC+ZMQ);
+  `blocks`: their JSON parsed into `ChainBlock` and turned into events.
+- `attribution`, `registry`, `reattribution`: pool matching, where the pool list comes
+  from, and switching lists while running.
+- `collector` (sync and the watch loop), `publish`, `checkpoint`, `reorg`, `journal`,
+  `backfill`, `record` (the recent-block record in Redis).
+- `window`, `cli`, `plugin`: offline replay, the ``convmon pools``/``backfill`` commands,
+  the plugin entry. `errors`: the package's error family.
+
+The local Esplora/Bitcoin Core server and the demo scenario live in `convmon.sim`.
+"""
