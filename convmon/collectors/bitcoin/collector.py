@@ -31,11 +31,7 @@ import aiohttp
 from convmon.collectors.bitcoin.attribution import Attributor
 from convmon.collectors.bitcoin.backfill import Progress, republish_range
 from convmon.collectors.bitcoin.blocks import ChainBlock, block_payload
-from convmon.collectors.bitcoin.checkpoint import (
-    CHECKPOINT_SOURCE,
-    Checkpoint,
-    read_checkpoint,
-)
+from convmon.collectors.bitcoin.checkpoint import Checkpoint, read_checkpoint
 from convmon.collectors.bitcoin.errors import BitcoinCollectorError
 from convmon.collectors.bitcoin.journal import ReorgJournal
 from convmon.collectors.bitcoin.publish import BlockPublisher
@@ -49,8 +45,6 @@ from convmon.monitor.clock import Clock
 from convmon.monitor.health import CollectorHealth
 
 log = logging.getLogger(__name__)
-
-__all__ = ["CHECKPOINT_SOURCE", "BitcoinCollector", "Progress"]
 
 MAX_SYNC_ROUNDS = 1000
 

@@ -95,8 +95,9 @@ class ReorgHandler:
                     CHECKPOINT_SOURCE, f"{old_height}:{top.block.hash}"
                 )
             return 0
-        new_blocks = await self._new_branch(fork, min(tip, max(old_height, fork.height + 1)
-                                                      + self.publish_batch))
+        # up to ``publish_batch`` blocks past the old tip: the next sync follows the rest
+        last = min(tip, max(old_height, fork.height + 1) + self.publish_batch)
+        new_blocks = await self._new_branch(fork, last)
         if new_blocks:
             new_tip = (new_blocks[-1].block.height, new_blocks[-1].block.hash)
         else:
