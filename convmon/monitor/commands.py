@@ -13,11 +13,11 @@ from rich.table import Table
 
 from convmon.monitor.app import open_runtime
 from convmon.monitor.cli import ConfigOption, app, console, err_console, load_or_exit
-from convmon.monitor.daemon import run_daemon
+from convmon.monitor.daemon import StartupError, run_daemon
 from convmon.monitor.http import status_document
 from convmon.monitor.logs import setup_logging
 from convmon.monitor.plugins import ROLES, Role
-from convmon.monitor.redisconn import RedisSetupError
+from convmon.monitor.redisconn import DataDirInUse, RedisSetupError
 
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -63,6 +63,9 @@ def run(
     setup_logging(loaded.core.log.level, loaded.core.log.format)
     try:
         code = asyncio.run(run_daemon(loaded, roles))
+    except (StartupError, DataDirInUse) as exc:
+        err_console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(2) from None
     except RedisSetupError as exc:
         err_console.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None

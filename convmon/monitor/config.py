@@ -104,6 +104,9 @@ class CoreSettings(Model):
     data_dir: Path = Field(
         default_factory=lambda: Path(platformdirs.user_data_dir("convmon", appauthor=False))
     )
+    run_dir: Path | None = None
+    """Where daemons on embedded Redis announce themselves so CLI commands find them
+    (default: the user runtime dir)."""
     redis: RedisSettings = RedisSettings()
     bus: BusSettings = BusSettings()
     http: HttpSettings = HttpSettings()

@@ -14,17 +14,20 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from convmon import __version__
+from convmon.monitor import runfile
 from convmon.monitor.app import LoadedConfig, open_runtime
 from convmon.monitor.clock import Clock
 from convmon.monitor.http import HttpServer, StateSource, StatusSource
 from convmon.monitor.plugins import ROLES, Component, Plugin, Role, Runtime
-from convmon.monitor.redisconn import RedisWaitAborted
+from convmon.monitor.redisconn import RedisWaitAborted, embedded_dir
 from convmon.monitor.selfwatch import OpsSampler
 from convmon.monitor.supervisor import Supervisor, collector_health_of
 
@@ -59,6 +62,10 @@ class Heartbeat:
                     "roles": ",".join(sorted(self.roles)),
                     "started_at": self.started_at,
                     "updated_at": self.rt.clock.now(),
+                    # Readers elsewhere compute this process's "now" (the demo's clock
+                    # runs fast) as updated_at + (their wall time - wall_at) * clock_rate.
+                    "wall_at": time.time(),
+                    "clock_rate": float(getattr(self.rt.clock, "speed", 1.0)),
                     "components": json.dumps(self.supervisor.snapshot(), default=str),
                 },
             )
@@ -155,8 +162,13 @@ async def run_daemon(
     extras: dict[str, Any] | None = None,
     install_signals: bool = True,
     started: asyncio.Event | None = None,
+    demo: bool = False,
 ) -> int:
-    """Run until ``stop`` is set or SIGTERM/SIGINT arrives. Returns the exit code."""
+    """Run until ``stop`` is set or SIGTERM/SIGINT arrives. Returns the exit code.
+
+    Raises `StartupError` when the HTTP address is in use and `DataDirInUse` when another
+    daemon runs on the same data dir: both are errors at start (the CLI exits 2), never a
+    component restarting forever."""
     stop = stop or asyncio.Event()
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
@@ -166,24 +178,11 @@ async def run_daemon(
             loop.add_signal_handler(sig, stop.set)
     try:
         async with open_runtime(
-            config, clock=clock, registry=registry, extras=extras, wait_until=stop
+            config, clock=clock, registry=registry, extras=extras, wait_until=stop,
+            start_embedded=True,
         ) as rt:
-            supervisor = Supervisor(config.core.supervisor, registry)
-            comps, http = build_components(rt, config, roles, supervisor)
-            rt.extras["http"] = http
-            if extras is not None:
-                extras["runtime"] = rt
-            supervisor.start(comps)
-            log.info(
-                "convmon started",
-                extra={"instance": rt.instance, "roles": sorted(roles),
-                       "components": [c.name for _, c in comps]},
-            )
-            if started is not None:
-                started.set()
-            await stop.wait()
-            log.info("shutting down", extra={"instance": rt.instance})
-            await supervisor.stop()
+            await _serve(rt, config, roles, registry, stop, started=started, extras=extras,
+                         demo=demo)
     except RedisWaitAborted:
         log.info("stopped before Redis answered")
     finally:
@@ -192,3 +191,59 @@ async def run_daemon(
                 loop.remove_signal_handler(sig)
     log.info("convmon stopped")
     return 0
+
+
+async def _serve(
+    rt: Runtime,
+    config: LoadedConfig,
+    roles: Collection[Role],
+    registry: CollectorRegistry,
+    stop: asyncio.Event,
+    *,
+    started: asyncio.Event | None,
+    extras: dict[str, Any] | None,
+    demo: bool,
+) -> None:
+    supervisor = Supervisor(config.core.supervisor, registry)
+    comps, http = build_components(rt, config, roles, supervisor)
+    rt.extras["http"] = http
+    if extras is not None:
+        extras["runtime"] = rt
+    if http is not None:
+        try:
+            await http.bind()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {config.core.http.host}:{config.core.http.port}: "
+                f"{exc.strerror or exc} (is another convmon running? set http.port)"
+            ) from None
+    announced = _announce(config, rt, http, demo) if config.core.redis.url is None else None
+    try:
+        supervisor.start(comps)
+        log.info(
+            "convmon started",
+            extra={"instance": rt.instance, "roles": sorted(roles),
+                   "components": [c.name for _, c in comps]},
+        )
+        if started is not None:
+            started.set()
+        await stop.wait()
+        log.info("shutting down", extra={"instance": rt.instance})
+        await supervisor.stop()
+    finally:
+        if announced is not None:
+            runfile.withdraw(announced)
+
+
+def _announce(config: LoadedConfig, rt: Runtime, http: HttpServer | None, demo: bool) -> Path:
+    """Tell CLI commands where this daemon on embedded Redis is (see `runfile`)."""
+    address = f"{config.core.http.host}:{http.port}" if http is not None else ""
+    return runfile.announce(runfile.RunRecord(
+        pid=os.getpid(), instance=rt.instance, data_dir=str(rt.data_dir),
+        redis_dir=str(embedded_dir(config.core.redis, rt.data_dir)),
+        prefix=rt.keys.prefix, http=address, demo=demo, started_at=time.time(),
+    ), config.core.run_dir)
+
+
+class StartupError(RuntimeError):
+    """The daemon cannot start as configured (e.g. its HTTP address is in use)."""

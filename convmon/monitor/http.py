@@ -18,6 +18,7 @@ import contextlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -99,6 +100,7 @@ class HttpServer:
         """Names of the collectors this process's components own (readiness needs them up)."""
         self.components = components
         self.port: int | None = None
+        self._runner: web.AppRunner | None = None
         self.app = web.Application(middlewares=[self._scrub, self._auth])
         self.app.router.add_get("/metrics", self.metrics)
         self.app.router.add_get("/healthz", self.healthz)
@@ -130,20 +132,35 @@ class HttpServer:
                 response.body = cleaned.encode()
         return response
 
-    async def run(self) -> None:
+    async def bind(self) -> None:
+        """Listen on the configured address (no-op when already listening). The daemon binds
+        before it starts anything, so an address in use is an error at start, not a
+        component restarting forever."""
+        if self._runner is not None:
+            return
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.host, self.settings.port)
         try:
             await site.start()
-            server = site._server
-            sockets = getattr(server, "sockets", None) or []
-            if sockets:
-                self.port = sockets[0].getsockname()[1]
-            log.info("http listening", extra={"host": self.settings.host, "port": self.port})
+        except BaseException:
+            await runner.cleanup()
+            raise
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        self._runner = runner
+        log.info("http listening", extra={"host": self.settings.host, "port": self.port})
+
+    async def run(self) -> None:
+        try:
+            await self.bind()
             await asyncio.Event().wait()
         finally:
-            await runner.cleanup()
+            runner, self._runner = self._runner, None
+            if runner is not None:
+                await runner.cleanup()
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "version": __version__})
@@ -211,7 +228,8 @@ async def status_document(
 ) -> dict[str, Any]:
     """The ``/api/v1/status`` document: components of this process, live processes,
     collectors with their last event and lag, active alerts, plugin blocks."""
-    now = rt.clock.now()
+    processes = [_process(hb) for hb in await heartbeats(rt.redis, rt.keys)]
+    now = _daemon_now(processes, rt.clock.now())
     collectors = await collector_statuses(rt.redis, rt.keys)
     coll_out = {}
     for name, st in collectors.items():
@@ -238,7 +256,7 @@ async def status_document(
         "instance": rt.instance,
         "time": now,
         "components": components,
-        "processes": [_process(hb) for hb in await heartbeats(rt.redis, rt.keys)],
+        "processes": processes,
         "collectors": coll_out,
         "alerts": alerts,
     }
@@ -248,6 +266,21 @@ async def status_document(
         except Exception as exc:
             doc[name] = {"error": f"{type(exc).__name__}: {exc}"}
     return doc
+
+
+def _daemon_now(processes: list[dict[str, Any]], fallback: float) -> float:
+    """The time on the freshest live process's clock (the demo's clock runs faster than
+    the wall clock), so ages read from another process agree with the daemon's."""
+    best: tuple[float, float] | None = None
+    for p in processes:
+        try:
+            wall_at, at = float(p["wall_at"]), float(p["updated_at"])
+            rate = float(p.get("clock_rate") or 1.0)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if best is None or wall_at > best[0]:
+            best = (wall_at, at + (time.time() - wall_at) * rate)
+    return best[1] if best is not None else fallback
 
 
 def _process(heartbeat: dict[str, str]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from redis.asyncio import Redis
 
 from convmon.monitor.backoff import Backoff
 from convmon.monitor.config import RedisSettings
+from convmon.monitor.runfile import find_running
 from convmon.monitor.secrets import redact_url, scrub
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,14 @@ MIN_REDIS = (6, 2, 0)
 
 class RedisSetupError(RuntimeError):
     """Redis could not be reached or started."""
+
+
+class NoDaemonRunning(RedisSetupError):
+    """A command that reads a running daemon's state found none."""
+
+
+class DataDirInUse(RedisSetupError):
+    """Another live daemon uses this data dir (and its embedded Redis)."""
 
 
 class RedisWaitAborted(RedisSetupError):
@@ -114,7 +123,7 @@ class EmbeddedRedis:
                     f"embedded redis-server exited with {self.process.returncode}: {err.strip()}"
                     f" (see {self.data_dir / 'redis.log'})"
                 )
-            if await _answers(self.url):
+            if await answers(self.url):
                 return
             if asyncio.get_running_loop().time() > deadline:
                 await self.stop()
@@ -136,7 +145,18 @@ class EmbeddedRedis:
         self.process = None
 
 
-async def _answers(url: str) -> bool:
+def _refuse_if_in_use(data_dir: Path, run_dir: Path | None) -> None:
+    mine = data_dir.expanduser().resolve()
+    for record in find_running(run_dir):
+        if record.pid != os.getpid() and Path(record.data_dir).resolve() == mine:
+            raise DataDirInUse(
+                f"data dir {data_dir} is in use by another convmon daemon (pid {record.pid}, "
+                f"instance {record.instance}); stop it or give this one its own data_dir"
+            )
+
+
+async def answers(url: str) -> bool:
+    """Whether a Redis at ``url`` answers PING now."""
     client: Redis = Redis.from_url(url, socket_connect_timeout=0.5)
     try:
         return bool(await client.ping())
@@ -162,15 +182,22 @@ async def check_version(client: Redis) -> str:
     return version
 
 
+def embedded_dir(settings: RedisSettings, data_dir: Path) -> Path:
+    """Where the embedded server of a daemon with ``data_dir`` keeps its socket and AOF."""
+    return (settings.data_dir or data_dir / "redis").expanduser()
+
+
 @contextlib.asynccontextmanager
 async def open_redis(
     settings: RedisSettings, data_dir: Path, *, start_embedded: bool = True,
-    until: asyncio.Event | None = None,
+    until: asyncio.Event | None = None, run_dir: Path | None = None,
 ) -> AsyncIterator[Redis]:
     """Yield a connected client; start (and afterwards stop) an embedded server if needed.
 
     With ``start_embedded=False`` a missing embedded server is an error (commands such as
     ``convmon status`` read a running daemon's state and must not start an empty one).
+    With ``start_embedded=True`` (the daemon), an embedded server that another live daemon
+    uses is an error (`DataDirInUse`); one left running by a daemon that died is adopted.
     With ``until``, a configured server that does not answer is waited for (retried with
     backoff, logged) until it answers or ``until`` is set (`RedisWaitAborted`).
     """
@@ -179,15 +206,19 @@ async def open_redis(
         url = settings.url.reveal()
         shown = redact_url(url)
     else:
-        redis_dir = (settings.data_dir or data_dir / "redis").expanduser()
+        redis_dir = embedded_dir(settings, data_dir)
         candidate = EmbeddedRedis(redis_dir, binary="")
-        if await _answers(candidate.url):
+        if await answers(candidate.url):
+            if start_embedded:
+                _refuse_if_in_use(data_dir, run_dir)
+                log.info("adopting the embedded redis left running by a previous daemon",
+                         extra={"socket": candidate.url})
             url = candidate.url
-            log.info("using the embedded redis already running", extra={"socket": url})
         elif not start_embedded:
-            raise RedisSetupError(
-                f"no convmon daemon is running with data dir {redis_dir.parent} "
-                "(its embedded Redis is not answering); start one or set redis.url"
+            raise NoDaemonRunning(
+                f"no convmon daemon is running with data dir {data_dir} "
+                "(its embedded Redis is not answering); start one (convmon run, make demo) "
+                "or set redis.url"
             )
         else:
             binary = find_redis_server(settings.embedded_binary)
@@ -216,7 +247,10 @@ async def open_redis(
         log.debug("connected to redis", extra={"url": shown, "version": version})
         yield client
     finally:
-        last = settings.url is None and await _last_client(client, client_name)
+        # Only daemons stop an embedded server (with its last user, whoever started it);
+        # a CLI command never pulls it away.
+        last = (start_embedded and settings.url is None
+                and await _last_client(client, client_name))
         await client.aclose()
         if last:
             # The embedded server stops with its last user, whoever started it: a CLI

@@ -151,7 +151,8 @@ async def run_demo(
         started = asyncio.Event()
         extras: dict[str, Any] = {"demo": True}
         daemon = asyncio.create_task(
-            run_daemon(config, ROLES, clock=clock, stop=stop, extras=extras, started=started)
+            run_daemon(config, ROLES, clock=clock, stop=stop, extras=extras, started=started,
+                       demo=True)
         )
         try:
             await asyncio.wait_for(started.wait(), 60)

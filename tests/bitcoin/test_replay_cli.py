@@ -19,6 +19,7 @@ from convmon.monitor.keys import Keys
 from convmon.sim.bitcoin_chain import make_block
 from convmon.sim.bitcoin_node import BitcoinNodeServer
 from tests.bitcoin.helpers import FOUNDRY, chain
+from tests.daemon import live_daemon
 from tests.shared_data import require_shared_data
 
 
@@ -150,17 +151,22 @@ async def test_cli_backfill_then_show(
         assert code == 0, out
         assert "published 12 blocks" in out
         code, out = await asyncio.to_thread(
-            run, ["pools", "show", "--window", "12", "--json", "--config", str(cfg)])
-        assert code == 0, out
-        doc = json.loads(out)
-        assert doc["summary"]["blocks"] == 12
-        byname = {r["pool"]: r["blocks"] for r in doc["rows"]}
-        assert byname == {"foundryusa": 4, "antpool": 4, "viabtc": 2, "unknown": 2}
-        assert doc["rows"][0]["hashrate_hs"] > 0
-        code, out = await asyncio.to_thread(
-            run, ["pools", "show", "--window", "12", "--by", "entity", "--config", str(cfg)])
-        assert code == 0, out
-        assert "Last 12 blocks by entity" in out
+            run, ["pools", "show", "--window", "12", "--config", str(cfg)])
+        assert code == 1  # a read command with no daemon running says so
+        with live_daemon(redis_url, keys.prefix):
+            code, out = await asyncio.to_thread(
+                run, ["pools", "show", "--window", "12", "--json", "--config", str(cfg)])
+            assert code == 0, out
+            doc = json.loads(out)
+            assert doc["summary"]["blocks"] == 12
+            byname = {r["pool"]: r["blocks"] for r in doc["rows"]}
+            assert byname == {"foundryusa": 4, "antpool": 4, "viabtc": 2, "unknown": 2}
+            assert doc["rows"][0]["hashrate_hs"] > 0
+            code, out = await asyncio.to_thread(
+                run, ["pools", "show", "--window", "12", "--by", "entity", "--config",
+                      str(cfg)])
+            assert code == 0, out
+            assert "Last 12 blocks by entity" in out
     finally:
         await server.close()
     assert (await bus.get_checkpoint("bitcoin") or "").startswith("900023:")

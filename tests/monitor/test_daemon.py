@@ -33,7 +33,7 @@ async def test_sigterm_finishes_and_acks_the_in_flight_batch(
     )
     try:
         await eventually(lambda: redis.exists(keys.plugin("test", "started")), "batch started")
-        assert await redis.exists(keys.heartbeat("fixture"))
+        await eventually(lambda: redis.exists(keys.heartbeat("fixture")), "first heartbeat")
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 30)
     finally:

@@ -233,7 +233,8 @@ def backfill_bitcoin(
         from convmon.collectors.bitcoin.plugin import attributor_for, make_collector
         from convmon.monitor.app import open_runtime
 
-        async with open_runtime(loaded) as rt:
+        # A backfill adds events for a daemon to process; it needs none running now.
+        async with open_runtime(loaded, require_daemon=False) as rt:
             collector = make_collector(rt, cfg, await attributor_for(cfg, rt.data_dir))
             with Progress(
                 "[progress.description]{task.description}", BarColumn(),
