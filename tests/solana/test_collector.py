@@ -282,3 +282,30 @@ async def test_clients_of_one_endpoint_share_its_limits(server: LocalSolanaServe
             await first_client.get_slot()
             await second_client.get_slot()
         assert loop.time() - started >= 1.5
+
+
+async def test_a_notification_racing_the_gap_recovery_loses_nothing(
+    server: LocalSolanaServer, make_collector: MakeCollector, redis: Redis, keys: Keys
+) -> None:
+    """After a restart the first notification can arrive while gap recovery is still
+    paging another address (here slowed down by 429s): the marker of the address notified
+    must not move past the signatures that were produced while the process was down."""
+    watch = [networks.NOSANA_JOBS, networks.LAZY_DISTRIBUTOR, networks.HIVEMAPPER_REWARD]
+    async with running(make_collector("depin", watch, EXTRACT)):
+        await eventually(lambda: server.subscriptions == len(watch))
+        await server.add_transaction(hivemapper(1))
+        await eventually(lambda: _count(redis, keys, 1))
+    await eventually(lambda: server.subscriptions == 0)
+    for i in range(2, 5):  # produced while the process was down
+        await server.add_transaction(hivemapper(i), notify=False)
+    server.fail_next(2, status=429, retry_after=1.0)  # recovery of the first addresses stalls
+    restarted = make_collector("depin", watch, EXTRACT)
+    async with running(restarted):
+        await eventually(lambda: server.subscriptions == len(watch))
+        await server.add_transaction(hivemapper(5))  # notified at once
+        await eventually(lambda: _count(redis, keys, 5), "every payout, the gap included")
+        await eventually(lambda: _queue_empty(restarted), "the fetch queue drained")
+    ids = await payout_ids(redis, keys)
+    assert sorted(ids) == sorted(
+        f"sol:payout:{solana_tx.signature(f'hm{i}')}:{networks.HONEY}" for i in range(1, 6)
+    )

@@ -9,7 +9,10 @@ ack re-fetches; the bus dedupes by event id, so nothing is lost and nothing doub
 Gap recovery: after every (re)subscription (which includes the first start after a
 restart) each address is paged back with ``getSignaturesForAddress(before, until=last
 seen)`` to the last signature seen, stored per address under
-`Keys.solana_last_seen`.
+`Keys.solana_last_seen`. Notifications move that marker only for addresses already
+recovered on the current connection: after a restart the first notification can come
+before the recovery of its address, and moving the marker then would skip what was
+produced while the process was down.
 """
 
 from __future__ import annotations
@@ -96,6 +99,10 @@ class SolanaTxCollector:
         self._attempts: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._recover = asyncio.Event()
+        self._session = 0
+        self._current: set[str] = set()
+        """Addresses whose gap was recovered on the current connection (their marker may
+        follow notifications)."""
         self._cas = redis.register_script(_CAS_LUA)
 
     def last_key(self, address: str) -> str:
@@ -109,6 +116,7 @@ class SolanaTxCollector:
             health=self.health,
             on_signature=self.on_signature,
             on_connected=self._on_connected,
+            on_session=self._on_session,
             ping_interval_s=self.settings.ping_interval_s,
         )
         try:
@@ -120,6 +128,11 @@ class SolanaTxCollector:
         finally:
             await self.rpc.close()
 
+    async def _on_session(self) -> None:
+        # A new connection: every address's marker is stale until its gap is recovered.
+        self._session += 1
+        self._current.clear()
+
     async def _on_connected(self) -> None:
         self._recover.set()
 
@@ -127,7 +140,10 @@ class SolanaTxCollector:
         if not failed:
             await self.queue.enqueue([signature])
             self._wake.set()
-        await self.redis.set(self.last_key(address), signature)
+        if address in self._current:
+            # Only a recovered address's marker moves with notifications: moving a stale
+            # one past the signatures produced while we were away would lose them.
+            await self.redis.set(self.last_key(address), signature)
 
     async def _recovery_loop(self) -> None:
         backoff = Backoff(initial=1.0, maximum=60.0)
@@ -144,10 +160,14 @@ class SolanaTxCollector:
                 await backoff.wait()
 
     async def recover_gaps(self) -> int:
-        """Queue every signature between the last one seen and now, per address."""
+        """Queue every signature between the last one seen and now, per address; each
+        address recovered on the current connection then follows its notifications."""
+        session = self._session
         total = 0
         for address in self.addresses:
             total += await self._recover_address(address)
+            if self._session == session:
+                self._current.add(address)
         if total:
             self._wake.set()
         return total

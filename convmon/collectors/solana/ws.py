@@ -1,8 +1,9 @@
 """A ``logsSubscribe`` client that stays subscribed.
 
 In: a websocket URL and the addresses to watch. Out: ``(address, signature, slot, failed)``
-for every ``logsNotification``, handed to ``on_signature``; ``on_connected`` runs after every
-(re)subscription so the caller can recover the gap with ``getSignaturesForAddress``.
+for every ``logsNotification``, handed to ``on_signature``; ``on_session`` runs when a
+connection opens (before subscribing) and ``on_connected`` after every (re)subscription, so
+the caller can recover the gap with ``getSignaturesForAddress``.
 
 ``logsSubscribe`` accepts exactly one address in ``mentions``, so each address gets its own
 subscription on one socket. Public endpoints drop idle sockets after about 30 s: aiohttp
@@ -43,6 +44,7 @@ class LogsSubscriber:
         health: CollectorHealth,
         on_signature: OnSignature,
         on_connected: OnConnected,
+        on_session: OnConnected | None = None,
         ping_interval_s: float = 15.0,
         backoff: Backoff | None = None,
     ) -> None:
@@ -54,6 +56,8 @@ class LogsSubscriber:
         self.health = health
         self.on_signature = on_signature
         self.on_connected = on_connected
+        self.on_session = on_session
+        """Runs when a connection opens, before any subscription is requested."""
         self.ping_interval_s = ping_interval_s
         self.backoff = backoff or Backoff(initial=0.5, maximum=30.0)
         self.connections = 0
@@ -76,6 +80,8 @@ class LogsSubscriber:
             self.url, heartbeat=self.ping_interval_s, max_msg_size=64 * 1024 * 1024
         ) as ws:
             self.connections += 1
+            if self.on_session is not None:
+                await self.on_session()
             by_request: dict[int, str] = {}
             for i, address in enumerate(self.addresses, start=1):
                 by_request[i] = address
