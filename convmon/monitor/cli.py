@@ -7,6 +7,7 @@ names file, line and field).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,8 +31,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    """A console that wraps and truncates only for a person at a terminal: in a pipe or a
+    file, errors stay on one line and tables keep their full width (``COLUMNS`` wins)."""
+    probe = Console(stderr=stderr)
+    if probe.is_terminal:
+        return probe
+    width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 10_000
+    return Console(stderr=stderr, soft_wrap=True, width=width)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 ConfigOption = Annotated[
     Path | None,
@@ -68,6 +81,24 @@ def run_async(factory: Callable[[], Awaitable[T]]) -> T:
 def version() -> None:
     """Print the version."""
     console.print(f"convmon {__version__}")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"convmon {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True,
+                     help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Monitor Bitcoin pool concentration, DePIN payouts, stablecoin flows and miner
+    economics; alert on them."""
 
 
 def _register_plugins() -> None:

@@ -39,13 +39,15 @@ def config_show(config: ConfigOption = None) -> None:
     secrets redacted."""
     loaded = load_or_exit(config)
     merged: dict[str, Any] = loaded.core.model_dump(
-        mode="json", exclude={"collectors", "rules", "alerts"}
+        mode="json", by_alias=True, exclude={"collectors", "rules", "alerts"}
     )
     for plugin in loaded.plugins:
         cur = merged
         for part in plugin.section[:-1]:
             cur = cur.setdefault(part, {})
-        cur[plugin.section[-1]] = loaded.sections[plugin.name].model_dump(mode="json")
+        cur[plugin.section[-1]] = loaded.sections[plugin.name].model_dump(
+            mode="json", by_alias=True
+        )
     typer.echo(yaml.safe_dump(merged, sort_keys=False), nl=False)
 
 

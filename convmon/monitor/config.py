@@ -167,6 +167,7 @@ def _apply_env(source: ConfigSource, env: dict[str, str]) -> None:
             cur = nxt
         cur[parts[-1]] = value
         source.lines.pop(tuple(parts), None)
+        source.origins[tuple(parts)] = f"environment {name}"
 
 
 def load_core(source: ConfigSource) -> CoreSettings:

@@ -132,10 +132,14 @@ class Secret:
         return self._raw
 
     def redacted(self) -> str:
-        """A printable form: the reference for env/file, ``***`` for literals."""
-        if self.kind == "plain":
-            return REDACTED
-        return self._raw
+        """A printable form: the reference for env/file; for a literal URL, the URL with
+        its credentials and key-like path and query parts replaced by ``***`` (a public
+        endpoint stays readable); ``***`` for any other literal."""
+        if self.kind != "plain":
+            return self._raw
+        if "://" in self._raw:
+            return redact_url(self._raw)
+        return REDACTED
 
     def __repr__(self) -> str:
         return f"Secret({self.redacted()!r})"
@@ -169,13 +173,29 @@ class Secret:
 
 
 def redact_url(url: str) -> str:
-    """``redis://user:pw@host`` → ``redis://user:***@host`` for logs and status output."""
+    """``redis://user:pw@host/db`` → ``redis://user:***@host/db``; key-like path segments,
+    query values and fragments (``/v2/<key>``, ``?api-key=<key>``) become ``***`` too."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
+    if not sep:
         return url
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0] if ":" in creds else ""
-    return f"{scheme}://{user + ':' if user else ''}{REDACTED}@{host}"
+    if "@" in rest.split("/", 1)[0]:
+        creds, _, rest = rest.rpartition("@")
+        user = creds.split(":", 1)[0] if ":" in creds else ""
+        rest = f"{user + ':' if user else ''}{REDACTED}@{rest}"
+    host, slash, tail = rest.partition("/")
+    path, qmark, query = tail.partition("?")
+    query, hash_mark, fragment = query.partition("#")
+    if not qmark:
+        path, hash_mark, fragment = path.partition("#")
+    path = "/".join(REDACTED if _tokenish(seg) else seg for seg in path.split("/"))
+    query = "&".join(
+        f"{name}={REDACTED}" if sep_ and _tokenish(value) else pair
+        for pair in query.split("&")
+        for name, sep_, value in [pair.partition("=")]
+    )
+    fragment = REDACTED if fragment else ""
+    return (f"{scheme}://{host}{slash}{path}{qmark}{query}"
+            f"{'#' if hash_mark else ''}{fragment}")
 
 
 def remember_all(obj: Any) -> None:

@@ -52,6 +52,9 @@ class LocatedData:
     file: str
     data: Any
     lines: dict[FieldPath, int] = field(default_factory=dict)
+    origins: dict[FieldPath, str] = field(default_factory=dict)
+    """Values that came from elsewhere than the file (e.g. ``CONVMON_HTTP__PORT``): errors
+    at or below such a path name that origin instead of a line of the file."""
 
     def line_of(self, path: Sequence[str | int]) -> int | None:
         """Line of ``path``, or of its nearest parent that has one."""
@@ -63,6 +66,11 @@ class LocatedData:
         return self.lines.get((), None)
 
     def error(self, path: Sequence[str | int], message: str) -> FileError:
+        p = tuple(path)
+        for end in range(len(p), 0, -1):
+            origin = self.origins.get(p[:end])
+            if origin is not None:
+                return FileError(origin, None, format_path(path), message)
         return FileError(self.file, self.line_of(path), format_path(path), message)
 
 

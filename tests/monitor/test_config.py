@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -120,7 +121,55 @@ def test_cli_config_show_redacts(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "s3cret" not in proc.stdout
-    assert "url: '***'" in proc.stdout
+    assert "url: redis://***@127.0.0.1:6379/0" in proc.stdout
+
+
+def test_cli_config_show_output_is_valid_config_with_public_endpoints_shown(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        "collectors:\n  stablecoins:\n    ethereum:\n"
+        "      ws_url: wss://eth.example.net/v2/AbCdEf0123456789xyz\n"
+        "alerts:\n  route:\n    receiver: console\n"
+        "    routes:\n      - {matchers: ['severity=\"critical\"'], receiver: console, "
+        "continue: true}\n"
+        "  receivers:\n    - {name: console, type: console}\n",
+    )
+    show = subprocess.run(
+        [sys.executable, "-m", "convmon", "config", "show", "--config", str(path)],
+        capture_output=True, text=True, check=False,
+    )
+    assert show.returncode == 0, show.stderr
+    assert "AbCdEf0123456789xyz" not in show.stdout
+    assert "wss://eth.example.net/v2/***" in show.stdout
+    assert "http_url: https://api.mainnet-beta.solana.com" in show.stdout  # public default
+    shown = tmp_path / "shown.yaml"
+    shown.write_text(show.stdout)
+    check = subprocess.run(
+        [sys.executable, "-m", "convmon", "check", "--config", str(shown)],
+        capture_output=True, text=True, check=False,
+    )
+    assert check.returncode == 0, check.stderr
+
+
+def test_an_environment_override_error_names_the_variable_on_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "convmon", "check"],
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "CONVMON_HTTP__PORT": "abc"},
+    )
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()  # not hard-wrapped in a pipe
+    assert line.startswith("error: environment CONVMON_HTTP__PORT: http.port: ")
+
+
+def test_version_option() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "convmon", "--version"], capture_output=True, text=True,
+        check=False,
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("convmon ")
 
 
 @pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "1e400"])
