@@ -191,7 +191,10 @@ def demo(
         float, typer.Option(help="Demo seconds per wall-clock second (the simulated clock).")
     ] = 1200.0,
     duration: Annotated[float, typer.Option(help="Wall-clock seconds to run.")] = 180.0,
-    port: Annotated[int, typer.Option(help="Port for /metrics and the API (0: any).")] = 9720,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port for /metrics and the API (0: any; default: http.port, 9720)."),
+    ] = None,
     live: Annotated[
         bool | None,
         typer.Option("--live/--no-live", help="Live terminal view (default: on a TTY)."),

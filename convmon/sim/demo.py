@@ -24,11 +24,15 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
+from redis.asyncio import Redis
+
 from convmon.monitor.alerting import decode_transition
 from convmon.monitor.app import LoadedConfig, load_config
 from convmon.monitor.clock import Clock, ScaledClock
 from convmon.monitor.daemon import run_daemon
+from convmon.monitor.keys import Keys
 from convmon.monitor.plugins import ROLES, Runtime
+from convmon.monitor.redisconn import open_redis
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +88,14 @@ def _set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 
 
 def demo_overrides(
-    config: LoadedConfig, sources: dict[str, DemoSource], data_dir: Path, port: int,
+    config: LoadedConfig, sources: dict[str, DemoSource], data_dir: Path, port: int | None,
     speed: float = 1.0,
 ) -> dict[str, Any]:
     """Configuration for the demo run: collectors at the local servers, the others off."""
     data: dict[str, Any] = {
         "data_dir": str(data_dir),
         "redis": {"url": None, "data_dir": str(data_dir / "redis")},
-        "http": {"port": port},
+        **({"http": {"port": port}} if port is not None else {}),
         # Self-monitoring samples every 15 wall-clock seconds, whatever the demo's speed.
         "supervisor": {"ops_sample_interval_s": min(86400.0, 15.0 * max(1.0, speed))},
     }
@@ -120,7 +124,7 @@ async def run_demo(
     *,
     speed: float,
     duration: float,
-    port: int,
+    port: int | None,
     live: bool,
     observer: Callable[[Runtime, asyncio.Event], Awaitable[None]] | None = None,
 ) -> DemoResult:
@@ -147,46 +151,52 @@ async def run_demo(
     with tempfile.TemporaryDirectory(prefix="convmon-demo-") as tmp:
         overrides = demo_overrides(base, sources, Path(tmp), port, speed)
         config = load_config(config_path, overrides=overrides)
-        stop = asyncio.Event()
-        started = asyncio.Event()
-        extras: dict[str, Any] = {"demo": True}
-        daemon = asyncio.create_task(
-            run_daemon(config, ROLES, clock=clock, stop=stop, extras=extras, started=started,
-                       demo=True)
-        )
-        try:
-            await asyncio.wait_for(started.wait(), 60)
-            rt: Runtime = extras["runtime"]
-            feeders = [asyncio.create_task(s.run(), name=f"demo:{n}") for n, s in sources.items()]
-            view = asyncio.create_task(_view(rt)) if live else None
-            ending = asyncio.Event()
-            watcher: asyncio.Future[None] | None = (
-                asyncio.ensure_future(observer(rt, ending)) if observer else None
+        # The demo holds the embedded Redis itself, so it outlives the daemon: the summary
+        # reads the alerts stream after the daemon stopped, and the server stops last.
+        async with open_redis(
+            config.core.redis, config.core.data_dir, start_embedded=True
+        ) as redis:
+            stop = asyncio.Event()
+            started = asyncio.Event()
+            extras: dict[str, Any] = {"demo": True}
+            daemon = asyncio.create_task(
+                run_daemon(config, ROLES, clock=clock, stop=stop, extras=extras,
+                           started=started, demo=True)
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(daemon), duration)
-            ending.set()
-            if watcher is not None:
-                await watcher
-            result.transitions = await _transitions(rt)
-            if view is not None:
-                view.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await view
-        finally:
-            for task in feeders:
-                task.cancel()
-            await asyncio.gather(*feeders, return_exceptions=True)
-            stop.set()
-            await daemon
-            for source in sources.values():
-                await source.close()
+            try:
+                await asyncio.wait_for(started.wait(), 60)
+                rt: Runtime = extras["runtime"]
+                feeders = [asyncio.create_task(s.run(), name=f"demo:{n}")
+                           for n, s in sources.items()]
+                view = asyncio.create_task(_view(rt)) if live else None
+                ending = asyncio.Event()
+                watcher: asyncio.Future[None] | None = (
+                    asyncio.ensure_future(observer(rt, ending)) if observer else None
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(daemon), duration)
+                ending.set()
+                if watcher is not None:
+                    await watcher
+                if view is not None:
+                    view.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await view
+            finally:
+                for task in feeders:
+                    task.cancel()
+                await asyncio.gather(*feeders, return_exceptions=True)
+                stop.set()
+                await daemon
+                for source in sources.values():
+                    await source.close()
+            result.transitions = await _transitions(redis, Keys(config.core.redis.prefix))
     return result
 
 
-async def _transitions(rt: Runtime) -> list[dict[str, Any]]:
+async def _transitions(redis: Redis, keys: Keys) -> list[dict[str, Any]]:
     out = []
-    entries: Any = await rt.redis.xrange(rt.keys.alerts)
+    entries: Any = await redis.xrange(keys.alerts)
     for _eid, fields in entries:
         try:
             t = decode_transition(fields[b"data"])
