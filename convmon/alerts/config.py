@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from convmon.monitor.config import Model
 from convmon.monitor.secrets import Secret
 
+from .errors import AlertsConfigError
 from .matchers import Matcher, parse_matchers
 
 
@@ -48,9 +49,9 @@ class SlackReceiver(_ReceiverBase):
     @model_validator(mode="after")
     def _one_transport(self) -> SlackReceiver:
         if (self.webhook_url is None) == (self.token is None):
-            raise ValueError("set exactly one of webhook_url or token (with channel)")
+            raise AlertsConfigError("set exactly one of webhook_url or token (with channel)")
         if self.token is not None and not self.channel:
-            raise ValueError("a bot token needs a channel")
+            raise AlertsConfigError("a bot token needs a channel")
         return self
 
 
@@ -281,13 +282,13 @@ class AlertsConfig(Model):
     def _receivers_exist(self) -> AlertsConfig:
         names = [r.name for r in self.receivers]
         if len(set(names)) != len(names):
-            raise ValueError("receiver names must be unique")
+            raise AlertsConfigError("receiver names must be unique")
         if self.route.receiver is None:
-            raise ValueError("the root route needs a receiver")
+            raise AlertsConfigError("the root route needs a receiver")
 
         def walk(route: RouteConfig) -> None:
             if route.receiver is not None and route.receiver not in names:
-                raise ValueError(f"route refers to unknown receiver {route.receiver!r}")
+                raise AlertsConfigError(f"route refers to unknown receiver {route.receiver!r}")
             for child in route.routes:
                 walk(child)
 

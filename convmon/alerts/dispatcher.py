@@ -33,7 +33,6 @@ budget), then closes its HTTP session.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -57,9 +56,10 @@ from convmon.monitor.keys import Keys
 from convmon.monitor.tasks import run_together
 
 from .config import AlertmanagerReceiver, AlertsConfig
+from .errors import DeliveryError
 from .inhibit import Inhibitor
 from .metrics import DeliveryMetrics
-from .notification import DeliveryError, Notification, notification_json
+from .notification import Notification, notification_json
 from .receivers import Sender, build_receiver
 from .routing import Route
 from .silences import Silence, SilenceStore
@@ -92,7 +92,7 @@ async def wait_through_cancellation(tasks: Collection[asyncio.Future[Any]]) -> b
 def nflog_ttl_s(route: Route, config: AlertsConfig) -> float:
     """The notification log must outlive the longest repeat interval by a margin: an
     expired log reads as "never sent" and repeats the notification early."""
-    intervals = [r.repeat_interval_s for r in _walk(route)]
+    intervals = [r.repeat_interval_s for r in _route_tree(route)]
     intervals += [r.resend_interval_s for r in config.receivers
                   if isinstance(r, AlertmanagerReceiver)]
     return max(NFLOG_TTL_S, 2 * max(intervals))
@@ -156,7 +156,7 @@ class Dispatcher:
         self.route = Route.build(config.route)
         self.store = AlertStore(redis, keys, nflog_ttl_s=nflog_ttl_s(self.route, config))
         self.silences = SilenceStore(redis, keys, registry=registry)
-        self._routes = {r.id: r for r in _walk(self.route)}
+        self._routes = {r.id: r for r in _route_tree(self.route)}
         self.inhibitor = Inhibitor(config.inhibit_rules)
         self._given_senders: dict[str, Sender] = dict(senders or {})
         self.senders: dict[str, Sender] = dict(self._given_senders)
@@ -244,8 +244,9 @@ class Dispatcher:
             finally:
                 for task in (sleeper, waker):
                     task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                # Not `suppress(CancelledError)` around each: a cancellation of this loop
+                # arriving meanwhile would be swallowed and the loop would run on.
+                await asyncio.gather(sleeper, waker, return_exceptions=True)
 
     async def flush_due(self) -> int:
         """Evaluate every due group once; returns how many notifications were delivered."""
@@ -257,28 +258,28 @@ class Dispatcher:
         firing = await self.store.firing_alerts() if self.inhibitor.rules else []
         limiter = asyncio.Semaphore(MAX_PARALLEL_GROUPS)
 
-        async def one(gk: str) -> bool:
+        async def flush_one(group_key: str) -> bool:
             async with limiter:
                 try:
-                    return await self.flush_group(gk, silences, firing)
+                    return await self.flush_group(group_key, silences, firing)
                 except Exception:
-                    await self._group_failed(gk, now)
+                    await self._group_failed(group_key, now)
                     return False
 
-        results = await asyncio.gather(*(one(gk) for gk in due))
+        results = await asyncio.gather(*(flush_one(group_key) for group_key in due))
         return sum(results)
 
-    async def _group_failed(self, gk: str, now: float) -> None:
+    async def _group_failed(self, group_key: str, now: float) -> None:
         """One group's unexpected failure must not stop its siblings (or close the HTTP
         session under their sends): count it, log it and look at the group again after
         the longest backoff rather than on every tick."""
         self.metrics.group_errors.inc()
         log.exception("evaluating an alert group failed; it will be retried",
-                      extra={"group": gk})
+                      extra={"group": group_key})
         try:
-            await self.store.reschedule(gk, now + self.config.retry.max_backoff_s)
+            await self.store.reschedule(group_key, now + self.config.retry.max_backoff_s)
         except Exception:
-            log.warning("could not reschedule the failed group", extra={"group": gk})
+            log.warning("could not reschedule the failed group", extra={"group": group_key})
 
     def _repeat_interval(self, route: Route, receiver: str | None = None) -> float:
         cfg = self.config.receiver(receiver or route.receiver)
@@ -294,10 +295,10 @@ class Dispatcher:
         return min(route.group_interval_s, self._repeat_interval(route))
 
     async def flush_group(
-        self, gk: str, silences: Sequence[Silence], firing_all: Sequence[AlertTransition]
+        self, group_key: str, silences: Sequence[Silence], firing_all: Sequence[AlertTransition]
     ) -> bool:
         now = self.clock.now()
-        taken = await self.store.take(gk, now)
+        taken = await self.store.take(group_key, now)
         if taken is None:
             return False
         group, entry = taken
@@ -307,8 +308,8 @@ class Dispatcher:
             route = self.route
         if group.receiver not in {r.name for r in self.config.receivers}:
             log.warning("dropping group of a receiver that is no longer configured",
-                        extra={"group": gk, "receiver": group.receiver})
-            await self.store.drop_group(gk)
+                        extra={"group": group_key, "receiver": group.receiver})
+            await self.store.drop_group(group_key)
             return False
         visible = [
             t for t, _ in group.alerts
@@ -340,32 +341,34 @@ class Dispatcher:
         """Claim, send, mark. True delivered, False nothing to send (logged as sent),
         None not done now (busy elsewhere, rate limited or retrying later). Resolved alerts
         are sent when the receiver has ``send_resolved``, and ``missed`` ones always."""
-        gk, receiver = group.group_key, group.receiver
+        group_key, receiver = group.group_key, group.receiver
         cfg = self.config.receiver(receiver)
         if cfg.rate_limit_per_minute is not None:
             reopen = await self.store.take_rate_token(receiver, now, cfg.rate_limit_per_minute)
             if reopen is not None:
-                await self.store.reschedule(gk, reopen)
+                await self.store.reschedule(group_key, reopen)
                 return None
         version = entry.version if entry else 0
         token = f"{self.instance}:{uuid.uuid4().hex}"
-        claimed, thread = await self.store.claim(gk, version, token, now,
+        claimed, thread = await self.store.claim(group_key, version, token, now,
                                                  self.config.retry.lease_s,
                                                  [t.fingerprint for t in firing])
         if claimed == -1:
             # Another sender holds the lease: look again when it would have expired, in
             # case that sender died.
-            await self.store.reschedule(gk, now + self.config.retry.lease_s, earlier_only=True)
+            await self.store.reschedule(
+                group_key, now + self.config.retry.lease_s, earlier_only=True
+            )
         if claimed != 1:
             return None
         firing_fps = [t.fingerprint for t in firing]
         resolved_fps = [t.fingerprint for t in resolved]
         to_send = [t for t in resolved if cfg.send_resolved or t.fingerprint in missed]
         if not firing and not to_send:
-            await self._mark_sent(gk, token, firing_fps, resolved_fps, now)
+            await self._mark_sent(group_key, token, firing_fps, resolved_fps, now)
             return False
         notification = Notification(
-            receiver=receiver, group_key=gk, group_labels=group.labels, firing=firing,
+            receiver=receiver, group_key=group_key, group_labels=group.labels, firing=firing,
             resolved=to_send, version=version, thread=thread, sent_at=now,
             links=self.config.links,
             external_url=self.config.external_url, missed=frozenset(missed),
@@ -384,7 +387,8 @@ class Dispatcher:
             await wait_through_cancellation([task])
             if not task.cancelled() and task.exception() is not None:
                 log.error("recording a notification failed during shutdown",
-                          exc_info=task.exception(), extra={"group": gk, "receiver": receiver})
+                          exc_info=task.exception(),
+                          extra={"group": group_key, "receiver": receiver})
             raise
 
     async def _send_and_record(
@@ -417,7 +421,8 @@ class Dispatcher:
         self.metrics.latency.labels(n.receiver).observe(max(0.0, now - newest))
 
     async def _mark_sent(
-        self, gk: str, token: str, firing_fps: list[str], resolved_fps: list[str], now: float,
+        self, group_key: str, token: str, firing_fps: list[str], resolved_fps: list[str],
+        now: float,
     ) -> bool:
         """`AlertStore.mark_sent`, retried through a Redis outage: it only checks the claim
         token, so a retry is safe, and without it the log says unsent and the next flush
@@ -427,14 +432,14 @@ class Dispatcher:
         deadline = time.monotonic() + self.config.retry.lease_s
         while True:
             try:
-                return await self.store.mark_sent(gk, token, firing_fps, resolved_fps, now)
+                return await self.store.mark_sent(group_key, token, firing_fps, resolved_fps, now)
             except _REDIS_UNAVAILABLE as exc:
                 if time.monotonic() >= deadline:
                     log.error("could not record a notification as sent before its lease "
-                              "ended", extra={"group": gk, "error": type(exc).__name__})
+                              "ended", extra={"group": group_key, "error": type(exc).__name__})
                     return False
                 log.warning("recording a notification as sent failed; retrying",
-                            extra={"group": gk, "error": type(exc).__name__,
+                            extra={"group": group_key, "error": type(exc).__name__,
                                    "attempt": backoff.attempt + 1})
                 await backoff.wait()
 
@@ -490,8 +495,9 @@ class Dispatcher:
             "attempt": attempts, "retry_in_s": round(delay, 3)})
 
 
-def _walk(route: Route) -> list[Route]:
+def _route_tree(route: Route) -> list[Route]:
+    """``route`` and every route below it, depth first (the order routes match in)."""
     out = [route]
     for child in route.children:
-        out.extend(_walk(child))
+        out.extend(_route_tree(child))
     return out

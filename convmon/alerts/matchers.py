@@ -22,6 +22,8 @@ from typing import Literal, Protocol
 
 import re2  # type: ignore[import-untyped]
 
+from .errors import MatcherError
+
 MatchOp = Literal["=", "!=", "=~", "!~"]
 MAX_VALUE_CHARS = 1000
 """Longest value (literal or regex) a matcher may carry."""
@@ -38,7 +40,7 @@ class _Pattern(Protocol):
 
 def _re2_options() -> object:
     options = re2.Options()
-    options.log_errors = False  # we raise a ValueError instead; RE2 would also print to stderr
+    options.log_errors = False  # we raise a MatcherError instead; RE2 would also print to stderr
     options.never_capture = True  # only yes/no is needed; lets RE2 use its fastest matchers
     return options
 
@@ -47,14 +49,14 @@ _OPTIONS = _re2_options()
 
 
 def compile_regex(pattern: str) -> _Pattern:
-    """``pattern`` compiled by RE2; raises `ValueError` with RE2's reason."""
+    """``pattern`` compiled by RE2; raises `MatcherError` with RE2's reason."""
     try:
         compiled: _Pattern = re2.compile(pattern, _OPTIONS)
     except re2.error as exc:
         reason = exc.args[0] if exc.args else exc
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
-        raise ValueError(f"{reason} (RE2 syntax: no backreferences or lookaround)") from None
+        raise MatcherError(f"{reason} (RE2 syntax: no backreferences or lookaround)") from None
     return compiled
 
 
@@ -67,13 +69,13 @@ class Matcher:
 
     @classmethod
     def parse(cls, text: str) -> Matcher:
-        """Parse ``name<op>value``; the value may be double-quoted. Raises `ValueError`."""
+        """Parse ``name<op>value``; the value may be double-quoted. Raises `MatcherError`."""
         if len(text) > _MAX_TEXT_CHARS:
-            raise ValueError(f"matcher too long ({len(text)} characters, at most "
-                             f"{_MAX_TEXT_CHARS}): {text[:40]!r}...")
+            raise MatcherError(f"matcher too long ({len(text)} characters, at most "
+                               f"{_MAX_TEXT_CHARS}): {text[:40]!r}...")
         m = _MATCHER_RE.fullmatch(text.strip())
         if m is None:
-            raise ValueError(f"invalid matcher {text!r}: expected name=value, !=, =~ or !~")
+            raise MatcherError(f"invalid matcher {text!r}: expected name=value, !=, =~ or !~")
         name, op, value = m.group(1), m.group(2), m.group(3)
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1].replace('\\"', '"')
@@ -82,17 +84,17 @@ class Matcher:
     @classmethod
     def build(cls, name: str, op: MatchOp, value: str) -> Matcher:
         if len(name) > _MAX_NAME_CHARS:
-            raise ValueError(f"matcher label name {name[:40]!r}... is too long "
-                             f"(at most {_MAX_NAME_CHARS} characters)")
+            raise MatcherError(f"matcher label name {name[:40]!r}... is too long "
+                               f"(at most {_MAX_NAME_CHARS} characters)")
         if len(value) > MAX_VALUE_CHARS:
-            raise ValueError(f"matcher {name}{op}... has a value of {len(value)} characters; "
-                             f"at most {MAX_VALUE_CHARS} characters are allowed")
+            raise MatcherError(f"matcher {name}{op}... has a value of {len(value)} characters; "
+                               f"at most {MAX_VALUE_CHARS} characters are allowed")
         regex = None
         if op in ("=~", "!~"):
             try:
                 regex = compile_regex(value)
-            except ValueError as exc:
-                raise ValueError(f"invalid regex in matcher {name}{op}{value!r}: {exc}") from None
+            except MatcherError as exc:
+                raise MatcherError(f"invalid regex in matcher {name}{op}{value!r}: {exc}") from None
         return cls(name, op, value, regex)
 
     def matches(self, labels: Mapping[str, str]) -> bool:

@@ -24,20 +24,6 @@ _HEX = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 _BASE58 = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{32,90}$")
 
 
-class DeliveryError(Exception):
-    """A receiver could not deliver. ``retryable`` failures are retried with backoff;
-    ``retry_after`` (seconds) is the receiver's own request (HTTP 429)."""
-
-    def __init__(
-        self, message: str, *, retryable: bool = True, retry_after: float | None = None,
-        reason: str = "error",
-    ) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after = retry_after
-        self.reason = reason
-
-
 @dataclass(frozen=True)
 class Notification:
     receiver: str

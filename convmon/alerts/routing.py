@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .config import RouteConfig
+from .errors import AlertsConfigError
 from .matchers import Matcher, match_all, parse_matchers
 
 DEFAULT_GROUP_WAIT_S = 30.0
@@ -52,7 +53,7 @@ class Route:
 
         receiver = cfg.receiver or (parent.receiver if parent else None)
         if receiver is None:
-            raise ValueError("the root route needs a receiver")
+            raise AlertsConfigError("the root route needs a receiver")
         group_by: tuple[str, ...]
         if cfg.group_by is not None:
             group_by = tuple(cfg.group_by)

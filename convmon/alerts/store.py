@@ -5,10 +5,10 @@ dispatcher replicas and restarts share them:
 
 - ``seq:<fp>``            last transition seq ingested per alert (redelivery guard)
 - ``firing``              hash fp → transition JSON of every firing alert (inhibition sources)
-- ``group:<gk>``          hash ``meta`` → JSON {route, receiver, labels}; ``interval``
-- ``group:<gk>:alerts``   hash fp → latest transition JSON of the alerts in the group
-- ``due``                 sorted set gk → unix time the group must next be evaluated
-- ``nflog:<gk>``          the notification log of the group's receiver (the group key
+- ``group:<key>``         hash ``meta`` → JSON {route, receiver, labels}; ``interval``
+- ``group:<key>:alerts``  hash fp → latest transition JSON of the alerts in the group
+- ``due``                 sorted set group key → unix time the group must next be evaluated
+- ``nflog:<key>``         the notification log of the group's receiver (the group key
   already names route and receiver): what was last sent (firing/resolved
   fingerprints, sent_at, version) plus the current claim (token, lease_until), retry state
   and ``owed``: alerts that were firing in a claimed notification not yet delivered (a
@@ -49,7 +49,7 @@ expires the engine counts seq from 1 again, and by then our guard must have expi
 
 _INGEST_LUA = """
 -- KEYS: seq, firing, due, then (group, group alerts)*
--- ARGV: fp, seq, state, data, seq ttl, then (gk, meta, due if new, interval)*
+-- ARGV: fp, seq, state, data, seq ttl, then (group key, meta, due if new, interval)*
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[2]) <= last then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[5])
@@ -73,7 +73,7 @@ return 1
 """
 
 _TAKE_LUA = """
--- KEYS: due, group, group alerts, nflog; ARGV gk, now
+-- KEYS: due, group, group alerts, nflog; ARGV group key, now
 -- Take a due group (re-schedule it one group_interval later) and return its state:
 -- {-1} group gone, {0} not due (another replica took it), else {1, meta, alerts, nflog}.
 local meta = redis.call('HGET', KEYS[2], 'meta')
@@ -138,7 +138,7 @@ return {attempts, redis.call('HGET', KEYS[1], 'first_failure_at')}
 """
 
 _PRUNE_LUA = """
--- KEYS: group, group alerts, due; ARGV gk, then (fp, data)* of resolved alerts to drop
+-- KEYS: group, group alerts, due; ARGV group key, then (fp, data)* of resolved alerts to drop
 for i = 2, #ARGV, 2 do
   if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
     redis.call('HDEL', KEYS[2], ARGV[i])
@@ -264,11 +264,10 @@ class AlertStore:
         """Atomically take a due group for evaluation (scheduling its next tick one
         group_interval later) and load it with its notification log. None when the group
         is gone or not due (e.g. another replica just took it)."""
-        gk = group_key
         res = await self._take(
-            keys=[self.due_key, self.keys.alert_group(gk), self.keys.alert_group_alerts(gk),
-                  self.nflog_key(gk)],
-            args=[gk, now],
+            keys=[self.due_key, self.keys.alert_group(group_key),
+                  self.keys.alert_group_alerts(group_key), self.nflog_key(group_key)],
+            args=[group_key, now],
         )
         if int(res[0]) != 1:
             return None
@@ -279,7 +278,7 @@ class AlertStore:
         entry = LogEntry.from_hash(
             {log_flat[i]: log_flat[i + 1] for i in range(0, len(log_flat), 2)}
         )
-        group = Group(gk, meta["route"], meta["receiver"], meta["labels"], alerts)
+        group = Group(group_key, meta["route"], meta["receiver"], meta["labels"], alerts)
         return group, entry
 
     async def reschedule(self, group_key: str, at: float, *, earlier_only: bool = False) -> None:
@@ -331,8 +330,8 @@ class AlertStore:
                 args += [t.fingerprint, raw]
         if len(args) == 1:
             return False
-        gk = group.group_key
-        keys = [self.keys.alert_group(gk), self.keys.alert_group_alerts(gk), self.due_key]
+        keys = [self.keys.alert_group(group.group_key),
+                self.keys.alert_group_alerts(group.group_key), self.due_key]
         return bool(await self._prune(keys=keys, args=args))
 
     async def drop_group(self, group_key: str) -> None:

@@ -15,16 +15,17 @@ import yaml
 from redis.asyncio import Redis
 
 from convmon.alerts.config import WATCHDOG_DISCARD, AlertsConfig, HeartbeatReceiver
-from convmon.alerts.notification import DeliveryError, Notification
+from convmon.alerts.errors import DeliveryError
+from convmon.alerts.notification import Notification
 from convmon.alerts.receivers.heartbeat import HeartbeatSender
 from convmon.alerts.routing import Route
 from convmon.monitor.clock import ManualClock
 from convmon.monitor.keys import Keys
+from tests.waiting import eventually
 
 from .helpers import (
     HeldClock,
     RecordingServer,
-    eventually,
     make_dispatcher,
     publish,
     pump,

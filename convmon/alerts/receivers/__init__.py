@@ -18,6 +18,7 @@ from ..config import (
     SlackReceiver,
     WebhookReceiver,
 )
+from ..errors import AlertsConfigError
 from .alertmanager import AlertmanagerSender
 from .base import Sender
 from .console import ConsoleSender
@@ -43,7 +44,7 @@ def build_receiver(cfg: ReceiverConfig, session: aiohttp.ClientSession) -> Sende
         return HeartbeatSender(cfg, session)
     if isinstance(cfg, DiscardReceiver):
         return DiscardSender(cfg)
-    raise ValueError(f"unknown receiver type {type(cfg).__name__}")
+    raise AlertsConfigError(f"unknown receiver type {type(cfg).__name__}")
 
 
 __all__ = ["Sender", "build_receiver"]

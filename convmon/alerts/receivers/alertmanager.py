@@ -16,7 +16,8 @@ import aiohttp
 import msgspec
 
 from ..config import AlertmanagerReceiver
-from ..notification import DeliveryError, Notification, iso_time
+from ..errors import DeliveryError
+from ..notification import Notification, iso_time
 from .base import post
 
 MISSED_ANNOTATION = "convmon_missed"

@@ -7,7 +7,8 @@ from typing import Protocol
 
 import aiohttp
 
-from ..notification import DeliveryError, Notification
+from ..errors import DeliveryError
+from ..notification import Notification
 
 
 class Sender(Protocol):

@@ -19,7 +19,8 @@ from email.utils import format_datetime
 import aiosmtplib
 
 from ..config import EmailReceiver
-from ..notification import DeliveryError, Notification, format_time
+from ..errors import DeliveryError
+from ..notification import Notification, format_time
 
 
 def message_id(n: Notification, domain: str, version: int | None = None) -> str:

@@ -15,8 +15,8 @@ import aiohttp
 import msgspec
 
 from ..config import SlackReceiver
+from ..errors import DeliveryError
 from ..notification import (
-    DeliveryError,
     Notification,
     format_time,
     slack_code,
