@@ -9,7 +9,7 @@ number of workers (and a restarted one) agree: a worker holds nothing but compil
 One evaluation round builds a single CEL context (the aggregate roots the rules read,
 ``now`` and every rule's parameters) and runs each relevant rule's program once; fan-out
 rules return one row per map entry. Event rules run per matching event with the event in
-their context.
+their context. The round's verdicts are written by `convmon.rules.reconcile.Reconciler`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ import time
 from collections import Counter as KindCounter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import cel
-from prometheus_client import CollectorRegistry, Counter, Histogram
 from redis.asyncio import Redis
 
 from convmon.monitor.alerting import AlertTransition
@@ -33,12 +32,14 @@ from convmon.monitor.keys import Keys
 from convmon.rules.expr import PARAMS_VAR
 from convmon.rules.loader import Rule, RuleSet
 from convmon.rules.machine import AlertStateMachine, Observation, number
+from convmon.rules.metrics import RuleMetrics
+from convmon.rules.reconcile import Reconciler, Verdict
 from convmon.rules.state import InstanceStore, Write
 from convmon.rules.templates import render
 
-log = logging.getLogger(__name__)
+__all__ = ["AggregateSource", "FusedAggregateSource", "RuleEngine", "RuleMetrics"]
 
-_MAX_CAS_ROUNDS = 3
+log = logging.getLogger(__name__)
 
 
 class AggregateSource(Protocol):
@@ -60,29 +61,6 @@ class FusedAggregateSource(AggregateSource, Protocol):
     ) -> tuple[list[bool], dict[str, Any]]: ...
 
 
-class RuleMetrics:
-    """Process metrics of the engine (CONTRACTS §5)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.evaluations = Counter(
-            "convmon_rule_evaluations", "Rule evaluations.", ["rule"], registry=registry
-        )
-        self.errors = Counter(
-            "convmon_rule_evaluation_errors", "Rule evaluations that failed.", ["rule"],
-            registry=registry,
-        )
-        self.seconds = Histogram(
-            "convmon_rule_evaluation_seconds", "Time to evaluate one rule once.",
-            registry=registry,
-            buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                     0.05, 0.1),
-        )
-        self.transitions = Counter(
-            "convmon_alert_transitions", "Alert transitions written to the outbox.",
-            ["state"], registry=registry,
-        )
-
-
 @dataclass
 class _Round:
     """Observations of one round, per rule, plus the rules whose live instances it must
@@ -90,6 +68,23 @@ class _Round:
 
     rules: list[Rule] = field(default_factory=list)
     observed: dict[str, dict[str, Observation]] = field(default_factory=dict)
+
+
+class Row(NamedTuple):
+    """One result of a rule's program: a fan-out key (empty without fan-out), whether the
+    condition holds, the alert's value and the fan-out item."""
+
+    key: str
+    holds: bool
+    value: Any
+    item: Any
+
+
+class _EventMatch(NamedTuple):
+    """An event and the event rules that listen to its kind."""
+
+    event: Event
+    rules: list[Rule]
 
 
 class RuleEngine:
@@ -125,6 +120,7 @@ class RuleEngine:
         self._evaluations = {r.name: metrics.evaluations.labels(r.name) for r in rules.rules}
         self._errors = {r.name: metrics.errors.labels(r.name) for r in rules.rules}
         self.machine = AlertStateMachine(generator_url, lambda rule: self._errors[rule].inc())
+        self.reconciler = Reconciler(self.store, self.machine, metrics)
 
     async def handle(self, events: Sequence[Event]) -> None:
         """Apply a batch to the aggregates and evaluate what it concerns.
@@ -138,37 +134,37 @@ class RuleEngine:
             await self.evaluate_batch(events, changed)
             return
         now = self.clock.now()
-        rnd = _Round()
+        this_round = _Round()
         # `Event.kind` is a property: read it once per event, not once per use.
         kinds = [e.kind for e in events]
         relevant = self._relevant(set(kinds))
         fused = self._fused
-        snap: dict[str, Any] | None = None
+        snapshot: dict[str, Any] | None = None
         if fused is not None:
             # The state rules' snapshot rides in the apply pipeline (it reads after the
             # script ran): one round trip fewer per batch.
-            applying_snap = asyncio.ensure_future(
+            applying_with_snapshot = asyncio.ensure_future(
                 fused.apply_and_snapshot(events, self._roots(relevant))
             )
             try:
-                await self._observe_events(events, kinds, now, rnd)
+                await self._observe_events(events, kinds, now, this_round)
             finally:
-                changed, snap = await applying_snap
+                changed, snapshot = await applying_with_snapshot
         else:
             applying = asyncio.ensure_future(self.aggregates.apply(events))
             try:
-                await self._observe_events(events, kinds, now, rnd)
+                await self._observe_events(events, kinds, now, this_round)
             finally:
                 changed = await applying
-        await self._evaluate_state(kinds, changed, now, rnd, snap)
+        await self._evaluate_state(kinds, changed, now, this_round, snapshot)
 
     async def evaluate_batch(self, events: Sequence[Event], changed: Sequence[bool]) -> None:
         """Evaluate a batch the aggregates already applied (``changed`` as apply said)."""
         now = self.clock.now()
-        rnd = _Round()
+        this_round = _Round()
         kinds = [e.kind for e in events]
-        await self._observe_events(events, kinds, now, rnd)
-        await self._evaluate_state(kinds, changed, now, rnd)
+        await self._observe_events(events, kinds, now, this_round)
+        await self._evaluate_state(kinds, changed, now, this_round)
 
     def _relevant(self, kinds: set[str]) -> list[Rule]:
         on = self._state_rule_kinds
@@ -182,10 +178,10 @@ class RuleEngine:
         return sorted(roots)
 
     async def _evaluate_state(
-        self, kinds: Sequence[str], changed: Sequence[bool], now: float, rnd: _Round,
-        snap: dict[str, Any] | None = None,
+        self, kinds: Sequence[str], changed: Sequence[bool], now: float, this_round: _Round,
+        snapshot: dict[str, Any] | None = None,
     ) -> None:
-        """``kinds``: the batch's event kinds, in order; ``snap``: the relevant rules'
+        """``kinds``: the batch's event kinds, in order; ``snapshot``: the relevant rules'
         snapshot when the caller already read it."""
         new_kinds = KindCounter(k for k, c in zip(kinds, changed, strict=True) if c)
         on = self._state_rule_kinds
@@ -196,18 +192,18 @@ class RuleEngine:
         try:
             if relevant:
                 counts = {r.name: sum(new_kinds[k] for k in on[r.name]) for r in relevant}
-                await self._observe_state_rules(relevant, now, rnd, counts, snap)
+                await self._observe_state_rules(relevant, now, this_round, counts, snapshot)
         finally:
             live_sets = await live
-        await self._reconcile(rnd, now, live_sets)
+        await self._reconcile(this_round, now, live_sets)
 
     async def evaluate_timer(self) -> None:
         """The periodic round: every window and absence rule, and event alert timers."""
         now = self.clock.now()
-        rnd = _Round()
-        await self._observe_state_rules(self._state_rules, now, rnd, {})
-        rnd.rules.extend(self._event_rules)
-        await self._reconcile(rnd, now)
+        this_round = _Round()
+        await self._observe_state_rules(self._state_rules, now, this_round, {})
+        this_round.rules.extend(self._event_rules)
+        await self._reconcile(this_round, now)
         await self._retire_removed_rules(now)
 
     async def _retire_removed_rules(self, now: float) -> None:
@@ -223,25 +219,28 @@ class RuleEngine:
         stored = await self.store.read(fps)
         writes: list[Write] = []
         for fp in fps:
-            st = stored[fp].state
-            if st is None or st.status not in ("pending", "firing"):
+            instance = stored[fp].state
+            if instance is None or instance.status not in ("pending", "firing"):
                 continue
-            was_firing = st.status == "firing"
-            st.status = "inactive"
+            was_firing = instance.status == "firing"
+            instance.status = "inactive"
             transition = None
             if was_firing:
-                st.seq += 1
-                st.annotations = {**st.annotations,
-                                  "resolution": "the rule was removed from the configuration"}
+                instance.seq += 1
+                instance.annotations = {
+                    **instance.annotations,
+                    "resolution": "the rule was removed from the configuration",
+                }
                 transition = AlertTransition(
-                    id=f"{fp}:{st.seq}", fingerprint=fp, seq=st.seq, rule=st.rule,
-                    state="resolved", labels=st.labels, annotations=st.annotations,
-                    value=st.value, starts_at=st.fired_at, ends_at=now, evaluated_at=now,
-                    generator_url=self.generator_url, event_id=st.event_id,
+                    id=f"{fp}:{instance.seq}", fingerprint=fp, seq=instance.seq,
+                    rule=instance.rule, state="resolved", labels=instance.labels,
+                    annotations=instance.annotations, value=instance.value,
+                    starts_at=instance.fired_at, ends_at=now, evaluated_at=now,
+                    generator_url=self.generator_url, event_id=instance.event_id,
                 )
-            writes.append(Write(fp, stored[fp].version, st, transition))
-        for w, ok in zip(writes, await self.store.write(writes), strict=True):
-            if ok and w.transition is not None:
+            writes.append(Write(fp, stored[fp].version, instance, transition))
+        for write, ok in zip(writes, await self.store.write(writes), strict=True):
+            if ok and write.transition is not None:
                 self.metrics.transitions.labels("resolved").inc()
         for name in removed:
             await self.store.forget_rule(name)
@@ -251,84 +250,85 @@ class RuleEngine:
         return await self.aggregates.snapshot(roots) if roots else {}
 
     async def _observe_state_rules(
-        self, rules: Sequence[Rule], now: float, rnd: _Round, counts: Mapping[str, int],
-        snap: dict[str, Any] | None = None,
+        self, rules: Sequence[Rule], now: float, this_round: _Round, counts: Mapping[str, int],
+        snapshot: dict[str, Any] | None = None,
     ) -> None:
-        if snap is None:
-            snap = await self._snapshot(rules)
-        variables = {**snap, "now": now, PARAMS_VAR: self._params}
+        if snapshot is None:
+            snapshot = await self._snapshot(rules)
+        variables = {**snapshot, "now": now, PARAMS_VAR: self._params}
         context = cel.Context(variables)
         for rule in rules:
             rows = self._run(rule, context, variables)
             if rows is None:
                 continue
-            rnd.rules.append(rule)
-            observed = rnd.observed.setdefault(rule.name, {})
+            this_round.rules.append(rule)
+            observed = this_round.observed.setdefault(rule.name, {})
             spec = rule.spec
-            for key, holds, value, item in rows:
-                if not holds:
+            for row in rows:
+                if not row.holds:
                     continue
-                tctx: dict[str, Any] = {**snap, "params": rule.params, "now": now}
+                template_context: dict[str, Any] = {**snapshot, "params": rule.params, "now": now}
                 if spec.for_each is not None:
-                    tctx["key"] = key
-                    tctx["item"] = item
-                labels = self._labels(rule, tctx, fan_key=key if spec.for_each else None)
+                    template_context["key"] = row.key
+                    template_context["item"] = row.item
+                labels = self._labels(rule, template_context,
+                                      fan_key=row.key if spec.for_each else None)
                 if labels is None:
                     continue
-                obs = Observation(rule, labels, True, number(value), tctx,
+                obs = Observation(rule, labels, True, number(row.value), template_context,
                                   count=counts.get(rule.name, 0))
                 observed[obs.fingerprint] = obs
 
     async def _observe_events(
-        self, events: Sequence[Event], kinds: Sequence[str], now: float, rnd: _Round
+        self, events: Sequence[Event], kinds: Sequence[str], now: float, this_round: _Round
     ) -> None:
         by_kind = self._event_rules_by_kind
         matching = [
-            (e, by_kind[k]) for e, k in zip(events, kinds, strict=True) if k in by_kind
+            _EventMatch(e, by_kind[k]) for e, k in zip(events, kinds, strict=True) if k in by_kind
         ]
         if not matching:
             return
         roots: set[str] = set()
-        for _, rs in matching:
-            for r in rs:
-                roots |= r.program.roots
-        snap = await self.aggregates.snapshot(sorted(roots)) if roots else {}
-        for ev, rules in matching:
-            ectx = await self.aggregates.event_context(ev)
+        for match in matching:
+            for rule in match.rules:
+                roots |= rule.program.roots
+        snapshot = await self.aggregates.snapshot(sorted(roots)) if roots else {}
+        for event, rules in matching:
+            event_context = await self.aggregates.event_context(event)
             for rule in rules:
                 # Only what this rule reads: the cel package converts the whole dict.
                 fields = rule.program.event_fields
-                event_var = ectx if fields is None else {
-                    k: ectx[k] for k in fields if k in ectx
+                event_var = event_context if fields is None else {
+                    k: event_context[k] for k in fields if k in event_context
                 }
                 variables = {"now": now, PARAMS_VAR: self._own_params[rule.name],
                              "event": event_var}
                 for root in rule.program.roots:
-                    variables[root] = snap[root]
+                    variables[root] = snapshot[root]
                 rows = self._run(rule, variables)
-                if not rows or not rows[0][1]:
+                if not rows or not rows[0].holds:
                     continue
-                tctx = {**snap, "params": rule.params, "now": now, "event": ectx}
-                labels = self._labels(rule, tctx, event_id=ev.id)
+                template_context = {**snapshot, "params": rule.params, "now": now,
+                                    "event": event_context}
+                labels = self._labels(rule, template_context, event_id=event.id)
                 if labels is None:
                     continue
-                obs = Observation(rule, labels, True, number(rows[0][2]), tctx, event_id=ev.id)
-                rnd.observed.setdefault(rule.name, {})[obs.fingerprint] = obs
+                obs = Observation(rule, labels, True, number(rows[0].value), template_context,
+                                  event_id=event.id)
+                this_round.observed.setdefault(rule.name, {})[obs.fingerprint] = obs
 
     def _run(
         self, rule: Rule, context: cel.Context | dict[str, Any],
         variables: dict[str, Any] | None = None,
-    ) -> list[tuple[str, bool, Any, Any]] | None:
+    ) -> list[Row] | None:
         started = time.perf_counter()
         self._evaluations[rule.name].inc()
         try:
-            rows = rule.program.run(context, variables)
-            out: list[tuple[str, bool, Any, Any]] = []
-            for row in rows:
-                key, holds, value, item = row
+            out: list[Row] = []
+            for key, holds, value, item in rule.program.run(context, variables):
                 if not isinstance(holds, bool):
                     raise TypeError(f"condition gave {type(holds).__name__}, not bool")
-                out.append((str(key), holds, value, item))
+                out.append(Row(str(key), holds, value, item))
             return out
         except Exception as exc:  # a bad rule must not stop the others
             self._errors[rule.name].inc()
@@ -338,7 +338,7 @@ class RuleEngine:
             self.metrics.seconds.observe(time.perf_counter() - started)
 
     def _labels(
-        self, rule: Rule, tctx: Mapping[str, Any], *, fan_key: str | None = None,
+        self, rule: Rule, template_context: Mapping[str, Any], *, fan_key: str | None = None,
         event_id: str | None = None,
     ) -> dict[str, str] | None:
         """The instance's labels, or None (counted as an error) when a template fails:
@@ -349,7 +349,7 @@ class RuleEngine:
             labels[spec.for_each.label] = fan_key
         try:
             for name, text in spec.labels.items():
-                labels[name] = render(text, {**tctx, "labels": labels})
+                labels[name] = render(text, {**template_context, "labels": labels})
         except Exception as exc:  # sandbox violations and template errors alike
             self.metrics.errors.labels(rule.name).inc()
             log.warning("label template failed", extra={"rule": rule.name, "error": repr(exc)})
@@ -359,34 +359,18 @@ class RuleEngine:
         return labels
 
     async def _reconcile(
-        self, rnd: _Round, now: float, live: Mapping[str, set[str]] | None = None
+        self, this_round: _Round, now: float, live: Mapping[str, set[str]] | None = None
     ) -> None:
-        if not rnd.rules and not rnd.observed:
+        if not this_round.rules and not this_round.observed and not self.reconciler.carried:
             return
         if live is None:
-            live = await self.store.live([r.name for r in rnd.rules])
-        todo: dict[str, tuple[Rule, Observation | None]] = {}
-        for observed in rnd.observed.values():
+            live = await self.store.live([r.name for r in this_round.rules])
+        verdicts: dict[str, Verdict] = {}
+        for observed in this_round.observed.values():
             for fp, seen in observed.items():
-                todo[fp] = (seen.rule, seen)
-        for rule in rnd.rules:
+                verdicts[fp] = Verdict(seen.rule, seen)
+        for rule in this_round.rules:
             for fp in live.get(rule.name, ()):
-                todo.setdefault(fp, (rule, None))
-        for _ in range(_MAX_CAS_ROUNDS):
-            if not todo:
-                return
-            stored = await self.store.read(list(todo))
-            writes = []
-            for fp, (rule, obs) in todo.items():
-                w = self.machine.step(rule, stored[fp], obs, now)
-                if w is not None:
-                    writes.append(w)
-            results = await self.store.write(writes)
-            retry: dict[str, tuple[Rule, Observation | None]] = {}
-            for w, ok in zip(writes, results, strict=True):
-                if ok:
-                    if w.transition is not None:
-                        self.metrics.transitions.labels(w.transition.state).inc()
-                else:
-                    retry[w.fingerprint] = todo[w.fingerprint]
-            todo = retry
+                verdicts.setdefault(fp, Verdict(rule, None))
+        evaluated = {r.name for r in this_round.rules}
+        await self.reconciler.reconcile(verdicts, evaluated, now)

@@ -272,6 +272,7 @@ async def test_metrics_count_evaluations_errors_and_transitions(
     assert value("convmon_alert_transitions_total", {"state": "pending"}) == 2  # two rules
     assert value("convmon_alert_transitions_total", {"state": "firing"}) == 1
     assert (value("convmon_rule_evaluation_seconds_count") or 0) >= 4
+    assert value("convmon_rules_reconcile_dropped_total") == 0  # exported from the start
 
 
 async def test_templates_are_sandboxed(
