@@ -91,7 +91,9 @@ def test_rules(
     async def run() -> tuple[list[TestResult], list[str]]:
         results: list[TestResult] = []
         broken: list[str] = []
-        async with open_runtime(loaded) as runtime:
+        # Rule tests need a Redis, not a running daemon: start the embedded one when no
+        # redis.url is configured, as the daemon would.
+        async with open_runtime(loaded, start_embedded=True) as runtime:
             for f in files:
                 try:
                     results.extend(await run_test_file(
