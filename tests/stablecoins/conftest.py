@@ -23,6 +23,7 @@ from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
 from convmon.sim.anvil import AnvilNode, find_anvil
 from tests.shared_data import require_binary
+from tests.waiting import DEFAULT_LIMIT_S
 
 
 @pytest.fixture
@@ -67,8 +68,12 @@ class Running:
         self.task = asyncio.create_task(self.collector.run())
 
     async def stop(self) -> None:
+        """Cancel and require a clean stop: a collector that ignores cancellation fails
+        here, saying so, instead of hanging the run."""
         if self.task is not None:
             self.task.cancel()
+            done, _ = await asyncio.wait([self.task], timeout=DEFAULT_LIMIT_S)
+            assert done, f"the collector did not stop within {DEFAULT_LIMIT_S:.0f} s"
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.task = None

@@ -178,8 +178,8 @@ async def test_polling_splits_refused_ranges_and_resumes_from_checkpoint(
     run: Running | None = None
     try:
         sent = []
-        for n in range(6):
-            sent.append(await burn(node, "PYUSD", n + 1))
+        for units in range(1, 7):
+            sent.append(await burn(node, "PYUSD", units))
             await node.mine(7)
         head = await node.block_number()
         first = start_collector(mode="polling", ws_url=None, http_url=proxy.http_url,
