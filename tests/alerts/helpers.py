@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +24,7 @@ from convmon.monitor.bus import BusMetrics
 from convmon.monitor.clock import Clock, ManualClock
 from convmon.monitor.config import BusSettings
 from convmon.monitor.keys import Keys
+from tests.waiting import eventually
 
 
 def transition(
@@ -62,8 +62,10 @@ class Recorded:
 @dataclass
 class RecordingServer:
     """An HTTP server on 127.0.0.1:0 recording every request. ``faults`` is a queue of
-    responses to give before answering normally: (status, headers), ("hang", seconds), or
-    ("gate", asyncio.Event): hold the request until the event is set, then accept it."""
+    responses to give before answering normally: (status, headers), ("hang", None): hold
+    the request until the server stops (the sender's timeout decides, however slow the
+    machine), or ("gate", asyncio.Event): hold the request until the event is set, then
+    accept it."""
 
     ok_body: bytes = b"ok"
     requests: list[Recorded] = field(default_factory=list)
@@ -71,7 +73,7 @@ class RecordingServer:
     faults: list[tuple[Any, Any]] = field(default_factory=list)
     runner: web.AppRunner | None = None
     url: str = ""
-    received: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -81,12 +83,11 @@ class RecordingServer:
             if kind == "gate":
                 await arg.wait()
             elif kind == "hang":
-                await asyncio.sleep(arg)
+                await self.stopping.wait()
                 return web.Response(status=200)
             else:
                 return web.Response(status=kind, headers=arg or {})
         self.requests.append(Recorded(request.path, dict(request.headers), body))
-        self.received.set()
         return web.Response(body=self.ok_body, content_type="application/json")
 
     async def start(self) -> RecordingServer:
@@ -101,23 +102,23 @@ class RecordingServer:
         return self
 
     async def stop(self) -> None:
+        self.stopping.set()
         if self.runner is not None:
             await self.runner.cleanup()
 
-    async def wait_for(self, count: int, limit_s: float = 30.0) -> None:
-        async with asyncio.timeout(limit_s):
-            while len(self.requests) < count:
-                self.received.clear()
-                await self.received.wait()
+    async def wait_for(self, count: int) -> None:
+        await eventually(lambda: len(self.requests) >= count, f"{count} requests recorded")
 
 
 @dataclass
 class TcpProxy:
-    """A TCP forwarder on 127.0.0.1:0 to a real server. `cut` is an outage: open connections
-    are closed and new ones are closed on accept (counted in ``refused``) until `restore`."""
+    """A TCP forwarder on 127.0.0.1:0 to a real server (over TCP, or over the Unix socket
+    ``unix_path``). `cut` is an outage: open connections are closed and new ones are closed
+    on accept (counted in ``refused``) until `restore`."""
 
     host: str
     port: int
+    unix_path: str | None = None
     down: bool = False
     refused: int = 0
     listen_port: int = 0
@@ -134,7 +135,10 @@ class TcpProxy:
             self.refused += 1
             writer.close()
             return
-        up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
+        if self.unix_path is not None:
+            up_reader, up_writer = await asyncio.open_unix_connection(self.unix_path)
+        else:
+            up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
         self._writers |= {writer, up_writer}
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
@@ -184,13 +188,6 @@ async def pump(d: Dispatcher) -> None:
         pass
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], limit_s: float = 30.0) -> None:
-    """Poll ``check`` until true (bounded; for state outside our control, e.g. a process)."""
-    async with asyncio.timeout(limit_s):
-        while not await check():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-
-
 class HeldClock(ManualClock):
     """A manual clock whose ``sleep`` waits until the test advances time past its end:
     a dispatcher `run` on it does nothing time-driven until the test says so (a
@@ -216,7 +213,9 @@ async def redis_behind_proxy(redis: Redis, retries: int = 0) -> tuple[TcpProxy, 
     client-side retries (a cut proxy refuses them too, so the outage reaches the code
     under test; one retry replaces a connection that went stale during the outage)."""
     kw = redis.connection_pool.connection_kwargs
-    proxy = await TcpProxy(kw.get("host", "127.0.0.1"), kw.get("port", 6379)).start()
+    proxy = await TcpProxy(
+        kw.get("host", "127.0.0.1"), kw.get("port", 6379), unix_path=kw.get("path")
+    ).start()
     client = Redis(host="127.0.0.1", port=proxy.listen_port, db=kw.get("db", 0),
                    retry=Retry(NoBackoff(), retries))
     return proxy, client

@@ -22,8 +22,9 @@ from redis.asyncio import Redis
 from convmon.monitor.clock import ManualClock
 from convmon.monitor.keys import Keys
 from tests.shared_data import require_binary
+from tests.waiting import eventually
 
-from .helpers import eventually, make_dispatcher, publish, pump, transition
+from .helpers import make_dispatcher, publish, pump, transition
 
 
 class Inbox:

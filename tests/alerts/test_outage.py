@@ -27,12 +27,12 @@ from convmon.alerts.receivers.slack import build_blocks
 from convmon.monitor.alerting import AlertTransition
 from convmon.monitor.clock import ManualClock
 from convmon.monitor.keys import Keys
+from tests.waiting import eventually
 
 from .helpers import (
     HeldClock,
     RecordingServer,
     TcpProxy,
-    eventually,
     make_dispatcher,
     publish,
     pump,
@@ -41,6 +41,8 @@ from .helpers import (
 )
 from .test_dispatcher import config
 from .test_slack import all_mrkdwn
+
+pytestmark = pytest.mark.all_redis  # the dispatcher's Lua runs on 6.2 too
 
 FIRED_AT = 1_800_000_000.0
 
@@ -205,7 +207,7 @@ async def test_dispatcher_dying_between_claim_and_failure_record_delivers_once(
         await publish(redis, keys, transition(labels, "firing", 2, FIRED_AT))
         await pump(d1)
         clock.advance(30)
-        hook.faults.append(("hang", 1.0))  # longer than the receiver timeout: the send fails
+        hook.faults.append(("hang", None))  # held past the receiver timeout: the send fails
         flush = asyncio.create_task(d1.flush_due())
 
         async def sending() -> bool:
@@ -238,6 +240,7 @@ async def test_dispatcher_dying_between_claim_and_failure_record_delivers_once(
 async def test_two_running_replicas_deliver_a_missed_alert_once(
     redis: Redis, keys: Keys, hook: RecordingServer, proxy: TcpProxy
 ) -> None:
+
     clock = HeldClock(start=FIRED_AT)
     cfg = outage_config(proxy)
     replicas = [make_dispatcher(redis, keys, cfg, clock, instance=f"d{i}") for i in (1, 2)]

@@ -30,6 +30,9 @@ from convmon.monitor.plugins import Runtime
 from .helpers import RecordingServer, make_dispatcher, publish, pump, transition
 
 Client = TestClient[web.Request, web.Application]
+
+pytestmark = pytest.mark.all_redis  # silences and the dispatcher's Lua run on 6.2 too
+
 UNDECODABLE = "convmon_silences_undecodable_total"
 
 
@@ -227,6 +230,7 @@ async def test_dispatcher_delivers_and_silences_despite_undecodable_records(
 async def test_running_dispatcher_survives_a_silence_posted_with_nan(
     api: Client, runtime: Runtime, hook: RecordingServer
 ) -> None:
+
     """The whole path a user took: a NaN silence through the API, then an alert."""
     status, _ = await post_raw(
         api, '{"matchers": ["alertname=Other"], "author": "ops", "duration_s": NaN}')

@@ -2,9 +2,10 @@
 protocol so deliveries can be observed.
 
 In: an Alertmanager configuration (a dict, e.g. deploy/alertmanager/alertmanager.yml with its
-secret file paths pointed at a temporary directory). Out: an Alertmanager on 127.0.0.1 (free
-port, temporary storage, clustering off) with helpers to post alerts and read their status
-through the v2 API; `SlackWebhook` records every message Alertmanager delivers to it.
+secret file paths pointed at a temporary directory). Out: an Alertmanager on 127.0.0.1 (a
+port it binds itself, temporary storage, clustering off) with helpers to post alerts and read
+their status through the v2 API; `SlackWebhook` records every message Alertmanager delivers
+to it.
 """
 
 from __future__ import annotations

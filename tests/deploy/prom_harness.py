@@ -1,11 +1,12 @@
 """A real Prometheus for tests, and the queries of convmon's Grafana dashboards.
 
 In: a scrape target URL (a convmon `/metrics`, or any exporter). Out: a Prometheus process on
-127.0.0.1 (free port, temporary data dir, short scrape interval) that the test can query over the
-HTTP API, stopped cleanly on exit; optionally it evaluates rule files and sends alerts to an
-Alertmanager (see am_harness.py). `dashboard_queries` reads every panel target of the generated
-dashboards (template variables replaced by their default values) and `empty_panel_queries` returns
-those that give no series, which is how the demo run proves every panel has data.
+127.0.0.1 (on a port it binds itself and logs, temporary data dir, short scrape interval) that
+the test can query over the HTTP API, stopped cleanly on exit; optionally it evaluates rule
+files and sends alerts to an Alertmanager (see am_harness.py). `dashboard_queries` reads every
+panel target of the generated dashboards (template variables replaced by their default values)
+and `empty_panel_queries` returns those that give no series, which is how the demo run proves
+every panel has data.
 
     async with PrometheusHarness.start("http://127.0.0.1:9720/metrics") as prom:
         await prom.wait_target_up()
@@ -19,7 +20,6 @@ import contextlib
 import json
 import re
 import shutil
-import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import yaml
 
+from tests.waiting import DEFAULT_LIMIT_S, eventually
+
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS_DIR = REPO / "deploy" / "grafana" / "dashboards"
 
@@ -38,11 +40,8 @@ class HarnessError(RuntimeError):
     """Prometheus did not start, its target never came up, or a query failed."""
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+_LISTENING = re.compile(r'msg="Listening on" address=(127\.0\.0\.1:\d+)')
+"""The line Prometheus and Alertmanager (exporter-toolkit) log with the address they bound."""
 
 
 @dataclass(frozen=True)
@@ -55,14 +54,15 @@ class PanelQuery:
 
 
 class ServerHarness:
-    """A Prometheus-family server process (Prometheus, Alertmanager) on a free loopback
-    port, logging into its working directory, ready when ``/-/ready`` answers 200."""
+    """A Prometheus-family server process (Prometheus, Alertmanager) on the loopback port
+    the kernel gave it (it binds port 0 and logs the port: no race for a "free" port),
+    logging into its working directory, ready when ``/-/ready`` answers 200."""
 
     name = "server"
 
-    def __init__(self, process: asyncio.subprocess.Process, url: str, workdir: Path) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, workdir: Path) -> None:
         self.process = process
-        self.url = url
+        self.url = ""
         self.workdir = workdir
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
 
@@ -71,19 +71,32 @@ class ServerHarness:
     async def launch(
         cls, binary: str, args: list[str], workdir: Path, ready_timeout_s: float
     ) -> AsyncIterator[Self]:
-        port = free_port()
         log = (workdir / f"{cls.name}.log").open("wb")
         process = await asyncio.create_subprocess_exec(
-            binary, *args, f"--web.listen-address=127.0.0.1:{port}",
+            binary, *args, "--web.listen-address=127.0.0.1:0",
             stdout=log, stderr=asyncio.subprocess.STDOUT,
         )
-        harness = cls(process, f"http://127.0.0.1:{port}", workdir)
+        harness = cls(process, workdir)
         try:
+            await harness._wait_listening(ready_timeout_s)
             await harness._wait_ready(ready_timeout_s)
             yield harness
         finally:
             await harness.stop()
             log.close()
+
+    async def _wait_listening(self, timeout_s: float) -> None:
+        """Read the bound address from the log."""
+
+        def listening() -> bool:
+            if self.process.returncode is not None:
+                raise HarnessError(f"{self.name} exited: {self.log_tail()}")
+            found = _LISTENING.search(self.log_tail(lines=200))
+            if found:
+                self.url = f"http://{found.group(1)}"
+            return found is not None
+
+        await eventually(listening, f"{self.name} listening", limit_s=timeout_s)
 
     async def _wait_ready(self, timeout_s: float) -> None:
         async def ready() -> bool:
@@ -94,7 +107,7 @@ class ServerHarness:
                     return response.status == 200
             return False
 
-        await poll(ready, timeout_s, f"{self.name} not ready in {timeout_s}s")
+        await eventually(ready, f"{self.name} ready", limit_s=timeout_s)
 
     async def stop(self) -> None:
         await self._session.close()
@@ -127,7 +140,7 @@ class PrometheusHarness(ServerHarness):
         scrape_interval: str = "1s",
         rule_files: list[Path] | None = None,
         alertmanager_url: str | None = None,
-        ready_timeout_s: float = 60.0,
+        ready_timeout_s: float = DEFAULT_LIMIT_S,
     ) -> AsyncIterator[PrometheusHarness]:
         binary = binary or shutil.which("prometheus")
         if binary is None:
@@ -167,7 +180,7 @@ class PrometheusHarness(ServerHarness):
             async with cls.launch(binary, args, workdir, ready_timeout_s) as harness:
                 yield harness
 
-    async def wait_target_up(self, timeout_s: float = 60.0) -> None:
+    async def wait_target_up(self, timeout_s: float = DEFAULT_LIMIT_S) -> None:
         """Until every active target has been scraped successfully."""
 
         async def up() -> bool:
@@ -175,7 +188,7 @@ class PrometheusHarness(ServerHarness):
             targets = data["activeTargets"]
             return bool(targets) and all(t["health"] == "up" for t in targets)
 
-        await poll(up, timeout_s, f"scrape target not up in {timeout_s}s")
+        await eventually(up, "scrape target up", limit_s=timeout_s)
 
     async def query(self, expr: str) -> list[dict[str, Any]]:
         """Instant query; the result vector (or a one-element list for scalars)."""
@@ -199,16 +212,6 @@ class PrometheusHarness(ServerHarness):
             raise HarnessError(f"{path} {params}: {body.get('error', body)}")
         data: dict[str, Any] = body["data"]
         return data
-
-
-async def poll(condition: Any, timeout_s: float, message: str, every_s: float = 0.2) -> None:
-    """Await `condition()` until it is true; HarnessError after `timeout_s`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not await condition():
-        if loop.time() > deadline:
-            raise HarnessError(message)
-        await asyncio.sleep(every_s)
 
 
 _VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")

@@ -6,7 +6,8 @@ against a local exporter fires and resolves through it; inhibition mutes the war
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +16,23 @@ import yaml
 from prometheus_client import CollectorRegistry, Gauge
 
 from tests.deploy.am_harness import AlertmanagerHarness, SlackWebhook
-from tests.deploy.prom_harness import PrometheusHarness, free_port, poll
+from tests.deploy.prom_harness import PrometheusHarness
 from tests.shared_data import require_binary
+from tests.waiting import eventually
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SECRETS_DIR = "/etc/alertmanager/secrets"
 
 
-def deploy_config(secrets: Path, slack_url: str) -> dict[str, Any]:
+def deploy_config(secrets: Path, slack_url: str, smtp_port: int) -> dict[str, Any]:
     """Our alertmanager.yml with secrets in `secrets/` and delivery timings shortened."""
     text = (DEPLOY / "alertmanager" / "alertmanager.yml").read_text()
     assert SECRETS_DIR in text
     config: dict[str, Any] = yaml.safe_load(text.replace(SECRETS_DIR, str(secrets)))
     (secrets / "slack_webhook_url").write_text(slack_url)
     (secrets / "smtp_password").write_text("not-used")
-    # no SMTP server here: point email at a closed local port so it fails fast
-    config["global"]["smtp_smarthost"] = f"127.0.0.1:{free_port()}"
+    # no SMTP server here: point email at a port that refuses connections so it fails fast
+    config["global"]["smtp_smarthost"] = f"127.0.0.1:{smtp_port}"
     config["route"]["group_wait"] = "1s"
     config["route"]["group_interval"] = "1s"
     return config
@@ -43,14 +45,27 @@ async def slack() -> AsyncIterator[SlackWebhook]:
 
 
 @pytest.fixture
-async def alertmanager(tmp_path: Path, slack: SlackWebhook) -> AsyncIterator[AlertmanagerHarness]:
+def refusing_port() -> Iterator[int]:
+    """A loopback port bound but not listening for the whole test: connections to it are
+    refused, and nothing else can take it meanwhile."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+async def alertmanager(
+    tmp_path: Path, slack: SlackWebhook, refusing_port: int
+) -> AsyncIterator[AlertmanagerHarness]:
     binary = require_binary(
         "alertmanager",
         shutil.which("prometheus-alertmanager") or shutil.which("alertmanager"),
     )
     secrets = tmp_path / "secrets"
     secrets.mkdir()
-    async with AlertmanagerHarness.start(deploy_config(secrets, slack.url), binary=binary) as am:
+    async with AlertmanagerHarness.start(
+        deploy_config(secrets, slack.url, refusing_port), binary=binary
+    ) as am:
         yield am
 
 
@@ -79,7 +94,7 @@ async def test_critical_concentration_inhibits_the_warning_on_the_same_pool(
         texts = "\n".join(slack.texts())
         return "FIRING: foundry at 41%\n" in texts + "\n" and "antpool at 35%" in texts
 
-    await poll(delivered, 60, f"not delivered to Slack: {slack.texts()}")
+    await eventually(delivered, "delivered to Slack")
     states = {
         (a["labels"]["alertname"], a["labels"]["pool"]): a["status"]
         for a in await alertmanager.alerts()
@@ -119,7 +134,7 @@ async def test_prometheus_rules_fire_and_resolve_through_alertmanager(
         async def fired() -> bool:
             return any("FIRING: USDT net issuance 1.2G in 24 h" in t for t in slack.texts())
 
-        await poll(fired, 90, f"no firing notification: {slack.texts()}")
+        await eventually(fired, "a firing notification", limit_s=90)
         assert not any("USDC" in text for text in slack.texts())
 
         net.labels(token="USDT", chain="solana", window="24h").set(-5e8)
@@ -127,6 +142,6 @@ async def test_prometheus_rules_fire_and_resolve_through_alertmanager(
         async def resolved() -> bool:
             return any(t.startswith("RESOLVED: USDT") for t in slack.texts())
 
-        await poll(resolved, 90, f"no resolved notification: {slack.texts()}")
+        await eventually(resolved, "a resolved notification", limit_s=90)
         active = await prom.query('ALERTS{alertname="StablecoinNetIssuanceHigh"}')
         assert active == []

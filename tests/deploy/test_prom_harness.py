@@ -11,9 +11,9 @@ from tests.deploy.prom_harness import (
     PrometheusHarness,
     dashboard_queries,
     empty_panel_queries,
-    poll,
 )
 from tests.shared_data import require_binary
+from tests.waiting import eventually
 
 
 async def test_harness_scrapes_queries_and_finds_empty_panels(
@@ -40,7 +40,7 @@ async def test_harness_scrapes_queries_and_finds_empty_panels(
             result = await prom.query('convmon_btc_hhi{window="1008"}')
             return float(result[0]["value"][1]) == 2700
 
-        await poll(updated, 30, "new value never scraped")
+        await eventually(updated, "the new value scraped")
 
         empty = await empty_panel_queries(prom)
         all_queries = dashboard_queries()
