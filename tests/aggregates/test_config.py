@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from convmon.rules.aggregates import AggregateError, AggregatesConfig
 from convmon.rules.aggregates.config import load_entity_file
+from convmon.rules.errors import EntityMapError
 from tests.aggregates.conftest import MakeStore
 from tests.shared_data import require_shared_data
 
@@ -56,7 +57,7 @@ def test_shared_parent_companies_file() -> None:
 def test_bad_entity_file_names_itself(tmp_path: Path) -> None:
     bad = tmp_path / "parents.json"
     bad.write_text(json.dumps({"X": [{"from": ""}]}))
-    with pytest.raises(ValueError, match=r"parents\.json.*without a name"):
+    with pytest.raises(EntityMapError, match=r"parents\.json.*without a name"):
         load_entity_file(bad)
 
 

@@ -25,6 +25,7 @@ Facts a caller can rely on:
 """
 
 from convmon.rules.aggregates.config import AggregatesConfig
-from convmon.rules.aggregates.store import ROOTS, AggregateError, AggregateStore
+from convmon.rules.aggregates.store import ROOTS, AggregateStore
+from convmon.rules.errors import AggregateError
 
 __all__ = ["ROOTS", "AggregateError", "AggregateStore", "AggregatesConfig"]

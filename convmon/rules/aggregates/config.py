@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from convmon.monitor.config import Model
+from convmon.rules.errors import EntityMapError
 
 # Public ownership facts (company filings and press): the current parent of each pool that
 # has one. Pools not listed are their own entity.
@@ -55,16 +56,16 @@ def load_entity_file(path: Path) -> dict[str, str]:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read the entity map: {exc}") from exc
+        raise EntityMapError(f"{path}: cannot read the entity map: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected an object of entity -> list of pools")
+        raise EntityMapError(f"{path}: expected an object of entity -> list of pools")
     out: dict[str, str] = {}
     for entity, pools in raw.items():
         if not isinstance(pools, list):
-            raise ValueError(f"{path}: {entity!r} must map to a list of pools")
+            raise EntityMapError(f"{path}: {entity!r} must map to a list of pools")
         for item in pools:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-                raise ValueError(f"{path}: {entity!r} has a pool entry without a name")
+                raise EntityMapError(f"{path}: {entity!r} has a pool entry without a name")
             if item.get("to", ""):
                 continue
             out[pool_slug(item["name"])] = str(entity)
