@@ -127,7 +127,7 @@ class InstanceStore:
         return self.keys.rules_index
 
     async def indexed_rules(self) -> set[str]:
-        return {_s(x) for x in await self.redis.smembers(self.index_key)}
+        return {_text(x) for x in await self.redis.smembers(self.index_key)}
 
     async def forget_rule(self, rule: str) -> None:
         """Drop a rule from the index once it has no live instance left (checked
@@ -145,7 +145,7 @@ class InstanceStore:
             for rule in rules:
                 pipe.smembers(self.live_key(rule))
             rows = await pipe.execute()
-        return {rule: {_s(x) for x in row} for rule, row in zip(rules, rows, strict=True)}
+        return {rule: {_text(x) for x in row} for rule, row in zip(rules, rows, strict=True)}
 
     async def read(self, fingerprints: Sequence[str]) -> dict[str, Stored]:
         if not fingerprints:
@@ -180,5 +180,5 @@ class InstanceStore:
         return [bool(int(r)) for r in rows]
 
 
-def _s(value: bytes | str) -> str:
+def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value

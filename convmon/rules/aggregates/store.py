@@ -56,6 +56,7 @@ from convmon.rules.aggregates.config import AggregatesConfig
 from convmon.rules.aggregates.encoding import SEP, encode
 from convmon.rules.aggregates.metrics import build_metrics
 from convmon.rules.aggregates.scripts import Scripts
+from convmon.rules.errors import AggregateError
 
 ROOTS = frozenset({"btc", "stablecoin", "depin", "market", "miner", "collectors", "ops"})
 EVENTS_PER_CALL = 1000
@@ -77,16 +78,12 @@ class _SnapshotPlan:
         self.slots: dict[str, int] = {}
 
 
-class AggregateError(ValueError):
-    """Invalid use of the aggregates (e.g. an unknown snapshot root)."""
-
-
-def _s(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _hash(raw: dict[Any, Any]) -> dict[str, str]:
-    return {_s(k): _s(v) for k, v in raw.items()}
+    return {_text(field): _text(value) for field, value in raw.items()}
 
 
 class AggregateStore:
@@ -137,25 +134,31 @@ class AggregateStore:
                 f"{self.key('ts', '*')}"
             )
         current = await self.redis.hget(self.key("btc", "meta"), "windows")
-        if current is None or _s(current) != self._windows_csv:
+        if current is None or _text(current) != self._windows_csv:
             marker = f"rewindow:{self._windows_csv}:{time.time_ns()}"
             await self._eval_batches([f"W{SEP}{marker}"])
 
     async def apply(self, events: Sequence[Event]) -> list[bool]:
         """Apply a delivery batch; True where the event changed state (first application)."""
         results = [False] * len(events)
-        encoded: list[str] = []
-        index: list[int] = []
-        for i, event in enumerate(events):
-            args = encode(event, self._entities)
-            if args is not None:
-                encoded.append(args)
-                index.append(i)
+        encoded, index = self._encode(events)
         if not encoded:
             return results
         flags = await self._eval_batches(encoded)
         self._check_flags(events, index, flags, results)
         return results
+
+    def _encode(self, events: Sequence[Event]) -> tuple[list[str], list[int]]:
+        """The script arguments of the events that change aggregates, and the position in
+        ``events`` of each (other kinds encode to nothing)."""
+        encoded: list[str] = []
+        index: list[int] = []
+        for position, event in enumerate(events):
+            args = encode(event, self._entities)
+            if args is not None:
+                encoded.append(args)
+                index.append(position)
+        return encoded, index
 
     async def apply_and_snapshot(
         self, events: Sequence[Event], roots: Collection[str]
@@ -166,13 +169,7 @@ class AggregateStore:
             return await self.apply(events), {}
         plan = self._plan_snapshot(roots)
         results = [False] * len(events)
-        encoded: list[str] = []
-        index: list[int] = []
-        for i, event in enumerate(events):
-            args = encode(event, self._entities)
-            if args is not None:
-                encoded.append(args)
-                index.append(i)
+        encoded, index = self._encode(events)
         if encoded:
             flags, replies = await self._eval_batches_then(encoded, plan)
             self._check_flags(events, index, flags, results)
@@ -347,7 +344,7 @@ class AggregateStore:
             out["market"] = views.market_view(prices, sources, cfg, now)
         if "miner" in wanted:
             ago_raw = replies[slots["hp_ago"]]
-            ago = float(_s(ago_raw)) if ago_raw is not None else None
+            ago = float(_text(ago_raw)) if ago_raw is not None else None
             miner = views.miner_view(btc, raw_btc, prices, cfg, now, ago)
             out["miner"] = miner
             hp = miner["hashprice_usd_per_phs_day"]
@@ -355,15 +352,15 @@ class AggregateStore:
                 await self._record_hashprice(plan.day, hp)
         if "collectors" in wanted:
             out["collectors"] = await self._collectors(
-                {_s(m) for m in replies[slots["coll_names"]]},
+                {_text(m) for m in replies[slots["coll_names"]]},
                 _hash(replies[slots["coll_events"]]),
                 now,
             )
         if "ops" in wanted:
             last = replies[slots["ops_last"]]
             out["ops"] = views.ops_view(
-                _s(last) if last is not None else None,
-                [(float(score), _s(member).partition("|")[2])
+                _text(last) if last is not None else None,
+                [(float(score), _text(member).partition("|")[2])
                  for member, score in replies[slots["ops_hist"]]],
                 _hash(replies[slots["ops_procs"]]),
                 _hash(replies[slots["ops_down"]]),
