@@ -269,20 +269,20 @@ async def test_two_workers_interleaved_equal_one(
     stream += [f.attribution(540, "f2pool"), f.price("BTC", 90_000.0, f.T0)]
     stream += [f.mint("USDC", 10**12 + i, f.T0 - 60 * i, n=i) for i in range(20)]
     stream += [f.payout("helium", "HNT", 10**8 * i, f.T0 - 30 * i, [f"r{i}"]) for i in range(20)]
-    one = await make_store(**SMALL)
+    single_worker = await make_store(**SMALL)
     other_keys = Keys(prefix=keys.prefix + "w")
     w1 = await make_store(keys_=other_keys, **SMALL)
     w2 = AggregateStore(Redis.from_url(redis_url), other_keys, clock, w1.config)
     await w2.load()
     try:
-        await one.apply(stream)
+        await single_worker.apply(stream)
         halves = (stream[0::2], stream[1::2])
         for i in range(0, len(stream), 8):
             await asyncio.gather(w1.apply(halves[0][i : i + 8]), w2.apply(halves[1][i : i + 8]))
         # redelivery of the whole stream to the second worker changes nothing
         assert not any(await w2.apply(stream))
         roots = ["btc", "stablecoin", "depin", "market", "miner"]
-        assert await w1.snapshot(roots) == await one.snapshot(roots)
+        assert await w1.snapshot(roots) == await single_worker.snapshot(roots)
     finally:
         async for k in redis.scan_iter(match=f"{other_keys.prefix}:*"):
             await redis.delete(k)
@@ -343,18 +343,18 @@ def test_two_workers_any_split_equal_one(
 
     async def scenario() -> None:
         clock = ManualClock(f.T0)
-        r1, k1, one = await fresh_store(redis_url, clock)
+        r1, k1, single_worker = await fresh_store(redis_url, clock)
         r2, k2, w1 = await fresh_store(redis_url, clock)
         r3 = Redis.from_url(redis_url)
         w2 = AggregateStore(r3, k2, clock, w1.config)
         try:
-            await one.apply(STREAM)
+            await single_worker.apply(STREAM)
             for i in range(0, max(len(halves[0]), len(halves[1])), batch):
                 await asyncio.gather(
                     w1.apply(halves[0][i : i + batch]), w2.apply(halves[1][i : i + batch])
                 )
             roots = ["btc", "stablecoin", "depin", "market", "miner", "collectors"]
-            s1, s2 = await one.snapshot(roots), await w2.snapshot(roots)
+            s1, s2 = await single_worker.snapshot(roots), await w2.snapshot(roots)
             for tok in (*s1["stablecoin"]["tokens"].values(), *s2["stablecoin"]["tokens"].values()):
                 tok.pop("supply_drift")
             assert s1 == s2

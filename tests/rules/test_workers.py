@@ -113,17 +113,18 @@ async def test_two_workers_end_like_one(
 ) -> None:
     clock = ManualClock(f.T0 + 400_000)
     events = scenario(clock.now())
-    one = Keys(f"{keys.prefix}:one")
-    await run_workers(redis, one, rules, clock, bus_settings, ["w1"], events)
+    single_worker = Keys(f"{keys.prefix}:single")
+    await run_workers(redis, single_worker, rules, clock, bus_settings, ["w1"], events)
     await run_workers(redis, keys, rules, clock, bus_settings, ["w1", "w2"], events)
-    rows_one, active_one = await outcome(redis, one)
+    rows_one, active_one = await outcome(redis, single_worker)
     rows_two, active_two = await outcome(redis, keys)
     fired = {r[0] for r in rows_one if r[2] == "firing"}
     assert {"BitcoinTop2PoolsMajority", "BitcoinPoolShareHigh", "StablecoinLargeMint",
             "BitcoinPoolHHIHigh"} <= fired
     assert rows_two == rows_one
     assert active_two == active_one
-    snap_one = await AggregateStore(redis, one, clock, AggregatesConfig()).snapshot(["btc"])
+    snap_one = await AggregateStore(
+        redis, single_worker, clock, AggregatesConfig()).snapshot(["btc"])
     snap_two = await AggregateStore(redis, keys, clock, AggregatesConfig()).snapshot(["btc"])
     assert snap_two["btc"]["windows"] == snap_one["btc"]["windows"]
 
