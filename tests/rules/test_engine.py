@@ -5,6 +5,7 @@ timers surviving a restart, and redelivery producing no transitions."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -321,3 +322,55 @@ async def test_alerts_of_a_removed_rule_are_resolved(
     assert {a.rule for a in (await h.active()).values()} == {"PegOff"}
     index = {x.decode() for x in await h.redis.smembers(h.keys.rules_index)}
     assert index == {"PegOff"}
+
+
+class ContendedRedis(Redis):
+    """A Redis client that, while ``contend`` is set, lets another writer update each
+    alert instance between the engine's read and its compare-and-set write: before a
+    pipeline carrying instance writes goes out, the instance versions are bumped."""
+
+    contend = False
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        client = self
+        execute = pipe.execute
+
+        async def execute_contended(raise_on_error: bool = True) -> Any:
+            if client.contend:
+                for args, _ in pipe.command_stack:
+                    if args[0] == "EVALSHA" and b":rules:inst:" in str(args[3]).encode():
+                        await client.hincrby(args[3], "v", 1)
+            return await execute(raise_on_error)
+
+        pipe.execute = execute_contended  # type: ignore[method-assign]
+        return pipe
+
+
+async def test_work_that_loses_every_compare_and_set_is_counted_and_retried(
+    h: Harness, redis_url: str, clock: ManualClock
+) -> None:
+    """Every write of a round loses to another writer: the work is counted, and the next
+    round writes it (an event alert is never observed again: without the carry it would
+    be lost)."""
+    redis = ContendedRedis.from_url(redis_url)
+    try:
+        registry = CollectorRegistry()
+        store = AggregateStore(redis, h.keys, clock, AggregatesConfig())
+        await store.load()
+        engine = RuleEngine(redis, h.keys, clock, h.rules, store, RuleMetrics(registry))
+        dropped = "convmon_rules_reconcile_dropped_total"
+        assert registry.get_sample_value(dropped) == 0
+        redis.contend = True
+        await engine.handle([f.mint("USDT", 200_000_000 * 10**6, clock.now())])
+        assert registry.get_sample_value(dropped) == 1
+        assert await h.transitions("BigMint") == []
+        redis.contend = False
+        clock.advance(15)
+        await engine.evaluate_timer()
+        [pending] = await h.transitions("BigMint")
+        assert pending.state == "pending" and pending.labels["token"] == "USDT"
+        assert registry.get_sample_value(dropped) == 1
+        assert not engine.reconciler.carried
+    finally:
+        await redis.aclose()
