@@ -58,6 +58,7 @@ from convmon.collectors.stablecoins.evm.rpc import (
 )
 from convmon.monitor.backoff import Backoff
 from convmon.monitor.bus import EventBus
+from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.clock import Clock
 from convmon.monitor.events import Event
 from convmon.monitor.health import CollectorHealth
@@ -120,6 +121,7 @@ class EthereumStablecoinCollector:
         backoff = Backoff(initial=0.5, maximum=60.0)
         try:
             while True:
+                honour_cancellation()
                 try:
                     await self._prepare(rpc)
                     head = await rpc.block_number()
@@ -130,6 +132,7 @@ class EthereumStablecoinCollector:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    honour_cancellation()  # a library may turn our cancellation into an error
                     await self._failed(exc)
                     await asyncio.sleep(retry_after(exc) or backoff.next_delay())
                     continue
@@ -185,17 +188,20 @@ class EthereumStablecoinCollector:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                honour_cancellation()  # a library may turn our cancellation into an error
                 await self._failed(exc)
             finally:
                 if reader is not None:
+                    # Wait for the reader without awaiting its outcome: suppressing the
+                    # CancelledError of ``await reader`` would also swallow our own.
                     reader.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await reader
+                    await asyncio.wait([reader])
                     reader = None
                 with contextlib.suppress(Exception):
                     await provider.disconnect()
                 self.heads.clear()
                 self.pending.clear()
+            honour_cancellation()
             await asyncio.sleep(backoff.next_delay())
 
     async def _failed(self, exc: Exception) -> None:
