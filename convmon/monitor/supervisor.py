@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 State = Literal["starting", "running", "backoff", "stopped"]
 STABLE_AFTER_S = 60.0
+RECANCEL_AFTER_S = 1.0
 
 
 @dataclass
@@ -149,13 +150,24 @@ class Supervisor:
             await asyncio.wait_for(self._stopping.wait(), delay)
 
     async def stop(self) -> None:
-        """Cancel every component and wait (bounded) for them to finish in-flight work."""
+        """Cancel every component and wait (bounded) for them to finish in-flight work.
+
+        A run still going a moment after its cancellation is cancelled again, and again:
+        library code can swallow a cancellation that races with its own cleanup (seen with
+        redis-py under load), and one swallowed request must not cost the whole budget."""
         self._stopping.set()
         for run in self._runs.values():
             run.cancel()
-        keepers = list(self._keepers.values())
-        if keepers:
-            _done, pending = await asyncio.wait(keepers, timeout=self.settings.shutdown_timeout_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_timeout_s
+        pending: set[asyncio.Task[None]] = set(self._keepers.values())
+        while pending and loop.time() < deadline:
+            wait = min(RECANCEL_AFTER_S, deadline - loop.time())
+            _done, pending = await asyncio.wait(pending, timeout=wait)
+            for run in self._runs.values():
+                if not run.done():
+                    run.cancel()
+        if pending:
             for task in pending:
                 log.error(
                     "component did not stop in time; abandoning it",

@@ -50,7 +50,8 @@ async def run_together(loops: dict[str, Coroutine[Any, Any, Any]]) -> NoReturn:
 
 async def _cancel_all(tasks: dict[asyncio.Task[Any], str]) -> None:
     """Cancel every task still running and wait until all have finished, even if the
-    caller is cancelled meanwhile (that cancellation is re-raised afterwards)."""
+    caller is cancelled meanwhile (each further request is passed on to the siblings still
+    running, and re-raised once all have finished)."""
     for task in tasks:
         if not task.done():
             task.cancel()
@@ -60,7 +61,11 @@ async def _cancel_all(tasks: dict[asyncio.Task[Any], str]) -> None:
             await asyncio.wait(tasks)
             break
         except asyncio.CancelledError:
+            # Asked again: pass it on, in case a sibling's library swallowed the first.
             interrupted = True
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
     for task in tasks:
         if not task.cancelled():
             task.exception()  # retrieved, so asyncio does not log it as never retrieved

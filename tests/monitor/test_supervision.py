@@ -216,3 +216,58 @@ async def test_run_together_lets_siblings_finish_when_cancelled() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert finished == ["careful"]
+
+
+class SwallowsFirstCancel:
+    """A loop whose library swallows the first cancellation (as redis-py can under load)
+    and would otherwise go on forever."""
+
+    name = "swallows-once"
+
+    def __init__(self) -> None:
+        self.swallowed = 0
+        self.started = False
+        self.finished = False
+
+    async def run(self) -> None:
+        self.started = True
+        try:
+            while True:
+                try:
+                    await asyncio.sleep(0.01)
+                except asyncio.CancelledError:
+                    if self.swallowed:
+                        raise
+                    self.swallowed += 1
+        finally:
+            self.finished = True
+
+
+async def test_a_swallowed_cancellation_does_not_cost_the_shutdown_budget() -> None:
+    sup = Supervisor(SupervisorSettings(shutdown_timeout_s=120), CollectorRegistry())
+    comp = SwallowsFirstCancel()
+    sup.start([("rules", comp)])
+    await eventually(lambda: state(sup, comp.name)["state"] == "running", "running")
+    await sup.stop()
+    assert comp.swallowed == 1 and comp.finished  # stopped, not abandoned
+
+
+async def test_run_together_passes_a_repeated_cancellation_on_to_siblings() -> None:
+    comp = SwallowsFirstCancel()
+
+    async def sibling() -> None:
+        await asyncio.Event().wait()
+
+    sup = Supervisor(SupervisorSettings(shutdown_timeout_s=120), CollectorRegistry())
+
+    class Together:
+        name = "together"
+
+        async def run(self) -> None:
+            await run_together({"swallower": comp.run(), "sibling": sibling()})
+
+    sup.start([("alerts", Together())])
+    await eventually(lambda: state(sup, "together")["state"] == "running", "running")
+    await eventually(lambda: comp.started, "the swallowing loop started")
+    await sup.stop()
+    assert comp.finished
