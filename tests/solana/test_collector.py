@@ -45,13 +45,18 @@ async def test_streams_payouts_end_to_end(
             solana_tx.nosana_job_payout("j1", 1001, None, solana_tx.wallet("nd"), 5)
         )
         await eventually(lambda: _count(redis, keys, 2))
+
+        async def progress_recorded() -> bool:
+            # The status is written after the publish: wait for it, not for time.
+            status = await redis.hgetall(keys.collector_status("depin"))
+            return status.get(b"last_position") == b"1001" and status[b"connected"] == b"1"
+
+        await eventually(progress_recorded, "the status to record slot 1001, connected")
     ids = await payout_ids(redis, keys)
     assert ids == [
         f"sol:payout:{solana_tx.signature('hm1')}:{networks.HONEY}",
         f"sol:payout:{solana_tx.signature('j1')}:{networks.NOS}",
     ]
-    status = await redis.hgetall(keys.collector_status("depin"))
-    assert status[b"connected"] == b"1" and status[b"last_position"] == b"1001"
 
 
 async def _count(redis: Redis, keys: Keys, want: int) -> bool:
