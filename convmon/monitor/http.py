@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from importlib import resources
 from typing import Any
 
 from aiohttp import web
@@ -106,6 +107,7 @@ class HttpServer:
         self.app.router.add_get("/healthz", self.healthz)
         self.app.router.add_get("/readyz", self.readyz)
         self.app.router.add_get("/api/v1/status", self.status)
+        self.app.router.add_get("/api/v1/openapi.yaml", self.openapi)
         self.app.router.add_routes(routes)
         self._token = settings.token.reveal() if settings.token is not None else None
 
@@ -161,6 +163,11 @@ class HttpServer:
             runner, self._runner = self._runner, None
             if runner is not None:
                 await runner.cleanup()
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        """The API description (``convmon/monitor/openapi.yaml``)."""
+        text = resources.files("convmon.monitor").joinpath("openapi.yaml").read_text()
+        return web.Response(text=text, content_type="application/yaml")
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "version": __version__})
@@ -260,11 +267,13 @@ async def status_document(
         "collectors": coll_out,
         "alerts": alerts,
     }
+    plugins: dict[str, Any] = {}
     for name, source in status_sources:
         try:
-            doc[name] = await source()
+            plugins[name] = await source()
         except Exception as exc:
-            doc[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            plugins[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    doc["plugins"] = plugins
     return doc
 
 

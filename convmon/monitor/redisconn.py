@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -304,3 +305,17 @@ async def _shutdown(url: str) -> None:
     finally:
         await other.aclose()
 
+
+@contextlib.asynccontextmanager
+async def open_scratch_redis(settings: RedisSettings) -> AsyncIterator[Redis]:
+    """A Redis for work that needs one but no daemon (rule unit tests): the configured
+    server, else a private embedded server in a temporary directory, stopped afterwards.
+    Never the embedded server of a daemon's data dir."""
+    if settings.url is not None:
+        async with open_redis(settings, Path("."), start_embedded=False) as client:
+            yield client
+        return
+    with tempfile.TemporaryDirectory(prefix="cm-scratch-") as tmp:
+        private = settings.model_copy(update={"data_dir": Path(tmp)})
+        async with open_redis(private, Path(tmp), start_embedded=True) as client:
+            yield client

@@ -77,7 +77,7 @@ def test_rules(
     config: ConfigOption = None,
 ) -> None:
     """Run rule unit tests against the real aggregate store in an isolated key prefix."""
-    from convmon.monitor.app import open_runtime
+    from convmon.monitor.redisconn import open_scratch_redis
     from convmon.rules.aggregates import AggregateStore
 
     loaded = load_or_exit(config)
@@ -91,13 +91,13 @@ def test_rules(
     async def run() -> tuple[list[TestResult], list[str]]:
         results: list[TestResult] = []
         broken: list[str] = []
-        # Rule tests need a Redis, not a running daemon: start the embedded one when no
-        # redis.url is configured, as the daemon would.
-        async with open_runtime(loaded, start_embedded=True) as runtime:
+        # Rule tests need a Redis, not a running daemon: the configured one (under a prefix
+        # of their own), else a private scratch server.
+        async with open_scratch_redis(loaded.core.redis) as redis:
             for f in files:
                 try:
                     results.extend(await run_test_file(
-                        f, runtime.redis, make_store, prefix=f"{runtime.keys.prefix}-ruletest"
+                        f, redis, make_store, prefix=f"{loaded.core.redis.prefix}-ruletest"
                     ))
                 except (FileError, FileErrors) as exc:
                     errors = exc.errors if isinstance(exc, FileErrors) else [exc]
