@@ -32,7 +32,7 @@ CONTRACT_NAMES = {
     "convmon_depin_paid_tokens_total", "convmon_depin_payout_transactions_total",
     "convmon_depin_window_paid_tokens", "convmon_depin_recipients",
     "convmon_depin_last_payout_timestamp_seconds", "convmon_depin_paid_usd",
-    "convmon_price_usd", "convmon_price_source_up", "convmon_stablecoin_peg_deviation_ratio",
+    "convmon_price_usd", "convmon_price_source_fresh", "convmon_stablecoin_peg_deviation_ratio",
     "convmon_btc_hashprice_usd_per_phs_day", "convmon_btc_mining_revenue_usd_per_mwh",
     "convmon_ai_hosting_benchmark_usd_per_mwh",
 }

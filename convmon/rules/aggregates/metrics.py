@@ -184,7 +184,7 @@ def _market(mk: dict[str, Any], miner: dict[str, Any], cfg: AggregatesConfig) ->
     for sym, p in sorted(mk["prices"].items()):
         if p["fresh"]:
             price.add_metric([sym], p["price"])
-    up = _gauge("convmon_price_source_up", "1 when the source's last report was fresh.",
+    up = _gauge("convmon_price_source_fresh", "1 when the source's last price report is fresh.",
                 ["source"])
     for src, s in sorted(mk["sources"].items()):
         up.add_metric([src], 1.0 if s["up"] else 0.0)
