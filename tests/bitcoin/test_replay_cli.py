@@ -119,6 +119,18 @@ def test_cli_attribute_hex_and_block_files(tmp_path: Path) -> None:
     assert invoke(["pools", "attribute", "--block", str(broken)]).exit_code == 2
 
 
+def test_cli_attribute_rejects_a_coinbase_that_is_not_hex(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"data_dir: {tmp_path}\ncollectors:\n  bitcoin:\n    pools: {{source: builtin}}\n"
+    )
+    for bad in ("zzzz", "abc"):  # not hex; odd number of digits
+        res = CliRunner().invoke(cli(), ["pools", "attribute", bad, "--config", str(cfg)])
+        assert res.exit_code == 2, res.output
+        assert res.stdout == ""
+        assert bad in res.stderr and "not hex" in res.stderr
+
+
 def _config(tmp_path: Path, keys: Keys, redis_url: str, server: BitcoinNodeServer) -> Path:
     cfg = tmp_path / "convmon.yaml"
     cfg.write_text(

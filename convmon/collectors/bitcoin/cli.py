@@ -142,17 +142,20 @@ def attribute_coinbase(
     config: ConfigOption = None,
 ) -> None:
     """Attribute a coinbase (hex + payout addresses) or a block JSON to a pool."""
+    if block is None and coinbase is None:
+        err_console.print("[red]error[/red]: give a coinbase hex or --block FILE")
+        raise typer.Exit(2)
+    if block is None and coinbase is not None:
+        _check_hex(coinbase)
     cfg = load_or_exit(config).section("bitcoin")
     attributor = _registry(registry, cfg)
     if block is not None:
         parsed = _read_block_file(block)
         hexsig = parsed.coinbase_hex
         addresses = [a for a, v in parsed.outputs if a and v > 0]
-    elif coinbase is not None:
-        hexsig, addresses = coinbase, list(address or [])
     else:
-        err_console.print("[red]error[/red]: give a coinbase hex or --block FILE")
-        raise typer.Exit(2)
+        assert coinbase is not None
+        hexsig, addresses = coinbase, list(address or [])
     result = attributor.attribute(hexsig, addresses)
     typer.echo(json.dumps({
         "pool": result.pool, "pool_name": result.pool_name, "match": result.match,
@@ -160,6 +163,18 @@ def attribute_coinbase(
         "payout_addresses": result.payout_addresses,
         "registry_version": attributor.version,
     }))
+
+
+def _check_hex(coinbase: str) -> None:
+    """Exit 2 naming the argument when ``coinbase`` is not a whole number of hex bytes."""
+    try:
+        bytes.fromhex(coinbase)
+    except ValueError:
+        err_console.print(
+            f"[red]error[/red]: COINBASE {escape(repr(coinbase))}: not hex "
+            "(expected the coinbase scriptSig as an even number of hex digits)"
+        )
+        raise typer.Exit(2) from None
 
 
 def _read_block_file(path: Path) -> ChainBlock:
