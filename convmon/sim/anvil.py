@@ -171,6 +171,8 @@ class AnvilNode:
                  extra_args: Sequence[str] = ()) -> None:
         self.binary = binary
         self.port = port or free_port()
+        self._port_given = port is not None
+        self._started_once = False
         self.extra_args = list(extra_args)
         self.process: asyncio.subprocess.Process | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -186,6 +188,20 @@ class AnvilNode:
 
     async def start(self, *, load_state: Path | None = None,
                     dump_state: Path | None = None) -> None:
+        """Start anvil and wait until it answers. A port picked here may be taken by
+        someone else before anvil binds it: then another one is picked (a few times). Once
+        started, the node keeps its port across restarts (clients reconnect to it)."""
+        for attempt in range(5):
+            try:
+                await self._start_once(load_state, dump_state)
+                self._started_once = True
+                return
+            except AnvilError:
+                if self._port_given or self._started_once or attempt == 4:
+                    raise
+                self.port = free_port()
+
+    async def _start_once(self, load_state: Path | None, dump_state: Path | None) -> None:
         args = [self.binary, "--host", "127.0.0.1", "--port", str(self.port), "--silent",
                 *self.extra_args]
         if load_state is not None:
