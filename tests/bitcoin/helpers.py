@@ -48,6 +48,7 @@ def make_collector(
     *, backfill: int = 10, poll: float = 0.2, batch: int = 4, attempts: int = 5,
     attributor: Attributor | None = None, keep: int = 200, clock: Clock | None = None,
     registry_loader: RegistryLoader | None = None, registry_refresh_s: float = 6 * 3600.0,
+    configured_origin: str | None = None,
 ) -> BitcoinCollector:
     clock = clock or SystemClock()
     health = CollectorHealth("bitcoin", redis=bus.redis, keys=bus.keys, bus=bus, clock=clock,
@@ -59,7 +60,7 @@ def make_collector(
         attributor=attributor or Attributor(curated_registry()), health=health, clock=clock,
         backfill_blocks=backfill, poll_interval_s=poll, publish_batch=batch,
         backoff=Backoff(0.01, 0.05), registry_loader=registry_loader,
-        registry_refresh_s=registry_refresh_s,
+        registry_refresh_s=registry_refresh_s, configured_origin=configured_origin,
     )
 
 

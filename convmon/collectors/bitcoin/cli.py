@@ -22,7 +22,7 @@ from convmon.collectors.bitcoin.attribution import Attributor, PoolRegistry
 from convmon.collectors.bitcoin.blocks import ChainBlock, from_bitcoind, from_esplora
 from convmon.collectors.bitcoin.errors import LabelError, MalformedBlock, RegistryError
 from convmon.collectors.bitcoin.record import BlockRecord, RecordedBlock
-from convmon.collectors.bitcoin.registry import load_entities, load_registry
+from convmon.collectors.bitcoin.registry import load_entities, load_pool_list
 from convmon.collectors.bitcoin.window import ReplayRow, read_labels, replay
 from convmon.monitor import concentration
 from convmon.monitor.cli import ConfigOption, console, err_console, load_or_exit, run_async
@@ -36,12 +36,27 @@ def network_hashrate(difficulty: float) -> float:
     return difficulty * HASHES_PER_DIFFICULTY
 
 
-def _registry(path: Path | None, cfg: Any) -> Attributor:
+def _registry(path: Path | None, cfg: Any, data_dir: Path) -> Attributor:
+    """The pool list given on the command line, else the configured one (read through the
+    daemon's cache). When the configured list is unavailable, one note on stderr says which
+    list is used instead and its size; nothing when the configured list is in use."""
     try:
         if path is not None:
             registry = PoolRegistry.from_bytes(path.read_bytes(), origin=str(path))
         else:
-            registry = run_async(lambda: load_registry(cfg.pools.source, cfg.pools.cache_path))
+            from convmon.collectors.bitcoin.plugin import cache_path
+
+            loaded = run_async(
+                lambda: load_pool_list(cfg.pools.source, cache_path(data_dir, cfg))
+            )
+            registry = loaded.registry
+            if loaded.fallback:
+                err_console.print(
+                    f"[yellow]note[/yellow]: pool list {escape(loaded.source)} unavailable "
+                    f"({escape(loaded.error or '')}); using {escape(registry.origin)} "
+                    f"({len(registry.pools)} pools): smaller pools may show as unknown",
+                    highlight=False,
+                )
         return Attributor(registry, load_entities(cfg.pools.entities, cfg.pools.entities_file))
     except (OSError, RegistryError) as exc:
         err_console.print(f"[red]error[/red]: {escape(str(exc))}")
@@ -147,8 +162,9 @@ def attribute_coinbase(
         raise typer.Exit(2)
     if block is None and coinbase is not None:
         _check_hex(coinbase)
-    cfg = load_or_exit(config).section("bitcoin")
-    attributor = _registry(registry, cfg)
+    loaded = load_or_exit(config)
+    cfg = loaded.section("bitcoin")
+    attributor = _registry(registry, cfg, loaded.core.data_dir)
     if block is not None:
         parsed = _read_block_file(block)
         hexsig = parsed.coinbase_hex

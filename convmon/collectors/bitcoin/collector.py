@@ -67,6 +67,7 @@ class BitcoinCollector:
         backoff: Backoff | None = None,
         registry_loader: RegistryLoader | None = None,
         registry_refresh_s: float = 6 * 3600.0,
+        configured_origin: str | None = None,
     ) -> None:
         self.source = source
         self.bus = bus
@@ -81,6 +82,7 @@ class BitcoinCollector:
         self.pools = PoolListRefresher(
             bus=bus, record=record, clock=clock, source_name=self.source_name,
             attributor=attributor, loader=registry_loader, refresh_s=registry_refresh_s,
+            configured_origin=configured_origin,
         )
         self.publisher = BlockPublisher(
             bus=bus, record=record, health=health, clock=clock, source_name=self.source_name

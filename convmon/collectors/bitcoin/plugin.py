@@ -8,7 +8,7 @@ aggregates, not produced here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,9 +20,10 @@ from convmon.collectors.bitcoin.attribution import Attributor
 from convmon.collectors.bitcoin.collector import BitcoinCollector
 from convmon.collectors.bitcoin.record import BlockRecord
 from convmon.collectors.bitcoin.registry import (
-    BUILTIN,
     DEFAULT_POOLS_URL,
+    configured_origin,
     load_entities,
+    load_pool_list,
     load_registry,
 )
 from convmon.collectors.bitcoin.sources import BitcoindSource, ChainSource, EsploraSource
@@ -124,10 +125,14 @@ def make_collector(
     health = CollectorHealth.for_runtime(runtime, "bitcoin", f"bitcoin/{cfg.source}")
 
     async def reload() -> Attributor | None:
-        fresh = await attributor_for(cfg, runtime.data_dir)
-        if fresh.registry.origin == BUILTIN and cfg.pools.source != BUILTIN:
-            return None  # the configured list is unreachable: keep the one in use
-        return fresh
+        fresh = await load_pool_list(cfg.pools.source, cache_path(runtime.data_dir, cfg))
+        if fresh.fallback:
+            # The configured list is unavailable: keep the one in use (the start-up warning
+            # and the fallback gauge already say which one that is).
+            return None
+        return Attributor(
+            fresh.registry, load_entities(cfg.pools.entities, cfg.pools.entities_file)
+        )
 
     return BitcoinCollector(
         source=build_source(cfg, health),
@@ -142,6 +147,7 @@ def make_collector(
         backoff=Backoff(cfg.backoff_initial_s, max(cfg.backoff_initial_s, cfg.backoff_max_s)),
         registry_loader=reload,
         registry_refresh_s=cfg.pools.refresh_interval_s,
+        configured_origin=configured_origin(cfg.pools.source),
     )
 
 
@@ -167,17 +173,47 @@ def _components(runtime: Runtime, cfg: BitcoinConfig) -> Sequence[Component]:
 
 
 async def _state_metrics(runtime: Runtime, cfg: BitcoinConfig) -> Iterable[Metric]:
-    info = await runtime.redis.hgetall(runtime.keys.btc_registry)
+    info = registry_info(await runtime.redis.hgetall(runtime.keys.btc_registry))
     size = GaugeMetricFamily(
         "convmon_btc_pool_registry_pools", "Pools in the pool list used for attribution."
+    )
+    fallback = GaugeMetricFamily(
+        "convmon_btc_pool_registry_fallback",
+        "1 while the configured pool list is unavailable and a fallback list (the cached "
+        "copy or convmon's curated list) is used for attribution.",
+    )
+    since = GaugeMetricFamily(
+        "convmon_btc_pool_registry_fallback_since_timestamp_seconds",
+        "Since when the fallback pool list has been in use (absent while it is not).",
     )
     record = GaugeMetricFamily(
         "convmon_btc_recorded_blocks", "Blocks held in the collector's recent-block record."
     )
     if info:
-        size.add_metric([], float(info.get(b"pools", b"0")))
+        size.add_metric([], float(info["pools"]))
+        fallback.add_metric([], 1.0 if info["fallback"] else 0.0)
+        if info["fallback_since"] is not None:
+            since.add_metric([], info["fallback_since"])
     record.add_metric([], float(await runtime.redis.hlen(runtime.keys.btc_blocks)))
-    return [size, record]
+    return [size, fallback, since, record]
+
+
+def registry_info(raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any]:
+    """The stored pool-list info, typed: ``version``, ``origin``, ``configured``, ``pools``,
+    ``fallback``, ``fallback_since`` (unix seconds or None); empty before the collector
+    has stored any."""
+    if not raw:
+        return {}
+    text = {_text(k): _text(v) for k, v in raw.items()}
+    since = text.get("fallback_since")
+    return {
+        "version": text.get("version", ""),
+        "origin": text.get("origin", ""),
+        "configured": text.get("configured", text.get("origin", "")),
+        "pools": int(text.get("pools", "0")),
+        "fallback": text.get("fallback") == "1",
+        "fallback_since": float(since) if since else None,
+    }
 
 
 async def _status(runtime: Runtime, cfg: BitcoinConfig) -> dict[str, Any]:
@@ -186,7 +222,7 @@ async def _status(runtime: Runtime, cfg: BitcoinConfig) -> dict[str, Any]:
     return {
         "source": cfg.source,
         "checkpoint": checkpoint,
-        "registry": {_text(k): _text(v) for k, v in info.items()},
+        "registry": registry_info(info),
     }
 
 

@@ -34,6 +34,7 @@ class PoolListRefresher:
     def __init__(
         self, *, bus: EventBus, record: BlockRecord, clock: Clock, source_name: str,
         attributor: Attributor, loader: RegistryLoader | None, refresh_s: float,
+        configured_origin: str | None = None,
     ) -> None:
         self.bus = bus
         self.record = record
@@ -42,6 +43,9 @@ class PoolListRefresher:
         self.attributor = attributor
         self.loader = loader
         self.refresh_s = refresh_s
+        self.configured_origin = configured_origin
+        """Origin of the configured list (`registry.configured_origin`); a list in use from
+        elsewhere is a fallback. None: not known, never reported as a fallback."""
         self._last_checked = clock.now()
         self._applied_version: str | None = None
 
@@ -69,17 +73,43 @@ class PoolListRefresher:
         )
         return len(updated)
 
-    async def store_info(self) -> None:
-        """Publish which pool list is in use (read by the gauges and ``/api/v1/status``)."""
+    @property
+    def fallback(self) -> bool:
+        """True when the list in use is not the configured one (the cache or the curated
+        list stands in for it)."""
         origin = self.attributor.registry.origin
-        await self.bus.redis.hset(
-            self.bus.keys.btc_registry,
-            mapping={
-                "version": self.attributor.version,
-                "pools": len(self.attributor.registry.pools),
-                "origin": safe_url(origin) if "://" in origin else origin,
-            },
-        )
+        return self.configured_origin is not None and origin != self.configured_origin
+
+    async def store_info(self) -> None:
+        """Publish which pool list is in use (read by the gauges and ``/api/v1/status``):
+        version, size, origin, the configured origin and, while a fallback list stands in,
+        since when (kept across restarts, so a day of fallback is a day whatever restarts)."""
+        origin = _printable_origin(self.attributor.registry.origin)
+        key = self.bus.keys.btc_registry
+        previous = await self.bus.redis.hgetall(key)
+        was_fallback = previous.get(b"fallback") == b"1"
+        mapping: dict[str, str] = {
+            "version": self.attributor.version,
+            "pools": str(len(self.attributor.registry.pools)),
+            "origin": origin,
+            "configured": _printable_origin(self.configured_origin or origin),
+            "fallback": "1" if self.fallback else "0",
+        }
+        if self.fallback:
+            since = previous.get(b"fallback_since") if was_fallback else None
+            kept = since.decode() if isinstance(since, bytes) else since
+            mapping["fallback_since"] = kept or repr(self.clock.now())
+        async with self.bus.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={k: v for k, v in mapping.items()})
+            if not self.fallback:
+                pipe.hdel(key, "fallback_since")
+            await pipe.execute()
+        if was_fallback and not self.fallback:
+            log.warning(
+                "configured pool list in use again: %s (%d pools)",
+                origin, len(self.attributor.registry.pools),
+                extra={"origin": origin, "pools": len(self.attributor.registry.pools)},
+            )
 
     async def refresh_if_due(self) -> None:
         """Reload the pool list once ``refresh_s`` (on the injected clock) has passed since
@@ -128,3 +158,7 @@ class PoolListRefresher:
                 registry_version=version,
             ),
         )
+
+
+def _printable_origin(origin: str) -> str:
+    return safe_url(origin) if "://" in origin else origin

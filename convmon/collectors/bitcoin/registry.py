@@ -16,6 +16,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -51,43 +52,87 @@ async def fetch_registry_bytes(url: str, timeout_s: float = 20.0) -> bytes:
         return await resp.read()
 
 
+@dataclass(frozen=True)
+class LoadedPoolList:
+    """The pool list a load produced, and why it is not the configured one (if it is not)."""
+
+    registry: PoolRegistry
+    source: str
+    """The configured source (a URL redacted)."""
+    error: str | None = None
+    """Why the configured list could not be used; None when it is the list in use."""
+
+    @property
+    def fallback(self) -> bool:
+        return self.error is not None
+
+
+def configured_origin(source: str | None) -> str:
+    """The origin a list read from ``source`` carries: ``builtin``, the path, or the URL
+    redacted. A list whose origin differs is a fallback."""
+    if source is None or source == BUILTIN:
+        return BUILTIN
+    return safe_url(source) if source.startswith(("http://", "https://")) else source
+
+
+async def load_pool_list(
+    source: str | None, cache_path: Path | None = None, timeout_s: float = 20.0
+) -> LoadedPoolList:
+    """The configured list, else the cached copy, else the curated list, and why. Never
+    raises for an unreachable or broken source: attribution must keep working offline.
+    Logs nothing: `load_registry` (at start) says it once, loudly."""
+    configured = configured_origin(source)
+    if source is None or source == BUILTIN:
+        return LoadedPoolList(curated_registry(), configured)
+    if not source.startswith(("http://", "https://")):
+        try:
+            raw = await asyncio.to_thread(_read_path, source)
+            return LoadedPoolList(PoolRegistry.from_bytes(raw, origin=source), configured)
+        except (OSError, RegistryError) as exc:
+            error = str(exc)
+    else:
+        try:
+            raw = await fetch_registry_bytes(source, timeout_s)
+            registry = PoolRegistry.from_bytes(raw, origin=configured)
+            if cache_path is not None:
+                await asyncio.to_thread(_write_atomic, cache_path, raw)
+            return LoadedPoolList(registry, configured)
+        except (OSError, aiohttp.ClientError, TimeoutError, RegistryError) as exc:
+            # The URL may carry a key: never the client error's text, which may quote it.
+            error = str(exc) if isinstance(exc, RegistryError) else describe_error(exc)
+    registry, cache_error = await asyncio.to_thread(_fallback, cache_path)
+    if cache_error:
+        error = f"{error}; {cache_error}"
+    return LoadedPoolList(registry, configured, error)
+
+
 async def load_registry(
     source: str | None, cache_path: Path | None = None, timeout_s: float = 20.0
 ) -> PoolRegistry:
-    """The configured list, else the cached copy, else the curated list. Never raises for
-    an unreachable or broken source: attribution must keep working offline."""
-    if source is None or source == BUILTIN:
-        return curated_registry()
-    if not source.startswith(("http://", "https://")):
-        return await asyncio.to_thread(_load_path, source, cache_path)
-    try:
-        raw = await fetch_registry_bytes(source, timeout_s)
-        registry = PoolRegistry.from_bytes(raw, origin=safe_url(source))
-        if cache_path is not None:
-            await asyncio.to_thread(_write_atomic, cache_path, raw)
-        return registry
-    except (OSError, aiohttp.ClientError, TimeoutError, RegistryError) as exc:
-        # The URL may carry a key: log it redacted, and never the client error's text.
-        error = str(exc) if isinstance(exc, RegistryError) else describe_error(exc)
-        log.warning("pool list unavailable", extra={"source": safe_url(source), "error": error})
-    return await asyncio.to_thread(_fallback, cache_path)
+    """`load_pool_list`, with one warning naming the list used instead and its size when
+    the configured list is unavailable (fewer pools: smaller ones turn ``unknown``)."""
+    loaded = await load_pool_list(source, cache_path, timeout_s)
+    if loaded.fallback:
+        log.warning(
+            "pool list unavailable: using %s (%d pools)",
+            loaded.registry.origin, len(loaded.registry.pools),
+            extra={"source": loaded.source, "error": loaded.error,
+                   "origin": loaded.registry.origin, "pools": len(loaded.registry.pools)},
+        )
+    return loaded.registry
 
 
-def _load_path(source: str, cache_path: Path | None) -> PoolRegistry:
-    try:
-        return PoolRegistry.from_bytes(Path(source).expanduser().read_bytes(), origin=source)
-    except (OSError, RegistryError) as exc:
-        log.warning("pool list unavailable", extra={"source": source, "error": str(exc)})
-    return _fallback(cache_path)
+def _read_path(source: str) -> bytes:
+    return Path(source).expanduser().read_bytes()
 
 
-def _fallback(cache_path: Path | None) -> PoolRegistry:
+def _fallback(cache_path: Path | None) -> tuple[PoolRegistry, str | None]:
     if cache_path is not None and cache_path.exists():
         try:
-            return PoolRegistry.from_bytes(cache_path.read_bytes(), origin=str(cache_path))
+            return PoolRegistry.from_bytes(cache_path.read_bytes(), origin=str(cache_path)), None
         except (OSError, RegistryError) as exc:
-            log.warning("cached pool list unreadable", extra={"error": str(exc)})
-    return curated_registry()
+            return curated_registry(), f"cached pool list unreadable: {exc}"
+    return curated_registry(), None
 
 
 def load_entities(inline: Mapping[str, str], path: Path | None) -> dict[str, str]:
