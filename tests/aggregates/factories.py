@@ -93,7 +93,10 @@ def reorg(fork_height: int, disconnected: list[Event], new_tip: Event) -> Event:
     )
 
 
-def attribution(height: int, pool: str, *, branch: str = "a", version: str = "v2") -> Event:
+def attribution(
+    height: int, pool: str, *, branch: str = "a", version: str = "v2",
+    entity: str | None = None,
+) -> Event:
     h = block_hash(height, branch)
     return Event(
         id=f"btc:attribution:{h}:{version}",
@@ -103,7 +106,7 @@ def attribution(height: int, pool: str, *, branch: str = "a", version: str = "v2
         occurred_at=T0,
         position=height,
         payload=BitcoinAttribution(
-            height=height, hash=h, pool=pool, pool_name=pool, match="tag",
+            height=height, hash=h, pool=pool, pool_name=pool, entity=entity, match="tag",
             registry_version=version,
         ),
     )

@@ -27,6 +27,8 @@ pytestmark = pytest.mark.all_redis  # the Lua scripts run on 6.2 too
 POOLS = ["foundryusa", "antpool", "viabtc", "f2pool", "unknown", "btccom"]
 SMALL = {"bitcoin_windows": [5, 10, 20], "hashprice_window": 5, "block_history_margin": 6}
 ENTITIES = AggregatesConfig().entity_map()
+# What the collector writes into the payloads here: two pools under one parent.
+PARENTS = {"antpool": "Bitmain", "btccom": "Bitmain"}
 
 
 def model_windows(blocks: list[Event], windows: list[int]) -> dict[str, Any]:
@@ -41,7 +43,8 @@ def model_windows(blocks: list[Event], windows: list[int]) -> dict[str, Any]:
         inside = [by_height[h] for h in range(tip - n + 1, tip + 1) if h in by_height]
         pools = Counter(b.pool for b in inside)
         entities = Counter(
-            "unknown" if b.pool == "unknown" else ENTITIES.get(b.pool, b.pool) for b in inside
+            "unknown" if b.pool == "unknown" else ENTITIES.get(b.pool) or b.entity or b.pool
+            for b in inside
         )
         longest: dict[str, int] = {}
         run_pool, run = None, 0
@@ -91,7 +94,8 @@ def assert_matches(btc: dict[str, Any], model: dict[str, Any]) -> None:
 
 def chain(heights: list[int], pools: list[str], branch: str = "a") -> list[Event]:
     return [
-        f.block(h, p, branch=branch, tx_count=1 if (h * 7) % 5 == 0 else 2000, fees=h * 1000)
+        f.block(h, p, branch=branch, tx_count=1 if (h * 7) % 5 == 0 else 2000, fees=h * 1000,
+                entity=PARENTS.get(p))
         for h, p in zip(heights, pools, strict=True)
     ]
 
@@ -234,7 +238,9 @@ async def test_attribution_updates_a_stored_block(make_store: MakeStore) -> None
     w = (await store.snapshot(["btc"]))["btc"]["windows"]["5"]
     assert w["unknown_blocks"] == 1
     assert w["pools"]["antpool"]["longest_run"] == 2
-    assert await store.apply([f.attribution(1, "antpool", version="v2")]) == [True]
+    assert await store.apply([f.attribution(1, "antpool", version="v2", entity="Bitmain")]) == [
+        True
+    ]
     w = (await store.snapshot(["btc"]))["btc"]["windows"]["5"]
     assert w["unknown_blocks"] == 0
     assert w["pools"]["antpool"]["blocks"] == 3

@@ -18,7 +18,8 @@ from tests.shared_data import require_shared_data
 def test_defaults_are_valid() -> None:
     cfg = AggregatesConfig()
     assert cfg.bitcoin_windows == [144, 1008, 2016]
-    assert cfg.entity_map()["antpool"] == "Bitmain"
+    # entities come from the block payloads (the collector's dated links): no override
+    assert cfg.entity_map() == {}
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,11 @@ from convmon.collectors.bitcoin.attribution import (
     PoolRegistry,
     block_subsidy_sats,
     coinbase_text,
-    entities_from_parent_companies,
     payout_addresses,
     pool_slug,
 )
 from convmon.collectors.bitcoin.blocks import block_payload, from_bitcoind, from_esplora
+from convmon.collectors.bitcoin.entities import EntityMap, parse_links
 from convmon.collectors.bitcoin.errors import MalformedBlock, RegistryError
 from convmon.collectors.bitcoin.registry import curated_registry
 from convmon.sim.bitcoin_chain import SimPool, make_block
@@ -189,7 +189,7 @@ def test_shared_pools_v2_loads_and_agrees_with_mempools_loop(pure_python: bool) 
 
 def test_entities_from_parent_companies_file() -> None:
     path = require_shared_data("bitcoin", "pool-parent-companies.json")
-    ent = entities_from_parent_companies(json.loads(path.read_text()))
+    ent = EntityMap(parse_links(json.loads(path.read_text()), str(path))).current()
     assert ent["antpool"] == "Bitmain"
     assert ent["btccom"] == "BIT Mining"
     assert ent["novablock"] == "Poolin"

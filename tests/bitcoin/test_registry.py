@@ -13,11 +13,11 @@ from prometheus_client import CollectorRegistry
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from convmon.collectors.bitcoin.attribution import Attributor, PoolRegistry
+from convmon.collectors.bitcoin.entities import load_entity_map
 from convmon.collectors.bitcoin.record import BlockRecord
 from convmon.collectors.bitcoin.registry import (
     CURATED_PATH,
     curated_registry,
-    load_entities,
     load_registry,
 )
 from convmon.monitor.bus import EventBus
@@ -88,8 +88,8 @@ def test_entities_file_overlaid_by_inline(tmp_path: Path) -> None:
     f = tmp_path / "ent.json"
     f.write_text(json.dumps({"Bitmain": [{"name": "AntPool", "from": "", "to": ""}],
                              "Old": [{"name": "Gone Pool", "from": "", "to": "2020-01"}]}))
-    ent = load_entities({"foundryusa": "Foundry Digital"}, f)
-    assert ent == {"antpool": "Bitmain", "foundryusa": "Foundry Digital"}
+    ent = load_entity_map({"foundryusa": "Foundry Digital"}, f, curated=False)
+    assert ent.current() == {"antpool": "Bitmain", "foundryusa": "Foundry Digital"}
 
 
 async def test_registry_change_reattributes_unknown_blocks(

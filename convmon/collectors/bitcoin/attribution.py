@@ -38,7 +38,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 try:
     import ahocorasick  # type: ignore[import-not-found,unused-ignore]
@@ -206,15 +206,35 @@ def _new_automaton(pure_python: bool) -> Any:
     return ahocorasick.Automaton()
 
 
+class EntityResolver(Protocol):
+    """Pool slug -> parent entity at a time (`entities.EntityMap`)."""
+
+    def entity_at(self, pool: str, timestamp: float | None = None) -> str | None: ...
+
+
+class _Undated:
+    """A plain pool -> entity mapping, the same at every date."""
+
+    def __init__(self, mapping: Mapping[str, str]) -> None:
+        self.mapping = dict(mapping)
+
+    def entity_at(self, pool: str, timestamp: float | None = None) -> str | None:
+        return self.mapping.get(pool)
+
+
 class Attributor:
-    """A registry compiled for fast matching, plus the pool -> entity mapping."""
+    """A registry compiled for fast matching, plus the pool -> entity links."""
 
     def __init__(
-        self, registry: PoolRegistry, entities: Mapping[str, str] | None = None,
+        self, registry: PoolRegistry,
+        entities: EntityResolver | Mapping[str, str] | None = None,
         *, pure_python: bool = False,
     ) -> None:
         self.registry = registry
-        self.entities = dict(entities or {})
+        self.entities: EntityResolver = (
+            _Undated(entities or {}) if entities is None or isinstance(entities, Mapping)
+            else entities
+        )
         self._pools = registry.pools
         self._by_address: dict[str, int] = {}
         for pool in registry.pools:
@@ -271,8 +291,11 @@ class Attributor:
                 best = index
         return best
 
-    def attribute(self, scriptsig_hex: str, addresses: Sequence[str]) -> Attribution:
-        """Attribute one coinbase. ``addresses``: payout addresses (non-zero outputs)."""
+    def attribute(
+        self, scriptsig_hex: str, addresses: Sequence[str], timestamp: float | None = None
+    ) -> Attribution:
+        """Attribute one coinbase. ``addresses``: payout addresses (non-zero outputs);
+        ``timestamp``: the block's, for the pool's parent entity at that time (None: now)."""
         try:
             raw = bytes.fromhex(scriptsig_hex)
         except ValueError:
@@ -286,29 +309,10 @@ class Attributor:
         if index == -1:
             return Attribution(
                 UNKNOWN_SLUG, UNKNOWN_NAME, "none", tag_text, list(addresses),
-                self.entities.get(UNKNOWN_SLUG),
+                self.entities.entity_at(UNKNOWN_SLUG, timestamp),
             )
         pool = self._pools[index]
         return Attribution(
             pool.slug, pool.name, how, tag_text, list(addresses),
-            self.entities.get(pool.slug),
+            self.entities.entity_at(pool.slug, timestamp),
         )
-
-
-def entities_from_parent_companies(data: Any) -> dict[str, str]:
-    """Pool slug -> parent entity from a file shaped like consensus-decentralization's
-    ``legal_links.json``: ``{entity: [{name, from, to, source}]}``. Only current links
-    (empty ``to``) count; pool names are slugged like mempool's."""
-    if not isinstance(data, dict):
-        raise RegistryError("entity file: expected a JSON object of entity -> pools")
-    out: dict[str, str] = {}
-    for entity, links in data.items():
-        if not isinstance(links, list):
-            raise RegistryError(f"entity file: {entity}: expected a list")
-        for link in links:
-            if not isinstance(link, dict) or not isinstance(link.get("name"), str):
-                raise RegistryError(f"entity file: {entity}: entries need a name")
-            if link.get("to"):
-                continue
-            out[pool_slug(link["name"])] = str(entity)
-    return out

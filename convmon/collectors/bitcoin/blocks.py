@@ -171,7 +171,9 @@ def from_bitcoind(block: Any) -> ChainBlock:
 def block_payload(block: ChainBlock, attributor: Attributor) -> BitcoinBlock:
     """Attribute ``block`` and build its event payload (subsidy from height, fees = coinbase
     value minus subsidy, never negative: a miner may claim less than allowed)."""
-    attr = attributor.attribute(block.coinbase_hex, payout_addresses(block.outputs))
+    attr = attributor.attribute(
+        block.coinbase_hex, payout_addresses(block.outputs), float(block.timestamp)
+    )
     subsidy = block_subsidy_sats(block.height)
     value = block.coinbase_value
     return BitcoinBlock(

@@ -22,7 +22,7 @@ from convmon.collectors.bitcoin.attribution import Attributor, PoolRegistry
 from convmon.collectors.bitcoin.blocks import ChainBlock, from_bitcoind, from_esplora
 from convmon.collectors.bitcoin.errors import LabelError, MalformedBlock, RegistryError
 from convmon.collectors.bitcoin.record import BlockRecord, RecordedBlock
-from convmon.collectors.bitcoin.registry import load_entities, load_pool_list
+from convmon.collectors.bitcoin.registry import load_pool_list
 from convmon.collectors.bitcoin.window import ReplayRow, read_labels, replay
 from convmon.monitor import concentration
 from convmon.monitor.cli import ConfigOption, console, err_console, load_or_exit, run_async
@@ -41,6 +41,8 @@ def _registry(path: Path | None, cfg: Any, data_dir: Path) -> Attributor:
     daemon's cache). When the configured list is unavailable, one note on stderr says which
     list is used instead and its size; nothing when the configured list is in use."""
     try:
+        from convmon.collectors.bitcoin.plugin import entity_map
+
         if path is not None:
             registry = PoolRegistry.from_bytes(path.read_bytes(), origin=str(path))
         else:
@@ -57,7 +59,7 @@ def _registry(path: Path | None, cfg: Any, data_dir: Path) -> Attributor:
                     f"({len(registry.pools)} pools): smaller pools may show as unknown",
                     highlight=False,
                 )
-        return Attributor(registry, load_entities(cfg.pools.entities, cfg.pools.entities_file))
+        return Attributor(registry, entity_map(cfg))
     except (OSError, RegistryError) as exc:
         err_console.print(f"[red]error[/red]: {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -156,7 +158,8 @@ def attribute_coinbase(
     registry: Annotated[Path | None, typer.Option(help="pools-v2.json file")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Attribute a coinbase (hex + payout addresses) or a block JSON to a pool."""
+    """Attribute a coinbase (hex + payout addresses) or a block JSON to a pool (and its
+    parent entity now, or at the block's time)."""
     if block is None and coinbase is None:
         err_console.print("[red]error[/red]: give a coinbase hex or --block FILE")
         raise typer.Exit(2)
@@ -167,12 +170,12 @@ def attribute_coinbase(
     attributor = _registry(registry, cfg, loaded.core.data_dir)
     if block is not None:
         parsed = _read_block_file(block)
-        hexsig = parsed.coinbase_hex
+        hexsig, when = parsed.coinbase_hex, float(parsed.timestamp)
         addresses = [a for a, v in parsed.outputs if a and v > 0]
     else:
         assert coinbase is not None
-        hexsig, addresses = coinbase, list(address or [])
-    result = attributor.attribute(hexsig, addresses)
+        hexsig, addresses, when = coinbase, list(address or []), None
+    result = attributor.attribute(hexsig, addresses, when)
     typer.echo(json.dumps({
         "pool": result.pool, "pool_name": result.pool_name, "match": result.match,
         "entity": result.entity, "coinbase_tag": result.coinbase_tag,

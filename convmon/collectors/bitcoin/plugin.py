@@ -18,11 +18,11 @@ from pydantic import Field
 
 from convmon.collectors.bitcoin.attribution import Attributor
 from convmon.collectors.bitcoin.collector import BitcoinCollector
+from convmon.collectors.bitcoin.entities import EntityMap, load_entity_map
 from convmon.collectors.bitcoin.record import BlockRecord
 from convmon.collectors.bitcoin.registry import (
     DEFAULT_POOLS_URL,
     configured_origin,
-    load_entities,
     load_pool_list,
     load_registry,
 )
@@ -66,10 +66,15 @@ class PoolsSettings(Model):
     refresh_interval_s: float = Field(default=6 * 3600.0, gt=0)
     cache_path: Path | None = None
     """Default: ``<data_dir>/bitcoin/pools-v2.json``."""
-    entities: dict[str, str] = Field(default_factory=dict)
-    """Pool slug -> parent entity (overrides the file)."""
+    curated_entities: bool = True
+    """Use convmon's curated parent-company links (``entities.json``, each with its source
+    and dates); false: only ``entities_file`` and ``entities``."""
     entities_file: Path | None = None
-    """A file like ``pool-parent-companies.json``: ``{entity: [{name, from, to}]}``."""
+    """Your links: ``[{pool, entity, from, to, source}]`` or the ``pool-parent-companies.json``
+    shape ``{entity: [{name, from, to, source}]}``; they replace the curated links of the
+    pools they name. A link applies only between its dates, at each block's timestamp."""
+    entities: dict[str, str] = Field(default_factory=dict)
+    """Pool slug -> parent entity at every date (overrides the files)."""
 
 
 class BitcoinConfig(Model):
@@ -100,8 +105,14 @@ def cache_path(runtime_data_dir: Path, cfg: BitcoinConfig) -> Path:
     return cfg.pools.cache_path or runtime_data_dir / "bitcoin" / "pools-v2.json"
 
 
+def entity_map(cfg: BitcoinConfig) -> EntityMap:
+    """The configured pool -> parent entity links (raises `RegistryError` on a bad file)."""
+    pools = cfg.pools
+    return load_entity_map(pools.entities, pools.entities_file, curated=pools.curated_entities)
+
+
 async def attributor_for(cfg: BitcoinConfig, data_dir: Path) -> Attributor:
-    entities = load_entities(cfg.pools.entities, cfg.pools.entities_file)
+    entities = entity_map(cfg)
     return Attributor(await load_registry(cfg.pools.source, cache_path(data_dir, cfg)), entities)
 
 
@@ -130,9 +141,7 @@ def make_collector(
             # The configured list is unavailable: keep the one in use (the start-up warning
             # and the fallback gauge already say which one that is).
             return None
-        return Attributor(
-            fresh.registry, load_entities(cfg.pools.entities, cfg.pools.entities_file)
-        )
+        return Attributor(fresh.registry, entity_map(cfg))
 
     return BitcoinCollector(
         source=build_source(cfg, health),

@@ -133,7 +133,9 @@ class PoolListRefresher:
         block = recorded.block
         if block.pool != UNKNOWN_SLUG or block.registry_version == attributor.version:
             return None
-        attribution = attributor.attribute(recorded.coinbase_hex, block.payout_addresses)
+        attribution = attributor.attribute(
+            recorded.coinbase_hex, block.payout_addresses, float(block.timestamp)
+        )
         if attribution.pool == UNKNOWN_SLUG:
             return None
         block = msgspec.structs.replace(

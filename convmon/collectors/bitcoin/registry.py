@@ -12,16 +12,14 @@ unreachable at the next start.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
-from convmon.collectors.bitcoin.attribution import PoolRegistry, entities_from_parent_companies
+from convmon.collectors.bitcoin.attribution import PoolRegistry
 from convmon.collectors.bitcoin.errors import RegistryError
 from convmon.collectors.bitcoin.sources import describe_error, safe_url
 
@@ -133,16 +131,3 @@ def _fallback(cache_path: Path | None) -> tuple[PoolRegistry, str | None]:
         except (OSError, RegistryError) as exc:
             return curated_registry(), f"cached pool list unreadable: {exc}"
     return curated_registry(), None
-
-
-def load_entities(inline: Mapping[str, str], path: Path | None) -> dict[str, str]:
-    """Pool slug -> entity: the file (parent-companies format) overlaid by inline entries."""
-    out: dict[str, str] = {}
-    if path is not None:
-        try:
-            out.update(entities_from_parent_companies(json.loads(path.read_bytes())))
-        except (OSError, ValueError) as exc:
-            raise RegistryError(f"{path}: {exc}") from None
-    out.update(inline)
-    return out
-

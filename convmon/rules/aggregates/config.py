@@ -1,10 +1,14 @@
 """Configuration of the aggregates: window sizes, label caps, pool entities, economics.
 
 In: the ``rules.aggregates`` part of the ``rules`` section (the engine nests this model).
-Out: a frozen `AggregatesConfig` that `AggregateStore` and the metrics read. The pool →
-entity map may come from a file in the format of the public ``pool-parent-companies.json``
-(parent company → list of pools with ``from``/``to`` dates); only current links (empty
-``to``) count.
+Out: a frozen `AggregatesConfig` that `AggregateStore` and the metrics read.
+
+Entities: each block is counted under the entity its payload carries. The bitcoin collector
+is the one source of truth for it: it resolves the pool's parent company from dated links
+(convmon's curated file, the user's, ``collectors.bitcoin.pools``) at the block's
+timestamp. ``entities`` and ``entities_file`` here are optional overrides that apply at
+every date (a file in the ``pool-parent-companies.json`` shape: only its current links,
+empty ``to``, count); empty by default.
 """
 
 from __future__ import annotations
@@ -17,15 +21,6 @@ from pydantic import Field, field_validator, model_validator
 
 from convmon.monitor.config import Model
 from convmon.rules.errors import EntityMapError
-
-# Public ownership facts (company filings and press): the current parent of each pool that
-# has one. Pools not listed are their own entity.
-DEFAULT_ENTITIES: dict[str, str] = {
-    "antpool": "Bitmain",
-    "btccom": "BIT Mining",
-    "novablock": "Poolin",
-    "poolin": "Poolin",
-}
 
 DEFAULT_PEGS: tuple[str, ...] = ("USDC", "USDT", "USD1", "PYUSD", "RLUSD", "FDUSD")
 
@@ -82,10 +77,12 @@ class AggregatesConfig(Model):
     pool_label_cap: int = Field(default=12, ge=1, le=100)
     """Pools keeping their own metric label (by blocks in the largest window); the rest fold
     into ``other``."""
-    entities: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ENTITIES))
-    """Pool slug → parent entity."""
+    entities: dict[str, str] = Field(default_factory=dict)
+    """Pool slug → parent entity at every date, over the entity each block payload carries
+    (the collector's dated links). Empty by default."""
     entities_file: Path | None = None
-    """A ``pool-parent-companies.json``-style file; its current links override ``entities``."""
+    """A ``pool-parent-companies.json``-style file; its current links override ``entities``
+    (and the payloads' entities) at every date."""
     time_windows: dict[str, int] = Field(
         default_factory=lambda: {"1h": 3_600, "24h": 86_400, "7d": 604_800}
     )

@@ -63,6 +63,8 @@ def _num(value: float) -> str:
 
 
 def entity_of(pool: str, payload_entity: str | None, entities: dict[str, str]) -> str:
+    """The configured override, else the entity the collector resolved at the block's
+    timestamp, else the pool itself."""
     if pool == UNKNOWN:
         return UNKNOWN
     return entities.get(pool) or payload_entity or pool
