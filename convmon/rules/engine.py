@@ -72,12 +72,14 @@ class _Round:
 
 class Row(NamedTuple):
     """One result of a rule's program: a fan-out key (empty without fan-out), whether the
-    condition holds, the alert's value and the fan-out item."""
+    condition holds, the alert's value, the fan-out item and whether a firing instance stays
+    firing (its ``resolve_condition`` does not hold yet)."""
 
     key: str
     holds: bool
     value: Any
     item: Any
+    sustains: bool = False
 
 
 class _EventMatch(NamedTuple):
@@ -265,7 +267,7 @@ class RuleEngine:
             observed = this_round.observed.setdefault(rule.name, {})
             spec = rule.spec
             for row in rows:
-                if not row.holds:
+                if not row.holds and not row.sustains:
                     continue
                 template_context: dict[str, Any] = {**snapshot, "params": rule.params, "now": now}
                 if spec.for_each is not None:
@@ -275,8 +277,9 @@ class RuleEngine:
                                       fan_key=row.key if spec.for_each else None)
                 if labels is None:
                     continue
-                obs = Observation(rule, labels, True, number(row.value), template_context,
-                                  count=counts.get(rule.name, 0))
+                obs = Observation(rule, labels, row.holds, number(row.value), template_context,
+                                  count=counts.get(rule.name, 0) if row.holds else 0,
+                                  sustains=row.sustains)
                 observed[obs.fingerprint] = obs
 
     async def _observe_events(
@@ -325,10 +328,10 @@ class RuleEngine:
         self._evaluations[rule.name].inc()
         try:
             out: list[Row] = []
-            for key, holds, value, item in rule.program.run(context, variables):
-                if not isinstance(holds, bool):
+            for key, holds, value, item, sustains in rule.program.run(context, variables):
+                if not isinstance(holds, bool) or not isinstance(sustains, bool):
                     raise TypeError(f"condition gave {type(holds).__name__}, not bool")
-                out.append(Row(str(key), holds, value, item))
+                out.append(Row(str(key), holds, value, item, sustains))
             return out
         except Exception as exc:  # a bad rule must not stop the others
             self._errors[rule.name].inc()

@@ -140,11 +140,13 @@ class RoundProgram:
     """A rule's evaluation program(s) for one round.
 
     Plain rules: one program over the shared round context returning one row
-    ``["", condition, value, null]``. Fan-out rules run in two steps, because the ``cel``
+    ``["", condition, value, null, sustains]``. Fan-out rules run in two steps, because the ``cel``
     package copies a variable's whole value on each access and the aggregate roots are
     large: ``map_program`` computes the ``for_each`` map once on the shared context, then
     ``program`` runs over a small context holding just that map (plus any roots the
-    condition itself reads) and returns ``[key, condition, value, item]`` per entry.
+    condition itself reads) and returns ``[key, condition, value, item, sustains]`` per
+    entry. ``sustains`` is true when the rule's ``resolve_condition`` does not hold: a
+    firing instance stays firing then, even if ``condition`` no longer holds.
     """
 
     rule: str
@@ -195,13 +197,16 @@ def build_round_program(
     condition: str,
     value: str | None,
     fan_out: str | None,
+    resolve: str | None = None,
 ) -> RoundProgram:
     """Combine a rule's (already checked) expressions into its program(s)."""
     names = {"params": f'{PARAMS_VAR}["{rule}"]'}
     cond = rewrite(condition, names)
     val = rewrite(value, names) if value else "null"
+    # `cond ||` first: CEL's `||` absorbs an error of the other side when one side is true.
+    sustain = f"(({cond}) || !({rewrite(resolve, names)}))" if resolve else "false"
     if fan_out is None:
-        program = compile_rewritten(f'[["", ({cond}), ({val}), null]]')
+        program = compile_rewritten(f'[["", ({cond}), ({val}), null, {sustain}]]')
         roots = frozenset(program.variables()) & AGGREGATE_ROOTS
         return RoundProgram(rule, program, roots,
                             event_fields=selected_fields(program.source, "event"))
@@ -209,7 +214,7 @@ def build_round_program(
     item = {"item": f"{FANOUT_VAR}[key]"}
     program = compile_rewritten(
         f"{FANOUT_VAR}.map(key, [key, ({rewrite(cond, item)}), ({rewrite(val, item)}), "
-        f"{FANOUT_VAR}[key]])"
+        f"{FANOUT_VAR}[key], {rewrite(sustain, item)}])"
     )
     item_roots = frozenset(program.variables()) & AGGREGATE_ROOTS
     roots = item_roots | (frozenset(map_program.variables()) & AGGREGATE_ROOTS)

@@ -22,10 +22,22 @@ from convmon.monitor.yamlfile import (
     errors_from_validation,
     load_yaml_file,
 )
+from convmon.rules.celtypes import (
+    BOOL,
+    DYN,
+    NUMBER,
+    STRING,
+    CelType,
+    event_type,
+    merge,
+    params_type,
+    root_types,
+)
 from convmon.rules.errors import RuleError
 from convmon.rules.expr import AGGREGATE_ROOTS, RoundProgram, build_round_program, check
 from convmon.rules.schema import ParamValue, RuleSpec, max_age_source
 from convmon.rules.templates import compile_template
+from convmon.rules.typecheck import check_type, infer
 
 PACK_DIR = Path(__file__).parent / "pack"
 
@@ -172,27 +184,47 @@ def _compile(
     if spec.kind == "event":
         base.add("event")
     item_vars = {"key", "item"} if spec.for_each else set()
+    # The declared defaults' types: an override of another type is reported on its own.
+    types: dict[str, CelType] = {
+        **root_types(), "now": NUMBER, "params": params_type(spec.params)
+    }
+    if spec.kind == "event":
+        types["event"] = event_type(spec.events)
 
-    def checked(fld: str, source: str | None, extra: set[str]) -> str | None:
+    def checked(
+        fld: str, source: str | None, extra: set[str], expected: CelType
+    ) -> str | None:
         if source is None:
             return None
         try:
             check(source, base | extra, params)
+            check_type(source, types, expected, fld)
         except RuleError as exc:
             errors.append(located.error(("rules", index, fld), str(exc)))
             return None
         return source
 
-    fan_out = checked("for_each", spec.for_each.map, set()) if spec.for_each else None
+    fan_out = None
+    if spec.for_each:
+        fan_out = checked("for_each", spec.for_each.map, set(), DYN)
+        map_type = DYN
+        if fan_out is not None:
+            map_type = infer(fan_out, types)
+            if map_type.kind not in ("map", "record", "dyn"):
+                errors.append(located.error(
+                    ("rules", index, "for_each"), f"must be a map, not {map_type.describe()}"
+                ))
+        types.update(key=STRING, item=_item_type(map_type))
     if spec.kind == "absence":
         assert spec.age is not None and spec.max_age is not None
-        age = checked("age", spec.age, item_vars)
-        max_age = checked("max_age", max_age_source(spec.max_age), item_vars)
+        age = checked("age", spec.age, item_vars, NUMBER)
+        max_age = checked("max_age", max_age_source(spec.max_age), item_vars, NUMBER)
         condition = f"({age}) != null && double({age}) > double({max_age})"
-        value = checked("value", spec.value, item_vars) or age
+        value = checked("value", spec.value, item_vars, NUMBER) or age
     else:
-        condition = checked("condition", spec.condition, item_vars) or "false"
-        value = checked("value", spec.value, item_vars)
+        condition = checked("condition", spec.condition, item_vars, BOOL) or "false"
+        value = checked("value", spec.value, item_vars, NUMBER)
+    resolve = checked("resolve_condition", spec.resolve_condition, item_vars, BOOL)
     template_vars = ("labels", "annotations")
     for fld in template_vars:
         for key, text in getattr(spec, fld).items():
@@ -205,10 +237,18 @@ def _compile(
     if errors:
         raise FileErrors(errors)
     try:
-        program = build_round_program(spec.name, condition, value, fan_out)
+        program = build_round_program(spec.name, condition, value, fan_out, resolve)
     except RuleError as exc:
         raise FileErrors([located.error(("rules", index), str(exc))]) from None
     return Rule(spec=spec, file=located.file, params=params, program=program)
+
+
+def _item_type(map_type: CelType) -> CelType:
+    if map_type.kind == "map":
+        return map_type.elem or DYN
+    if map_type.kind == "record":
+        return merge(map_type.fields.values())
+    return DYN
 
 
 def _merged_params(

@@ -7,9 +7,11 @@ outbox transition when the state changes, or None when nothing changes.
 Window and absence instances: inactive → pending (``for`` not met: a duration since it
 became active, or a count of event-triggered evaluations) → firing; a pending instance
 whose condition stops holding goes back to inactive without a notification; a firing one
-resolves once the condition has not held for ``keep_firing_for``. Event instances: pending
-(when ``for`` is set) → firing → resolved ``resolve_after`` later, and stay remembered as
-resolved so a redelivered event cannot fire again.
+resolves once the condition has not held for ``keep_firing_for`` (with a rule's
+``resolve_condition``: once that one holds, hysteresis; until then the instance counts as
+holding). Event instances: pending (when ``for`` is set) → firing → resolved
+``resolve_after`` later, and stay remembered as resolved so a redelivered event cannot
+fire again.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class Observation:
     context: dict[str, Any]
     event_id: str | None = None
     count: int = 0
+    sustains: bool = False
+    """The condition no longer holds but the rule's ``resolve_condition`` does not hold
+    either: a firing instance stays firing, any other is treated as not holding."""
 
     @property
     def fingerprint(self) -> str:
@@ -60,7 +65,9 @@ class AlertStateMachine:
         spec = rule.spec
         st = stored.state
         status = st.status if st is not None else "inactive"
-        if obs is not None and obs.holds:
+        if obs is not None and not obs.holds and not (obs.sustains and status == "firing"):
+            obs = None
+        if obs is not None:
             if st is None or status in ("inactive", "resolved"):
                 st = InstanceState(rule=rule.name, labels=obs.labels, seq=st.seq if st else 0)
                 st.active_at = now

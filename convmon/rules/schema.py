@@ -97,6 +97,10 @@ class RuleSpec(Model):
     events: list[str] = Field(default_factory=list)
     """Event kinds that trigger an evaluation (event rules: the kinds they match)."""
     condition: str | None = None
+    resolve_condition: str | None = None
+    """CEL bool: a firing instance resolves only once this holds, even when ``condition``
+    has stopped holding (hysteresis: fire above a threshold, resolve below a lower one).
+    Without it, a firing instance resolves when ``condition`` stops holding."""
     value: str | None = None
     """CEL number shown as the alert's value (absence rules: defaults to ``age``)."""
     age: str | None = None
@@ -153,6 +157,8 @@ class RuleSpec(Model):
                 raise ValueError("event rules cannot fan out ('for_each')")
             if self.for_.count:
                 raise ValueError("event rules take 'for' as a duration only")
+        if self.resolve_condition and self.kind == "event":
+            raise ValueError("event rules resolve after 'resolve_after'; no resolve_condition")
         if self.keep_firing_for and self.kind == "event":
             raise ValueError("event rules resolve after 'resolve_after'; no keep_firing_for")
         return self
