@@ -25,10 +25,12 @@ tests:
       - at: 90m
         alertname: BitcoinNoBlock
         expect: [{state: firing}]
+        fired: 1                   # optional: times it went firing so far (flapping)
 ```
 Events are ``{kind, id?, chain?, source?, position?, at?}`` plus the payload's fields (an
 event's ``at`` is a duration added to its step's).
-``blocks`` generates attributed bitcoin blocks cycling through ``pools``.
+``blocks`` generates attributed bitcoin blocks cycling through ``pools`` (with
+``mined_ago``, old blocks arriving fast: a collector's backfill).
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ class BlockSeries(Model):
     pools: list[str] = Field(min_length=1)
     start_height: int = 900_000
     entities: dict[str, str] = Field(default_factory=dict)
+    mined_ago: Duration | None = None
+    """A backfill: the first block was mined this long before the step and the blocks
+    arrive ``arrive_every`` apart from the step on (their timestamps stay ``every`` apart)."""
+    arrive_every: Duration = 1.0
 
 
 class InputStep(Model):
@@ -87,6 +93,9 @@ class AlertCheck(Model):
     at: Duration
     alertname: str
     expect: list[ExpectedAlert] = Field(default_factory=list)
+    fired: int | None = Field(default=None, ge=0)
+    """When given: how many times (all instances together) the alert has gone to firing
+    since the test started, counted on the outbox; catches an alert that flaps."""
 
 
 class RuleTestCase(Model):
@@ -209,6 +218,16 @@ async def _check(check: AlertCheck, redis: Any, keys: Keys, result: TestResult) 
         result.failures.append(
             f"at {check.at:g}s, {check.alertname}: expected [{exp_text}], got [{got_text}]"
         )
+    if check.fired is not None:
+        entries = await redis.xrange(keys.alerts)
+        transitions = [decode_transition(fields.get(b"data") or fields.get("data"))
+                       for _, fields in entries]
+        fired = sum(1 for a in transitions if a.rule == check.alertname and a.state == "firing")
+        if fired != check.fired:
+            result.failures.append(
+                f"at {check.at:g}s, {check.alertname}: expected to have fired "
+                f"{check.fired} time(s), fired {fired}"
+            )
 
 
 def _events_of(step: InputStep, start: float, tag: str) -> list[tuple[float, Event]]:
@@ -245,16 +264,20 @@ def _blocks(series: BlockSeries, t0: float) -> list[tuple[float, Event]]:
         height = series.start_height + i
         pool = series.pools[i % len(series.pools)]
         t = t0 + i * series.every
+        mined = t
+        if series.mined_ago is not None:
+            t = t0 + i * series.arrive_every
+            mined = t0 - series.mined_ago + i * series.every
         payload = {
             "kind": "bitcoin.block", "height": height, "hash": f"{height:064x}",
-            "prev_hash": f"{height - 1:064x}", "timestamp": int(t), "difficulty": 1.5e14,
+            "prev_hash": f"{height - 1:064x}", "timestamp": int(mined), "difficulty": 1.5e14,
             "tx_count": 3000, "pool": pool, "pool_name": pool,
             "entity": series.entities.get(pool), "match": "tag" if pool != "unknown" else "none",
             "coinbase_value_sats": 322_500_000, "subsidy_sats": 312_500_000,
             "fees_sats": 10_000_000,
         }
         event = Event(id=f"btc:block:{height:064x}", chain="bitcoin", source="test",
-                      observed_at=t, occurred_at=t, position=height,
+                      observed_at=t, occurred_at=mined, position=height,
                       payload=msgspec.convert(payload, type=Payload))
         out.append((t, event))
     return out
