@@ -35,7 +35,8 @@ def _print_errors(exc: FileError | FileErrors) -> None:
 
 @rules_app.command("list")
 def list_rules(config: ConfigOption = None) -> None:
-    """List the rules the configuration loads (default pack + rule files)."""
+    """List the rules the configuration loads (default pack + rule files): name, kind,
+    severity, file and effective params, one rule per line under a header."""
     from convmon.rules.plugin import load_configured_rules
 
     loaded = load_or_exit(config)
@@ -45,14 +46,18 @@ def list_rules(config: ConfigOption = None) -> None:
     except (FileError, FileErrors) as exc:
         _print_errors(exc)
         raise typer.Exit(2) from None
-    for rule in ruleset.rules:
-        spec = rule.spec
-        params = ", ".join(f"{k}={v}" for k, v in rule.params.items())
-        console.print(
-            f"[bold]{rule.name}[/bold] {spec.kind} {spec.severity} "
-            f"[dim]{Path(rule.file).name}[/dim] {params}",
-            highlight=False,
-        )
+    rows = [
+        (rule.name, rule.spec.kind, rule.spec.severity, Path(rule.file).name,
+         ", ".join(f"{k}={v}" for k, v in rule.params.items()))
+        for rule in ruleset.rules
+    ]
+    header = ("RULE", "KIND", "SEVERITY", "FILE", "PARAMS")
+    # Plain padded columns, not a table: a pipe gets every row whole, one line each.
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        console.print(f"{line}  {row[4]}".rstrip(), highlight=False, markup=False,
+                      soft_wrap=True)
 
 
 @rules_app.command("check")
@@ -62,7 +67,8 @@ def check_rules(
         bool, typer.Option("--with-pack/--alone", help="Load the default pack beside them.")
     ] = False,
 ) -> None:
-    """Validate rule files (schema, CEL, templates); exit 2 listing every error."""
+    """Validate rule files (schema, CEL, types against the event and aggregate schemas,
+    templates); exit 2 listing every error."""
     try:
         ruleset = load_rules(paths, include_pack=with_pack)
     except (FileError, FileErrors) as exc:

@@ -137,11 +137,14 @@ def test_rules_list_and_test_commands(tmp_path: Path, redis_url: str) -> None:
     runner = CliRunner()
     listed = runner.invoke(cli(), ["rules", "list", "--config", str(cfg)])
     assert listed.exit_code == 0, listed.output
-    assert "BitcoinTop2PoolsMajority window critical" in listed.output
+    lines = listed.output.splitlines()
+    assert lines[0].split() == ["RULE", "KIND", "SEVERITY", "FILE", "PARAMS"]
+    assert any(line.split()[:4] == ["BitcoinTop2PoolsMajority", "window", "critical",
+                                    "bitcoin.yaml"] for line in lines[1:]), lines
     passed = runner.invoke(cli(), ["rules", "test", "--config", str(cfg),
                                    str(PACK_DIR / "tests" / "stablecoins.yaml")])
     assert passed.exit_code == 0, passed.output
-    assert "4 passed, 0 failed" in passed.output
+    assert "5 passed, 0 failed" in passed.output
     failing = tmp_path / "failing.yaml"
     failing.write_text("""\
 tests:
