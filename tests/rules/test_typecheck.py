@@ -90,3 +90,11 @@ def test_rules_check_exits_2_on_a_type_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(rules_app, ["check", str(path)])
     assert result.exit_code == 2
     assert "rules[0].condition: '>' compares number with string" in result.output
+
+
+def test_resolve_condition_is_for_window_and_absence_rules(tmp_path: Path) -> None:
+    errors = load_errors(tmp_path, rule(
+        "    kind: event\n    events: [bitcoin.reorg]\n    condition: event.depth > 1\n"
+        "    resolve_condition: event.depth < 1\n"
+    ))
+    assert len(errors) == 1 and "no resolve_condition" in errors[0], errors
