@@ -18,6 +18,8 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, NoReturn
 
+RECANCEL_AFTER_S = 1.0
+
 
 class TaskEnded(RuntimeError):
     """A loop that should run until cancelled returned, or was cancelled from elsewhere."""
@@ -50,22 +52,22 @@ async def run_together(loops: dict[str, Coroutine[Any, Any, Any]]) -> NoReturn:
 
 async def _cancel_all(tasks: dict[asyncio.Task[Any], str]) -> None:
     """Cancel every task still running and wait until all have finished, even if the
-    caller is cancelled meanwhile (each further request is passed on to the siblings still
-    running, and re-raised once all have finished)."""
-    for task in tasks:
-        if not task.done():
-            task.cancel()
+    caller is cancelled meanwhile (re-raised once all have finished).
+
+    A task still running a moment after its cancellation is cancelled again, and again:
+    library code can swallow a cancellation (on 3.11 a timeout expiring together with it
+    turns it into a ``TimeoutError`` and clears the request), and one cancellation of the
+    caller must be enough to stop every sibling."""
     interrupted = False
-    while True:
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
         try:
-            await asyncio.wait(tasks)
-            break
+            _done, pending = await asyncio.wait(pending, timeout=RECANCEL_AFTER_S)
         except asyncio.CancelledError:
-            # Asked again: pass it on, in case a sibling's library swallowed the first.
             interrupted = True
-            for task in tasks:
-                if not task.done():
-                    task.cancel()
+            pending = {task for task in pending if not task.done()}
     for task in tasks:
         if not task.cancelled():
             task.exception()  # retrieved, so asyncio does not log it as never retrieved
