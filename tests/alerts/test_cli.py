@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from convmon.alerts.cli import register_cli
 from convmon.monitor.alerting import encode_transition
 from convmon.monitor.keys import Keys
+from tests.daemon import live_daemon
 
 from .helpers import transition
 
@@ -41,28 +42,30 @@ def app() -> typer.Typer:
 
 def test_silence_add_list_expire_and_alerts(cli_config: Path, redis_url: str,
                                             keys: Keys) -> None:
-    runner = CliRunner()
-    cfg = ["--config", str(cli_config)]
-    added = runner.invoke(app(), ["silence", "add", "alertname=PoolShare", "pool=~foundry",
-                                  "--duration", "2h", "--author", "ops", "-m", "upgrade", *cfg])
-    assert added.exit_code == 0, added.output
-    silence_id = added.output.strip()
-    listed = runner.invoke(app(), ["silence", "list", *cfg])
-    assert listed.exit_code == 0 and silence_id[:8] in listed.output and "active" in listed.output
-    assert runner.invoke(app(), ["silence", "expire", silence_id, *cfg]).exit_code == 0
-    assert silence_id[:8] not in runner.invoke(app(), ["silence", "list", *cfg]).output
-    bad = runner.invoke(app(), ["silence", "add", "pool=~(", *cfg])
-    assert bad.exit_code == 2
+    with live_daemon(redis_url, keys.prefix):  # read commands need a running daemon
+        runner = CliRunner()
+        cfg = ["--config", str(cli_config)]
+        added = runner.invoke(app(), ["silence", "add", "alertname=PoolShare", "pool=~foundry",
+                                      "--duration", "2h", "--author", "ops", "-m", "upgrade", *cfg])
+        assert added.exit_code == 0, added.output
+        silence_id = added.output.strip()
+        listed = runner.invoke(app(), ["silence", "list", *cfg])
+        assert listed.exit_code == 0
+        assert silence_id[:8] in listed.output and "active" in listed.output
+        assert runner.invoke(app(), ["silence", "expire", silence_id, *cfg]).exit_code == 0
+        assert silence_id[:8] not in runner.invoke(app(), ["silence", "list", *cfg]).output
+        bad = runner.invoke(app(), ["silence", "add", "pool=~(", *cfg])
+        assert bad.exit_code == 2
 
-    t = transition({"alertname": "PoolShare", "pool": "foundry"}, "firing", 2, 1.8e9)
-    redis_sync.Redis.from_url(redis_url).hset(keys.active_alerts, t.fingerprint,
-                                              encode_transition(t))
-    alerts = runner.invoke(app(), ["alerts", "list", *cfg])
-    assert alerts.exit_code == 0 and "PoolShare" in alerts.output and "firing" in alerts.output
+        t = transition({"alertname": "PoolShare", "pool": "foundry"}, "firing", 2, 1.8e9)
+        redis_sync.Redis.from_url(redis_url).hset(keys.active_alerts, t.fingerprint,
+                                                  encode_transition(t))
+        alerts = runner.invoke(app(), ["alerts", "list", *cfg])
+        assert alerts.exit_code == 0 and "PoolShare" in alerts.output and "firing" in alerts.output
 
-    sent = runner.invoke(app(), ["alerts", "test", "--receiver", "console", *cfg])
-    assert sent.exit_code == 0 and "ConvmonTestNotification" in sent.output
-    assert runner.invoke(app(), ["alerts", "test", "--receiver", "nope", *cfg]).exit_code == 2
+        sent = runner.invoke(app(), ["alerts", "test", "--receiver", "console", *cfg])
+        assert sent.exit_code == 0 and "ConvmonTestNotification" in sent.output
+        assert runner.invoke(app(), ["alerts", "test", "--receiver", "nope", *cfg]).exit_code == 2
 
 
 @pytest.mark.parametrize(("args", "named"), [
@@ -84,17 +87,18 @@ def test_silence_add_refuses_out_of_range_times(cli_config: Path, args: list[str
 
 def test_silence_commands_survive_undecodable_records(cli_config: Path, redis_url: str,
                                                       keys: Keys) -> None:
-    runner = CliRunner()
-    cfg = ["--config", str(cli_config)]
-    redis_sync.Redis.from_url(redis_url).hset(
-        keys.silences,
-        mapping={"corrupt-1": b'{"id": "corrupt-1", "ends_at": null}', "corrupt-2": b"\xff"})
-    added = runner.invoke(app(), ["silence", "add", "alertname=PoolShare", "--author", "ops",
-                                  *cfg])
-    assert added.exit_code == 0, added.output
-    listed = runner.invoke(app(), ["silence", "list", *cfg])
-    assert listed.exit_code == 0 and added.output.strip()[:8] in listed.output
-    expired = runner.invoke(app(), ["silence", "expire", "corrupt-1", *cfg])
-    assert expired.exit_code == 0, expired.output
-    assert not redis_sync.Redis.from_url(redis_url).hexists(keys.silences,
-                                                            "corrupt-1")
+    with live_daemon(redis_url, keys.prefix):  # read commands need a running daemon
+        runner = CliRunner()
+        cfg = ["--config", str(cli_config)]
+        redis_sync.Redis.from_url(redis_url).hset(
+            keys.silences,
+            mapping={"corrupt-1": b'{"id": "corrupt-1", "ends_at": null}', "corrupt-2": b"\xff"})
+        added = runner.invoke(app(), ["silence", "add", "alertname=PoolShare", "--author", "ops",
+                                      *cfg])
+        assert added.exit_code == 0, added.output
+        listed = runner.invoke(app(), ["silence", "list", *cfg])
+        assert listed.exit_code == 0 and added.output.strip()[:8] in listed.output
+        expired = runner.invoke(app(), ["silence", "expire", "corrupt-1", *cfg])
+        assert expired.exit_code == 0, expired.output
+        assert not redis_sync.Redis.from_url(redis_url).hexists(keys.silences,
+                                                                "corrupt-1")
