@@ -96,10 +96,16 @@ def send_test_notification(
 
 def silence_add(
     matcher: Annotated[list[str], typer.Argument(help="Matchers: name=value, !=, =~, !~")],
-    duration: Annotated[str, typer.Option("--duration", "-d")] = "1h",
-    end: Annotated[str | None, typer.Option("--end", help="ISO end time")] = None,
-    author: Annotated[str | None, typer.Option("--author", "-a")] = None,
-    comment: Annotated[str, typer.Option("--comment", "-m")] = "",
+    duration: Annotated[
+        str, typer.Option("--duration", "-d", help="How long it mutes, e.g. 30m, 2h, 1d.")
+    ] = "1h",
+    end: Annotated[
+        str | None, typer.Option("--end", help="ISO end time (instead of --duration).")
+    ] = None,
+    author: Annotated[
+        str | None, typer.Option("--author", "-a", help="Who adds it (default: the login name).")
+    ] = None,
+    comment: Annotated[str, typer.Option("--comment", "-m", help="Why.")] = "",
     config: ConfigOption = None,
 ) -> None:
     """Add a silence."""
