@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 
+import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from convmon.monitor.events import CollectorStatus, decode_event
 from convmon.monitor.keys import Keys
 from convmon.sim.exchanges import CoinbaseFeedServer, CoinGeckoServer, KrakenFeedServer
 from tests.market.conftest import (
@@ -16,6 +19,7 @@ from tests.market.conftest import (
     payload,
     price_events,
     wait_event,
+    websocket_settings,
 )
 from tests.waiting import eventually
 
@@ -275,3 +279,24 @@ async def test_refused_product_is_dropped_and_maintenance_is_down(
             await eventually(lambda: collector.up["kraken"], what="kraken back online")
     finally:
         await coinbase.close()
+
+
+async def test_unreachable_feeds_report_the_collector_down(
+    make_config: MakeConfig, run_collector: RunCollector, redis: Redis, keys: Keys,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every collector reports the same way: feeds that were never reachable make the
+    market collector disconnected in its status (what `convmon status`, the
+    CollectorDisconnected rule and convmon_collector_up read), with a log line."""
+    nowhere = websocket_settings("ws://127.0.0.1:9/")  # discard port: nothing listens
+    config = make_config(coinbase=nowhere, kraken=nowhere, coingecko={"enabled": False})
+    caplog.set_level(logging.INFO)
+    async with run_collector(config):
+        await eventually(lambda: redis.sismember(keys.collectors, "market"), "market reported")
+        status = await redis.hgetall(keys.collector_status("market"))
+        assert status[b"connected"] == b"0"
+        assert b"no price source up" in status[b"detail"]
+        events = [decode_event(f[b"data"]) for _, f in await redis.xrange(keys.events)]
+        downs = [e.payload for e in events if isinstance(e.payload, CollectorStatus)]
+        assert [(d.collector, d.connected) for d in downs] == [("market", False)]
+    assert any(r.getMessage() == "price source down" for r in caplog.records)

@@ -92,7 +92,8 @@ class MarketCollector:
         self.poller: CoinGeckoPoller | None = None
         self.published = 0
         self._samples: dict[str, _Sample] = {}
-        self._any_up = False
+        self._any_up: bool | None = None
+        """None until the first source reports: its state, up or down, is news."""
 
     async def run(self) -> None:
         try:

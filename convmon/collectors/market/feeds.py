@@ -73,7 +73,8 @@ class WebsocketFeed:
         self.backoff = Backoff(config.backoff_initial_s, config.backoff_max_s)
         self.connects = 0
         self.last_message_at: float | None = None
-        self._up = False
+        self._up: bool | None = None
+        """None until the first connect attempt ends: the first state, up or down, is news."""
 
     async def run(self) -> None:
         while True:
@@ -210,7 +211,8 @@ class CoinGeckoPoller:
         self.wake = asyncio.Event()
         self.requests = 0
         self.last_message_at: float | None = None
-        self._up = False
+        self._up: bool | None = None
+        """None until the first connect attempt ends: the first state, up or down, is news."""
 
     async def run(self) -> None:
         while True:
