@@ -193,3 +193,39 @@ def test_entities_from_parent_companies_file() -> None:
     assert ent["antpool"] == "Bitmain"
     assert ent["btccom"] == "BIT Mining"
     assert ent["novablock"] == "Poolin"
+
+
+def test_default_entities_follow_each_link_s_dates() -> None:
+    """BTC.com was Bitmain's pool, then Bitdeer's, then BIT Mining's; a block is counted
+    under the parent of its own time, and a pool before its first link is its own."""
+    from datetime import UTC, datetime
+
+    from convmon.collectors.bitcoin.plugin import BitcoinConfig, entity_map
+    from convmon.collectors.bitcoin.registry import curated_registry
+
+    attributor = Attributor(curated_registry(), entity_map(BitcoinConfig()))
+    btccom = b"\x03\x01\x02/BTC.COM/".hex()
+
+    def entity_on(year: int, month: int) -> str | None:
+        when = datetime(year, month, 15, tzinfo=UTC).timestamp()
+        return attributor.attribute(btccom, [], when).entity
+
+    assert entity_on(2019, 6) == "Bitmain"
+    assert entity_on(2021, 1) == "Bitdeer"
+    assert entity_on(2022, 1) == "BIT Mining"
+    assert attributor.attribute(btccom, []).entity == "BIT Mining"  # no time: current link
+    custom = EntityMap(parse_links([{"pool": "novablock", "entity": "Poolin",
+                                     "from": "2021-02", "to": ""}], "test"))
+    assert custom.entity_at("novablock", datetime(2021, 1, 31, tzinfo=UTC).timestamp()) is None
+    assert custom.entity_at("novablock", datetime(2021, 2, 1, tzinfo=UTC).timestamp()) == "Poolin"
+
+
+def test_curated_entity_links_each_carry_a_source_and_iso_dates() -> None:
+    from convmon.collectors.bitcoin.entities import CURATED_ENTITIES_PATH, curated_links
+
+    raw = json.loads(CURATED_ENTITIES_PATH.read_text())
+    assert len(curated_links()) == len(raw)
+    for item in raw:
+        assert item["source"].startswith("https://"), item
+        for field in ("from", "to"):
+            assert item[field] == "" or len(item[field]) == 10, item  # YYYY-MM-DD

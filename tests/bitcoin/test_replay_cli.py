@@ -179,6 +179,14 @@ async def test_cli_backfill_then_show(
                       str(cfg)])
             assert code == 0, out
             assert "Last 12 blocks by entity" in out
+            # entities are on by default: parents replace their pools
+            code, out = await asyncio.to_thread(
+                run, ["pools", "show", "--window", "12", "--by", "entity", "--json",
+                      "--config", str(cfg)])
+            assert code == 0, out
+            by_entity = {r["name"]: r["blocks"] for r in json.loads(out)["rows"]}
+            assert by_entity == {"Digital Currency Group": 4, "Bitmain": 4, "ViaBTC": 2,
+                                 "Unknown": 2}
     finally:
         await server.close()
     assert (await bus.get_checkpoint("bitcoin") or "").startswith("900023:")

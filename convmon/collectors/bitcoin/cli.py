@@ -129,7 +129,8 @@ def concentration_rows(
     for block in blocks:
         key = (block.entity or block.pool) if by == "entity" else block.pool
         counts[key] += 1
-        names.setdefault(key, block.pool_name if by == "pool" else key)
+        # A pool without a parent is its own entity, shown by its name.
+        names.setdefault(key, key if by == "entity" and block.entity else block.pool_name)
         if block.tx_count <= 1:
             empty[key] += 1
     total = sum(counts.values())
