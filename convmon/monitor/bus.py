@@ -60,6 +60,7 @@ return added
 
 
 PRUNE_IDLE_MS = 24 * 3600 * 1000
+DEAD_LETTER_REASONS = ("max_deliveries", "undecodable")
 
 
 class BusMetrics:
@@ -225,6 +226,10 @@ class StreamConsumer(Generic[T]):
         self._claim_cursor = "0-0"
         self._own_cursor: str | None = "0"
         self._labels = (stream, group)
+        # Series alerting rules increase() must exist from the start, at 0.
+        for reason in DEAD_LETTER_REASONS:
+            metrics.dead_letters.labels(stream, group, reason).inc(0)
+        metrics.handler_errors.labels(*self._labels).inc(0)
 
     async def ensure_group(self) -> None:
         """Create the consumer group (and the stream) if missing, and forget consumers

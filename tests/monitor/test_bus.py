@@ -178,3 +178,21 @@ async def test_long_gone_consumers_are_pruned(bus: EventBus, redis: Redis) -> No
     names = {c["name"] for c in await redis.xinfo_consumers(bus.keys.events, "g")}
     assert names == {b"holder"}  # the one holding an entry is kept
     del holder
+
+
+async def test_dead_letter_counters_exist_from_the_start(redis: Redis, keys: Keys) -> None:
+    """Alerting rules take increase() of them: the series must exist at 0 before the first
+    dead letter, or the first one is never seen as an increase."""
+    registry = CollectorRegistry()
+    bus = EventBus(redis, keys, BusSettings(), BusMetrics(registry))
+
+    async def handle(batch: Sequence[Delivery[Event]]) -> None:
+        return None
+
+    bus.consumer("zero", "c1", handle)
+    for reason in ("max_deliveries", "undecodable"):
+        labels = {"stream": keys.events, "group": "zero", "reason": reason}
+        assert registry.get_sample_value("convmon_bus_dead_letters_total", labels) == 0.0
+    assert registry.get_sample_value(
+        "convmon_bus_handler_errors_total", {"stream": keys.events, "group": "zero"}
+    ) == 0.0
