@@ -52,6 +52,8 @@ def compile_regex(pattern: str) -> _Pattern:
     """``pattern`` compiled by RE2; raises `MatcherError` with RE2's reason."""
     try:
         compiled: _Pattern = re2.compile(pattern, _OPTIONS)
+    except UnicodeEncodeError:
+        raise MatcherError("not valid UTF-8 (RE2 matches UTF-8 text)") from None
     except re2.error as exc:
         reason = exc.args[0] if exc.args else exc
         if isinstance(reason, bytes):
