@@ -156,6 +156,15 @@ def render_status(doc: dict[str, Any]) -> None:
             str(c.get("reconnects", 0)), escape(c.get("last_error") or ""),
         )
     console.print(coll)
+    registry = doc.get("plugins", {}).get("bitcoin", {}).get("registry") or {}
+    if registry.get("origin"):
+        line = f"Pool list: {escape(str(registry['origin']))} ({registry.get('pools')} pools)"
+        if registry.get("fallback"):
+            since = registry.get("fallback_since")
+            line = (f"[yellow]{line}, a FALLBACK[/yellow]"
+                    + (f" for {_ago(now - float(since))}" if since else "")
+                    + f" (configured: {escape(str(registry.get('configured', '?')))})")
+        console.print(line)
     alerts = Table(title="Active alerts", title_justify="left")
     for col in ("state", "severity", "alert", "labels", "since", "summary"):
         alerts.add_column(col)

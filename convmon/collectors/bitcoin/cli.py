@@ -81,7 +81,7 @@ def show_pools(
     config: ConfigOption = None,
     window: Annotated[int, typer.Option(help="Last N blocks.")] = 144,
     by: Annotated[str, typer.Option(help="pool or entity")] = "pool",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Pool (or entity) concentration over the last N recorded blocks."""
     if by not in ("pool", "entity"):
@@ -154,7 +154,10 @@ def concentration_rows(
 
 def attribute_coinbase(
     coinbase: Annotated[str | None, typer.Argument(help="coinbase scriptSig hex")] = None,
-    address: Annotated[list[str] | None, typer.Option("--address", "-a")] = None,
+    address: Annotated[
+        list[str] | None,
+        typer.Option("--address", "-a", help="A coinbase payout address (repeatable)."),
+    ] = None,
     block: Annotated[Path | None, typer.Option("--block", help="block JSON file")] = None,
     registry: Annotated[Path | None, typer.Option(help="pools-v2.json file")] = None,
     config: ConfigOption = None,
@@ -218,9 +221,15 @@ def _read_block_file(path: Path) -> ChainBlock:
 
 def replay_labels(
     labels: Annotated[Path, typer.Option("--labels", help="CSV height,pool_slug[,ts]")],
-    window: Annotated[list[int] | None, typer.Option("--window")] = None,
-    every: Annotated[int, typer.Option(min=1)] = 144,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    window: Annotated[
+        list[int] | None,
+        typer.Option("--window", help="Window size in blocks (repeatable; default 144, 1008, "
+                     "2016)."),
+    ] = None,
+    every: Annotated[
+        int, typer.Option(min=1, help="Print a row every N blocks of the history.")
+    ] = 144,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
     shares: Annotated[bool, typer.Option(help="include per-pool shares")] = True,
 ) -> None:
     """Concentration series over a labelled block history."""
