@@ -229,6 +229,9 @@ class Dispatcher:
 
     async def _flush_loop(self) -> None:
         while True:
+            # Cleared before looking, not after: a transition ingested while this round
+            # reads the due groups must wake the next wait, not be lost until the tick.
+            self._wake.clear()
             await self.flush_due()
             now = self.clock.now()
             nxt = await self.store.next_due()
@@ -236,7 +239,6 @@ class Dispatcher:
             if wait <= 0:
                 await asyncio.sleep(0)
                 continue
-            self._wake.clear()
             sleeper = asyncio.ensure_future(self.clock.sleep(wait))
             waker = asyncio.ensure_future(self._wake.wait())
             try:
