@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -118,3 +119,19 @@ async def test_api_requires_the_bearer_token(
                 assert r.status == 200
             async with s.get(f"{base}/metrics") as r:
                 assert r.status == 200
+
+
+async def test_status_time_follows_the_daemons_clock(runtime: Runtime, base: str) -> None:
+    """Another process (the CLI) reads the demo's state: ages must follow the demo's fast
+    clock, not the reader's, or everything reads as 0 s old."""
+    wall = time.time()
+    await runtime.redis.hset(runtime.keys.heartbeat("demo"), mapping={
+        "instance": "demo", "pid": 1, "roles": "rules", "started_at": 2.0e9,
+        "updated_at": 2.0e9, "wall_at": wall - 10, "clock_rate": 1200.0, "components": "[]",
+    })
+    async with aiohttp.ClientSession() as s, s.get(f"{base}/api/v1/status") as r:
+        doc = await r.json()
+    # Ten wall seconds after the beat, the demo's clock is 12,000 s further on.
+    assert 2.0e9 + 12_000 <= doc["time"] < 2.0e9 + 12_000 + 1200 * 60
+    [process] = doc["processes"]
+    assert process["pid"] == 1 and process["components"] == []
