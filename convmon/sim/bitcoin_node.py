@@ -45,6 +45,8 @@ class BitcoinNodeServer:
         self._sockets: set[web.WebSocketResponse] = set()
         self._wanting: set[web.WebSocketResponse] = set()
         self.requests = 0
+        self.attributed: set[str] = set()
+        """Blocks whose coinbase a client asked for (it has seen them whole)."""
         self.port = 0
         self._zmq: Any = None
         self._zmq_seq = 0
@@ -175,7 +177,9 @@ class BitcoinNodeServer:
     async def _txid(self, request: web.Request) -> web.Response:
         if request.match_info["index"] != "0":
             raise web.HTTPNotFound(text="Transaction not indexed here")
-        return web.Response(text=self._block(request)[1]["txid"])
+        block = self._block(request)
+        self.attributed.add(block[0]["id"])
+        return web.Response(text=block[1]["txid"])
 
     async def _tx(self, request: web.Request) -> web.Response:
         tx = self._txs.get(request.match_info["txid"].lower())

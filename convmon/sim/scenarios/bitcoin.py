@@ -86,10 +86,13 @@ class DemoSource:
                           salt=salt, rng=random.Random(f"{prev['id']}{salt}"))
 
     async def step(self) -> None:
-        """Mine one block (and, once, a depth-2 reorg)."""
+        """Mine one block (and, once, a depth-2 reorg: only after the collector has seen the
+        two blocks it replaces, however loaded the machine, or it would see a shallower
+        reorg or none)."""
         now = int(self.clock.now())
         self.appended += 1
-        if self.appended == REORG_AFTER and not self.reorged:
+        seen = all(b[0]["id"] in self.server.attributed for b in self.server.blocks[-2:])
+        if self.appended >= REORG_AFTER and not self.reorged and seen:
             base = self.server.blocks[-3][0]
             replacement: list[SimBlock] = []
             prev = base
