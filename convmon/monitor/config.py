@@ -44,6 +44,21 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+def merge_defaults(data: Any, field: str, defaults: dict[str, BaseModel]) -> Any:
+    """For a ``mode="before"`` validator: built-in entries of the mapping ``field`` merged
+    with the user's (fields the user sets override that entry's defaults; new names add
+    entries)."""
+    if not isinstance(data, dict) or not isinstance(data.get(field), dict):
+        return data
+    merged: dict[str, Any] = {name: entry.model_dump() for name, entry in defaults.items()}
+    for name, fields in data[field].items():
+        if isinstance(fields, dict) and name in merged:
+            merged[name] = {**merged[name], **fields}
+        else:
+            merged[name] = fields
+    return {**data, field: merged}
+
+
 class RedisSettings(Model):
     url: Secret | None = None
     """``redis://[:password@]host:port/db``, ``rediss://`` or ``unix:///path``. A secret,

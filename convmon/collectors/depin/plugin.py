@@ -23,7 +23,7 @@ from convmon.collectors.solana.common import queue_metrics, tx_collector
 from convmon.collectors.solana.rpc import RpcSettings
 from convmon.collectors.solana.sigqueue import SignatureQueue
 from convmon.collectors.solana.txshape import block_time_of, signature_of, slot_of
-from convmon.monitor.config import Model
+from convmon.monitor.config import Model, merge_defaults
 from convmon.monitor.events import Amount, DepinPayout, Event, Recipient
 from convmon.monitor.plugins import Component, Plugin, Runtime
 
@@ -42,17 +42,7 @@ class DepinConfig(Model):
     @model_validator(mode="before")
     @classmethod
     def _merge_defaults(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not isinstance(data.get("networks"), dict):
-            return data
-        merged: dict[str, Any] = {
-            name: net.model_dump() for name, net in default_networks().items()
-        }
-        for name, fields in data["networks"].items():
-            if isinstance(fields, dict) and name in merged:
-                merged[name] = {**merged[name], **fields}
-            else:
-                merged[name] = fields
-        return {**data, "networks": merged}
+        return merge_defaults(data, "networks", dict(default_networks()))
 
     def active_networks(self) -> dict[str, NetworkConfig]:
         return {name: net for name, net in self.networks.items() if net.enabled and net.addresses()}

@@ -37,7 +37,7 @@ from convmon.collectors.solana.txshape import (
 )
 from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.clock import Clock
-from convmon.monitor.config import Model
+from convmon.monitor.config import Model, merge_defaults
 from convmon.monitor.events import Amount, Event, StablecoinBurn, StablecoinMint, StablecoinSupply
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.plugins import Component, Plugin, Runtime
@@ -89,15 +89,7 @@ class StablecoinsSolanaConfig(Model):
     @model_validator(mode="before")
     @classmethod
     def _merge_defaults(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not isinstance(data.get("tokens"), dict):
-            return data
-        merged: dict[str, Any] = {k: t.model_dump() for k, t in default_tokens().items()}
-        for symbol, fields in data["tokens"].items():
-            if isinstance(fields, dict) and symbol in merged:
-                merged[symbol] = {**merged[symbol], **fields}
-            else:
-                merged[symbol] = fields
-        return {**data, "tokens": merged}
+        return merge_defaults(data, "tokens", dict(default_tokens()))
 
     def active_tokens(self) -> dict[str, SolanaToken]:
         return {s: t for s, t in self.tokens.items() if t.enabled}
