@@ -30,8 +30,8 @@ import msgspec
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from convmon.collectors.stablecoins.evm.collector import COLLECTOR, EthereumStablecoinCollector
-from convmon.collectors.stablecoins.evm.config import EthereumStablecoinsConfig
+from convmon.collectors.stablecoins.evm.collector import COLLECTOR, EvmStablecoinCollector
+from convmon.collectors.stablecoins.evm.config import EvmChainConfig
 from convmon.collectors.stablecoins.evm.decode import SOURCE, RawLog
 from convmon.collectors.stablecoins.evm.tokens import DEFAULT_TOKENS
 from convmon.monitor.bus import BusMetrics, EventBus
@@ -113,10 +113,10 @@ async def run(size: int, transactions: int, shared: Path) -> list[str]:
     keys = Keys(prefix=f"bench{uuid.uuid4().hex[:8]}")
     registry = CollectorRegistry()
     bus = EventBus(redis, keys, BusSettings(maxlen=10_000_000), BusMetrics(registry))
-    cfg = EthereumStablecoinsConfig(confirmations=0)
+    cfg = EvmChainConfig(confirmations=0)
     health = CollectorHealth(COLLECTOR, redis=redis, keys=keys, bus=bus, clock=SystemClock(),
                              registry=registry, source=SOURCE)
-    collector = EthereumStablecoinCollector(cfg, bus=bus, redis=redis, keys=keys,
+    collector = EvmStablecoinCollector(cfg, bus=bus, redis=redis, keys=keys,
                                             clock=SystemClock(), health=health)
     decoder = msgspec.json.Decoder()
     try:

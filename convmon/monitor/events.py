@@ -93,7 +93,8 @@ class BitcoinAttribution(_Payload, frozen=True, kw_only=True, tag="bitcoin.attri
 
 class _StablecoinFlow(_Payload, frozen=True, kw_only=True):
     token: str
-    chain: Literal["ethereum", "solana"]
+    chain: str
+    """ethereum, base (any configured EVM chain), solana"""
     track: str
     """regulated | offshore | machine-native (user-configurable label)."""
     contract: str
@@ -120,6 +121,31 @@ class StablecoinBurn(_StablecoinFlow, frozen=True, kw_only=True, tag="stablecoin
 
 class StablecoinSupply(_StablecoinFlow, frozen=True, kw_only=True, tag="stablecoin.supply"):
     """Total supply reported by the chain (reconciliation). ``amount`` is the supply."""
+
+
+class PaymentX402(_Payload, frozen=True, kw_only=True, tag="payment.x402"):
+    """A machine payment settled through an x402 facilitator. EVM: a token ``Transfer``
+    whose transaction carries the token's ``AuthorizationUsed`` (EIP-3009); Solana: an SPL
+    ``TransferChecked`` whose fee payer is a facilitator. Position = block number or slot."""
+
+    chain: str
+    token: str
+    contract: str
+    """ERC-20 contract address or SPL mint."""
+    payer: str
+    payee: str
+    amount: Amount
+    facilitator: str
+    """Facilitator name, or ``unknown`` when the sender is not a listed facilitator."""
+    sender: str
+    """``tx.from`` (EVM) or the fee payer (Solana)."""
+    tx: str
+    log_index: int | None = None
+    """EVM: the ``Transfer`` log; Solana: None (see ``instruction_path``)."""
+    instruction_path: str | None = None
+    track: str = ""
+    """The token's track label (regulated, offshore, machine-native, ...)."""
+    link: str = ""
 
 
 class Recipient(msgspec.Struct, frozen=True):
@@ -238,6 +264,7 @@ Payload = (
     | StablecoinMint
     | StablecoinBurn
     | StablecoinSupply
+    | PaymentX402
     | DepinPayout
     | MarketPrice
     | CollectorStatus
@@ -253,6 +280,7 @@ EVENT_KINDS: frozenset[str] = frozenset(
         StablecoinMint,
         StablecoinBurn,
         StablecoinSupply,
+        PaymentX402,
         DepinPayout,
         MarketPrice,
         CollectorStatus,

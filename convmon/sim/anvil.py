@@ -8,9 +8,10 @@ No Solidity compiler is needed: `EMITTER_CODE` is a small hand-assembled contrac
 calldata is a list of records ``[header][topic]*[data]`` (header = topic count in the low
 byte, data length above it) and which executes one ``LOG0..LOG4`` per record, so a single
 transaction emits byte-identical copies of the real tokens' events (a USDC ``Mint`` and its
-``Transfer`` twin in one tx, a USDT ``Issue`` alone). A call with exactly 4 bytes of
-calldata (a view such as ``decimals()``/``totalSupply()``) returns the storage slot named by
-the selector, which `install_token` fills.
+``Transfer`` twin in one tx, a USDT ``Issue`` alone, an x402 settlement's
+``AuthorizationUsed`` + ``Transfer`` sent from a facilitator's address). A call with
+exactly 4 bytes of calldata (a view such as ``decimals()``/``totalSupply()``) returns the
+storage slot named by the selector, which `install_token` fills.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import aiohttp
 
 from convmon.collectors.errors import CollectorError
 from convmon.collectors.stablecoins.evm import tokens as t
+from convmon.collectors.stablecoins.evm import x402
 
 SELECTOR_DECIMALS = 0x313CE567
 SELECTOR_TOTAL_SUPPLY = 0x18160DDD
@@ -140,6 +142,18 @@ def burn_records(token: t.TokenConfig, holder: str, units: int,
     return [transfer]
 
 
+def x402_records(token: t.TokenConfig, payer: str, payee: str, units: int,
+                 nonce: bytes) -> list[Record]:
+    """The logs FiatToken emits for ``transferWithAuthorization`` (an x402 settlement):
+    ``AuthorizationUsed(authorizer, nonce)`` (both indexed, no data), then the Transfer."""
+    if len(nonce) != 32:
+        raise ValueError("an EIP-3009 nonce is 32 bytes")
+    return [
+        ([x402.AUTHORIZATION_USED, _addr_topic(payer), "0x" + nonce.hex()], b""),
+        ([t.TRANSFER, _addr_topic(payer), _addr_topic(payee)], _word(units)),
+    ]
+
+
 def find_anvil() -> str | None:
     """``$CONVMON_ANVIL``, else ``.tools/node_modules/.bin/anvil`` of the checkout (where
     ``make test`` installs it), else ``anvil`` on PATH."""
@@ -167,9 +181,12 @@ class AnvilError(CollectorError):
 class AnvilNode:
     """An anvil process on 127.0.0.1 plus the JSON-RPC calls tests and the demo need."""
 
-    def __init__(self, binary: str, *, port: int | None = None,
+    def __init__(self, binary: str, *, port: int | None = None, chain_id: int = 1,
                  extra_args: Sequence[str] = ()) -> None:
+        """``chain_id`` is what ``eth_chainId`` answers: Ethereum's by default, so the
+        collector's chain check passes against the real addresses (8453 plays Base)."""
         self.binary = binary
+        self.chain_id = chain_id
         self.port = port or free_port()
         self._port_given = port is not None
         self._started_once = False
@@ -203,7 +220,7 @@ class AnvilNode:
 
     async def _start_once(self, load_state: Path | None, dump_state: Path | None) -> None:
         args = [self.binary, "--host", "127.0.0.1", "--port", str(self.port), "--silent",
-                *self.extra_args]
+                "--chain-id", str(self.chain_id), *self.extra_args]
         if load_state is not None:
             args += ["--load-state", str(load_state)]
         if dump_state is not None:
@@ -268,11 +285,15 @@ class AnvilNode:
                        "0x" + format(value, "064x"))
 
     async def emit(self, address: str, records: Sequence[Record], *,
-                   wait: bool = True) -> str:
+                   wait: bool = True, sender: str | None = None) -> str:
         """Send one transaction that emits ``records``; returns its hash. With ``wait`` (and
-        automine on) returns once it is mined and fails if it reverted."""
-        tx = {"from": await self.account(), "to": address, "data": encode_records(records),
-              "gas": hex(1_000_000)}
+        automine on) returns once it is mined and fails if it reverted. ``sender`` sends it
+        from that address (impersonated and funded), e.g. an x402 facilitator's."""
+        if sender is not None:
+            await self.rpc("anvil_impersonateAccount", sender)
+            await self.rpc("anvil_setBalance", sender, hex(10**20))
+        tx = {"from": sender or await self.account(), "to": address,
+              "data": encode_records(records), "gas": hex(1_000_000)}
         tx_hash = str(await self.rpc("eth_sendTransaction", tx))
         if wait:
             receipt = await self.receipt(tx_hash)

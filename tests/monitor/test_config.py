@@ -129,8 +129,8 @@ def test_cli_config_show_output_is_valid_config_with_public_endpoints_shown(
 ) -> None:
     path = write(
         tmp_path,
-        "collectors:\n  stablecoins:\n    ethereum:\n"
-        "      ws_url: wss://eth.example.net/v2/AbCdEf0123456789xyz\n"
+        "collectors:\n  stablecoins:\n    evm:\n      chains:\n        ethereum:\n"
+        "          ws_url: wss://eth.example.net/v2/AbCdEf0123456789xyz\n"
         "alerts:\n  route:\n    receiver: console\n"
         "    routes:\n      - {matchers: ['severity=\"critical\"'], receiver: console, "
         "continue: true}\n"

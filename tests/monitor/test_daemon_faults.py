@@ -55,7 +55,7 @@ def solana_overrides(server: LocalSolanaServer) -> dict[str, Any]:
         "collectors": {
             "bitcoin": {"enabled": False},
             "market": {"enabled": False},
-            "stablecoins": {"ethereum": {"enabled": False}, "solana": {"rpc": rpc}},
+            "stablecoins": {"evm": {"enabled": False}, "solana": {"rpc": rpc}},
             "depin": {"rpc": rpc},
         },
     }
@@ -269,8 +269,9 @@ async def test_a_secret_url_never_leaks(redis_url: str, keys: Keys) -> None:
         # libraries quote the URL in their errors.
         "ETH_WS": f"ws://127.0.0.1:9/v2/{key}",
         "ETH_HTTP": f"http://127.0.0.1:9/v2/{key}",
-        "CONVMON_COLLECTORS__STABLECOINS__ETHEREUM__WS_URL": "env:ETH_WS",
-        "CONVMON_COLLECTORS__STABLECOINS__ETHEREUM__HTTP_URL": "env:ETH_HTTP",
+        "CONVMON_COLLECTORS__STABLECOINS__EVM__CHAINS__ETHEREUM__WS_URL": "env:ETH_WS",
+        "CONVMON_COLLECTORS__STABLECOINS__EVM__CHAINS__ETHEREUM__HTTP_URL": "env:ETH_HTTP",
+        "CONVMON_COLLECTORS__STABLECOINS__EVM__CHAINS__BASE__ENABLED": "false",
         "CONVMON_COLLECTORS__BITCOIN__ENABLED": "false",
         "CONVMON_COLLECTORS__MARKET__ENABLED": "false",
         "CONVMON_COLLECTORS__DEPIN__ENABLED": "false",

@@ -70,7 +70,8 @@ async def test_overriding_one_collector_keeps_the_others_defaults(
         "CollectorSilent": {"max_silence_s": {"bitcoin": 4 * 3600, "my_collector": 600}},
     })
     assert rules.by_name("CollectorSilent").params["max_silence_s"] == {
-        "bitcoin": 14_400.0, "stablecoins_ethereum": 900.0, "stablecoins_solana": 21_600.0,
+        "bitcoin": 14_400.0, "stablecoins_ethereum": 900.0, "stablecoins_base": 900.0,
+        "stablecoins_solana": 21_600.0,
         "depin": 93_600.0, "market": 600.0, "my_collector": 600.0,
     }
     await evaluate(redis, keys, rules, clock)

@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from convmon.collectors.stablecoins.evm.collector import COLLECTOR, EthereumStablecoinCollector
-from convmon.collectors.stablecoins.evm.config import EthereumStablecoinsConfig
+from convmon.collectors.stablecoins.evm.collector import COLLECTOR, EvmStablecoinCollector
+from convmon.collectors.stablecoins.evm.config import EvmChainConfig
 from convmon.collectors.stablecoins.evm.decode import SOURCE
 from convmon.collectors.stablecoins.evm.tokens import DEFAULT_TOKENS
 from convmon.monitor.bus import EventBus
@@ -56,7 +56,7 @@ async def flows(redis: Redis, keys: Keys) -> list[Event]:
 class Running:
     """A collector running as a task, as the supervisor would run it."""
 
-    def __init__(self, collector: EthereumStablecoinCollector, redis: Redis,
+    def __init__(self, collector: EvmStablecoinCollector, redis: Redis,
                  keys: Keys, bus: EventBus) -> None:
         self.collector = collector
         self.redis = redis
@@ -98,12 +98,12 @@ async def start_collector(
     running: list[Running] = []
 
     def make(**config: Any) -> Running:
-        cfg = EthereumStablecoinsConfig.model_validate(
+        cfg = EvmChainConfig.model_validate(
             {"confirmations": 3, "poll_interval_s": 0.1, "supply_interval_s": 0,
              "start_block": 1, **config})
         health = CollectorHealth(COLLECTOR, redis=redis, keys=keys, bus=bus,
                                  clock=SystemClock(), registry=registry, source=SOURCE)
-        collector = EthereumStablecoinCollector(cfg, bus=bus, redis=redis, keys=keys,
+        collector = EvmStablecoinCollector(cfg, bus=bus, redis=redis, keys=keys,
                                                 clock=SystemClock(), health=health)
         run = Running(collector, redis, keys, bus)
         run.start()

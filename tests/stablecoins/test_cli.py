@@ -27,8 +27,9 @@ def cli_app() -> typer.Typer:
 
 def write_config(tmp_path: Path, url: str) -> Path:
     path = tmp_path / "convmon.yaml"
-    path.write_text(f"collectors:\n  stablecoins:\n    ethereum:\n      ws_url: {url}\n"
-                    "      tracks: {FDUSD: regulated}\n")
+    path.write_text(f"collectors:\n  stablecoins:\n    evm:\n      chains:\n"
+                    f"        ethereum:\n          ws_url: {url}\n"
+                    "          tracks: {FDUSD: regulated}\n")
     return path
 
 
@@ -62,7 +63,21 @@ def test_verify_without_endpoint_exits_3(tmp_path: Path) -> None:
 
 def test_bad_section_exits_2_naming_the_line(tmp_path: Path) -> None:
     path = tmp_path / "convmon.yaml"
-    path.write_text("collectors:\n  stablecoins:\n    ethereum:\n      max_block_range: 0\n")
+    path.write_text("collectors:\n  stablecoins:\n    evm:\n      chains:\n"
+                    "        base:\n          max_block_range: 0\n")
     result = CliRunner().invoke(cli_app(), ["eth-stablecoins", "tokens", "-c", str(path)])
     assert result.exit_code == 2
-    assert ":4" in result.output and "max_block_range" in result.output
+    assert ":6" in result.output and "max_block_range" in result.output
+
+
+def test_tokens_of_base_and_an_unknown_chain(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "ws://127.0.0.1:1")
+    runner = CliRunner()
+    result = runner.invoke(cli_app(), ["eth-stablecoins", "tokens", "-c", str(path),
+                                       "--chain", "base"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "0x833589fcd6edb6e08f4c7c32d4f71b54bda02913" in result.output
+    assert "FDUSD" not in result.output
+    result = runner.invoke(cli_app(), ["eth-stablecoins", "tokens", "-c", str(path),
+                                       "--chain", "gnosis"])
+    assert result.exit_code == 2 and "gnosis" in result.output

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from convmon.collectors.stablecoins.evm import tokens
-from convmon.collectors.stablecoins.evm.config import EthereumStablecoinsConfig
+from convmon.collectors.stablecoins.evm.config import EvmStablecoinsConfig
 from convmon.collectors.stablecoins.evm.plugin import PLUGIN
 from convmon.collectors.stablecoins.evm.rpc import retry_after
 from convmon.collectors.stablecoins.evm.tokens import DEFAULT_TOKENS
@@ -309,11 +309,14 @@ async def test_plugin_builds_the_collector_and_reports_status(
 ) -> None:
     runtime = Runtime(settings=CoreSettings(), redis=redis, keys=keys, bus=bus,
                       clock=SystemClock(), metrics=registry, instance="test", data_dir=tmp_path)
-    cfg = EthereumStablecoinsConfig.model_validate(
-        {"ws_url": node.ws_url, "confirmations": 1, "start_block": 1, "supply_interval_s": 0})
-    assert PLUGIN.components(runtime, EthereumStablecoinsConfig.model_validate(
+    cfg = EvmStablecoinsConfig.model_validate({"chains": {
+        "ethereum": {"ws_url": node.ws_url, "confirmations": 1, "start_block": 1,
+                     "supply_interval_s": 0},
+        "base": {"enabled": False}}})
+    assert PLUGIN.components(runtime, EvmStablecoinsConfig.model_validate(
         {"enabled": False})) == []
     (component,) = PLUGIN.components(runtime, cfg)
+    assert component.name == "stablecoins_ethereum"
     task = asyncio.create_task(component.run())
     try:
         tx = await mint(node, "USDC", 10**6)
@@ -324,9 +327,9 @@ async def test_plugin_builds_the_collector_and_reports_status(
 
         await eventually(published, "the mint through the plugin's component")
         assert PLUGIN.status is not None
-        status = await PLUGIN.status(runtime, cfg)
+        status = (await PLUGIN.status(runtime, cfg))["chains"]["ethereum"]
         assert status["mode"] == "websocket" and status["connected"] == "1"
-        assert status["tokens"]["USD1"] == "machine-native"
+        assert status["tokens"]["USD1"] == "machine-native" and status["chain_id"] == 1
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

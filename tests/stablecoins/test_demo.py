@@ -8,8 +8,8 @@ import contextlib
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from convmon.collectors.stablecoins.evm.collector import COLLECTOR, EthereumStablecoinCollector
-from convmon.collectors.stablecoins.evm.config import EthereumStablecoinsConfig
+from convmon.collectors.stablecoins.evm.collector import COLLECTOR, EvmStablecoinCollector
+from convmon.collectors.stablecoins.evm.config import EvmChainConfig
 from convmon.collectors.stablecoins.evm.decode import SOURCE
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import ScaledClock
@@ -26,10 +26,10 @@ async def test_demo_scenario_reaches_the_bus_through_the_collector(
 ) -> None:
     clock = ScaledClock(speed=600)
     demo = await start_demo(clock, 600)
-    cfg = EthereumStablecoinsConfig.model_validate(demo.config)
+    cfg = EvmChainConfig.model_validate(demo.config["chains"]["ethereum"])
     health = CollectorHealth(COLLECTOR, redis=redis, keys=keys, bus=bus, clock=clock,
                              registry=registry, source=SOURCE)
-    collector = EthereumStablecoinCollector(cfg, bus=bus, redis=redis, keys=keys, clock=clock,
+    collector = EvmStablecoinCollector(cfg, bus=bus, redis=redis, keys=keys, clock=clock,
                                             health=health)
     tasks = [asyncio.create_task(demo.run()), asyncio.create_task(collector.run())]
     try:

@@ -27,6 +27,7 @@ DEFAULT_PEGS: tuple[str, ...] = ("USDC", "USDT", "USD1", "PYUSD", "RLUSD", "FDUS
 DEFAULT_COLLECTORS: tuple[str, ...] = (
     "bitcoin",
     "stablecoins_ethereum",
+    "stablecoins_base",
     "stablecoins_solana",
     "depin",
     "market",

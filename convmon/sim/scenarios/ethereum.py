@@ -34,7 +34,8 @@ TOKENS = {t.symbol: t for t in DEFAULT_TOKENS}
 TREASURY = "0x" + "7e" * 20
 MINTER = "0x" + "5e" * 20
 START_SUPPLY_USD = {"USDC": 61_000_000_000, "USDT": 87_000_000_000, "USD1": 2_700_000_000,
-                    "PYUSD": 1_300_000_000, "RLUSD": 900_000_000, "FDUSD": 700_000_000}
+                    "PYUSD": 1_300_000_000, "RLUSD": 900_000_000, "FDUSD": 700_000_000,
+                    "USAT": 150_000_000}
 
 
 class DemoUnavailable(CollectorError):
@@ -76,12 +77,15 @@ class DemoSource:
         self.supply = {s: usd * 10**TOKENS[s].decimals for s, usd in START_SUPPLY_USD.items()}
         self._last_time = 0
         self._done: set[tuple[int, int]] = set()
-        self.config: dict[str, Any] = {
-            "ws_url": node.ws_url,
-            "confirmations": 2,
-            "start_block": 1,
-            "supply_interval_s": 30.0,
-        }
+        self.config: dict[str, Any] = {"chains": {
+            "ethereum": {
+                "ws_url": node.ws_url,
+                "confirmations": 2,
+                "start_block": 1,
+                "supply_interval_s": 30.0,
+            },
+            "base": {"enabled": False},
+        }}
 
     async def install(self) -> None:
         for symbol, token in TOKENS.items():

@@ -1,9 +1,14 @@
-"""The Ethereum stablecoin collector: confirmed mints and burns, exactly once.
+"""The EVM stablecoin collector (one per configured chain): confirmed mints and burns
+and x402 payments, exactly once.
 
-In: an Ethereum JSON-RPC endpoint, by websocket (``eth_subscribe`` to the tokens' logs and
+In: an EVM JSON-RPC endpoint, by websocket (``eth_subscribe`` to the tokens' logs and
 to ``newHeads``) or by HTTP polling. Out: ``stablecoin.mint``/``stablecoin.burn`` events on
-the bus, published atomically with the checkpoint ``stablecoins/ethereum`` = the last block
-fully processed, and periodic ``stablecoin.supply`` events from ``totalSupply()``.
+the bus, published atomically with the checkpoint ``stablecoins/<chain>`` = the last block
+fully processed, periodic ``stablecoin.supply`` events from ``totalSupply()``, and
+``payment.x402`` events: for each confirmed ``AuthorizationUsed`` log of a watched EIP-3009
+token the transaction's receipt is fetched and its settlements detected (`x402`), in the
+same publish as the block's flows. Before reading anything the node's ``eth_chainId`` must
+equal the configured chain id.
 
 Flow. Logs arriving by subscription wait in ``pending`` keyed by block number and
 (block hash, log index). When a head ``H`` arrives, blocks up to ``H - confirmations`` (or
@@ -39,7 +44,7 @@ from redis.asyncio import Redis
 from web3 import AsyncHTTPProvider, AsyncWeb3, WebSocketProvider
 from web3.types import LogsSubscriptionArg
 
-from convmon.collectors.stablecoins.evm.config import EthereumStablecoinsConfig
+from convmon.collectors.stablecoins.evm.config import EvmChainConfig
 from convmon.collectors.stablecoins.evm.decode import (
     SOURCE,
     RawLog,
@@ -48,7 +53,11 @@ from convmon.collectors.stablecoins.evm.decode import (
 )
 from convmon.collectors.stablecoins.evm.errors import MalformedLog
 from convmon.collectors.stablecoins.evm.heads import Head, parse_head
-from convmon.collectors.stablecoins.evm.reconcile import check_decimals, supply_events
+from convmon.collectors.stablecoins.evm.reconcile import (
+    check_chain_id,
+    check_decimals,
+    supply_events,
+)
 from convmon.collectors.stablecoins.evm.rpc import (
     EthRpc,
     drain_subscriptions,
@@ -56,6 +65,7 @@ from convmon.collectors.stablecoins.evm.rpc import (
     retry_after,
     sort_logs,
 )
+from convmon.collectors.stablecoins.evm.x402 import X402Detector, payment_event
 from convmon.monitor.backoff import Backoff
 from convmon.monitor.bus import EventBus
 from convmon.monitor.cancel import honour_cancellation
@@ -67,17 +77,17 @@ from convmon.monitor.keys import Keys
 log = logging.getLogger(__name__)
 
 COLLECTOR = "stablecoins_ethereum"
+"""The Ethereum chain's collector name; other chains' are ``stablecoins_<chain>``."""
 CHECKPOINT = SOURCE
 
 
-class EthereumStablecoinCollector:
-    """One `Component`: follows the chain and publishes confirmed mints and burns."""
-
-    name = COLLECTOR
+class EvmStablecoinCollector:
+    """One `Component`: follows one chain and publishes confirmed mints, burns and x402
+    payments."""
 
     def __init__(
         self,
-        cfg: EthereumStablecoinsConfig,
+        cfg: EvmChainConfig,
         *,
         bus: EventBus,
         redis: Redis,
@@ -86,6 +96,9 @@ class EthereumStablecoinCollector:
         health: CollectorHealth,
     ) -> None:
         self.cfg = cfg
+        self.name = cfg.collector
+        self.chain = cfg.name
+        self.checkpoint_name = cfg.source
         self.bus = bus
         self.redis = redis
         self.keys = keys
@@ -93,7 +106,11 @@ class EthereumStablecoinCollector:
         self.health = health
         self.collector_health = health
         self.registry = cfg.registry()
-        self.filters = self.registry.log_filters()
+        self.x402 = X402Detector(cfg.name, cfg.x402, self.registry)
+        self.filters = self.registry.log_filters() + self.x402.log_filters()
+        self.payments = 0
+        self._rpc: EthRpc | None = None
+        self._chain_checked = False
         self.checkpoint: int | None = None
         self.pending: dict[int, dict[tuple[str, int], RawLog]] = {}
         self.heads: dict[int, Head] = {}
@@ -206,13 +223,17 @@ class EthereumStablecoinCollector:
 
     async def _failed(self, exc: Exception) -> None:
         detail = f"{type(exc).__name__}: {exc}"[:300]
-        log.warning("ethereum rpc failed: %s", detail, extra={"collector": COLLECTOR})
+        log.warning("%s rpc failed: %s", self.chain, detail, extra={"collector": self.name})
         await self.health.error("rpc", detail)
         await self.health.disconnected(detail)
 
     async def _prepare(self, rpc: EthRpc) -> None:
+        self._rpc = rpc
+        if not self._chain_checked:
+            await check_chain_id(rpc, self.chain, self.cfg.chain_id)
+            self._chain_checked = True
         if self.checkpoint is None:
-            stored = await self.bus.get_checkpoint(CHECKPOINT)
+            stored = await self.bus.get_checkpoint(self.checkpoint_name)
             if stored is not None:
                 self.checkpoint = int(stored)
         if not self._decimals_checked:
@@ -252,7 +273,7 @@ class EthereumStablecoinCollector:
         if self.checkpoint is None:
             start = self.cfg.start_block
             self.checkpoint = start - 1 if start is not None else tip
-            await self.bus.set_checkpoint(CHECKPOINT, str(self.checkpoint))
+            await self.bus.set_checkpoint(self.checkpoint_name, str(self.checkpoint))
         done = self.checkpoint
         if tip > done:
             trusted_from = await self._trusted_from(rpc, done, tip)
@@ -346,24 +367,63 @@ class EthereumStablecoinCollector:
                 self.health.malformed("log", f"{token.symbol} {entry.tx_hash}: {exc}")
                 continue
             if flow is not None:
-                events.append(flow_event(flow, block_time=times[entry.block_number],
-                                         observed_at=now))
+                events.append(flow_event(
+                    flow, block_time=times[entry.block_number], observed_at=now,
+                    chain=self.chain, source=self.checkpoint_name, id_prefix=self.cfg.id_prefix,
+                    tx_link=self.cfg.explorer_url.rstrip("/") + "/tx/"))
+        return events
+
+    async def payment_events(self, logs: Iterable[RawLog], times: dict[int, int]) -> list[Event]:
+        """``payment.x402`` events of the transactions carrying a confirmed
+        ``AuthorizationUsed`` among ``logs`` (one receipt per transaction)."""
+        blocks: dict[str, RawLog] = {}
+        for entry in logs:
+            if self.x402.is_authorization(entry):
+                blocks.setdefault(entry.tx_hash, entry)
+        if not blocks or self._rpc is None:
+            return []
+        events: list[Event] = []
+        now = self.clock.now()
+        for tx, first in blocks.items():
+            receipt = await self._rpc.call("eth_getTransactionReceipt", [tx])
+            if not isinstance(receipt, dict):
+                self.health.malformed("receipt", f"no receipt for {tx}")
+                continue
+            if str(receipt.get("blockHash", "")).lower() != first.block_hash:
+                # The block was replaced after its logs were fetched; the backfill of the
+                # replacement (or a later settle) sees the transaction where it landed.
+                self.health.malformed("receipt", f"receipt of {tx} is in another block")
+                continue
+            try:
+                found = self.x402.settlements(receipt)
+            except MalformedLog as exc:
+                self.health.malformed("receipt", f"{tx}: {exc}")
+                continue
+            for settlement in found:
+                events.append(payment_event(
+                    settlement, chain=self.chain, source=self.checkpoint_name,
+                    explorer_url=self.cfg.explorer_url,
+                    block_time=times[first.block_number], observed_at=now))
         return events
 
     async def _publish(self, logs: Sequence[RawLog], times: dict[int, int], upto: int) -> None:
         events = self.events_for(logs, times)
-        self.published += await self.bus.publish(events, checkpoint=(CHECKPOINT, str(upto)))
+        payments = await self.payment_events(logs, times)
+        self.payments += len(payments)
+        self.published += await self.bus.publish(
+            [*events, *payments], checkpoint=(self.checkpoint_name, str(upto)))
         self.checkpoint = upto
         await self.health.progress(upto, max(times.values()) if times else None)
 
     async def _report(self, rpc: EthRpc) -> None:
         await self.redis.hset(
-            self.keys.collector_status(COLLECTOR),
+            self.keys.collector_status(self.name),
             mapping={
                 "checkpoint": str(self.checkpoint),
                 "pending_logs": sum(len(v) for v in self.pending.values()),
                 "published_events": self.published,
                 "retracted_logs": self.retracted,
+                "x402_payments": self.payments,
                 "decimals_mismatch": ",".join(
                     f"{k}={v}" for k, v in sorted(self.decimals_mismatch.items())),
             },
@@ -376,6 +436,8 @@ class EthereumStablecoinCollector:
     async def reconcile_supply(self, rpc: EthRpc, block: int) -> int:
         """Publish ``stablecoin.supply`` events for every token at ``block``."""
         block_time = await self._block_time(rpc, block)
-        events = await supply_events(rpc, self.registry, self.health, block,
-                                     block_time=block_time, observed_at=self.clock.now())
+        events = await supply_events(
+            rpc, self.registry, self.health, block, block_time=block_time,
+            observed_at=self.clock.now(), chain=self.chain, source=self.checkpoint_name,
+            id_prefix=self.cfg.id_prefix, token_link=self.cfg.explorer_url.rstrip("/") + "/token/")
         return await self.bus.publish(events)

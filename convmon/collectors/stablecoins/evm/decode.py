@@ -23,6 +23,7 @@ __all__ = ["SOURCE", "Flow", "RawLog", "decode_log", "decode_transfer",
            "flow_event", "hex_str", "to_int"]
 
 SOURCE = "stablecoins/ethereum"
+"""The Ethereum chain's source; other chains' are ``stablecoins/<chain>``."""
 ETHERSCAN_TX = "https://etherscan.io/tx/"
 
 
@@ -178,12 +179,16 @@ def decode_transfer(log: RawLog) -> tuple[str, str, int]:
             _words(log.data, 1)[0])
 
 
-def flow_event(flow: Flow, *, block_time: float, observed_at: float) -> Event:
+def flow_event(
+    flow: Flow, *, block_time: float, observed_at: float, chain: str = "ethereum",
+    source: str = SOURCE, id_prefix: str = "eth", tx_link: str = ETHERSCAN_TX,
+) -> Event:
+    """The event of a flow on ``chain`` (id ``<id_prefix>:<kind>:<tx>:<log index>``)."""
     log = flow.log
     cls = StablecoinMint if flow.kind == "mint" else StablecoinBurn
     payload = cls(
         token=flow.token.symbol,
-        chain="ethereum",
+        chain=chain,
         track=flow.token.track,
         contract=flow.token.address,
         amount=Amount(flow.units, flow.token.decimals),
@@ -191,12 +196,12 @@ def flow_event(flow: Flow, *, block_time: float, observed_at: float) -> Event:
         tx=log.tx_hash,
         log_index=log.log_index,
         method=flow.method,
-        link=ETHERSCAN_TX + log.tx_hash,
+        link=tx_link + log.tx_hash,
     )
     return Event(
-        id=f"eth:{flow.kind}:{log.tx_hash}:{log.log_index}",
-        chain="ethereum",
-        source=SOURCE,
+        id=f"{id_prefix}:{flow.kind}:{log.tx_hash}:{log.log_index}",
+        chain=chain,
+        source=source,
         observed_at=observed_at,
         occurred_at=block_time,
         position=log.block_number,

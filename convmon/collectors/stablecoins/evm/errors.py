@@ -33,3 +33,8 @@ class RpcError(EvmCollectorError):
 
 class RangeRefused(RpcError):
     """The provider refused an ``eth_getLogs`` range (too many results or blocks)."""
+
+
+class ChainMismatch(EvmCollectorError):
+    """The endpoint serves another chain than the configured ``chain_id``: nothing is
+    read from it (its logs would be published under the wrong chain)."""

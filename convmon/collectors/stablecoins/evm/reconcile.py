@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from convmon.collectors.stablecoins.evm.decode import SOURCE
-from convmon.collectors.stablecoins.evm.errors import RpcError
+from convmon.collectors.stablecoins.evm.errors import ChainMismatch, RpcError
 from convmon.collectors.stablecoins.evm.rpc import EthRpc
 from convmon.collectors.stablecoins.evm.tokens import TokenRegistry
 from convmon.monitor.events import Amount, Event, StablecoinSupply
@@ -23,6 +23,15 @@ log = logging.getLogger(__name__)
 DECIMALS = "0x313ce567"
 TOTAL_SUPPLY = "0x18160ddd"
 ETHERSCAN_TOKEN = "https://etherscan.io/token/"
+
+
+async def check_chain_id(rpc: EthRpc, chain: str, expected: int) -> None:
+    """Raise `ChainMismatch` when the node serves another chain than configured."""
+    actual = int(await rpc.call("eth_chainId", []), 16)
+    if actual != expected:
+        raise ChainMismatch(
+            f"the endpoint of chain {chain!r} serves chain id {actual}, configured "
+            f"collectors.stablecoins.evm.chains.{chain}.chain_id is {expected}")
 
 
 async def check_decimals(
@@ -54,7 +63,8 @@ async def check_decimals(
 
 async def supply_events(
     rpc: EthRpc, registry: TokenRegistry, health: CollectorHealth, block: int, *,
-    block_time: float, observed_at: float,
+    block_time: float, observed_at: float, chain: str = "ethereum", source: str = SOURCE,
+    id_prefix: str = "eth", token_link: str = ETHERSCAN_TOKEN,
 ) -> list[Event]:
     events: list[Event] = []
     for token in registry:
@@ -66,16 +76,16 @@ async def supply_events(
         if supply is None:
             continue
         events.append(Event(
-            id=f"eth:supply:{token.symbol}:{block}",
-            chain="ethereum",
-            source=SOURCE,
+            id=f"{id_prefix}:supply:{token.symbol}:{block}",
+            chain=chain,
+            source=source,
             observed_at=observed_at,
             occurred_at=block_time,
             position=block,
             payload=StablecoinSupply(
-                token=token.symbol, chain="ethereum", track=token.track,
+                token=token.symbol, chain=chain, track=token.track,
                 contract=token.address, amount=Amount(supply, token.decimals),
-                tx="", method="totalSupply", link=ETHERSCAN_TOKEN + token.address,
+                tx="", method="totalSupply", link=token_link + token.address,
             ),
         ))
     return events

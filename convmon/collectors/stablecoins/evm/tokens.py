@@ -19,6 +19,14 @@ Tokens differ in the events that reveal a mint or a burn (see ../shared/DESIGN.m
 Tracks: USDC, PYUSD and RLUSD are issued by US-regulated entities (``regulated``); USDT and
 FDUSD are issued offshore (Tether in El Salvador, First Digital in Hong Kong, neither under a
 US or EU stablecoin regime) (``offshore``); USD1 is ``machine-native``. Users may relabel.
+
+USA₮ (Tether America USD, issued by Anchorage Digital Bank under US federal charter) is
+``regulated``. Its contract is a TetherToken fork whose published ABI has blocklist events
+but no issue/redeem events of its own, so its mints and burns are the Transfers from/to 0x0
+(style ``transfer``).
+
+On Base (`BASE_TOKENS`), USDC is the same FiatToken as on Ethereum (``Mint``/``Burn`` next to
+a Transfer twin).
 """
 
 from __future__ import annotations
@@ -80,6 +88,13 @@ DEFAULT_TOKENS: tuple[TokenConfig, ...] = (
                 decimals=18, track="regulated", style="transfer"),
     TokenConfig(symbol="FDUSD", address="0xc5f0f7b66764F6ec8C8Dff7BA683102295E16409",
                 decimals=18, track="offshore", style="transfer"),
+    TokenConfig(symbol="USAT", address="0x07041776f5007aca2a54844f50503a18a72a8b68",
+                decimals=6, track="regulated", style="transfer"),
+)
+
+BASE_TOKENS: tuple[TokenConfig, ...] = (
+    TokenConfig(symbol="USDC", address="0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+                decimals=6, track="regulated", style="usdc"),
 )
 
 
