@@ -106,6 +106,7 @@ _MAPS = frozenset({
     "miner.revenue_to_ai_high_ratio",
     "collectors",
     "ops.processes", "ops.components", "ops.groups", "ops.dead_letters",
+    "payments.x402", "payments.x402.*.volume_by_token",
 })
 """Dicts keyed by data (configured windows, pools, tokens, collectors...), not records."""
 
@@ -120,6 +121,7 @@ _MAP_VALUES: Mapping[str, CelType] = {
     "btc.windows.*.pools": NUMBER,
     "btc.windows.*.entities": NUMBER,
     "stablecoin.last_event_time": NUMBER,
+    "payments.x402.*.volume_by_token": NUMBER,
 }
 """Value types of maps that are empty on an empty state."""
 
@@ -149,6 +151,7 @@ def root_types() -> Mapping[str, CelType]:
     """The aggregate roots, typed from the views of an empty state."""
     from convmon.rules.aggregates import views
     from convmon.rules.aggregates.config import AggregatesConfig
+    from convmon.rules.aggregates.payments import payment_item_sample
 
     cfg = AggregatesConfig()
     now = 0.0
@@ -162,6 +165,7 @@ def root_types() -> Mapping[str, CelType]:
         "miner": views.miner_view(btc, {}, prices, cfg, now, None),
         "collectors": views.collectors_view(["sample"], {}, {}, now),
         "ops": views.ops_view(None, [], {}, {}, now),
+        "payments": {"x402": {"sample": payment_item_sample()}},
     }
     return {name: _from_sample(value, name) for name, value in sample.items()}
 

@@ -22,6 +22,7 @@ one slot):
   ``ts:meta`` series -> labels, ``supply:<token/chain>`` last two supply samples;
 - ``hll:<network>:<hour>`` recipients; ``prices``, ``price_sources``, ``collectors``,
   ``stable:last``, ``depin:last`` last values; ``miner:hashprice`` day -> hashprice;
+- ``x402:*`` the machine-payment aggregates (see `payments`);
 - ``ops:last`` the latest ``ops.sample``, ``ops:hist`` its trend figures over
   ``ops_history_s`` (scored by time), ``ops:procs`` instance -> when each process was last
   seen and first missed, ``ops:down`` component -> the first sample that saw it down.
@@ -55,10 +56,12 @@ from convmon.rules.aggregates import views
 from convmon.rules.aggregates.config import AggregatesConfig
 from convmon.rules.aggregates.encoding import SEP, encode
 from convmon.rules.aggregates.metrics import build_metrics
+from convmon.rules.aggregates.payments import PaymentAggregates, payment_metrics
 from convmon.rules.aggregates.scripts import Scripts
 from convmon.rules.errors import AggregateError
 
-ROOTS = frozenset({"btc", "stablecoin", "depin", "market", "miner", "collectors", "ops"})
+ROOTS = frozenset({"btc", "stablecoin", "depin", "market", "miner", "collectors", "ops",
+                   "payments"})
 EVENTS_PER_CALL = 1000
 """Events per script call: bounds how long one call holds Redis."""
 PRICE_CACHE_S = 1.0
@@ -96,6 +99,7 @@ class AggregateStore:
         self.config = config
         self.base = keys.aggregates
         self._scripts = Scripts()
+        self._payments = PaymentAggregates(redis, self.base, config.applied_ttl_s)
         self._entities = config.entity_map()
         self._prices = views.Prices()
         self._prices_read_at = -math.inf
@@ -141,12 +145,17 @@ class AggregateStore:
     async def apply(self, events: Sequence[Event]) -> list[bool]:
         """Apply a delivery batch; True where the event changed state (first application)."""
         results = [False] * len(events)
+        await self._apply_payments(events, results)
         encoded, index = self._encode(events)
         if not encoded:
             return results
         flags = await self._eval_batches(encoded)
         self._check_flags(events, index, flags, results)
         return results
+
+    async def _apply_payments(self, events: Sequence[Event], results: list[bool]) -> None:
+        for position, changed in (await self._payments.apply(events)).items():
+            results[position] = changed
 
     def _encode(self, events: Sequence[Event]) -> tuple[list[str], list[int]]:
         """The script arguments of the events that change aggregates, and the position in
@@ -169,6 +178,7 @@ class AggregateStore:
             return await self.apply(events), {}
         plan = self._plan_snapshot(roots)
         results = [False] * len(events)
+        await self._apply_payments(events, results)
         encoded, index = self._encode(events)
         if encoded:
             flags, replies = await self._eval_batches_then(encoded, plan)
@@ -356,6 +366,8 @@ class AggregateStore:
                 _hash(replies[slots["coll_events"]]),
                 now,
             )
+        if "payments" in wanted:
+            out["payments"] = await self._payments.snapshot(now)
         if "ops" in wanted:
             last = replies[slots["ops_last"]]
             out["ops"] = views.ops_view(
@@ -430,4 +442,6 @@ class AggregateStore:
 
     async def state_metrics(self) -> list[Metric]:
         """Prometheus families of CONTRACTS §5 ("Aggregates"), computed from Redis state."""
-        return build_metrics(await self.snapshot(ROOTS - {"ops"}), self.config)
+        snapshot = await self.snapshot(ROOTS - {"ops"})
+        return [*build_metrics(snapshot, self.config),
+                *payment_metrics(await self._payments.totals(), snapshot["payments"])]
