@@ -409,3 +409,31 @@ def stablecoin_burn(
     ix = spl(kind, mint=mint, account=src, authority=from_owner, amount=amount, decimals=decimals)
     _token_instruction(b, program, ix, via=pda("redeemer", mint) if inner else None)
     return b.build()
+
+
+def x402_transfer(
+    seed: str,
+    slot: int,
+    block_time: int | None,
+    mint: str,
+    amount: int,
+    payer: str,
+    payee: str,
+    fee_payer: str,
+    *,
+    decimals: int = 6,
+    program: str = TOKEN_PROGRAM,
+    version: int | str = 0,
+) -> dict[str, Any]:
+    """An x402 settlement on Solana: the facilitator (``fee_payer``, account 0) submits the
+    payer's signed SPL Token ``transferChecked`` of ``mint`` to the payee, top-level."""
+    b = TxBuilder(signature(seed), slot, block_time, version=version)
+    _header(b, fee_payer)
+    b.account(payer, writable=False, signer=True)
+    src, dest = token_account(payer, mint), token_account(payee, mint)
+    b.balance(src, mint, payer, decimals, amount * 3, amount * 2, program=program)
+    b.balance(dest, mint, payee, decimals, 0, amount, program=program)
+    ix = spl("transferChecked", source=src, mint=mint, destination=dest, authority=payer,
+             amount=amount, decimals=decimals)
+    b.top(program, ix)
+    return b.build()

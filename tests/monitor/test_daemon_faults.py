@@ -57,6 +57,7 @@ def solana_overrides(server: LocalSolanaServer) -> dict[str, Any]:
             "market": {"enabled": False},
             "stablecoins": {"evm": {"enabled": False}, "solana": {"rpc": rpc}},
             "depin": {"rpc": rpc},
+            "payments": {"solana": {"rpc": rpc}},
         },
     }
 
@@ -159,7 +160,7 @@ async def test_readiness_follows_the_components_that_run(redis_url: str, keys: K
             overrides=solana_overrides(solana),
         )
         async with running_daemon(config) as http:
-            assert http.local_collectors == ["depin", "stablecoins_solana"]
+            assert http.local_collectors == ["depin", "payments_solana", "stablecoins_solana"]
             base = f"http://127.0.0.1:{http.port}"
 
             async def ready() -> bool:
@@ -276,6 +277,7 @@ async def test_a_secret_url_never_leaks(redis_url: str, keys: Keys) -> None:
         "CONVMON_COLLECTORS__MARKET__ENABLED": "false",
         "CONVMON_COLLECTORS__DEPIN__ENABLED": "false",
         "CONVMON_COLLECTORS__STABLECOINS__SOLANA__ENABLED": "false",
+        "CONVMON_COLLECTORS__PAYMENTS__SOLANA__ENABLED": "false",
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "convmon", "run", "--role", "collectors,api",
@@ -338,9 +340,10 @@ async def test_each_collector_comes_back_after_its_source_went_away(
         "esplora": {"base_url": esplora.base_url, "ws_url": esplora.ws_url},
         "backoff_initial_s": 0.2, "backoff_max_s": 1.0, "pools": {"source": "builtin"},
     }
-    overrides["collectors"]["stablecoins"]["ethereum"] = {
-        "enabled": True, "ws_url": "ws://127.0.0.1:9/", "http_url": "http://127.0.0.1:9/",
-    }
+    overrides["collectors"]["stablecoins"]["evm"] = {"chains": {
+        "ethereum": {"ws_url": "ws://127.0.0.1:9/", "http_url": "http://127.0.0.1:9/"},
+        "base": {"enabled": False},
+    }}
     overrides["collectors"]["market"] = {
         "enabled": True, "coinbase": {"url": coinbase.url}, "kraken": {"enabled": False},
         "coingecko": {"enabled": False}, "health_interval_s": 0.5,
