@@ -13,6 +13,14 @@ Measured, in the same run, on the same logs:
 - baseline B: a raw Redis pipeline of XADDs of the same encoded events (the floor of any
   publishing).
 
+x402 detection, on receipts recorded from a second anvil node answering as Base (chain id
+8453): FiatToken settlements (``AuthorizationUsed`` + ``Transfer``) sent from listed
+facilitators, from an unlisted sender, and batches of several in one transaction, read back
+with ``eth_getTransactionReceipt``. Measured: receipt JSON → `X402Detector.settlements` →
+``payment.x402`` events, in logs/s of the receipts, against baseline A (``msgspec.json``
+decode of the same receipts). The receipt fetch itself (one RPC round trip per settling
+transaction) is not part of the figure.
+
     PYTHONPATH=. python bench/stablecoins.py [--quick]
 """
 
@@ -33,14 +41,15 @@ from redis.asyncio import Redis
 from convmon.collectors.stablecoins.evm.collector import COLLECTOR, EvmStablecoinCollector
 from convmon.collectors.stablecoins.evm.config import EvmChainConfig
 from convmon.collectors.stablecoins.evm.decode import SOURCE, RawLog
-from convmon.collectors.stablecoins.evm.tokens import DEFAULT_TOKENS
+from convmon.collectors.stablecoins.evm.tokens import BASE_TOKENS, DEFAULT_TOKENS, TokenRegistry
+from convmon.collectors.stablecoins.evm.x402 import X402Config, X402Detector, payment_event
 from convmon.monitor.bus import BusMetrics, EventBus
 from convmon.monitor.clock import SystemClock
 from convmon.monitor.config import BusSettings
 from convmon.monitor.events import encode_event
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
-from convmon.sim.anvil import AnvilNode, burn_records, find_anvil, mint_records
+from convmon.sim.anvil import AnvilNode, burn_records, find_anvil, mint_records, x402_records
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ETL_LOGS = ("ethereum", "ethereum-etl-blocks-17173049-17173050", "expected_logs.json")
@@ -173,6 +182,69 @@ async def run(size: int, transactions: int, shared: Path) -> list[str]:
     ]
 
 
+FACILITATORS = ("0xdbdf3d8ed80f84c35d01c6c9f9271761bad90ba6",
+                "0xc6699d2aada6c36dfea5c248dd70f9cb0235cb63", "0x" + "5a" * 20)
+
+
+async def record_x402_receipts(transactions: int) -> list[dict[str, Any]]:
+    binary = find_anvil()
+    if binary is None:
+        raise SystemExit("anvil not found: run `make test` (installs it) or set CONVMON_ANVIL")
+    node = AnvilNode(binary, chain_id=8453)
+    await node.start()
+    usdc = BASE_TOKENS[0]
+    try:
+        await node.install_token(usdc)
+        await node.set_automine(False)
+        hashes = []
+        for i in range(transactions):
+            records = []
+            for j in range(1 + (i % 5 == 0) * 2):  # every fifth transaction settles three
+                payer = "0x" + format(0xA6E000 + i * 3 + j, "040x")
+                records += x402_records(usdc, payer, "0x" + "b1" * 20, 10_000 + i,
+                                        (i * 3 + j).to_bytes(32, "big"))
+            hashes.append(await node.emit(usdc.address, records, wait=False,
+                                          sender=FACILITATORS[i % len(FACILITATORS)]))
+            if i % 100 == 99:
+                await node.mine(1)
+        await node.mine(1)
+        return [await node.receipt(h) for h in hashes]
+    finally:
+        await node.close()
+
+
+def x402_case(receipts: list[dict[str, Any]], size: int) -> list[str]:
+    detector = X402Detector("base", X402Config(), _base_registry())
+    wire = [json.dumps(r).encode() for r in receipts]
+    stream_ = [wire[i % len(wire)] for i in range(size)]
+    logs = sum(len(r["logs"]) for r in receipts) * size / len(receipts)
+    decoder = msgspec.json.Decoder()
+    started = time.perf_counter()
+    for raw in stream_:
+        decoder.decode(raw)
+    baseline = time.perf_counter() - started
+    payments = 0
+    started = time.perf_counter()
+    for raw in stream_:
+        for found in detector.settlements(decoder.decode(raw)):
+            payment_event(found, chain="base", source="stablecoins/base",
+                          explorer_url="https://basescan.org", block_time=1.0, observed_at=1.0)
+            payments += 1
+    detection = time.perf_counter() - started
+    return [
+        f"x402 receipts in stream: {size} ({len(receipts)} recorded from anvil as Base, "
+        f"{logs / size:.1f} logs each; payments detected: {payments})",
+        f"x402 detection (decode + pairing + events): {logs / detection:,.0f} logs/s, "
+        f"{payments / detection:,.0f} payments/s",
+        f"baseline A msgspec.json decode only: {logs / baseline:,.0f} logs/s "
+        f"-> detection/baseline = {baseline / detection:.3f}",
+    ]
+
+
+def _base_registry() -> TokenRegistry:
+    return TokenRegistry(BASE_TOKENS)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run")
@@ -181,6 +253,9 @@ def main() -> None:
     args = parser.parse_args()
     size, txs = (10_000, 300) if args.quick else (200_000, 1_500)
     for line in asyncio.run(run(size, txs, args.shared_data)):
+        print(line)
+    receipts = asyncio.run(record_x402_receipts(txs // 3))
+    for line in x402_case(receipts, size // 4):
         print(line)
 
 

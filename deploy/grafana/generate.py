@@ -317,12 +317,67 @@ def operations() -> dash.Dashboard:
     )
 
 
+def machine_payments() -> dash.Dashboard:
+    ids = PanelIds()
+    w = 'window="$window"'
+    volume = "convmon_payments_x402_volume_tokens_total"
+    return (
+        _base(
+            "convmon-machine-payments",
+            "convmon / Machine payments",
+            "x402 payments settled on chain per chain and facilitator (EVM: EIP-3009 "
+            "AuthorizationUsed + Transfer, sender = facilitator; Solana: USDC transferChecked "
+            "paid by a facilitator), beside the token labels of stablecoin issuance.",
+        )
+        .with_variable(window_variable("window", TIME_WINDOWS, "24h", "Window"))
+        .with_panel(single_stat(ids, "x402 payments, last 24 h", q(
+            "sum(max by (chain, facilitator) (increase(convmon_payments_x402_total[24h])))"),
+            width=6))
+        .with_panel(single_stat(ids, "x402 volume, last 24 h", q(
+            f"sum(max by (chain, facilitator, token) (increase({volume}[24h])))"),
+            unit="currencyUSD", width=6))
+        .with_panel(single_stat(ids, "Share settled by unlisted senders, last 24 h", q(
+            f'sum(max by (chain, token) (increase({volume}{{facilitator="unknown"}}[24h])))'
+            f" / sum(max by (chain, facilitator, token) (increase({volume}[24h])))"),
+            unit="percentunit", width=6,
+            description="x402-shaped settlements whose sender is not a listed facilitator; "
+            "a rising share means the facilitator list needs extending."))
+        .with_panel(single_stat(ids, "Unique payers over window", q(
+            f"sum(max by (chain, facilitator) (convmon_payments_x402_unique_payers{{{w}}}))"),
+            width=6, description="Summed over facilitators: a payer using two counts twice."))
+        .with_panel(time_series(ids, "x402 payments per hour", [q(
+            "max by (chain, facilitator) (increase(convmon_payments_x402_total[1h]))",
+            "{{chain}} {{facilitator}}")], stacked=True))
+        .with_panel(time_series(ids, "x402 volume per hour", [q(
+            f"max by (chain, facilitator) (increase({volume}[1h]))",
+            "{{chain}} {{facilitator}}")], unit="currencyUSD", stacked=True))
+        .with_panel(time_series(ids, "Unique payers over window", [q(
+            f"max by (chain, facilitator) (convmon_payments_x402_unique_payers{{{w}}})",
+            "{{chain}} {{facilitator}}")],
+            description="HyperLogLog estimates (about 0.8 % standard error)."))
+        .with_panel(time_series(ids, "Unique payees over window", [q(
+            f"max by (chain, facilitator) (convmon_payments_x402_unique_payees{{{w}}})",
+            "{{chain}} {{facilitator}}")]))
+        .with_panel(bar_gauge(ids, "Since last payment", q(
+            "max by (chain, facilitator) (convmon_payments_x402_last_payment_age_seconds)",
+            "{{chain}} {{facilitator}}"), unit="s",
+            limits=thresholds(GREEN_BASE, (3600, "orange"), (21600, "red"))))
+        .with_panel(pie(ids, "Measured: x402 volume by chain, last 24 h", q(
+            f"sum by (chain) (max by (chain, facilitator, token) (increase({volume}[24h])))",
+            "{{chain}}"), unit="currencyUSD", width=6))
+        .with_panel(pie(ids, "Labelled: issuance by track", q(
+            f"max by (track) (convmon_stablecoin_track_share_ratio{{{w}}})", "{{track}}"),
+            unit="percentunit", width=6))
+    )
+
+
 DASHBOARDS: dict[str, Callable[[], dash.Dashboard]] = {
     "mining-concentration.json": mining_concentration,
     "depin-payouts.json": depin_payouts,
     "stablecoin-flows.json": stablecoin_flows,
     "market-economics.json": market_economics,
     "operations.json": operations,
+    "machine-payments.json": machine_payments,
 }
 
 
