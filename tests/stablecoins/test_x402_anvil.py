@@ -18,7 +18,7 @@ from eth_utils import keccak
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from convmon.collectors.stablecoins.evm.config import EvmStablecoinsConfig
+from convmon.collectors.stablecoins.evm.config import DEFAULT_CHAINS, EvmStablecoinsConfig
 from convmon.collectors.stablecoins.evm.plugin import PLUGIN
 from convmon.collectors.stablecoins.evm.tokens import BASE_TOKENS, DEFAULT_TOKENS
 from convmon.monitor.bus import EventBus
@@ -27,7 +27,7 @@ from convmon.monitor.config import CoreSettings
 from convmon.monitor.events import PaymentX402, StablecoinMint
 from convmon.monitor.keys import Keys
 from convmon.monitor.plugins import Runtime
-from convmon.sim.anvil import AnvilNode, Record, mint_records, x402_records
+from convmon.sim.anvil import AnvilNode, Record, encode_records, mint_records, x402_records
 from tests.stablecoins.conftest import stream_events
 from tests.waiting import eventually
 
@@ -80,8 +80,10 @@ async def start_registry(
     def start(chains: dict[str, Any]) -> list[asyncio.Task[None]]:
         common = {"confirmations": 1, "finality": None, "start_block": 1,
                   "supply_interval_s": 0, "poll_interval_s": 0.1}
-        cfg = EvmStablecoinsConfig.model_validate(
-            {"chains": {name: {**common, **fields} for name, fields in chains.items()}})
+        # Built-in chains not named here stay off (they would reach public endpoints).
+        off = {name: {"enabled": False} for name in DEFAULT_CHAINS if name not in chains}
+        cfg = EvmStablecoinsConfig.model_validate({"chains": {
+            **off, **{name: {**common, **fields} for name, fields in chains.items()}}})
         started = [asyncio.create_task(c.run()) for c in PLUGIN.components(runtime, cfg)]
         tasks.extend(started)
         return started
@@ -217,3 +219,39 @@ async def test_an_endpoint_of_another_chain_is_refused_with_a_clear_error(
     await node.mine(2)
     assert await bus.get_checkpoint("stablecoins/base") is None
     assert await payments(redis, keys) == []
+
+
+async def test_base_reorgs_retract_an_orphaned_payment_and_publish_a_moved_one_once(
+    base_node: AnvilNode, start_registry: Callable[..., Any], redis: Redis, keys: Keys,
+    bus: EventBus,
+) -> None:
+    start_registry({"base": {"ws_url": base_node.ws_url, "confirmations": 4}})
+    await eventually(lambda: settled(bus, "base", 0), "first settle")
+    await base_node.mine(2)
+    usdc = BASE_USDC.address
+    orphan = await base_node.emit(usdc, settlement(PAYER, PAYEE, 999, 1), sender=COINBASE)
+    await base_node.mine(1)
+
+    async def pending(n: int) -> bool:
+        raw: Any = await redis.hget(keys.collector_status("stablecoins_base"), "pending_logs")
+        return raw is not None and int(raw) >= n
+
+    await eventually(lambda: pending(1), "the orphan settlement seen")
+    await base_node.rpc("anvil_reorg", 2, [])  # its block is replaced by an empty one
+    moved_records = settlement(PAYER2, PAYEE2, 777, 2)
+    moved = await base_node.emit(usdc, moved_records, sender=COINBASE)
+    await base_node.mine(1)
+    await eventually(lambda: pending(1), "the second settlement seen")
+    tx = {"from": COINBASE, "to": usdc, "data": encode_records(moved_records),
+          "gas": hex(1_000_000)}
+    await base_node.rpc("anvil_reorg", 2, [[tx, 1]])  # the same call lands a block later
+    head = await base_node.block_number()
+    await base_node.mine(5)
+    await eventually(lambda: settled(bus, "base", head), "the new chain confirmed")
+    assert await base_node.rpc("eth_getTransactionReceipt", orphan) is None
+    (payment,) = await payments(redis, keys)
+    assert (payment.payer, payment.amount.units, payment.facilitator) == (PAYER2, 777, "coinbase")
+    receipt = await base_node.receipt(payment.tx)  # the settlement on the new chain
+    assert receipt["from"] == COINBASE and payment.sender == COINBASE
+    if payment.tx != moved:  # re-included under another hash: the old one is gone
+        assert await base_node.rpc("eth_getTransactionReceipt", moved) is None
