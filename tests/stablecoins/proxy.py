@@ -6,7 +6,8 @@ forwarded to the upstream node (anvil), except ``eth_getLogs`` spanning more tha
 range splitting runs against the real wire protocol), and websockets that `drop_websockets`
 closes on demand (so reconnect + resubscribe + backfill can be exercised). `fail_next`
 queues HTTP faults for the next requests: an error status (429 with ``Retry-After``, 500)
-or a body that is not JSON.
+or a body that is not JSON; `fail_method` does the same for the next calls of one method
+only, or answers them with a result of the wrong shape.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class RpcProxy:
         self.log_ranges: list[tuple[int, int]] = []
         self._sockets: set[web.WebSocketResponse] = set()
         self._faults: deque[tuple[int, float | None]] = deque()
+        self._method_faults: dict[str, deque[tuple[int, Any]]] = {}
         self.faults_served = 0
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -71,6 +73,29 @@ class RpcProxy:
         for _ in range(times):
             self._faults.append((status, retry_after))
 
+    def fail_method(self, method: str, *, status: int = 200, result: Any = None,
+                    times: int = 1) -> None:
+        """Answer the next ``times`` HTTP calls of ``method`` with ``status`` (an error
+        status, or 200 with ``result`` as the JSON-RPC result) instead of forwarding them."""
+        queue = self._method_faults.setdefault(method, deque())
+        for _ in range(times):
+            queue.append((status, result))
+
+    def _method_fault(self, body: bytes) -> web.Response | None:
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return None
+        method = request.get("method") if isinstance(request, dict) else None
+        queue = self._method_faults.get(str(method))
+        if not queue:
+            return None
+        status, result = queue.popleft()
+        self.faults_served += 1
+        if status != 200:
+            return web.Response(status=status, text="fault injected")
+        return web.json_response({"jsonrpc": "2.0", "id": request.get("id"), "result": result})
+
     async def drop_websockets(self) -> None:
         for ws in list(self._sockets):
             await ws.close()
@@ -100,6 +125,9 @@ class RpcProxy:
                                     content_type="application/json")
             headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
             return web.Response(status=status, text="fault injected", headers=headers)
+        fault = self._method_fault(body)
+        if fault is not None:
+            return fault
         try:
             refusal = self._refusal(json.loads(body))
         except ValueError:

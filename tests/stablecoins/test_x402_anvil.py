@@ -29,6 +29,7 @@ from convmon.monitor.keys import Keys
 from convmon.monitor.plugins import Runtime
 from convmon.sim.anvil import AnvilNode, Record, encode_records, mint_records, x402_records
 from tests.stablecoins.conftest import stream_events
+from tests.stablecoins.proxy import RpcProxy
 from tests.waiting import eventually
 
 BASE_USDC = BASE_TOKENS[0]
@@ -255,3 +256,39 @@ async def test_base_reorgs_retract_an_orphaned_payment_and_publish_a_moved_one_o
     assert receipt["from"] == COINBASE and payment.sender == COINBASE
     if payment.tx != moved:  # re-included under another hash: the old one is gone
         assert await base_node.rpc("eth_getTransactionReceipt", moved) is None
+
+
+async def test_receipt_faults_retry_or_count_and_never_stop_the_collector(
+    base_node: AnvilNode, start_registry: Callable[..., Any], redis: Redis, keys: Keys,
+    bus: EventBus, registry: CollectorRegistry,
+) -> None:
+    proxy = RpcProxy(base_node.http_url, base_node.ws_url)
+    await proxy.start()
+    try:
+        start_registry({"base": {"ws_url": None, "http_url": proxy.http_url}})
+        await eventually(lambda: settled(bus, "base", 0), "first settle")
+        usdc = BASE_USDC.address
+        # A 500 and a 429 on the receipt: the block is retried, the payment not lost.
+        proxy.fail_method("eth_getTransactionReceipt", status=500)
+        proxy.fail_method("eth_getTransactionReceipt", status=429)
+        kept = await base_node.emit(usdc, settlement(PAYER, PAYEE, 5, 1), sender=COINBASE)
+        head = await base_node.block_number()
+        await base_node.mine(1)
+        await eventually(lambda: settled(bus, "base", head), "the payment despite the faults")
+        assert [p.tx for p in await payments(redis, keys)] == [kept]
+        # A receipt of the wrong shape is counted and skipped; the next block goes on.
+        proxy.fail_method("eth_getTransactionReceipt", result="0xdeadbeef")
+        await base_node.emit(usdc, settlement(PAYER, PAYEE, 6, 2), sender=COINBASE)
+        after = await base_node.emit(usdc, settlement(PAYER2, PAYEE, 7, 3), sender=PAYAI)
+        head = await base_node.block_number()
+        await base_node.mine(1)
+        await eventually(lambda: settled(bus, "base", head), "past the malformed receipt")
+        assert sorted(p.tx for p in await payments(redis, keys)) == sorted([kept, after])
+        assert proxy.faults_served == 3
+        assert registry.get_sample_value(
+            "convmon_collector_malformed_payloads_total",
+            {"collector": "stablecoins_base", "what": "receipt"}) == 1
+        assert registry.get_sample_value(
+            "convmon_collector_errors_total", {"collector": "stablecoins_base", "kind": "rpc"})
+    finally:
+        await proxy.close()
