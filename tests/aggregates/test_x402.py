@@ -100,3 +100,13 @@ async def test_every_key_shares_the_aggregates_hash_tag(
     assert len(written) == 9  # marker, totals, last seen, 2 granularities x (hash + 2 HLLs)
     assert all(b"{agg}" in key for key in written)
     assert all(key.startswith(keys.aggregates.encode()) for key in written)
+
+
+async def test_event_context_gives_a_payment_its_amount_and_usd_at_peg(
+    make_store: MakeStore, clock: ManualClock
+) -> None:
+    store = await make_store()
+    ctx = await store.event_context(payment(1, clock.now(), payer="0xa", units=2_500_000))
+    assert (ctx["amount"], ctx["amount_units"], ctx["decimals"]) == (2.5, "2500000", 6)
+    assert (ctx["usd"], ctx["usd_source"]) == (2.5, "peg")
+    assert (ctx["kind"], ctx["facilitator"], ctx["chain"]) == ("payment.x402", "coinbase", "base")

@@ -47,6 +47,7 @@ from convmon.monitor.events import (
     BitcoinBlock,
     DepinPayout,
     Event,
+    PaymentX402,
     StablecoinBurn,
     StablecoinMint,
     StablecoinSupply,
@@ -418,7 +419,8 @@ class AggregateStore:
             observed_at=event.observed_at,
         )
         cfg = self.config
-        if isinstance(p, StablecoinMint | StablecoinBurn | StablecoinSupply | DepinPayout):
+        if isinstance(p, StablecoinMint | StablecoinBurn | StablecoinSupply | DepinPayout
+                      | PaymentX402):
             amount = float(p.amount.to_decimal())
             ctx["amount"] = amount
             ctx["amount_units"] = str(p.amount.units)
