@@ -106,7 +106,8 @@ _MAPS = frozenset({
     "miner.revenue_to_ai_high_ratio",
     "collectors",
     "ops.processes", "ops.components", "ops.groups", "ops.dead_letters",
-    "payments.x402", "payments.x402.*.volume_by_token",
+    "payments.x402", "payments.x402.*.volume_by_token", "payments.track_share",
+    "payments.track_share.*",
 })
 """Dicts keyed by data (configured windows, pools, tokens, collectors...), not records."""
 
@@ -122,6 +123,7 @@ _MAP_VALUES: Mapping[str, CelType] = {
     "btc.windows.*.entities": NUMBER,
     "stablecoin.last_event_time": NUMBER,
     "payments.x402.*.volume_by_token": NUMBER,
+    "payments.track_share.*": NUMBER,
 }
 """Value types of maps that are empty on an empty state."""
 
@@ -165,7 +167,8 @@ def root_types() -> Mapping[str, CelType]:
         "miner": views.miner_view(btc, {}, prices, cfg, now, None),
         "collectors": views.collectors_view(["sample"], {}, {}, now),
         "ops": views.ops_view(None, [], {}, {}, now),
-        "payments": {"x402": {"sample": payment_item_sample()}},
+        "payments": {"x402": {"sample": payment_item_sample()},
+                     "track_share": {"24h": {}}},
     }
     return {name: _from_sample(value, name) for name, value in sample.items()}
 

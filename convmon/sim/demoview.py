@@ -72,12 +72,21 @@ def panels(samples: Samples, names: dict[str, str]) -> dict[str, Table]:
     price_samples = samples.get("convmon_price_usd", [])
     for lab, v in sorted(price_samples, key=lambda x: x[0].get("symbol", "")):
         prices.add_row(lab.get("symbol", ""), f"{v:,.4f}" if v < 10 else f"{v:,.2f}")
+    payments = _table("x402 payments", "chain", "facilitator", "count", "payers 24 h")
+    payers = {(lab.get("chain"), lab.get("facilitator")): v
+              for lab, v in samples.get("convmon_payments_x402_unique_payers", [])
+              if lab.get("window") == "24h"}
+    counted = sorted(samples.get("convmon_payments_x402_total", []), key=lambda x: -x[1])
+    for lab, v in counted[:6]:
+        key = (lab.get("chain"), lab.get("facilitator"))
+        payments.add_row(lab.get("chain", ""), escape(lab.get("facilitator", "")),
+                         f"{v:,.0f}", f"{payers.get(key, 0):,.0f}")
     return {"concentration": conc, "pools": pools, "prices": prices, "flows": flows,
-            "depin": depin}
+            "depin": depin, "payments": payments}
 
 
 # Least important last: dropped first when the terminal is short.
-PRIORITY = ("concentration", "pools", "prices", "flows", "depin")
+PRIORITY = ("concentration", "pools", "prices", "flows", "depin", "payments")
 LEFT = ("concentration", "pools")
 
 

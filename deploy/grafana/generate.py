@@ -364,10 +364,13 @@ def machine_payments() -> dash.Dashboard:
             limits=thresholds(GREEN_BASE, (3600, "orange"), (21600, "red"))))
         .with_panel(pie(ids, "Measured: x402 volume by chain, last 24 h", q(
             f"sum by (chain) (max by (chain, facilitator, token) (increase({volume}[24h])))",
-            "{{chain}}"), unit="currencyUSD", width=6))
+            "{{chain}}"), unit="currencyUSD", width=4))
+        .with_panel(pie(ids, "Measured: what machines pay with (token track)", q(
+            f"max by (track) (convmon_payments_x402_track_share_ratio{{{w}}})", "{{track}}"),
+            unit="percentunit", width=4))
         .with_panel(pie(ids, "Labelled: issuance by track", q(
             f"max by (track) (convmon_stablecoin_track_share_ratio{{{w}}})", "{{track}}"),
-            unit="percentunit", width=6))
+            unit="percentunit", width=4))
     )
 
 

@@ -23,15 +23,16 @@ DAY = 86_400
 
 
 def payment(n: int, when: float, *, payer: str, payee: str = "0xpayee", units: int = 10_000,
-            facilitator: str = "coinbase", chain: str = "base", decimals: int = 6) -> Event:
+            facilitator: str = "coinbase", chain: str = "base", decimals: int = 6,
+            token: str = "USDC", track: str = "regulated") -> Event:
     return Event(
         id=f"x402:{chain}:0x{n:064x}:1", chain=chain, source=f"stablecoins/{chain}",
         observed_at=when, occurred_at=when, position=n,
         payload=PaymentX402(
-            chain=chain, token="USDC", contract="0x833589fcd6edb6e08f4c7c32d4f71b54bda02913",
+            chain=chain, token=token, contract="0x833589fcd6edb6e08f4c7c32d4f71b54bda02913",
             payer=payer, payee=payee, amount=Amount(units, decimals), facilitator=facilitator,
             sender="0xdbdf3d8ed80f84c35d01c6c9f9271761bad90ba6", tx=f"0x{n:064x}",
-            log_index=2, track="regulated"),
+            log_index=2, track=track),
     )
 
 
@@ -89,6 +90,25 @@ async def test_counters_and_gauges(make_store: MakeStore, clock: ManualClock) ->
     assert payers[("base", "coinbase", "1h")] == 2.0 and payers[("base", "coinbase", "7d")] == 2.0
     assert samples(metrics, "convmon_payments_x402_last_payment_age_seconds")[
         ("ethereum", "unknown")] == 0.0
+    assert samples(metrics, "convmon_payments_x402_track_share_ratio")[
+        ("regulated", "24h")] == 1.0
+
+
+async def test_track_share_measures_what_machines_pay_with(
+    make_store: MakeStore, clock: ManualClock
+) -> None:
+    store = await make_store()
+    now = clock.now()
+    await store.apply([
+        payment(1, now, payer="0xa", units=3_000_000),
+        payment(2, now, payer="0xb", units=1_000_000, token="USD1", track="machine-native",
+                facilitator="payai"),
+    ])
+    share = (await store.snapshot(["payments"]))["payments"]["track_share"]
+    assert share["1h"] == {"regulated": 0.75, "machine-native": 0.25}
+    assert share["7d"] == share["1h"]
+    clock.advance(2 * DAY)
+    assert "24h" not in (await store.snapshot(["payments"]))["payments"]["track_share"]
 
 
 async def test_every_key_shares_the_aggregates_hash_tag(
@@ -97,7 +117,8 @@ async def test_every_key_shares_the_aggregates_hash_tag(
     store = await make_store()
     await store.apply([payment(1, clock.now(), payer="0xa")])
     written: list[Any] = [k async for k in redis.scan_iter(match=f"{keys.prefix}*x402*")]
-    assert len(written) == 9  # marker, totals, last seen, 2 granularities x (hash + 2 HLLs)
+    # marker, totals, last seen, token tracks, 2 granularities x (hash + 2 HLLs)
+    assert len(written) == 10
     assert all(b"{agg}" in key for key in written)
     assert all(key.startswith(keys.aggregates.encode()) for key in written)
 

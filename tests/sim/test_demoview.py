@@ -29,6 +29,13 @@ def samples() -> Samples:
             ({"token": t, "chain": "ethereum", "window": "24h"}, 2.5e8) for t in ("USDT", "USDC")
         ],
         "convmon_price_usd": [({"symbol": s}, 1.0) for s in ("BTC", "USDT", "USDC", "SOL")],
+        "convmon_payments_x402_total": [
+            ({"chain": "base", "facilitator": f}, n) for f, n in (("coinbase", 812.0),
+                                                                  ("unknown", 40.0))
+        ],
+        "convmon_payments_x402_unique_payers": [
+            ({"chain": "base", "facilitator": "coinbase", "window": "24h"}, 57.0)
+        ],
     }
     return out
 
@@ -59,3 +66,5 @@ async def test_the_view_fits_and_always_shows_the_alerts(
         assert "more" in text  # what does not fit is counted, not silently cut
     if height >= 40:
         assert "Foundry USA" in text and "foundryusa" not in text  # pools by name
+    if height >= 50:
+        assert "x402 payments" in text and "coinbase" in text and "812" in text

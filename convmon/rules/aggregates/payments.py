@@ -16,7 +16,12 @@ estimates (about 0.8 % standard error).
 
 Keys, all under ``keys.aggregates`` (one hash tag, passed to the scripts in KEYS):
 ``x402:done:<event id>``, ``x402:total``, ``x402:last``, ``x402:b:<bucket_s>:<series>:<n>``
-(hash), ``x402:p:<bucket_s>:<series>:<n>`` and ``x402:q:<bucket_s>:<series>:<n>`` (HLLs).
+(hash), ``x402:p:<bucket_s>:<series>:<n>`` and ``x402:q:<bucket_s>:<series>:<n>`` (HLLs),
+``x402:tracks`` (token -> its track label).
+
+The machine-native share, measured: ``track_share`` splits each window's x402 volume by the
+track label of the token it was paid in (regulated, offshore, machine-native), so what
+machines actually pay with stands beside what the labels call machine-native.
 """
 
 from __future__ import annotations
@@ -96,10 +101,11 @@ class PaymentAggregates:
                 for size in (FINE_S, COARSE_S):
                     n = int(event.occurred_at // size)
                     keys += [self.key(kind, str(size), series, str(n)) for kind in "bpq"]
+                keys.append(self.key("tracks"))
                 args: list[str | int] = [
                     self.applied_ttl_s, 86_400 + 2 * FINE_S, 7 * 86_400 + 2 * COARSE_S,
                     series, p.token, micro_units(p.amount.units, p.amount.decimals),
-                    p.payer, p.payee, repr(float(event.occurred_at)),
+                    p.payer, p.payee, repr(float(event.occurred_at)), p.track or "unlabelled",
                 ]
                 await self._apply(keys=keys, args=args, client=pipe)
             if not positions:
@@ -111,9 +117,13 @@ class PaymentAggregates:
         """The ``payments`` root: ``x402`` maps ``<chain>/<facilitator>`` to its chain,
         facilitator, ``since_last_s``, and per window (``1h``, ``24h``, ``7d``)
         ``count_<w>``, ``volume_<w>`` (tokens, all tokens summed), ``payers_<w>`` and
-        ``payees_<w>``; ``volume_by_token`` holds the 24 h volume per token."""
+        ``payees_<w>``; ``volume_by_token`` holds the 24 h volume per token.
+        ``track_share`` maps each window to the share of its volume per token track."""
         last = {_text(k): float(_text(v))
                 for k, v in (await self.redis.hgetall(self.key("last"))).items()}
+        tracks = {_text(k): _text(v)
+                  for k, v in (await self.redis.hgetall(self.key("tracks"))).items()}
+        by_track: dict[str, dict[str, float]] = {w: {} for w in WINDOWS}
         series_names = sorted(last)
         replies: list[Any] = []
         if series_names:
@@ -143,8 +153,13 @@ class PaymentAggregates:
                 item[f"payees_{window}"] = int(payees)
                 if window == "24h":
                     item["volume_by_token"] = by_token
+                for token, tokens in by_token.items():
+                    track = tracks.get(token, "unlabelled")
+                    by_track[window][track] = by_track[window].get(track, 0.0) + tokens
             x402[f"{chain}/{facilitator}"] = item
-        return {"x402": x402}
+        share = {w: {t: v / sum(vols.values()) for t, v in vols.items()}
+                 for w, vols in by_track.items() if sum(vols.values()) > 0}
+        return {"x402": x402, "track_share": share}
 
     async def totals(self) -> dict[str, int]:
         raw = await self.redis.hgetall(self.key("total"))
@@ -175,10 +190,16 @@ def payment_metrics(totals: dict[str, int], snapshot: dict[str, Any]) -> list[Me
     since = GaugeMetricFamily("convmon_payments_x402_last_payment_age_seconds",
                               "Seconds since the facilitator's latest x402 payment.",
                               labels=["chain", "facilitator"])
+    share = GaugeMetricFamily("convmon_payments_x402_track_share_ratio",
+                              "Share of x402 volume per track label of the token paid.",
+                              labels=["track", "window"])
+    for window, tracks in snapshot["track_share"].items():
+        for track, ratio in sorted(tracks.items()):
+            share.add_metric([track, window], ratio)
     for item in snapshot["x402"].values():
         labels = [item["chain"], item["facilitator"]]
         since.add_metric(labels, item["since_last_s"])
         for window in WINDOWS:
             payers.add_metric([*labels, window], float(item[f"payers_{window}"]))
             payees.add_metric([*labels, window], float(item[f"payees_{window}"]))
-    return [total, volume, payers, payees, since]
+    return [total, volume, payers, payees, since, share]
