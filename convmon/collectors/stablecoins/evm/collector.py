@@ -65,7 +65,7 @@ from convmon.collectors.stablecoins.evm.rpc import (
     retry_after,
     sort_logs,
 )
-from convmon.collectors.stablecoins.evm.x402 import X402Detector, payment_event
+from convmon.collectors.stablecoins.evm.x402 import X402Detector, receipt_payments
 from convmon.monitor.backoff import Backoff
 from convmon.monitor.bus import EventBus
 from convmon.monitor.cancel import honour_cancellation
@@ -373,42 +373,13 @@ class EvmStablecoinCollector:
                     tx_link=self.cfg.explorer_url.rstrip("/") + "/tx/"))
         return events
 
-    async def payment_events(self, logs: Iterable[RawLog], times: dict[int, int]) -> list[Event]:
-        """``payment.x402`` events of the transactions carrying a confirmed
-        ``AuthorizationUsed`` among ``logs`` (one receipt per transaction)."""
-        blocks: dict[str, RawLog] = {}
-        for entry in logs:
-            if self.x402.is_authorization(entry):
-                blocks.setdefault(entry.tx_hash, entry)
-        if not blocks or self._rpc is None:
-            return []
-        events: list[Event] = []
-        now = self.clock.now()
-        for tx, first in blocks.items():
-            receipt = await self._rpc.call("eth_getTransactionReceipt", [tx])
-            if not isinstance(receipt, dict):
-                self.health.malformed("receipt", f"no receipt for {tx}")
-                continue
-            if str(receipt.get("blockHash", "")).lower() != first.block_hash:
-                # The block was replaced after its logs were fetched; the backfill of the
-                # replacement (or a later settle) sees the transaction where it landed.
-                self.health.malformed("receipt", f"receipt of {tx} is in another block")
-                continue
-            try:
-                found = self.x402.settlements(receipt)
-            except MalformedLog as exc:
-                self.health.malformed("receipt", f"{tx}: {exc}")
-                continue
-            for settlement in found:
-                events.append(payment_event(
-                    settlement, chain=self.chain, source=self.checkpoint_name,
-                    explorer_url=self.cfg.explorer_url,
-                    block_time=times[first.block_number], observed_at=now))
-        return events
-
     async def _publish(self, logs: Sequence[RawLog], times: dict[int, int], upto: int) -> None:
         events = self.events_for(logs, times)
-        payments = await self.payment_events(logs, times)
+        payments: list[Event] = []
+        if self._rpc is not None:
+            payments = await receipt_payments(
+                self._rpc, self.x402, logs, times, self.health, source=self.checkpoint_name,
+                explorer_url=self.cfg.explorer_url, observed_at=self.clock.now())
         self.payments += len(payments)
         self.published += await self.bus.publish(
             [*events, *payments], checkpoint=(self.checkpoint_name, str(upto)))

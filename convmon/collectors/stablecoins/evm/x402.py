@@ -1,8 +1,9 @@
 """x402 machine payments on EVM chains: detection from a settled transaction's receipt.
 
 In: the receipt of a transaction that carries an ``AuthorizationUsed`` log of a watched
-EIP-3009 token (the collector subscribes to that event and fetches the receipt once the
-block is confirmed), and the chain's facilitator list. Out: `PaymentX402` events.
+EIP-3009 token (the collector subscribes to that event; `receipt_payments` fetches the
+receipt once the block is confirmed, in the collector's publish of that block), and the
+chain's facilitator list. Out: `PaymentX402` events.
 
 x402 settles through a facilitator that calls the token's ``transferWithAuthorization``
 (or ``receiveWithAuthorization``) and pays the gas: the token emits
@@ -28,8 +29,10 @@ from convmon.collectors.payments.facilitators import UNKNOWN, facilitators_for
 from convmon.collectors.stablecoins.evm import tokens
 from convmon.collectors.stablecoins.evm.decode import RawLog, decode_transfer, hex_str
 from convmon.collectors.stablecoins.evm.errors import MalformedLog
+from convmon.collectors.stablecoins.evm.rpc import EthRpc
 from convmon.monitor.config import Model
 from convmon.monitor.events import Amount, Event, PaymentX402
+from convmon.monitor.health import CollectorHealth
 
 AUTHORIZATION_USED = "0x98de503528ee59b575ef0c0a2576a82497bfc029a5685b209e9ec333479b10a5"
 """``AuthorizationUsed(address,bytes32)`` (EIP-3009)."""
@@ -156,3 +159,39 @@ def payment_event(
             link=f"{explorer_url.rstrip('/')}/tx/{auth.tx_hash}",
         ),
     )
+
+
+async def receipt_payments(
+    rpc: EthRpc, detector: X402Detector, logs: Iterable[RawLog], times: Mapping[int, int],
+    health: CollectorHealth, *, source: str, explorer_url: str, observed_at: float,
+) -> list[Event]:
+    """``payment.x402`` events of the transactions carrying a confirmed
+    ``AuthorizationUsed`` among ``logs``: one ``eth_getTransactionReceipt`` per transaction.
+    A receipt that is missing, of another block or of the wrong shape is counted as
+    malformed and skipped; a failing endpoint raises (the caller retries the block)."""
+    first_log: dict[str, RawLog] = {}
+    for entry in logs:
+        if detector.is_authorization(entry):
+            first_log.setdefault(entry.tx_hash, entry)
+    events: list[Event] = []
+    for tx, first in first_log.items():
+        receipt = await rpc.call("eth_getTransactionReceipt", [tx])
+        if not isinstance(receipt, dict):
+            health.malformed("receipt", f"no receipt for {tx}")
+            continue
+        if str(receipt.get("blockHash", "")).lower() != first.block_hash:
+            # The block was replaced after its logs were read; the settle of the
+            # replacement sees the transaction where it landed.
+            health.malformed("receipt", f"receipt of {tx} is in another block")
+            continue
+        try:
+            found = detector.settlements(receipt)
+        except MalformedLog as exc:
+            health.malformed("receipt", f"{tx}: {exc}")
+            continue
+        events.extend(
+            payment_event(settlement, chain=detector.chain, source=source,
+                          explorer_url=explorer_url, block_time=times[first.block_number],
+                          observed_at=observed_at)
+            for settlement in found)
+    return events
