@@ -106,6 +106,7 @@ _MAPS = frozenset({
     "miner.revenue_to_ai_high_ratio",
     "collectors",
     "ops.processes", "ops.components", "ops.groups", "ops.dead_letters",
+    "depin_flows.tokens", "depin_flows.tokens.*.burned_by_purpose",
 })
 """Dicts keyed by data (configured windows, pools, tokens, collectors...), not records."""
 
@@ -147,7 +148,7 @@ def _from_sample(value: Any, path: str) -> CelType:
 @functools.cache
 def root_types() -> Mapping[str, CelType]:
     """The aggregate roots, typed from the views of an empty state."""
-    from convmon.rules.aggregates import views
+    from convmon.rules.aggregates import depinflow, views
     from convmon.rules.aggregates.config import AggregatesConfig
 
     cfg = AggregatesConfig()
@@ -162,6 +163,7 @@ def root_types() -> Mapping[str, CelType]:
         "miner": views.miner_view(btc, {}, prices, cfg, now, None),
         "collectors": views.collectors_view(["sample"], {}, {}, now),
         "ops": views.ops_view(None, [], {}, {}, now),
+        "depin_flows": depinflow.empty_view(),
     }
     return {name: _from_sample(value, name) for name, value in sample.items()}
 

@@ -1,0 +1,283 @@
+"""DePIN revenue: emissions against burns per network and token, in tokens and dollars.
+
+In: ``depin.emission``, ``depin.burn`` and ``depin.supply`` events (from the DePIN supply
+flows collector), applied one script call each (``lua/depin_flow.lua``, every key it
+touches passed in KEYS under the aggregates' ``{agg}`` hash tag), idempotently by event id.
+A burn is valued at the market collector's price of its token at the burn's time (a price
+sample no further than ``price_staleness_s`` from it); a burn without one is counted as
+unpriced, and a window whose burns were all unpriced has no revenue (None), not 0.
+
+Out: the ``depin_flows`` root (`DepinFlowStore.snapshot`): per token symbol, emitted, burned,
+net emission, burn-to-emission ratio and USD revenue over 24 h / 7 d / 30 d, week-over-week
+revenue change, burns per purpose, burn regularity, and the reconciliation of the reported
+supply against the flows seen since the first supply sample; and the Prometheus families of
+`flow_metrics`.
+
+Key layout under ``keys.aggregates``: ``depin:flows`` (series → meta), ``depin:flow:<network>/
+<token>`` (hourly fields and totals, see the script), ``done:<event id>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from convmon.monitor.events import DepinBurn, DepinEmission, DepinSupply, Event
+from convmon.rules.aggregates.config import AggregatesConfig
+from convmon.rules.aggregates.encoding import scaled_to_tokens, scaled_units
+
+HOUR_S = 3600
+FLOW_WINDOWS: dict[str, int] = {"24h": 24, "7d": 7 * 24, "30d": 30 * 24}
+"""Windows of the ``depin_flows`` root, in hours."""
+RETENTION_H = 31 * 24
+"""Hourly fields kept: the 30-day window plus a day."""
+DAY_H = 24
+
+
+def _script_source() -> str:
+    lua = resources.files(__package__).joinpath("lua")
+    return "\n".join(
+        lua.joinpath(name).read_text(encoding="utf-8") for name in ("lib.lua", "depin_flow.lua")
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _tokens(value: int) -> float:
+    return scaled_to_tokens(value)
+
+
+class DepinFlowStore:
+    """Applies DePIN flow events and reads the ``depin_flows`` root, sharing the aggregate
+    store's Redis, key base and configuration."""
+
+    def __init__(self, redis: Redis, base: str, config: AggregatesConfig) -> None:
+        self.redis = redis
+        self.base = base
+        self.config = config
+        self.source = _script_source()
+        self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.base, *parts))
+
+    @property
+    def registry_key(self) -> str:
+        return self.key("depin", "flows")
+
+    def series_key(self, series: str) -> str:
+        return self.key("depin", "flow", series)
+
+    async def apply(self, events: Sequence[Event], now: float) -> dict[int, bool]:
+        """Apply the flow events of a batch; position in ``events`` → first application."""
+        calls: list[tuple[int, list[str], list[str]]] = []
+        for position, event in enumerate(events):
+            p = event.payload
+            if not isinstance(p, DepinEmission | DepinBurn | DepinSupply):
+                continue
+            series = f"{p.network}/{p.token}".replace(",", " ")
+            meta = json.dumps({"network": p.network, "token": p.token, "credits": p.credits})
+            if isinstance(p, DepinSupply):
+                code, purpose, when = "S", "", event.occurred_at
+            else:
+                code = "E" if isinstance(p, DepinEmission) else "B"
+                purpose = p.purpose
+                when = float(p.block_time) if p.block_time is not None else event.occurred_at
+            keys = [
+                self.key("done", event.id),
+                self.series_key(series),
+                self.registry_key,
+                self.key("prices"),
+            ]
+            args = [
+                str(self.config.applied_ttl_s), code, series, meta, scaled_units(p.amount),
+                repr(when), purpose, p.token, repr(self.config.price_staleness_s),
+                str(RETENTION_H), repr(now), str(p.slot),
+            ]
+            calls.append((position, keys, args))
+        if not calls:
+            return {}
+        for attempt in (1, 2):
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for _, keys, args in calls:
+                        pipe.evalsha(self.sha, len(keys), *keys, *args)
+                    replies = await pipe.execute()
+                break
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.redis.script_load(self.source)
+        return {position: int(r) == 1 for (position, _, _), r in zip(calls, replies, strict=True)}
+
+    async def load(self) -> None:
+        await self.redis.script_load(self.source)
+
+    async def snapshot(self, now: float) -> dict[str, Any]:
+        raw = {_text(k): _text(v) for k, v in (await self.redis.hgetall(self.registry_key)).items()}
+        names = sorted(raw)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(self.series_key(name))
+            replies = await pipe.execute()
+        tokens: dict[str, dict[str, Any]] = {}
+        for name, reply in zip(names, replies, strict=True):
+            meta = json.loads(raw[name])
+            fields = {_text(k): _text(v) for k, v in reply.items()}
+            key = meta["token"] if meta["token"] not in tokens else name
+            tokens[key] = series_view(meta, fields, now)
+        return {"tokens": tokens}
+
+
+def _hour_sum(fields: dict[str, str], prefix: str, lo: int, hi: int) -> int:
+    """Sum of the integer fields ``<prefix><hour>`` for hours in (lo, hi]."""
+    total = 0
+    for h in range(lo + 1, hi + 1):
+        v = fields.get(f"{prefix}{h}")
+        if v is not None:
+            total += int(v)
+    return total
+
+
+def _usd(fields: dict[str, str], lo: int, hi: int) -> tuple[float, int]:
+    """USD value of priced burns and count of unpriced burns in hours (lo, hi]."""
+    usd, unpriced = 0.0, 0
+    for h in range(lo + 1, hi + 1):
+        usd += float(fields.get(f"u:{h}", 0.0))
+        unpriced += int(fields.get(f"nu:{h}", 0))
+    return usd, unpriced
+
+
+def _revenue(fields: dict[str, str], burned: int, lo: int, hi: int) -> float | None:
+    """Revenue over hours (lo, hi]; None when there were burns and none had a price."""
+    usd, unpriced = _usd(fields, lo, hi)
+    has_priced = any(f"u:{h}" in fields for h in range(lo + 1, hi + 1))
+    if burned > 0 and unpriced > 0 and not has_priced:
+        return None
+    return usd
+
+
+def _change(current: float | None, previous: float | None) -> float | None:
+    if current is None or previous is None or previous <= 0:
+        return None
+    return current / previous - 1.0
+
+
+def _opt_float(value: str | None) -> float | None:
+    return float(value) if value is not None else None
+
+
+def series_view(meta: dict[str, Any], fields: dict[str, str], now: float) -> dict[str, Any]:
+    """One token's figures (the ``depin_flows.tokens.<token>`` record)."""
+    cur = int(now // HOUR_S)
+    out: dict[str, Any] = {
+        "network": meta["network"],
+        "token": meta["token"],
+        "credits": bool(meta.get("credits", False)),
+    }
+    for w, hours in FLOW_WINDOWS.items():
+        lo = cur - hours
+        emitted = _hour_sum(fields, "e:", lo, cur)
+        burned = _hour_sum(fields, "b:", lo, cur)
+        out[f"emitted_{w}"] = _tokens(emitted)
+        out[f"burned_{w}"] = _tokens(burned)
+        out[f"net_emission_{w}"] = _tokens(emitted - burned)
+        out[f"burn_emission_ratio_{w}"] = burned / emitted if emitted > 0 else None
+        out[f"revenue_usd_{w}"] = _revenue(fields, burned, lo, cur)
+        out[f"unpriced_burns_{w}"] = _usd(fields, lo, cur)[1]
+    week = FLOW_WINDOWS["7d"]
+    prev_burned = _hour_sum(fields, "b:", cur - 2 * week, cur - week)
+    prev_revenue = _revenue(fields, prev_burned, cur - 2 * week, cur - week)
+    out["burned_prev_7d"] = _tokens(prev_burned)
+    out["revenue_usd_prev_7d"] = prev_revenue
+    out["revenue_wow_change"] = _change(out["revenue_usd_7d"], prev_revenue)
+    out["burned_wow_change"] = _change(out["burned_7d"], out["burned_prev_7d"])
+    out["daily_mean_emitted_30d"] = out["emitted_30d"] / 30.0
+    month = FLOW_WINDOWS["30d"]
+    days = {(h - (cur - month) - 1) // DAY_H for h in range(cur - month + 1, cur + 1)
+            if f"b:{h}" in fields}
+    out["burn_days_30d"] = len(days)
+    out["emitted_total"] = _tokens(int(fields.get("te", "0")))
+    out["burned_total"] = _tokens(int(fields.get("tb", "0")))
+    out["burned_by_purpose"] = {
+        k[3:]: _tokens(int(v)) for k, v in sorted(fields.items()) if k.startswith("tp:")
+    }
+    first = _opt_float(fields.get("ft"))
+    out["history_s"] = now - first if first is not None else None
+    last_burn = _opt_float(fields.get("lb"))
+    out["last_burn_time"] = last_burn
+    out["since_last_burn_s"] = now - last_burn if last_burn is not None else None
+    out["last_emission_time"] = _opt_float(fields.get("le"))
+    out.update(_reconciliation(fields))
+    return out
+
+
+def _reconciliation(fields: dict[str, str]) -> dict[str, Any]:
+    """Reported supply and its drift: how far the supply moved since the first sample
+    beyond the net emission seen over the same span (0 when every mint and burn was seen;
+    flows still in flight when a sample is taken show as a drift until the next one)."""
+    if "sup" not in fields:
+        return {"supply": None, "supply_time": None, "supply_drift": None}
+    supply = int(fields["sup"])
+    reported = supply - int(fields["sup0"])
+    tracked = (int(fields["te_s"]) - int(fields["te0"])) - (
+        int(fields["tb_s"]) - int(fields["tb0"])
+    )
+    return {
+        "supply": _tokens(supply),
+        "supply_time": float(fields["sup_t"]),
+        "supply_drift": _tokens(reported - tracked),
+    }
+
+
+def empty_view() -> dict[str, Any]:
+    """The root on an empty state, with one sample token so rule expressions type-check."""
+    return {"tokens": {"SAMPLE": series_view({"network": "n", "token": "SAMPLE"}, {}, 0.0)}}
+
+
+def flow_metrics(root: dict[str, Any]) -> list[Metric]:
+    """Prometheus families of the ``depin_flows`` root."""
+    labels = ["network", "token"]
+    emitted = CounterMetricFamily("convmon_depin_emitted_tokens", "Tokens minted (emissions).",
+                                  labels=labels)
+    burned = CounterMetricFamily("convmon_depin_burned_tokens", "Tokens burned, by purpose.",
+                                 labels=[*labels, "purpose"])
+    net = GaugeMetricFamily("convmon_depin_net_emission_tokens",
+                            "Emitted minus burned over a window.", labels=[*labels, "window"])
+    revenue = GaugeMetricFamily("convmon_depin_revenue_usd",
+                                "USD value of the burns over a window (price at burn time).",
+                                labels=[*labels, "window"])
+    ratio = GaugeMetricFamily("convmon_depin_burn_emission_ratio",
+                              "Burned / emitted over a window.", labels=[*labels, "window"])
+    change = GaugeMetricFamily("convmon_depin_revenue_change_ratio",
+                               "Revenue of the last 7 days / the 7 days before - 1.",
+                               labels=labels)
+    drift = GaugeMetricFamily("convmon_depin_supply_drift_tokens",
+                              "Reported supply change minus the net emission seen.",
+                              labels=labels)
+    for t in sorted(root["tokens"].values(), key=lambda t: (t["network"], t["token"])):
+        lv = [t["network"], t["token"]]
+        emitted.add_metric(lv, t["emitted_total"])
+        for purpose, value in t["burned_by_purpose"].items():
+            burned.add_metric([*lv, purpose], value)
+        for w in FLOW_WINDOWS:
+            net.add_metric([*lv, w], t[f"net_emission_{w}"])
+            if t[f"revenue_usd_{w}"] is not None:
+                revenue.add_metric([*lv, w], t[f"revenue_usd_{w}"])
+            if t[f"burn_emission_ratio_{w}"] is not None:
+                ratio.add_metric([*lv, w], t[f"burn_emission_ratio_{w}"])
+        if t["revenue_wow_change"] is not None:
+            change.add_metric(lv, t["revenue_wow_change"])
+        if t["supply_drift"] is not None:
+            drift.add_metric(lv, t["supply_drift"])
+    return [emitted, burned, net, revenue, ratio, change, drift]
