@@ -23,7 +23,7 @@ import cel
 from convmon.rules.errors import RuleError
 
 AGGREGATE_ROOTS: frozenset[str] = frozenset(
-    {"btc", "stablecoin", "depin", "market", "miner", "collectors", "ops"}
+    {"btc", "stablecoin", "depin", "market", "miner", "collectors", "ops", "depin_flows"}
 )
 """Variables served by the aggregate store (CONTRACTS §3)."""
 

@@ -76,6 +76,7 @@ async def test_windows_ratio_and_net_emission(make_store: MakeStore, clock: Manu
     assert t["emitted_total"] == 1159.0 and t["burned_total"] == 205.0
     assert t["burned_by_purpose"] == {"data_credits": 204.0, "unknown": 1.0}
     assert t["since_last_burn_s"] == HOUR and t["network"] == "helium"
+    assert t["daily_mean_emitted_30d"] == 160.0 / 30.0  # 40 days of history: 30 covered
     # Time passes: the 24 h window empties, nothing else needed to move it.
     clock.advance(DAY)
     later = await hnt(store)
@@ -118,6 +119,7 @@ async def test_burn_days_and_history(make_store: MakeStore) -> None:
     t = await hnt(store)
     assert t["burn_days_30d"] == 10
     assert t["history_s"] == 9 * DAY + HOUR
+    assert t["daily_mean_emitted_30d"] == 0.0
 
 
 async def test_supply_drift_against_the_flows_seen(make_store: MakeStore) -> None:

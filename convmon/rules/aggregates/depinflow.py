@@ -202,7 +202,11 @@ def series_view(meta: dict[str, Any], fields: dict[str, str], now: float) -> dic
     out["revenue_usd_prev_7d"] = prev_revenue
     out["revenue_wow_change"] = _change(out["revenue_usd_7d"], prev_revenue)
     out["burned_wow_change"] = _change(out["burned_7d"], out["burned_prev_7d"])
-    out["daily_mean_emitted_30d"] = out["emitted_30d"] / 30.0
+    first = _opt_float(fields.get("ft"))
+    # A baseline younger than 30 days is the mean over the days it covers (at least one):
+    # dividing by 30 regardless would make every young series look like a spike.
+    covered = min(30.0, max(1.0, (now - first) / (DAY_H * HOUR_S))) if first else 30.0
+    out["daily_mean_emitted_30d"] = out["emitted_30d"] / covered
     month = FLOW_WINDOWS["30d"]
     days = {(h - (cur - month) - 1) // DAY_H for h in range(cur - month + 1, cur + 1)
             if f"b:{h}" in fields}
@@ -212,7 +216,6 @@ def series_view(meta: dict[str, Any], fields: dict[str, str], now: float) -> dic
     out["burned_by_purpose"] = {
         k[3:]: _tokens(int(v)) for k, v in sorted(fields.items()) if k.startswith("tp:")
     }
-    first = _opt_float(fields.get("ft"))
     out["history_s"] = now - first if first is not None else None
     last_burn = _opt_float(fields.get("lb"))
     out["last_burn_time"] = last_burn
