@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import base58
@@ -15,15 +16,18 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from convmon.collectors.depin import networks as n
+from convmon.collectors.depin import plugin as depin_plugin
 from convmon.collectors.depin.flows import FLOWS_NAME, make_flow_extractor, supply_poller
 from convmon.collectors.depin.plugin import DepinConfig
 from convmon.collectors.solana.errors import MalformedTransaction
 from convmon.collectors.solana.txshape import TOKEN_2022_PROGRAM, TOKEN_PROGRAM
+from convmon.monitor.app import load_config
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import ManualClock
 from convmon.monitor.events import DepinBurn, DepinEmission, DepinSupply, Event
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.keys import Keys
+from convmon.monitor.yamlfile import FileErrors
 from convmon.sim import solana_tx as a
 from convmon.sim.solana_rpc import LocalSolanaServer
 from tests.shared_data import require_shared_data
@@ -293,3 +297,20 @@ async def test_supply_poll_publishes_depin_supply(
     assert registry.get_sample_value(
         "convmon_collector_errors_total", {"collector": FLOWS_NAME, "kind": "token_supply"}
     ) == 2
+
+
+def test_a_bad_registry_entry_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "convmon.yaml"
+    path.write_text(
+        "collectors:\n"
+        "  depin:\n"
+        "    networks:\n"
+        "      helium:\n"
+        "        extra_programs:\n"
+        "          - {program: hdaoVTCqhfHHo75XdAMxBKdUqvq1i5bF23sisBqVgGR,\n"
+        "             instruction: claim_rewards_v1}\n"
+    )
+    with pytest.raises(FileErrors) as info:
+        load_config(path, environ={}, plugins=[depin_plugin.PLUGIN])
+    [error] = info.value.errors
+    assert error.line == 6 and "purpose" in str(error)
