@@ -131,10 +131,21 @@ async def test_supply_drift_against_the_flows_seen(make_store: MakeStore) -> Non
                        flow("burn", 3, T0 - 2 * HOUR, 10 * 10**8)])
     await store.apply([supply(4, T0 - HOUR, 1020 * 10**8)])
     assert (await hnt(store))["supply_drift"] == 0.0  # every flow was seen
-    await store.apply([supply(5, T0 - HOUR // 2, 1025 * 10**8)])  # 5 HNT minted unseen
+    await store.apply([supply(5, T0 - HOUR // 2, 1025 * 10**8)])  # 5 HNT minted unseen...
     assert (await hnt(store))["supply_drift"] == 5.0
     await store.apply([supply(0, T0 - 4 * HOUR, 1 * 10**8)])  # an older sample arrives late
     assert (await hnt(store))["supply"] == 1025.0
+    # ... until the flow (slot 5, still queued when the sample was taken) is applied.
+    await store.apply([flow("emission", 5, T0 - HOUR // 2, 5 * 10**8)])
+    assert (await hnt(store))["supply_drift"] == 0.0
+    # A flow older than the first sample arriving late changes nothing either.
+    await store.apply([flow("burn", 0, T0 - 4 * HOUR, 7 * 10**8)])
+    assert (await hnt(store))["supply_drift"] == 0.0
+    # A flow newer than the last sample waits for the next sample.
+    await store.apply([flow("emission", 6, T0 - 60, 2 * 10**8)])
+    assert (await hnt(store))["supply_drift"] == 0.0
+    await store.apply([supply(7, T0 - 30, 1027 * 10**8)])
+    assert (await hnt(store))["supply_drift"] == 0.0
 
 
 async def test_credits_are_their_own_series_and_metrics(

@@ -226,9 +226,9 @@ def series_view(meta: dict[str, Any], fields: dict[str, str], now: float) -> dic
 
 
 def _reconciliation(fields: dict[str, str]) -> dict[str, Any]:
-    """Reported supply and its drift: how far the supply moved since the first sample
-    beyond the net emission seen over the same span (0 when every mint and burn was seen;
-    flows still in flight when a sample is taken show as a drift until the next one)."""
+    """Reported supply and its drift: how far the supply moved between the first and the
+    latest sample beyond the net emission of the flows between their slots (0 when every
+    mint and burn was seen; flows still queued show as a drift until they are applied)."""
     if "sup" not in fields:
         return {"supply": None, "supply_time": None, "supply_drift": None}
     supply = int(fields["sup"])

@@ -8,8 +8,11 @@
 -- Series fields: e:<hour>/b:<hour> emitted/burned per hour, u:<hour> USD value of the
 -- hour's burns that had a price at their time, nu:<hour> burns without one; te/tb totals,
 -- tp:<purpose> burned per purpose, ft/le/lb first, last emission and last burn times;
--- sup/sup_t/sup_slot the latest supply sample with te_s/tb_s the totals when it was
--- applied, sup0/te0/tb0 the first sample (the reconciliation baseline).
+-- sup/sup_t/sup_slot the latest supply sample (by slot) with te_s/tb_s the totals of the
+-- flows up to its slot, sup0/sup0_slot/te0/tb0 the first sample (the reconciliation
+-- baseline). A flow applied after a sample whose slot it precedes (it was still in the
+-- collector's queue) is added to that sample's totals, and to the baseline's when it
+-- precedes the baseline too, so the drift compares supply and flows slot for slot.
 -- Returns 1 when applied, 0 when already applied.
 
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
@@ -19,12 +22,12 @@ local retention, now = tonumber(ARGV[10]), tonumber(ARGV[11])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
 
 if code == 'S' then
-  local st = redis.call('HMGET', S, 'te', 'tb', 'sup0', 'sup_t')
+  local st = redis.call('HMGET', S, 'te', 'tb', 'sup0', 'sup_slot')
   local te, tb = st[1] or '0', st[2] or '0'
   if not st[3] then
-    redis.call('HSET', S, 'sup0', amount, 'te0', te, 'tb0', tb)
+    redis.call('HSET', S, 'sup0', amount, 'sup0_slot', ARGV[12], 'te0', te, 'tb0', tb)
   end
-  if not st[4] or t >= tonumber(st[4]) then
+  if not st[4] or tonumber(ARGV[12]) >= tonumber(st[4]) then
     redis.call('HSET', S, 'sup', amount, 'sup_t', ARGV[6], 'sup_slot', ARGV[12],
                'te_s', te, 'tb_s', tb)
   end
@@ -44,13 +47,23 @@ end
 local ft = tonumber(redis.call('HGET', S, 'ft'))
 if not ft or t < ft then redis.call('HSET', S, 'ft', ARGV[6]) end
 local recent = h > cur - retention
+local slot = tonumber(ARGV[12])
+local samples = redis.call('HMGET', S, 'sup0_slot', 'sup_slot')
+local function before_samples(total, baseline)
+  if samples[2] and slot <= tonumber(samples[2]) then
+    big_field(total)
+    if samples[1] and slot <= tonumber(samples[1]) then big_field(baseline) end
+  end
+end
 
 if code == 'E' then
   big_field('te')
+  before_samples('te_s', 'te0')
   keep_max('le')
   if recent then big_field('e:' .. h) end
 else
   big_field('tb')
+  before_samples('tb_s', 'tb0')
   big_field('tp:' .. ARGV[7])
   keep_max('lb')
   if recent then
