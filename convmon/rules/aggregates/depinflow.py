@@ -19,6 +19,7 @@ Key layout under ``keys.aggregates``: ``depin:flows`` (series → meta), ``depin
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -42,6 +43,7 @@ RETENTION_H = 31 * 24
 DAY_H = 24
 
 
+@functools.cache
 def _script_source() -> str:
     lua = resources.files(__package__).joinpath("lua")
     return "\n".join(
@@ -139,32 +141,33 @@ class DepinFlowStore:
         return {"tokens": tokens}
 
 
-def _hour_sum(fields: dict[str, str], prefix: str, lo: int, hi: int) -> int:
-    """Sum of the integer fields ``<prefix><hour>`` for hours in (lo, hi]."""
-    total = 0
-    for h in range(lo + 1, hi + 1):
-        v = fields.get(f"{prefix}{h}")
-        if v is not None:
-            total += int(v)
-    return total
+class _Hourly:
+    """A series' hourly fields parsed once: prefix (``e``, ``b``, ``u``, ``nu``) → hour →
+    value, so each window is one pass over the hours present, not over every hour."""
 
+    def __init__(self, fields: dict[str, str]) -> None:
+        self.by_prefix: dict[str, dict[int, str]] = {"e": {}, "b": {}, "u": {}, "nu": {}}
+        for name, value in fields.items():
+            prefix, sep, hour = name.partition(":")
+            table = self.by_prefix.get(prefix)
+            if sep and table is not None and hour.lstrip("-").isdigit():
+                table[int(hour)] = value
 
-def _usd(fields: dict[str, str], lo: int, hi: int) -> tuple[float, int]:
-    """USD value of priced burns and count of unpriced burns in hours (lo, hi]."""
-    usd, unpriced = 0.0, 0
-    for h in range(lo + 1, hi + 1):
-        usd += float(fields.get(f"u:{h}", 0.0))
-        unpriced += int(fields.get(f"nu:{h}", 0))
-    return usd, unpriced
+    def total(self, prefix: str, lo: int, hi: int) -> int:
+        """Sum of the integer values of ``prefix`` for hours in (lo, hi]."""
+        return sum(int(v) for h, v in self.by_prefix[prefix].items() if lo < h <= hi)
 
+    def hours(self, prefix: str, lo: int, hi: int) -> list[int]:
+        return [h for h in self.by_prefix[prefix] if lo < h <= hi]
 
-def _revenue(fields: dict[str, str], burned: int, lo: int, hi: int) -> float | None:
-    """Revenue over hours (lo, hi]; None when there were burns and none had a price."""
-    usd, unpriced = _usd(fields, lo, hi)
-    has_priced = any(f"u:{h}" in fields for h in range(lo + 1, hi + 1))
-    if burned > 0 and unpriced > 0 and not has_priced:
-        return None
-    return usd
+    def revenue(self, burned: int, lo: int, hi: int) -> tuple[float | None, int]:
+        """USD value of the priced burns in hours (lo, hi], None when there were burns and
+        none had a price; and how many burns had none."""
+        priced = [float(v) for h, v in self.by_prefix["u"].items() if lo < h <= hi]
+        unpriced = self.total("nu", lo, hi)
+        if burned > 0 and unpriced > 0 and not priced:
+            return None, unpriced
+        return sum(priced), unpriced
 
 
 def _change(current: float | None, previous: float | None) -> float | None:
@@ -180,6 +183,7 @@ def _opt_float(value: str | None) -> float | None:
 def series_view(meta: dict[str, Any], fields: dict[str, str], now: float) -> dict[str, Any]:
     """One token's figures (the ``depin_flows.tokens.<token>`` record)."""
     cur = int(now // HOUR_S)
+    hourly = _Hourly(fields)
     out: dict[str, Any] = {
         "network": meta["network"],
         "token": meta["token"],
@@ -187,17 +191,16 @@ def series_view(meta: dict[str, Any], fields: dict[str, str], now: float) -> dic
     }
     for w, hours in FLOW_WINDOWS.items():
         lo = cur - hours
-        emitted = _hour_sum(fields, "e:", lo, cur)
-        burned = _hour_sum(fields, "b:", lo, cur)
+        emitted = hourly.total("e", lo, cur)
+        burned = hourly.total("b", lo, cur)
         out[f"emitted_{w}"] = _tokens(emitted)
         out[f"burned_{w}"] = _tokens(burned)
         out[f"net_emission_{w}"] = _tokens(emitted - burned)
         out[f"burn_emission_ratio_{w}"] = burned / emitted if emitted > 0 else None
-        out[f"revenue_usd_{w}"] = _revenue(fields, burned, lo, cur)
-        out[f"unpriced_burns_{w}"] = _usd(fields, lo, cur)[1]
+        out[f"revenue_usd_{w}"], out[f"unpriced_burns_{w}"] = hourly.revenue(burned, lo, cur)
     week = FLOW_WINDOWS["7d"]
-    prev_burned = _hour_sum(fields, "b:", cur - 2 * week, cur - week)
-    prev_revenue = _revenue(fields, prev_burned, cur - 2 * week, cur - week)
+    prev_burned = hourly.total("b", cur - 2 * week, cur - week)
+    prev_revenue, _ = hourly.revenue(prev_burned, cur - 2 * week, cur - week)
     out["burned_prev_7d"] = _tokens(prev_burned)
     out["revenue_usd_prev_7d"] = prev_revenue
     out["revenue_wow_change"] = _change(out["revenue_usd_7d"], prev_revenue)
@@ -208,9 +211,9 @@ def series_view(meta: dict[str, Any], fields: dict[str, str], now: float) -> dic
     covered = min(30.0, max(1.0, (now - first) / (DAY_H * HOUR_S))) if first else 30.0
     out["daily_mean_emitted_30d"] = out["emitted_30d"] / covered
     month = FLOW_WINDOWS["30d"]
-    days = {(h - (cur - month) - 1) // DAY_H for h in range(cur - month + 1, cur + 1)
-            if f"b:{h}" in fields}
-    out["burn_days_30d"] = len(days)
+    out["burn_days_30d"] = len(
+        {(h - (cur - month) - 1) // DAY_H for h in hourly.hours("b", cur - month, cur)}
+    )
     out["emitted_total"] = _tokens(int(fields.get("te", "0")))
     out["burned_total"] = _tokens(int(fields.get("tb", "0")))
     out["burned_by_purpose"] = {

@@ -11,7 +11,7 @@ authored transactions into the local node, which notifies the collectors like ma
 - stablecoins: USDC/USDT/USD1 mints and burns, PYUSD now and then, and one $250M USDT mint
   at ``BIG_MINT_AT``; supplies follow the flows so ``getTokenSupply`` agrees;
 - DePIN supply flows, every ``FLOWS_EVERY``: Helium's epoch emission (``issue_rewards_v0``)
-  every other run, HNT burned for Data Credits (``mint_data_credits_v0``) in amounts that
+  every run, HNT burned for Data Credits (``mint_data_credits_v0``) in amounts that
   grow run after run until Helium burns more than it emits (the network turns
   deflationary), Data Credits spent on network usage, and HONEY burned through an unknown
   program; DePIN supplies follow the flows too (Hivemapper's payouts mint HONEY).
@@ -43,11 +43,11 @@ STABLECOIN_EVERY = 45 * 60.0
 BIG_MINT_AT = 90 * 60.0
 BIG_MINT_UNITS = 250_000_000 * 10**6
 FLOWS_EVERY = HOUR
-HELIUM_EPOCH_HNT = 5_000 * 10**8
-"""HNT emitted per (compressed) epoch, every other flows run."""
+HELIUM_EPOCH_HNT = 2_500 * 10**8
+"""HNT emitted per (compressed) epoch, one per flows run."""
 HNT_BURN_STEP = 400 * 10**8
-"""HNT burned for Data Credits grows by this much per run: burns pass emissions after
-about a dozen runs."""
+"""HNT burned for Data Credits grows by this much per run: the burns' total passes the
+emissions' after about a dozen runs and stays above (no flapping)."""
 DC_PER_HNT = 260_000
 """Data Credits per HNT burned (DC are pegged at $0.00001; HNT at about $2.6)."""
 
@@ -75,7 +75,7 @@ class DemoSource:
                 (30.0, "nosana"),
                 (10.0, "stablecoin"),
                 (BIG_MINT_AT, "big_mint"),
-                (90.0, "depin_flows"),
+                (FLOWS_EVERY / 2, "depin_flows"),
             ]
         ):
             heapq.heappush(queue, (t0 + delay, i, what))
@@ -174,15 +174,14 @@ class DemoSource:
     async def _depin_flows(self, rng: random.Random) -> None:
         run = self.fed.get("depin_flows", 0) + 1
         self.fed["depin_flows"] = run
-        if run % 2 == 1:
-            seed, slot, now = self._next("helium_emission")
-            await self._flow(
-                a.helium_issue_rewards(seed, slot, now, run, [
-                    (a.wallet("demo-helium-treasury"), HELIUM_EPOCH_HNT // 5),
-                    (a.wallet("demo-helium-rewards-escrow"), HELIUM_EPOCH_HNT * 4 // 5),
-                ], version=1),
-                {n.HNT: HELIUM_EPOCH_HNT},
-            )
+        seed, slot, now = self._next("helium_emission")
+        await self._flow(
+            a.helium_issue_rewards(seed, slot, now, run, [
+                (a.wallet("demo-helium-treasury"), HELIUM_EPOCH_HNT // 5),
+                (a.wallet("demo-helium-rewards-escrow"), HELIUM_EPOCH_HNT * 4 // 5),
+            ], version=1),
+            {n.HNT: HELIUM_EPOCH_HNT},
+        )
         for _ in range(2):
             hnt = HNT_BURN_STEP * run // 2 + rng.randint(0, 10**8)
             dc = hnt * DC_PER_HNT // 10**8
@@ -198,7 +197,7 @@ class DemoSource:
                 a.helium_burn_delegated_data_credits(seed, slot, now, spent), {n.DC: -spent}
             )
         seed, slot, now = self._next("honey_burn")
-        honey = rng.randint(1_000, 20_000) * 10**9
+        honey = rng.randint(10, 300) * 10**9  # far below Hivemapper's emissions
         await self._flow(
             a.stablecoin_burn(seed, slot, now, n.HONEY, honey, a.wallet("demo-map-buyer"),
                               decimals=9, inner=True),
