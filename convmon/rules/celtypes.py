@@ -121,6 +121,7 @@ _MAP_VALUES: Mapping[str, CelType] = {
     "btc.windows.*.pools": NUMBER,
     "btc.windows.*.entities": NUMBER,
     "stablecoin.last_event_time": NUMBER,
+    "depin_flows.tokens.*.burned_by_purpose": NUMBER,
 }
 """Value types of maps that are empty on an empty state."""
 
