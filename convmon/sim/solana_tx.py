@@ -111,12 +111,13 @@ class TxBuilder:
     def top(self, program_id: str, parsed: dict[str, Any] | None = None) -> int:
         self.account(program_id, writable=False)
         self._top.append(_instruction(program_id, parsed, 1))
-        self._logs += [f"Program {program_id} invoke [1]", f"Program {program_id} success"]
+        self._logs += invoke_logs(program_id, parsed, 1)
         return len(self._top) - 1
 
     def inner(self, index: int, program_id: str, parsed: dict[str, Any] | None = None) -> TxBuilder:
         self.account(program_id, writable=False, lookup=True)
         self._inner.setdefault(index, []).append(_instruction(program_id, parsed, 2))
+        self._logs += invoke_logs(program_id, parsed, 2)
         return self
 
     def build(self) -> dict[str, Any]:
@@ -202,6 +203,16 @@ class TxBuilder:
                 "computeUnitsConsumed": 42_000,
             },
         }
+
+
+def invoke_logs(program_id: str, parsed: dict[str, Any] | None, depth: int) -> list[str]:
+    """The log lines of one invocation; token programs log the instruction's name
+    (``Program log: Instruction: MintTo``), which ``logsSubscribe`` filters read."""
+    lines = [f"Program {program_id} invoke [{depth}]"]
+    if parsed is not None and program_id in (TOKEN_PROGRAM, TOKEN_2022_PROGRAM):
+        kind = str(parsed.get("type", ""))
+        lines.append(f"Program log: Instruction: {kind[:1].upper()}{kind[1:]}")
+    return [*lines, f"Program {program_id} success"]
 
 
 def _instruction(program_id: str, parsed: dict[str, Any] | None, depth: int) -> dict[str, Any]:
@@ -447,10 +458,11 @@ def raw_call(
     if index is None:
         b.account(program_id, writable=False)
         b._top.append(ix)
-        b._logs += [f"Program {program_id} invoke [1]", f"Program {program_id} success"]
+        b._logs += invoke_logs(program_id, None, 1)
         return len(b._top) - 1
     b.account(program_id, writable=False, lookup=True)
     b._inner.setdefault(index, []).append(ix)
+    b._logs += invoke_logs(program_id, None, depth)
     return index
 
 
@@ -461,6 +473,7 @@ def token_call(
     b.account(program, writable=False, lookup=True)
     ix = _instruction(program, parsed, depth)
     b._inner.setdefault(index, []).append(ix)
+    b._logs += invoke_logs(program, parsed, depth)
 
 
 def helium_mint_data_credits(

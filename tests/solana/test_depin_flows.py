@@ -20,6 +20,7 @@ from convmon.collectors.depin import plugin as depin_plugin
 from convmon.collectors.depin.flows import FLOWS_NAME, make_flow_extractor, supply_poller
 from convmon.collectors.depin.plugin import DepinConfig
 from convmon.collectors.solana.errors import MalformedTransaction
+from convmon.collectors.solana.supplyflow import changes_supply
 from convmon.collectors.solana.txshape import TOKEN_2022_PROGRAM, TOKEN_PROGRAM
 from convmon.monitor.app import load_config
 from convmon.monitor.bus import EventBus
@@ -314,3 +315,31 @@ def test_a_bad_registry_entry_names_its_line(tmp_path: Path) -> None:
         load_config(path, environ={}, plugins=[depin_plugin.PLUGIN])
     [error] = info.value.errors
     assert error.line == 6 and "purpose" in str(error)
+
+
+def test_logs_tell_which_notifications_may_change_supply() -> None:
+    mint = a.helium_mint_data_credits("lg", 1, None, a.wallet("o"), 5, 5)["meta"]["logMessages"]
+    assert "Program log: Instruction: Burn" in mint and changes_supply(mint)
+    transfer = a.nosana_job_payout("lt", 1, None, a.wallet("n"), 5)["meta"]["logMessages"]
+    assert "Program log: Instruction: TransferChecked" in transfer
+    assert not changes_supply(transfer)
+    assert changes_supply([*transfer[:3], "Log truncated"])
+
+
+async def test_transfers_of_a_watched_mint_are_not_fetched(
+    server: LocalSolanaServer, make_collector: MakeCollector, redis: Redis, keys: Keys
+) -> None:
+    collector = make_collector(FLOWS_NAME, [n.NOS], EXTRACT)
+    collector.wanted_logs = changes_supply
+    async with running(collector):
+        await eventually(lambda: server.subscriptions == 1)
+        await eventually(lambda: _drained(collector))
+        transfer = await server.add_transaction(a.nosana_job_payout("nt", 1, None,
+                                                                    a.wallet("n"), 9))
+        burn = await server.add_transaction(a.stablecoin_burn("nb", 2, None, n.NOS, 4,
+                                                              a.wallet("h"), inner=True))
+        await eventually(lambda: _has(redis, keys, 1))
+        await eventually(lambda: _drained(collector))
+    done = collector.queue.done_key
+    assert await redis.zscore(done, burn) is not None
+    assert await redis.zscore(done, transfer) is None  # notified, never fetched

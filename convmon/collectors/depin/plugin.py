@@ -31,6 +31,7 @@ from convmon.collectors.solana.collector import Extract
 from convmon.collectors.solana.common import health_for, queue_metrics, tx_collector
 from convmon.collectors.solana.rpc import RpcSettings
 from convmon.collectors.solana.sigqueue import SignatureQueue
+from convmon.collectors.solana.supplyflow import changes_supply
 from convmon.collectors.solana.txshape import block_time_of, signature_of, slot_of
 from convmon.monitor.config import Model, merge_defaults
 from convmon.monitor.events import Amount, DepinPayout, Event, Recipient
@@ -132,7 +133,11 @@ def components(runtime: Runtime, cfg: DepinConfig) -> Sequence[Component]:
     if cfg.supply_flows.enabled and flow_networks:
         mints = list(tracked_mints(flow_networks))
         extract = make_flow_extractor(flow_networks, cfg.source)
-        out.append(tx_collector(runtime, FLOWS_NAME, cfg.source, cfg.rpc, mints, extract))
+        out.append(
+            tx_collector(
+                runtime, FLOWS_NAME, cfg.source, cfg.rpc, mints, extract, changes_supply
+            )
+        )
         out.append(
             supply_poller(
                 flow_networks,

@@ -24,7 +24,7 @@ instruction).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,6 +42,20 @@ UNKNOWN_PURPOSE = "unknown"
 MINT_KINDS = frozenset({"mintTo", "mintToChecked"})
 BURN_KINDS = frozenset({"burn", "burnChecked"})
 FlowKind = Literal["mint", "burn"]
+
+
+SUPPLY_LOGS = frozenset(
+    f"Program log: Instruction: {name}"
+    for name in ("MintTo", "MintToChecked", "Burn", "BurnChecked")
+)
+"""What SPL Token and Token-2022 log for the instructions that change a mint's supply."""
+
+
+def changes_supply(logs: Sequence[str]) -> bool:
+    """Whether a notification's logs may hold a mint or burn: a token program logged one,
+    or the node truncated the logs (then nothing can be ruled out). For ``logsSubscribe``
+    on a mint, which also reports every ``transferChecked`` of it."""
+    return any(line in SUPPLY_LOGS or line == "Log truncated" for line in logs)
 
 
 def discriminator(instruction_name: str) -> bytes:

@@ -24,7 +24,11 @@ from convmon.collectors.solana.collector import Extract
 from convmon.collectors.solana.common import health_for, queue_metrics, tx_collector
 from convmon.collectors.solana.rpc import RpcSettings, SolanaRpc
 from convmon.collectors.solana.supply import MintSupplyPoller
-from convmon.collectors.solana.supplyflow import PurposeRegistry, extract_flows
+from convmon.collectors.solana.supplyflow import (
+    PurposeRegistry,
+    changes_supply,
+    extract_flows,
+)
 from convmon.collectors.solana.txshape import (
     TOKEN_2022_PROGRAM,
     TOKEN_PROGRAM,
@@ -194,7 +198,9 @@ def components(runtime: Runtime, cfg: StablecoinsSolanaConfig) -> Sequence[Compo
     if not cfg.enabled or not tokens:
         return []
     mints = [t.mint for t in tokens.values()]
-    collector = tx_collector(runtime, NAME, cfg.source, cfg.rpc, mints, make_extractor(cfg))
+    collector = tx_collector(
+        runtime, NAME, cfg.source, cfg.rpc, mints, make_extractor(cfg), changes_supply
+    )
     poller = SupplyPoller(
         cfg,
         bus=runtime.bus,
