@@ -93,12 +93,14 @@ async def test_revenue_uses_the_price_at_burn_time(
     await store.apply([price("HNT", 5.0, now - HOUR)])
     await store.apply([flow("burn", 2, now - HOUR + 30, 10 * 10**8)])  # priced at 5.0
     await store.apply([flow("burn", 3, now - 3 * DAY, 7 * 10**8)])  # no price then
+    # Fetched late (after the 5.0 price): valued at the 2.0 of its own time.
+    await store.apply([flow("burn", 4, now - 8 * DAY + 120, 50 * 10**8)])
     t = await hnt(store)
     assert t["revenue_usd_24h"] == 50.0
     assert t["revenue_usd_7d"] == 50.0 and t["unpriced_burns_7d"] == 1
-    assert t["revenue_usd_prev_7d"] == 200.0
-    assert t["revenue_wow_change"] == 50.0 / 200.0 - 1.0
-    assert t["burned_wow_change"] == 17.0 / 100.0 - 1.0
+    assert t["revenue_usd_prev_7d"] == 300.0
+    assert t["revenue_wow_change"] == 50.0 / 300.0 - 1.0
+    assert t["burned_wow_change"] == 17.0 / 150.0 - 1.0
 
 
 async def test_no_price_known_means_no_revenue(make_store: MakeStore) -> None:

@@ -3,9 +3,12 @@
 In: ``depin.emission``, ``depin.burn`` and ``depin.supply`` events (from the DePIN supply
 flows collector), applied one script call each (``lua/depin_flow.lua``, every key it
 touches passed in KEYS under the aggregates' ``{agg}`` hash tag), idempotently by event id.
-A burn is valued at the market collector's price of its token at the burn's time (a price
-sample no further than ``price_staleness_s`` from it); a burn without one is counted as
-unpriced, and a window whose burns were all unpriced has no revenue (None), not 0.
+A burn is valued at the market collector's price of its token at the burn's time: the
+``market.price`` sample nearest to it within ``price_staleness_s``, from a per-minute price
+history kept for ``PRICE_HISTORY_MIN`` minutes (so a burn fetched late, after a restart or a
+gap recovery, is still valued at its own time), else the latest price. A burn without one
+is counted as unpriced, and a window whose burns were all unpriced has no revenue (None),
+not 0.
 
 Out: the ``depin_flows`` root (`DepinFlowStore.snapshot`): per token symbol, emitted, burned,
 net emission, burn-to-emission ratio and USD revenue over 24 h / 7 d / 30 d, week-over-week
@@ -14,7 +17,8 @@ supply against the flows seen since the first supply sample; and the Prometheus 
 `flow_metrics`.
 
 Key layout under ``keys.aggregates``: ``depin:flows`` (series → meta), ``depin:flow:<network>/
-<token>`` (hourly fields and totals, see the script), ``done:<event id>``.
+<token>`` (hourly fields and totals, see the script), ``depin:px:<symbol>`` (minute →
+``time|price``), ``done:<event id>``.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from convmon.monitor.events import DepinBurn, DepinEmission, DepinSupply, Event
+from convmon.monitor.events import DepinBurn, DepinEmission, DepinSupply, Event, MarketPrice
 from convmon.rules.aggregates.config import AggregatesConfig
 from convmon.rules.aggregates.encoding import scaled_to_tokens, scaled_units
 
@@ -40,6 +44,8 @@ FLOW_WINDOWS: dict[str, int] = {"24h": 24, "7d": 7 * 24, "30d": 30 * 24}
 """Windows of the ``depin_flows`` root, in hours."""
 RETENTION_H = 31 * 24
 """Hourly fields kept: the 30-day window plus a day."""
+PRICE_HISTORY_MIN = 2 * 24 * 60
+"""Minutes of price history kept for valuing burns at their own time."""
 DAY_H = 24
 
 
@@ -80,11 +86,20 @@ class DepinFlowStore:
     def series_key(self, series: str) -> str:
         return self.key("depin", "flow", series)
 
+    def price_key(self, symbol: str) -> str:
+        return self.key("depin", "px", symbol)
+
     async def apply(self, events: Sequence[Event], now: float) -> dict[int, bool]:
         """Apply the flow events of a batch; position in ``events`` → first application."""
         calls: list[tuple[int, list[str], list[str]]] = []
+        prices: list[MarketPrice] = []
         for position, event in enumerate(events):
             p = event.payload
+            if isinstance(p, MarketPrice):
+                calls.append((-1, [self.price_key(p.symbol)], [repr(event.occurred_at),
+                                                                repr(p.price_usd)]))
+                prices.append(p)
+                continue
             if not isinstance(p, DepinEmission | DepinBurn | DepinSupply):
                 continue
             series = f"{p.network}/{p.token}".replace(",", " ")
@@ -100,6 +115,7 @@ class DepinFlowStore:
                 self.series_key(series),
                 self.registry_key,
                 self.key("prices"),
+                self.price_key(p.token),
             ]
             args = [
                 str(self.config.applied_ttl_s), code, series, meta, scaled_units(p.amount),
@@ -107,20 +123,48 @@ class DepinFlowStore:
                 str(RETENTION_H), repr(now), str(p.slot),
             ]
             calls.append((position, keys, args))
-        if not calls:
+        if len(calls) == len(prices):
+            if prices:
+                await self._record_prices(calls)
             return {}
         for attempt in (1, 2):
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for _, keys, args in calls:
-                        pipe.evalsha(self.sha, len(keys), *keys, *args)
+                    for position, keys, args in calls:
+                        if position < 0:
+                            self._queue_price(pipe, keys[0], args)
+                        else:
+                            pipe.evalsha(self.sha, len(keys), *keys, *args)
                     replies = await pipe.execute()
                 break
             except NoScriptError:
                 if attempt == 2:
                     raise
                 await self.redis.script_load(self.source)
-        return {position: int(r) == 1 for (position, _, _), r in zip(calls, replies, strict=True)}
+        applied: dict[int, bool] = {}
+        at = 0
+        for position, _, _ in calls:
+            if position < 0:
+                at += 2
+            else:
+                applied[position] = int(replies[at]) == 1
+                at += 1
+        return applied
+
+    @staticmethod
+    def _queue_price(pipe: Any, key: str, args: list[str]) -> None:
+        """One sample per minute (the latest wins) and the minute that left the history
+        dropped: two single-key commands, idempotent on redelivery."""
+        t = float(args[0])
+        minute = int(t // 60)
+        pipe.hset(key, str(minute), f"{args[0]}|{args[1]}")
+        pipe.hdel(key, str(minute - PRICE_HISTORY_MIN))
+
+    async def _record_prices(self, calls: list[tuple[int, list[str], list[str]]]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, keys, args in calls:
+                self._queue_price(pipe, keys[0], args)
+            await pipe.execute()
 
     async def load(self) -> None:
         await self.redis.script_load(self.source)

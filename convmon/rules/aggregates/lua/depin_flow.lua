@@ -1,6 +1,7 @@
 -- Apply one DePIN supply-flow event (emission, burn or supply sample), idempotently.
 -- KEYS: [1] the event's applied marker, [2] its series hash (network/token), [3] the hash
---       of series -> meta, [4] the prices hash (symbol -> "time|price|sources").
+--       of series -> meta, [4] the prices hash (symbol -> "time|price|sources"), [5] the
+--       token's price history (minute -> "time|price").
 -- ARGV: [1] applied_ttl, [2] code E (emission) | B (burn) | S (supply), [3] series name,
 --       [4] meta JSON, [5] amount (18-decimal units), [6] time (unix s), [7] purpose,
 --       [8] price symbol, [9] price staleness (s), [10] retention (hours), [11] now,
@@ -68,15 +69,29 @@ else
   keep_max('lb')
   if recent then
     big_field('b:' .. h)
-    local raw = redis.call('HGET', KEYS[4], ARGV[8])
-    local priced = false
-    if raw then
-      local parts = split(raw, '|')
-      local pt, price = tonumber(parts[1]), tonumber(parts[2])
-      if pt and price and math.abs(pt - t) <= tonumber(ARGV[9]) then
-        redis.call('HINCRBYFLOAT', S, 'u:' .. h, tonumber(amount) / 1e18 * price)
-        priced = true
+    -- The price sample nearest the burn's time within the staleness: from the history
+    -- (a burn fetched late is still valued at its own time), else the latest price.
+    local stale = tonumber(ARGV[9])
+    local minutes = {}
+    for m = math.floor((t - stale) / 60), math.floor((t + stale) / 60) do
+      minutes[#minutes + 1] = m
+    end
+    local samples = redis.call('HMGET', KEYS[5], unpack(minutes))
+    samples[#samples + 1] = redis.call('HGET', KEYS[4], ARGV[8])
+    local best, best_gap = nil, nil
+    for _, raw in ipairs(samples) do
+      if raw then
+        local parts = split(raw, '|')
+        local pt, price = tonumber(parts[1]), tonumber(parts[2])
+        if pt and price and math.abs(pt - t) <= stale
+           and (best_gap == nil or math.abs(pt - t) < best_gap) then
+          best, best_gap = price, math.abs(pt - t)
+        end
       end
+    end
+    local priced = best ~= nil
+    if priced then
+      redis.call('HINCRBYFLOAT', S, 'u:' .. h, tonumber(amount) / 1e18 * best)
     end
     if not priced then redis.call('HINCRBY', S, 'nu:' .. h, 1) end
   end
