@@ -65,6 +65,14 @@ def _tokens(value: int) -> float:
     return scaled_to_tokens(value)
 
 
+def _queue_price(pipe: Any, key: str, args: list[str]) -> None:
+    """One sample per minute (the latest applied wins) and the minute that left the history
+    dropped: two single-key commands, idempotent on redelivery."""
+    minute = int(float(args[0]) // 60)
+    pipe.hset(key, str(minute), f"{args[0]}|{args[1]}")
+    pipe.hdel(key, str(minute - PRICE_HISTORY_MIN))
+
+
 class DepinFlowStore:
     """Applies DePIN flow events and reads the ``depin_flows`` root, sharing the aggregate
     store's Redis, key base and configuration."""
@@ -90,81 +98,69 @@ class DepinFlowStore:
         return self.key("depin", "px", symbol)
 
     async def apply(self, events: Sequence[Event], now: float) -> dict[int, bool]:
-        """Apply the flow events of a batch; position in ``events`` → first application."""
-        calls: list[tuple[int, list[str], list[str]]] = []
-        prices: list[MarketPrice] = []
+        """Apply the flow events of a batch (and record its prices, for valuing burns);
+        position in ``events`` of each flow event → whether this was its first application.
+        """
+        calls: list[tuple[int | None, list[str], list[str]]] = []
+        """(position of a flow event, or None for a price sample; keys; arguments)"""
         for position, event in enumerate(events):
             p = event.payload
             if isinstance(p, MarketPrice):
-                calls.append((-1, [self.price_key(p.symbol)], [repr(event.occurred_at),
-                                                                repr(p.price_usd)]))
-                prices.append(p)
-                continue
-            if not isinstance(p, DepinEmission | DepinBurn | DepinSupply):
-                continue
-            series = f"{p.network}/{p.token}".replace(",", " ")
-            meta = json.dumps({"network": p.network, "token": p.token, "credits": p.credits})
-            if isinstance(p, DepinSupply):
-                code, purpose, when = "S", "", event.occurred_at
-            else:
-                code = "E" if isinstance(p, DepinEmission) else "B"
-                purpose = p.purpose
-                when = float(p.block_time) if p.block_time is not None else event.occurred_at
-            keys = [
-                self.key("done", event.id),
-                self.series_key(series),
-                self.registry_key,
-                self.key("prices"),
-                self.price_key(p.token),
-            ]
-            args = [
-                str(self.config.applied_ttl_s), code, series, meta, scaled_units(p.amount),
-                repr(when), purpose, p.token, repr(self.config.price_staleness_s),
-                str(RETENTION_H), repr(now), str(p.slot),
-            ]
-            calls.append((position, keys, args))
-        if len(calls) == len(prices):
-            if prices:
-                await self._record_prices(calls)
+                calls.append(
+                    (None, [self.price_key(p.symbol)], [repr(event.occurred_at), repr(p.price_usd)])
+                )
+            elif isinstance(p, DepinEmission | DepinBurn | DepinSupply):
+                calls.append((position, *self._flow_call(event, p, now)))
+        if not calls:
             return {}
         for attempt in (1, 2):
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for position, keys, args in calls:
-                        if position < 0:
-                            self._queue_price(pipe, keys[0], args)
+                    for at, keys, args in calls:
+                        if at is None:
+                            _queue_price(pipe, keys[0], args)
                         else:
                             pipe.evalsha(self.sha, len(keys), *keys, *args)
-                    replies = await pipe.execute()
+                    replies = iter(await pipe.execute())
                 break
             except NoScriptError:
                 if attempt == 2:
                     raise
                 await self.redis.script_load(self.source)
         applied: dict[int, bool] = {}
-        at = 0
-        for position, _, _ in calls:
-            if position < 0:
-                at += 2
+        for at, _, _ in calls:
+            if at is None:
+                next(replies)
+                next(replies)
             else:
-                applied[position] = int(replies[at]) == 1
-                at += 1
+                applied[at] = int(next(replies)) == 1
         return applied
 
-    @staticmethod
-    def _queue_price(pipe: Any, key: str, args: list[str]) -> None:
-        """One sample per minute (the latest wins) and the minute that left the history
-        dropped: two single-key commands, idempotent on redelivery."""
-        t = float(args[0])
-        minute = int(t // 60)
-        pipe.hset(key, str(minute), f"{args[0]}|{args[1]}")
-        pipe.hdel(key, str(minute - PRICE_HISTORY_MIN))
-
-    async def _record_prices(self, calls: list[tuple[int, list[str], list[str]]]) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for _, keys, args in calls:
-                self._queue_price(pipe, keys[0], args)
-            await pipe.execute()
+    def _flow_call(
+        self, event: Event, p: DepinEmission | DepinBurn | DepinSupply, now: float
+    ) -> tuple[list[str], list[str]]:
+        """KEYS and ARGV of the flow script for one event."""
+        series = f"{p.network}/{p.token}".replace(",", " ")
+        meta = json.dumps({"network": p.network, "token": p.token, "credits": p.credits})
+        if isinstance(p, DepinSupply):
+            code, purpose, when = "S", "", event.occurred_at
+        else:
+            code = "E" if isinstance(p, DepinEmission) else "B"
+            purpose = p.purpose
+            when = float(p.block_time) if p.block_time is not None else event.occurred_at
+        keys = [
+            self.key("done", event.id),
+            self.series_key(series),
+            self.registry_key,
+            self.key("prices"),
+            self.price_key(p.token),
+        ]
+        args = [
+            str(self.config.applied_ttl_s), code, series, meta, scaled_units(p.amount),
+            repr(when), purpose, p.token, repr(self.config.price_staleness_s),
+            str(RETENTION_H), repr(now), str(p.slot),
+        ]
+        return keys, args
 
     async def load(self) -> None:
         await self.redis.script_load(self.source)
