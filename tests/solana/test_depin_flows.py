@@ -177,6 +177,11 @@ def test_token_2022_mint_of_a_network_added_in_config() -> None:
     [event] = extract(tx, 1.0)
     assert flows([event]) == [("depin.emission", "gpunet", "GPU", 42, "rewards")]
     assert isinstance(event.payload, DepinEmission) and event.payload.method == "mintToChecked"
+    burn = a.stablecoin_burn("gb", 18, None, mint, 40, a.wallet("gpu-user"),
+                             program=TOKEN_2022_PROGRAM, checked=True, version=0)
+    [event] = extract(burn, 1.0)
+    assert flows([event]) == [("depin.burn", "gpunet", "GPU", 40, "unknown")]
+    assert isinstance(event.payload, DepinBurn) and event.payload.program == TOKEN_2022_PROGRAM
 
 
 def test_failed_unrelated_and_malformed() -> None:
