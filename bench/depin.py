@@ -7,7 +7,16 @@
    transactions: unrelated traffic) when ../shared/data is present. Baseline in the same
    run: plain ``msgspec.json.decode`` of the same bytes. Target: >= 5,000 tx/s on one core.
 
-2. Drain: a 50,000-signature burst fetched from the local node that enforces a per-method
+2. Burns and emissions: transactions/s through the token-supply-flow extraction (JSON
+   decode + every mint/burn of the tracked DePIN mints, purpose from the caller's Anchor
+   discriminator, event building), on authored Helium ``mint_data_credits_v0`` /
+   ``burn_delegated_data_credits_v0`` / ``issue_rewards_v0`` transactions (v0 and v1, inner
+   burns and mints up to stack height 3), HONEY burns through an unknown program, Hivemapper
+   MintTo payouts, the real Helium fixtures (a delegation claim burning HNT at stack height 4)
+   and the real solders vote transactions (unrelated traffic). Same baseline: plain
+   ``msgspec.json.decode`` of the same bytes.
+
+3. Drain: a 50,000-signature burst fetched from the local node that enforces a per-method
    limit of 40 requests / 10 s (429 + Retry-After above it), with the collector's own
    limiter set to the same published limit. Waiting the real 3.5 h is pointless, so the
    limit runs time-scaled by ``--scale`` (default 100: 40 requests per 0.1 s on both the
@@ -33,6 +42,8 @@ from _solana_corpus import SHARED, shared_block_transactions, time_extraction
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from convmon.collectors.depin import networks
+from convmon.collectors.depin.flows import make_flow_extractor
 from convmon.collectors.depin.plugin import DepinConfig, make_extractor
 from convmon.collectors.solana.collector import SolanaTxCollector
 from convmon.collectors.solana.rpc import RpcSettings
@@ -65,6 +76,46 @@ def corpus(n: int) -> tuple[list[bytes], int]:
     extract = make_extractor(DepinConfig())
     payouts = sum(1 for b in out if extract(msgspec.json.decode(b), 0.0))
     return out, payouts
+
+
+def flow_corpus(n: int) -> tuple[list[bytes], int]:
+    """``n`` encoded transactions for the burn/emission case, and how many have flows."""
+    base: list[dict[str, Any]] = []
+    for i in range(20):
+        buyer = a.wallet(f"fb{i}")
+        base.append(a.helium_mint_data_credits(f"fm{i}", i, 1, buyer, 10**8 + i, 260_000,
+                                               version=i % 2))
+        base.append(a.helium_burn_delegated_data_credits(f"fd{i}", i, 1, 10**6 + i))
+        base.append(a.helium_issue_rewards(f"fi{i}", i, 1, i, [(a.wallet("t"), 10**12),
+                                                               (a.wallet("e"), 4 * 10**12)],
+                                           version=1))
+        base.append(a.stablecoin_burn(f"fh{i}", i, 1, networks.HONEY, 10**12, buyer,
+                                      decimals=9, inner=True))
+        people = [(a.wallet(f"fp{i}:{j}"), 10**9 + j) for j in range(40)]
+        base.append(a.hivemapper_mint_payout(f"fp{i}", i, 1, people, version=1))
+    if SHARED.exists():
+        for name in ("hsd_claim_rewards", "lazy_distributor_distribute"):
+            base.append(json.loads((SHARED / "helium" / f"{name}.json").read_text()))
+        base.extend(shared_block_transactions("vote"))
+    encoded = [msgspec.json.encode(t) for t in base]
+    out = [encoded[i % len(encoded)] for i in range(n)]
+    extract = flow_extractor()
+    with_flows = sum(1 for b in out if extract(msgspec.json.decode(b), 0.0))
+    return out, with_flows
+
+
+def flow_extractor() -> Any:
+    cfg = DepinConfig()
+    return make_flow_extractor(cfg.flow_networks(), cfg.source)
+
+
+def bench_flows(n: int) -> None:
+    txs, with_flows = flow_corpus(n)
+    baseline, full, events = time_extraction(txs, flow_extractor())
+    print(f"burn/emission corpus: {n} transactions, {with_flows} with flows, {events} events")
+    print(f"  baseline  json decode only       : {n / baseline:12,.0f} tx/s")
+    print(f"  decode + burn/emission extraction: {n / full:12,.0f} tx/s")
+    print(f"  ratio extraction / decode        : {baseline / full:12.3f}")
 
 
 def bench_extraction(n: int) -> None:
@@ -164,6 +215,7 @@ def main() -> None:
     parser.add_argument("--url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
     bench_extraction(5_000 if args.quick else 50_000)
+    bench_flows(5_000 if args.quick else 50_000)
     asyncio.run(bench_drain(5_000 if args.quick else 50_000, args.scale, args.url))
 
 

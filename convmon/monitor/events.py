@@ -177,6 +177,50 @@ class DepinPayout(_Payload, frozen=True, kw_only=True, tag="solana.depin_payout"
     absence rules judge silence against the same figure the user configured."""
 
 
+class _DepinFlow(_Payload, frozen=True, kw_only=True):
+    network: str
+    token: str
+    mint: str
+    amount: Amount
+    purpose: str
+    """From the caller's instruction data where the program is in the network registry
+    (``data_credits``, ``network_usage``, ``rewards`` ...), else ``unknown``."""
+    program: str
+    """The registered program that caused it, else the direct caller of the token program."""
+    instruction: str | None = None
+    """The caller's instruction name when the registry knows it."""
+    credits: bool = False
+    """A network's usage credits (Helium Data Credits), a series of their own: not the
+    network's token, so not part of its emission, burn or revenue."""
+    tx: str
+    instruction_path: str
+    """``"3"`` for top-level instruction 3, ``"3.1"`` for an inner one under it."""
+    method: str
+    """mintTo | mintToChecked | burn | burnChecked"""
+    slot: int
+    block_time: int | None = None
+    link: str = ""
+
+
+class DepinEmission(_DepinFlow, frozen=True, kw_only=True, tag="depin.emission"):
+    """Tokens minted on a DePIN network's mint. Position = slot."""
+
+
+class DepinBurn(_DepinFlow, frozen=True, kw_only=True, tag="depin.burn"):
+    """Tokens burned on a DePIN network's mint. Position = slot."""
+
+
+class DepinSupply(_Payload, frozen=True, kw_only=True, tag="depin.supply"):
+    """Total supply of a DePIN mint reported by the chain (reconciliation). Position = slot."""
+
+    network: str
+    token: str
+    mint: str
+    amount: Amount
+    credits: bool = False
+    slot: int
+
+
 class MarketPrice(_Payload, frozen=True, kw_only=True, tag="market.price"):
     """A sampled USD price per symbol: the median of fresh sources. Position = unix ms."""
 
@@ -266,6 +310,9 @@ Payload = (
     | StablecoinSupply
     | PaymentX402
     | DepinPayout
+    | DepinEmission
+    | DepinBurn
+    | DepinSupply
     | MarketPrice
     | CollectorStatus
     | OpsSample
@@ -282,6 +329,9 @@ EVENT_KINDS: frozenset[str] = frozenset(
         StablecoinSupply,
         PaymentX402,
         DepinPayout,
+        DepinEmission,
+        DepinBurn,
+        DepinSupply,
         MarketPrice,
         CollectorStatus,
         OpsSample,

@@ -108,6 +108,7 @@ _MAPS = frozenset({
     "ops.processes", "ops.components", "ops.groups", "ops.dead_letters",
     "payments.x402", "payments.x402.*.volume_by_token", "payments.track_share",
     "payments.track_share.*",
+    "depin_flows.tokens", "depin_flows.tokens.*.burned_by_purpose",
 })
 """Dicts keyed by data (configured windows, pools, tokens, collectors...), not records."""
 
@@ -124,6 +125,7 @@ _MAP_VALUES: Mapping[str, CelType] = {
     "stablecoin.last_event_time": NUMBER,
     "payments.x402.*.volume_by_token": NUMBER,
     "payments.track_share.*": NUMBER,
+    "depin_flows.tokens.*.burned_by_purpose": NUMBER,
 }
 """Value types of maps that are empty on an empty state."""
 
@@ -151,7 +153,7 @@ def _from_sample(value: Any, path: str) -> CelType:
 @functools.cache
 def root_types() -> Mapping[str, CelType]:
     """The aggregate roots, typed from the views of an empty state."""
-    from convmon.rules.aggregates import views
+    from convmon.rules.aggregates import depinflow, views
     from convmon.rules.aggregates.config import AggregatesConfig
     from convmon.rules.aggregates.payments import payment_item_sample
 
@@ -169,6 +171,7 @@ def root_types() -> Mapping[str, CelType]:
         "ops": views.ops_view(None, [], {}, {}, now),
         "payments": {"x402": {"sample": payment_item_sample()},
                      "track_share": {"24h": {}}},
+        "depin_flows": depinflow.empty_view(),
     }
     return {name: _from_sample(value, name) for name, value in sample.items()}
 

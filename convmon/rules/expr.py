@@ -23,7 +23,8 @@ import cel
 from convmon.rules.errors import RuleError
 
 AGGREGATE_ROOTS: frozenset[str] = frozenset(
-    {"btc", "stablecoin", "depin", "market", "miner", "collectors", "ops", "payments"}
+    {"btc", "stablecoin", "depin", "market", "miner", "collectors", "ops", "payments",
+     "depin_flows"}
 )
 """Variables served by the aggregate store (CONTRACTS §3)."""
 

@@ -5,8 +5,10 @@ and the benchmarks.
 then lookup-table readonly), numbers token balances by that index, and nests inner
 instructions under the top-level instruction that invoked them. The scenario helpers
 (`hivemapper_mint_payout`, `nosana_job_payout`, `helium_distribution`, `stablecoin_mint`,
-`stablecoin_burn`) build what those programs put on chain: programs invoke SPL Token by
-CPI, so the token instructions are inner ones.
+`stablecoin_burn`, `helium_mint_data_credits`, `helium_burn_delegated_data_credits`,
+`helium_issue_rewards`) build what those programs put on chain: programs invoke SPL Token by
+CPI, so the token instructions are inner ones. Instructions of programs the node cannot
+parse carry their real Anchor data (`anchor_data`: discriminator + Borsh arguments).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import base58
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
@@ -108,12 +111,13 @@ class TxBuilder:
     def top(self, program_id: str, parsed: dict[str, Any] | None = None) -> int:
         self.account(program_id, writable=False)
         self._top.append(_instruction(program_id, parsed, 1))
-        self._logs += [f"Program {program_id} invoke [1]", f"Program {program_id} success"]
+        self._logs += invoke_logs(program_id, parsed, 1)
         return len(self._top) - 1
 
     def inner(self, index: int, program_id: str, parsed: dict[str, Any] | None = None) -> TxBuilder:
         self.account(program_id, writable=False, lookup=True)
         self._inner.setdefault(index, []).append(_instruction(program_id, parsed, 2))
+        self._logs += invoke_logs(program_id, parsed, 2)
         return self
 
     def build(self) -> dict[str, Any]:
@@ -199,6 +203,16 @@ class TxBuilder:
                 "computeUnitsConsumed": 42_000,
             },
         }
+
+
+def invoke_logs(program_id: str, parsed: dict[str, Any] | None, depth: int) -> list[str]:
+    """The log lines of one invocation; token programs log the instruction's name
+    (``Program log: Instruction: MintTo``), which ``logsSubscribe`` filters read."""
+    lines = [f"Program {program_id} invoke [{depth}]"]
+    if parsed is not None and program_id in (TOKEN_PROGRAM, TOKEN_2022_PROGRAM):
+        kind = str(parsed.get("type", ""))
+        lines.append(f"Program log: Instruction: {kind[:1].upper()}{kind[1:]}")
+    return [*lines, f"Program {program_id} success"]
 
 
 def _instruction(program_id: str, parsed: dict[str, Any] | None, depth: int) -> dict[str, Any]:
@@ -436,4 +450,158 @@ def x402_transfer(
     ix = spl("transferChecked", source=src, mint=mint, destination=dest, authority=payer,
              amount=amount, decimals=decimals)
     b.top(program, ix)
+    return b.build()
+
+
+def anchor_data(instruction_name: str, args: bytes = b"") -> str:
+    """Base58 instruction data of an Anchor program: ``sha256("global:<name>")[:8]`` then the
+    Borsh-encoded arguments."""
+    disc = hashlib.sha256(f"global:{instruction_name}".encode()).digest()[:8]
+    return base58.b58encode(disc + args).decode()
+
+
+def borsh_u64(value: int) -> bytes:
+    return value.to_bytes(8, "little")
+
+
+def borsh_option_u64(value: int | None) -> bytes:
+    return b"\x00" if value is None else b"\x01" + borsh_u64(value)
+
+
+def raw_call(
+    b: TxBuilder,
+    program_id: str,
+    data: str,
+    accounts: list[str],
+    *,
+    index: int | None = None,
+    depth: int = 1,
+) -> int:
+    """An instruction of a program the node cannot parse (``accounts`` + base58 ``data``):
+    top-level when ``index`` is None, else executed inside top-level ``index`` at stack
+    height ``depth``. Returns the top-level index it belongs to."""
+    for address in accounts:
+        b.account(address, writable=False, lookup=index is not None)
+    ix = {"programId": program_id, "accounts": accounts, "data": data, "stackHeight": depth}
+    if index is None:
+        b.account(program_id, writable=False)
+        b._top.append(ix)
+        b._logs += invoke_logs(program_id, None, 1)
+        return len(b._top) - 1
+    b.account(program_id, writable=False, lookup=True)
+    b._inner.setdefault(index, []).append(ix)
+    b._logs += invoke_logs(program_id, None, depth)
+    return index
+
+
+def token_call(
+    b: TxBuilder, index: int, program: str, parsed: dict[str, Any], depth: int
+) -> None:
+    """A parsed token instruction executed inside top-level ``index`` at ``depth``."""
+    b.account(program, writable=False, lookup=True)
+    ix = _instruction(program, parsed, depth)
+    b._inner.setdefault(index, []).append(ix)
+    b._logs += invoke_logs(program, parsed, depth)
+
+
+def helium_mint_data_credits(
+    seed: str,
+    slot: int,
+    block_time: int | None,
+    owner: str,
+    hnt_burned: int,
+    dc_minted: int,
+    *,
+    version: int | str = 0,
+) -> dict[str, Any]:
+    """``data_credits.mint_data_credits_v0`` (args ``{hnt_amount: Some, dc_amount: None}``):
+    the owner's HNT is burned (SPL ``burn`` at stack height 2), then Data Credits are minted
+    to the owner through the circuit breaker's ``mint_v0`` (SPL ``mintTo`` at height 3)."""
+    b = TxBuilder(signature(seed), slot, block_time, version=version)
+    _header(b, owner)
+    hnt_acct = token_account(owner, n.HNT)
+    dc_acct = token_account(owner, n.DC)
+    data_credits = pda("dc", n.HELIUM_DATA_CREDITS)
+    dc_authority = pda("dc-mint-authority", n.HELIUM_DATA_CREDITS)
+    breaker = pda("mint_windowed_breaker", n.CIRCUIT_BREAKER)
+    b.balance(hnt_acct, n.HNT, owner, 8, hnt_burned + 10**8, 10**8)
+    b.balance(dc_acct, n.DC, owner, 0, 0, dc_minted)
+    i = raw_call(
+        b,
+        n.HELIUM_DATA_CREDITS,
+        anchor_data("mint_data_credits_v0", borsh_option_u64(hnt_burned) + borsh_option_u64(None)),
+        [data_credits, owner, hnt_acct, dc_acct, owner, owner, n.HNT, n.DC, breaker,
+         n.CIRCUIT_BREAKER, TOKEN_PROGRAM, SYSTEM_PROGRAM],
+    )
+    token_call(
+        b, i, TOKEN_PROGRAM,
+        spl("burn", account=hnt_acct, mint=n.HNT, authority=owner, amount=hnt_burned), 2,
+    )
+    raw_call(
+        b, n.CIRCUIT_BREAKER, anchor_data("mint_v0", borsh_u64(dc_minted)),
+        [n.DC, dc_acct, dc_authority, breaker, TOKEN_PROGRAM], index=i, depth=2,
+    )
+    token_call(
+        b, i, TOKEN_PROGRAM,
+        spl("mintTo", mint=n.DC, account=dc_acct, mintAuthority=breaker, amount=dc_minted), 3,
+    )
+    return b.build()
+
+
+def helium_burn_delegated_data_credits(
+    seed: str, slot: int, block_time: int | None, amount: int, *, version: int | str = 0
+) -> dict[str, Any]:
+    """``data_credits.burn_delegated_data_credits_v0`` (args ``{amount: u64}``): Data Credits
+    delegated to a sub-DAO are burned for network usage (SPL ``burn`` at height 2)."""
+    b = TxBuilder(signature(seed), slot, block_time, version=version)
+    oracle = wallet("helium-dc-burn-oracle")
+    _header(b, oracle)
+    delegated = pda("delegated_data_credits", n.HELIUM_DATA_CREDITS)
+    escrow = token_account(delegated, n.DC)
+    b.balance(escrow, n.DC, delegated, 0, amount + 10**9, 10**9, lookup=True)
+    i = raw_call(
+        b,
+        n.HELIUM_DATA_CREDITS,
+        anchor_data("burn_delegated_data_credits_v0", borsh_u64(amount)),
+        [oracle, pda("dc", n.HELIUM_DATA_CREDITS), delegated, escrow, n.DC, TOKEN_PROGRAM],
+    )
+    token_call(
+        b, i, TOKEN_PROGRAM,
+        spl("burn", account=escrow, mint=n.DC, authority=delegated, amount=amount), 2,
+    )
+    return b.build()
+
+
+def helium_issue_rewards(
+    seed: str,
+    slot: int,
+    block_time: int | None,
+    epoch: int,
+    mints: list[tuple[str, int]],
+    *,
+    version: int | str = 0,
+) -> dict[str, Any]:
+    """``helium_sub_daos.issue_rewards_v0`` (args ``{epoch: u64}``): the epoch's HNT emission
+    minted through the circuit breaker (``mint_v0`` at height 2, SPL ``mintTo`` at 3) to
+    each (owner, amount) of ``mints`` (treasury, rewards escrow, delegator pool)."""
+    b = TxBuilder(signature(seed), slot, block_time, version=version)
+    _header(b, wallet("helium-epoch-crank"))
+    breaker = pda("mint_windowed_breaker", n.CIRCUIT_BREAKER)
+    i = raw_call(
+        b,
+        n.HELIUM_SUB_DAOS,
+        anchor_data("issue_rewards_v0", borsh_u64(epoch)),
+        [pda("dao", n.HELIUM_SUB_DAOS), pda("sub_dao", n.HELIUM_SUB_DAOS), n.HNT, breaker],
+    )
+    for owner, amount in mints:
+        acct = token_account(owner, n.HNT)
+        b.balance(acct, n.HNT, owner, 8, 0, amount, lookup=True)
+        raw_call(
+            b, n.CIRCUIT_BREAKER, anchor_data("mint_v0", borsh_u64(amount)),
+            [n.HNT, acct, breaker, TOKEN_PROGRAM], index=i, depth=2,
+        )
+        token_call(
+            b, i, TOKEN_PROGRAM,
+            spl("mintTo", mint=n.HNT, account=acct, mintAuthority=breaker, amount=amount), 3,
+        )
     return b.build()

@@ -157,6 +157,43 @@ def depin_payouts() -> dash.Dashboard:
     )
 
 
+FLOW_WINDOWS = ("24h", "7d", "30d")
+
+
+def depin_revenue() -> dash.Dashboard:
+    ids = PanelIds()
+    w = 'window="$window"'
+    return (
+        _base(
+            "convmon-depin-revenue",
+            "convmon / DePIN revenue",
+            "Burns against emissions of Solana DePIN tokens: revenue in tokens and dollars, "
+            "net emission, and when a network turns deflationary (ratio at or above 1).",
+        )
+        .with_variable(window_variable("window", FLOW_WINDOWS, "30d", "Window"))
+        .with_panel(bar_gauge(ids, "Burn / emission ratio over window", q(
+            f"max by (network, token) (convmon_depin_burn_emission_ratio{{{w}}})",
+            "{{network}} {{token}}"),
+            # At 1 a network burns what it emits: deflationary from there on.
+            limits=thresholds(GREEN_BASE, (1.0, "blue"))))
+        .with_panel(bar_gauge(ids, "Revenue in USD over window", q(
+            f"max by (network, token) (convmon_depin_revenue_usd{{{w}}})",
+            "{{network}} {{token}}"), unit="currencyUSD"))
+        .with_panel(time_series(ids, "Net emission over window (tokens)", [q(
+            f"max by (network, token) (convmon_depin_net_emission_tokens{{{w}}})",
+            "{{network}} {{token}}")]))
+        .with_panel(time_series(ids, "Burned per hour by purpose", [q(
+            "max by (network, token, purpose) (increase(convmon_depin_burned_tokens_total[1h]))",
+            "{{network}} {{token}} {{purpose}}")]))
+        .with_panel(time_series(ids, "Emitted per hour", [q(
+            "max by (network, token) (increase(convmon_depin_emitted_tokens_total[1h]))",
+            "{{network}} {{token}}")]))
+        .with_panel(time_series(ids, "Supply drift (reported minus tracked)", [q(
+            "max by (network, token) (convmon_depin_supply_drift_tokens)",
+            "{{network}} {{token}}")]))
+    )
+
+
 def stablecoin_flows() -> dash.Dashboard:
     ids = PanelIds()
     w = 'window="$window"'
@@ -377,6 +414,7 @@ def machine_payments() -> dash.Dashboard:
 DASHBOARDS: dict[str, Callable[[], dash.Dashboard]] = {
     "mining-concentration.json": mining_concentration,
     "depin-payouts.json": depin_payouts,
+    "depin-revenue.json": depin_revenue,
     "stablecoin-flows.json": stablecoin_flows,
     "market-economics.json": market_economics,
     "operations.json": operations,

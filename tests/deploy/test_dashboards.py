@@ -20,6 +20,7 @@ GENERATE = GRAFANA_DIR / "generate.py"
 EXPECTED = {
     "convmon-mining-concentration",
     "convmon-depin-payouts",
+    "convmon-depin-revenue",
     "convmon-stablecoin-flows",
     "convmon-market-economics",
     "convmon-operations",

@@ -85,3 +85,5 @@ async def test_demo_fires_and_resolves_and_fills_every_dashboard_panel() -> None
     assert fired("StablecoinLargeMint") >= 1 and resolved("StablecoinLargeMint") >= 1, summary
     assert fired("StablecoinOffPeg") >= 1 and resolved("StablecoinOffPeg") >= 1, summary
     assert fired("DepinPayoutsAbsent") >= 1, summary
+    assert fired("DepinNetworkDeflationary") >= 1, summary  # Helium burns past its emission
+    assert fired("DepinSupplyDrift") == 0, summary  # supplies follow the flows exactly

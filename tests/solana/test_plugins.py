@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from convmon.collectors.depin import networks
 from convmon.collectors.depin import plugin as depin
+from convmon.collectors.solana.supply import MintSupplyPoller
 from convmon.collectors.stablecoins import solana as sc
 from convmon.monitor.app import load_config
 from convmon.monitor.bus import EventBus
@@ -86,21 +87,32 @@ async def test_components_run_on_a_runtime(
             instance="test",
             data_dir=tmp_path,
         )
-        [component] = depin.PLUGIN.components(runtime, cfg)
+        payouts, flows, poller = depin.PLUGIN.components(runtime, cfg)
         assert sc.PLUGIN.components(runtime, sc.StablecoinsSolanaConfig(enabled=False)) == []
-        task = asyncio.create_task(component.run())
+        assert isinstance(poller, MintSupplyPoller)
+        assert poller.mints["helium/DC"] == (networks.DC, 0)
+        tasks = [asyncio.create_task(c.run()) for c in (payouts, flows)]
+        mints = sum(len(n.mints) for n in cfg.flow_networks().values())
         try:
-            await eventually(lambda: server.subscriptions == len(depin.watched_addresses(cfg)))
+            await eventually(
+                lambda: server.subscriptions == len(depin.watched_addresses(cfg)) + mints
+            )
             await server.add_transaction(
                 solana_tx.helium_distribution("rt", 5, 1_760_000_000, solana_tx.wallet("h"), 99)
             )
+            await server.add_transaction(
+                solana_tx.helium_burn_delegated_data_credits("dcb", 6, 1_760_000_001, 77)
+            )
 
-            async def paid() -> bool:
-                return any(e.id.startswith("sol:payout:") for e in await read_events(redis, keys))
+            async def paid_and_burned() -> bool:
+                ids = [e.id for e in await read_events(redis, keys)]
+                return any(i.startswith("sol:payout:") for i in ids) and any(
+                    i.startswith("sol:depin:burn:") for i in ids
+                )
 
-            await eventually(paid)
+            await eventually(paid_and_burned)
         finally:
-            await stop(task)
+            await stop(*tasks)
         [event] = [e for e in await read_events(redis, keys) if e.id.startswith("sol:payout")]
         assert event.id == f"sol:payout:{solana_tx.signature('rt')}:{networks.HNT}"
         families = list(await depin.state_metrics(runtime, cfg))
@@ -108,8 +120,11 @@ async def test_components_run_on_a_runtime(
             "convmon_solana_signature_queue_depth",
             "convmon_solana_failed_signatures",
         }
+        depth = {s.labels["collector"] for f in families for s in f.samples}
+        assert depth == {"depin", "depin_supply"}
         status = await depin.status(runtime, cfg)
         assert status["queue_depth"] == 0 and "helium" in status["networks"]
+        assert status["supply_flows"]["mints"]["helium/DC"] == networks.DC
 
 
 def test_cli_group_is_registered() -> None:

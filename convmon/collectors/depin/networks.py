@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from convmon.collectors.solana.supplyflow import ProgramPurpose
 from convmon.monitor.config import Model
 
 HOUR = 3600.0
@@ -28,12 +29,25 @@ NOSANA_JOBS = "nosJhNRqr2bc9g1nfGDcXXTXvYUmxD4cVwy2pMWhrYM"
 NOSANA_REWARDS = "nosRB8DUV67oLNrL45bo2pFLrmsWPiewe2Lk2DRNYCp"
 RENDER = "rndrizKT3MK1iimdxRdWabcF7Zg7AR5T4nud4EkHBof"
 IO = "BZLbGTNCSFfoth2GYDtwr7e4imWzpR5jqcUuGEwr646K"
+HELIUM_SUB_DAOS = "hdaoVTCqhfHHo75XdAMxBKdUqvq1i5bF23sisBqVgGR"
+HELIUM_DATA_CREDITS = "credMBJhYFzfn7NxBMdU4aUqFggAjgztaCcv2Fo6fPT"
+DC = "dcuc8Amr83Wz27ZkQ2K9NS6r8zRpf1J6cvArEBDZDmm"
 
 
 class RewardMint(Model):
     mint: str
     token: str
     decimals: int = Field(ge=0, le=18)
+
+
+class SupplyMint(Model):
+    """A mint whose every mint and burn instruction is counted (token supply flows)."""
+
+    mint: str
+    token: str
+    decimals: int = Field(ge=0, le=18)
+    credits: bool = False
+    """Usage credits (Helium Data Credits): their own series, not the network's token."""
 
 
 class NetworkConfig(Model):
@@ -58,6 +72,17 @@ class NetworkConfig(Model):
     to program accounts (Helium's custom destinations)."""
     expected_cadence_s: float = Field(default=DAY, gt=0)
     description: str = ""
+    mints: list[SupplyMint] = Field(default_factory=list)
+    """Mints whose emissions (``mintTo``) and burns (``burn``) are tracked."""
+    programs: list[ProgramPurpose] = Field(default_factory=list)
+    """What a mint or burn means when one of these programs' instructions caused it (the
+    built-in entries; setting this replaces them)."""
+    extra_programs: list[ProgramPurpose] = Field(default_factory=list)
+    """Your entries, added to ``programs``: name the purpose of other programs'
+    instructions without code."""
+
+    def purposes(self) -> list[ProgramPurpose]:
+        return [*self.programs, *self.extra_programs]
 
     def addresses(self) -> list[str]:
         return list(dict.fromkeys([*self.watch, *self.wallets]))
@@ -77,10 +102,18 @@ def default_networks() -> dict[str, NetworkConfig]:
             expected_cadence_s=DAY,
             description="lazy-distributor claims paid through the circuit breaker (HNT since "
             "HIP-138; IOT/MOBILE kept for history)",
+            mints=[
+                SupplyMint(mint=HNT, token="HNT", decimals=8),
+                SupplyMint(mint=IOT, token="IOT", decimals=6),
+                SupplyMint(mint=MOBILE, token="MOBILE", decimals=6),
+                SupplyMint(mint=DC, token="DC", decimals=0, credits=True),
+            ],
+            programs=helium_programs(),
         ),
         "hivemapper": NetworkConfig(
             watch=[HIVEMAPPER_REWARD, HIVEMAPPER_PAYMENT],
             reward_mints=[RewardMint(mint=HONEY, token="HONEY", decimals=9)],
+            mints=[SupplyMint(mint=HONEY, token="HONEY", decimals=9)],
             require_programs=[HIVEMAPPER_REWARD, HIVEMAPPER_PAYMENT],
             expected_cadence_s=7 * DAY,
             description="weekly HONEY MintTo into contributors' token accounts",
@@ -88,6 +121,7 @@ def default_networks() -> dict[str, NetworkConfig]:
         "nosana": NetworkConfig(
             watch=[NOSANA_JOBS, NOSANA_REWARDS],
             reward_mints=[RewardMint(mint=NOS, token="NOS", decimals=6)],
+            mints=[SupplyMint(mint=NOS, token="NOS", decimals=6)],
             require_programs=[NOSANA_JOBS, NOSANA_REWARDS],
             exclude_off_curve_owners=True,
             expected_cadence_s=DAY,
@@ -95,12 +129,35 @@ def default_networks() -> dict[str, NetworkConfig]:
         ),
         "render": NetworkConfig(
             reward_mints=[RewardMint(mint=RENDER, token="RENDER", decimals=8)],
+            mints=[SupplyMint(mint=RENDER, token="RENDER", decimals=8)],
             expected_cadence_s=7 * DAY,
             description="no public reward program: list distribution wallets under `wallets`",
         ),
         "ionet": NetworkConfig(
             reward_mints=[RewardMint(mint=IO, token="IO", decimals=8)],
+            mints=[SupplyMint(mint=IO, token="IO", decimals=8)],
             expected_cadence_s=DAY,
             description="no public reward program: list distribution wallets under `wallets`",
         ),
     }
+
+
+def helium_programs() -> list[ProgramPurpose]:
+    """Helium's data_credits program (HNT burned for Data Credits, Data Credits spent on
+    network usage) and the sub-DAOs' epoch emissions."""
+    return [
+        ProgramPurpose(
+            program=HELIUM_DATA_CREDITS, instruction="mint_data_credits_v0", purpose="data_credits"
+        ),
+        ProgramPurpose(
+            program=HELIUM_DATA_CREDITS,
+            instruction="burn_delegated_data_credits_v0",
+            purpose="network_usage",
+        ),
+        ProgramPurpose(
+            program=HELIUM_DATA_CREDITS,
+            instruction="burn_without_tracking_v0",
+            purpose="burn_without_tracking",
+        ),
+        ProgramPurpose(program=HELIUM_SUB_DAOS, instruction="issue_rewards_v0", purpose="rewards"),
+    ]

@@ -9,7 +9,7 @@ import typer
 
 from convmon.collectors.solana.sigqueue import SignatureQueue
 
-COLLECTORS = ("depin", "stablecoins_solana")
+COLLECTORS = ("depin", "depin_supply", "stablecoins_solana")
 
 
 def register(app: typer.Typer) -> None:

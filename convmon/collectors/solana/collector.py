@@ -33,7 +33,7 @@ from convmon.collectors.solana.errors import (
 from convmon.collectors.solana.rpc import RpcSettings, SolanaRpc, gather_limited
 from convmon.collectors.solana.sigqueue import SignatureQueue
 from convmon.collectors.solana.txshape import block_time_of, signature_of, slot_of
-from convmon.collectors.solana.ws import LogsSubscriber
+from convmon.collectors.solana.ws import LogsSubscriber, WantedLogs
 from convmon.monitor.backoff import Backoff
 from convmon.monitor.bus import EventBus
 from convmon.monitor.cancel import honour_cancellation
@@ -77,6 +77,7 @@ class SolanaTxCollector:
         batch: int = 50,
         max_fetch_attempts: int = 5,
         idle_poll_s: float = 1.0,
+        wanted_logs: WantedLogs | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -93,6 +94,9 @@ class SolanaTxCollector:
         self.batch = batch
         self.max_fetch_attempts = max_fetch_attempts
         self.idle_poll_s = idle_poll_s
+        self.wanted_logs = wanted_logs
+        """Notifications whose complete logs fail this are not fetched (gap recovery, which
+        sees no logs, still fetches everything)."""
         self.unsupported_version = 0
         """Transactions refused with -32015 (raise max_supported_transaction_version)."""
         self.malformed = 0
@@ -118,6 +122,7 @@ class SolanaTxCollector:
             on_connected=self._on_connected,
             on_session=self._on_session,
             ping_interval_s=self.settings.ping_interval_s,
+            wanted_logs=self.wanted_logs,
         )
         try:
             await run_together({
@@ -136,8 +141,8 @@ class SolanaTxCollector:
     async def _on_connected(self) -> None:
         self._recover.set()
 
-    async def on_signature(self, address: str, signature: str, slot: int, failed: bool) -> None:
-        if not failed:
+    async def on_signature(self, address: str, signature: str, slot: int, skip: bool) -> None:
+        if not skip:
             await self.queue.enqueue([signature])
             self._wake.set()
         if address in self._current:

@@ -10,6 +10,7 @@ from prometheus_client.metrics_core import Metric
 from convmon.collectors.solana.collector import Extract, SolanaTxCollector
 from convmon.collectors.solana.rpc import RpcSettings
 from convmon.collectors.solana.sigqueue import SignatureQueue
+from convmon.collectors.solana.ws import WantedLogs
 from convmon.monitor.health import CollectorHealth
 from convmon.monitor.plugins import Runtime
 
@@ -25,6 +26,7 @@ def tx_collector(
     settings: RpcSettings,
     addresses: Sequence[str],
     extract: Extract,
+    wanted_logs: WantedLogs | None = None,
 ) -> SolanaTxCollector:
     return SolanaTxCollector(
         name,
@@ -36,6 +38,7 @@ def tx_collector(
         bus=runtime.bus,
         clock=runtime.clock,
         health=health_for(runtime, name, source),
+        wanted_logs=wanted_logs,
     )
 
 

@@ -108,9 +108,11 @@ def token_accounts(
     return accounts
 
 
-def instructions(tx: dict[str, Any], meta: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every instruction with its path: ``"3"`` for top-level #3, ``"3.1"`` for the
-    second instruction executed inside it (inner instructions are flattened by the node)."""
+def instruction_groups(
+    tx: dict[str, Any], meta: dict[str, Any]
+) -> Iterator[tuple[int, dict[str, Any], list[dict[str, Any]]]]:
+    """Each top-level instruction with its index and the inner instructions it executed
+    (flattened by the node, each with its ``stackHeight`` when the node reports it)."""
     try:
         top = tx["transaction"]["message"]["instructions"]
     except (KeyError, TypeError) as exc:
@@ -124,10 +126,18 @@ def instructions(tx: dict[str, Any], meta: dict[str, Any]) -> Iterator[tuple[str
     for i, ix in enumerate(top):
         if not isinstance(ix, dict):
             raise MalformedTransaction("instruction is not an object")
+        subs = inner.get(i, [])
+        if not all(isinstance(sub, dict) for sub in subs):
+            raise MalformedTransaction("inner instruction is not an object")
+        yield i, ix, subs
+
+
+def instructions(tx: dict[str, Any], meta: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every instruction with its path: ``"3"`` for top-level #3, ``"3.1"`` for the
+    second instruction executed inside it (inner instructions are flattened by the node)."""
+    for i, ix, subs in instruction_groups(tx, meta):
         yield str(i), ix
-        for j, sub in enumerate(inner.get(i, ())):
-            if not isinstance(sub, dict):
-                raise MalformedTransaction("inner instruction is not an object")
+        for j, sub in enumerate(subs):
             yield f"{i}.{j}", sub
 
 

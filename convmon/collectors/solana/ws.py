@@ -1,7 +1,9 @@
 """A ``logsSubscribe`` client that stays subscribed.
 
-In: a websocket URL and the addresses to watch. Out: ``(address, signature, slot, failed)``
-for every ``logsNotification``, handed to ``on_signature``; ``on_session`` runs when a
+In: a websocket URL and the addresses to watch. Out: ``(address, signature, slot, skip)``
+for every ``logsNotification``, handed to ``on_signature``: ``skip`` when the transaction
+failed, or when ``wanted_logs`` is given and its complete logs show nothing wanted (a
+collector of mints and burns needs no transfer of the same mint); ``on_session`` runs when a
 connection opens (before subscribing) and ``on_connected`` after every (re)subscription, so
 the caller can recover the gap with ``getSignaturesForAddress``.
 
@@ -29,6 +31,8 @@ from convmon.monitor.health import CollectorHealth
 log = logging.getLogger(__name__)
 
 OnSignature = Callable[[str, str, int, bool], Awaitable[None]]
+"""(address, signature, slot, skip): ``skip`` means there is nothing to fetch."""
+WantedLogs = Callable[[Sequence[str]], bool]
 OnConnected = Callable[[], Awaitable[None]]
 
 
@@ -47,6 +51,7 @@ class LogsSubscriber:
         on_session: OnConnected | None = None,
         ping_interval_s: float = 15.0,
         backoff: Backoff | None = None,
+        wanted_logs: WantedLogs | None = None,
     ) -> None:
         if not addresses:
             raise ValueError("LogsSubscriber needs at least one address")
@@ -59,6 +64,7 @@ class LogsSubscriber:
         self.on_session = on_session
         """Runs when a connection opens, before any subscription is requested."""
         self.ping_interval_s = ping_interval_s
+        self.wanted_logs = wanted_logs
         self.backoff = backoff or Backoff(initial=0.5, maximum=30.0)
         self.connections = 0
 
@@ -137,4 +143,8 @@ class LogsSubscriber:
         except (KeyError, TypeError, ValueError) as exc:
             self.health.malformed("logs_notification", f"{exc!r}: {str(frame)[:200]}")
             return
-        await self.on_signature(address, signature, slot, value.get("err") is not None)
+        skip = value.get("err") is not None
+        logs = value.get("logs")
+        if not skip and self.wanted_logs is not None and isinstance(logs, list) and logs:
+            skip = not self.wanted_logs(logs)
+        await self.on_signature(address, signature, slot, skip)

@@ -6,7 +6,9 @@ Out: ``stablecoin.mint`` / ``stablecoin.burn`` events per ``mintTo``/``mintToChe
 ``burn``/``burnChecked`` instruction on a tracked mint, inner (CPI) instructions included,
 id ``sol:mint:<signature>:<instruction path>`` (path ``3`` or ``3.1``); and
 ``stablecoin.supply`` events (id ``sol:supply:<mint>:<slot>``). The supply poll also checks
-the configured decimals against the chain.
+the configured decimals against the chain. Which instructions are mints and burns is the
+shared token-supply-flow mechanism (`convmon.collectors.solana.supplyflow`), the same one
+the DePIN emissions and burns use.
 """
 
 from __future__ import annotations
@@ -20,22 +22,23 @@ from pydantic import Field, model_validator
 
 from convmon.collectors.solana.collector import Extract
 from convmon.collectors.solana.common import health_for, queue_metrics, tx_collector
-from convmon.collectors.solana.errors import RpcError, RpcTransportError
 from convmon.collectors.solana.rpc import RpcSettings, SolanaRpc
+from convmon.collectors.solana.supply import MintSupplyPoller
+from convmon.collectors.solana.supplyflow import (
+    PurposeRegistry,
+    changes_supply,
+    extract_flows,
+)
 from convmon.collectors.solana.txshape import (
     TOKEN_2022_PROGRAM,
     TOKEN_PROGRAM,
     account_keys,
     block_time_of,
-    instruction_amount,
-    instructions,
     meta_of,
     signature_of,
     slot_of,
     token_accounts,
-    token_instruction,
 )
-from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.clock import Clock
 from convmon.monitor.config import Model, merge_defaults
 from convmon.monitor.events import Amount, Event, StablecoinBurn, StablecoinMint, StablecoinSupply
@@ -45,8 +48,6 @@ from convmon.monitor.plugins import Component, Plugin, Runtime
 log = logging.getLogger(__name__)
 
 NAME = "stablecoins_solana"
-_MINT_KINDS = frozenset({"mintTo", "mintToChecked"})
-_BURN_KINDS = frozenset({"burn", "burnChecked"})
 
 
 class SolanaToken(Model):
@@ -97,43 +98,29 @@ class StablecoinsSolanaConfig(Model):
 
 def make_extractor(cfg: StablecoinsSolanaConfig) -> Extract:
     by_mint = {t.mint: (symbol, t) for symbol, t in cfg.active_tokens().items()}
+    registry = PurposeRegistry()
     source = cfg.source
 
     def extract(tx: dict[str, Any], observed_at: float) -> list[Event]:
-        meta = meta_of(tx)
-        if meta.get("err") is not None:
+        flows = extract_flows(tx, by_mint, registry)
+        if not flows:
             return []
         sig = signature_of(tx)
         slot = slot_of(tx)
         block_time = block_time_of(tx)
-        accounts: dict[str, tuple[str, str]] | None = None
+        meta = meta_of(tx)
+        owners = {a.address: a.owner for a in token_accounts(tx, meta, account_keys(tx)).values()}
         events: list[Event] = []
-        for path, ix in instructions(tx, meta):
-            tok = token_instruction(ix)
-            if tok is None:
-                continue
-            kind, info = tok
-            is_mint = kind in _MINT_KINDS
-            if not is_mint and kind not in _BURN_KINDS:
-                continue
-            found = by_mint.get(info.get("mint", ""))
-            if found is None:
-                continue
-            symbol, token = found
-            if accounts is None:
-                accounts = {
-                    a.address: (a.owner, a.mint)
-                    for a in token_accounts(tx, meta, account_keys(tx)).values()
-                }
-            account = info.get("account", "")
-            owner = accounts.get(account, (None, ""))[0]
+        for flow in flows:
+            symbol, token = by_mint[flow.mint]
+            is_mint = flow.kind == "mint"
+            owner = owners.get(flow.account)
             if owner is None and not is_mint:
-                owner = info.get("authority") or info.get("multisigAuthority")
-            counterparty = owner or account or None
+                owner = flow.authority
             payload_cls = StablecoinMint if is_mint else StablecoinBurn
             events.append(
                 Event(
-                    id=f"sol:{'mint' if is_mint else 'burn'}:{sig}:{path}",
+                    id=f"sol:{flow.kind}:{sig}:{flow.path}",
                     chain="solana",
                     source=source,
                     observed_at=observed_at,
@@ -144,13 +131,13 @@ def make_extractor(cfg: StablecoinsSolanaConfig) -> Extract:
                         chain="solana",
                         track=token.track,
                         contract=token.mint,
-                        amount=Amount(instruction_amount(info), token.decimals),
-                        counterparty=counterparty,
+                        amount=Amount(flow.units, token.decimals),
+                        counterparty=owner or flow.account or None,
                         tx=sig,
-                        log_index=int(path.split(".", 1)[0]),
-                        method=kind,
+                        log_index=int(flow.path.split(".", 1)[0]),
+                        method=flow.method,
                         link=f"https://solscan.io/tx/{sig}",
-                        instruction_path=path,
+                        instruction_path=flow.path,
                     ),
                 )
             )
@@ -159,7 +146,7 @@ def make_extractor(cfg: StablecoinsSolanaConfig) -> Extract:
     return extract
 
 
-class SupplyPoller:
+class SupplyPoller(MintSupplyPoller):
     """Reports ``getTokenSupply`` of every tracked mint every ``supply_interval_s``."""
 
     def __init__(
@@ -171,58 +158,39 @@ class SupplyPoller:
         health: CollectorHealth,
         rpc: SolanaRpc | None = None,
     ) -> None:
-        self.name = f"{NAME}-supply"
-        self.cfg = cfg
-        self.bus = bus
-        self.clock = clock
-        self.health = health
-        self.rpc = rpc or SolanaRpc(cfg.rpc)
-        self.decimals_mismatch: set[str] = set()
+        tokens = cfg.active_tokens()
 
-    async def run(self) -> None:
-        try:
-            while True:
-                honour_cancellation()
-                await self.poll_once()
-                await self.clock.sleep(self.cfg.supply_interval_s)
-        finally:
-            await self.rpc.close()
-
-    async def poll_once(self) -> int:
-        events: list[Event] = []
-        for symbol, token in self.cfg.active_tokens().items():
-            try:
-                amount, decimals, slot = await self.rpc.get_token_supply(token.mint)
-            except (RpcError, RpcTransportError) as exc:
-                await self.health.error("token_supply", f"{symbol}: {exc}")
-                continue
-            if decimals != token.decimals:
-                self.decimals_mismatch.add(symbol)
-                await self.health.error(
-                    "decimals_mismatch",
-                    f"{symbol}: configured {token.decimals} decimals, chain says {decimals}",
-                )
-            now = self.clock.now()
-            events.append(
-                Event(
-                    id=f"sol:supply:{token.mint}:{slot}",
+        def supply_event(symbol: str, amount: Amount, slot: int, now: float) -> Event:
+            token = tokens[symbol]
+            return Event(
+                id=f"sol:supply:{token.mint}:{slot}",
+                chain="solana",
+                source=cfg.source,
+                observed_at=now,
+                occurred_at=now,
+                position=slot,
+                payload=StablecoinSupply(
+                    token=symbol,
                     chain="solana",
-                    source=self.cfg.source,
-                    observed_at=now,
-                    occurred_at=now,
-                    position=slot,
-                    payload=StablecoinSupply(
-                        token=symbol,
-                        chain="solana",
-                        track=token.track,
-                        contract=token.mint,
-                        amount=Amount(amount, decimals),
-                        tx="",
-                        method="getTokenSupply",
-                    ),
-                )
+                    track=token.track,
+                    contract=token.mint,
+                    amount=amount,
+                    tx="",
+                    method="getTokenSupply",
+                ),
             )
-        return int(await self.bus.publish(events)) if events else 0
+
+        super().__init__(
+            f"{NAME}-supply",
+            cfg.rpc,
+            {symbol: (t.mint, t.decimals) for symbol, t in tokens.items()},
+            supply_event,
+            cfg.supply_interval_s,
+            bus=bus,
+            clock=clock,
+            health=health,
+            rpc=rpc,
+        )
 
 
 def components(runtime: Runtime, cfg: StablecoinsSolanaConfig) -> Sequence[Component]:
@@ -230,7 +198,9 @@ def components(runtime: Runtime, cfg: StablecoinsSolanaConfig) -> Sequence[Compo
     if not cfg.enabled or not tokens:
         return []
     mints = [t.mint for t in tokens.values()]
-    collector = tx_collector(runtime, NAME, cfg.source, cfg.rpc, mints, make_extractor(cfg))
+    collector = tx_collector(
+        runtime, NAME, cfg.source, cfg.rpc, mints, make_extractor(cfg), changes_supply
+    )
     poller = SupplyPoller(
         cfg,
         bus=runtime.bus,

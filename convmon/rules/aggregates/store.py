@@ -45,7 +45,10 @@ from redis.exceptions import NoScriptError
 from convmon.monitor.clock import Clock
 from convmon.monitor.events import (
     BitcoinBlock,
+    DepinBurn,
+    DepinEmission,
     DepinPayout,
+    DepinSupply,
     Event,
     PaymentX402,
     StablecoinBurn,
@@ -55,14 +58,17 @@ from convmon.monitor.events import (
 from convmon.monitor.keys import Keys
 from convmon.rules.aggregates import views
 from convmon.rules.aggregates.config import AggregatesConfig
+from convmon.rules.aggregates.depinflow import DepinFlowStore, flow_metrics
 from convmon.rules.aggregates.encoding import SEP, encode
 from convmon.rules.aggregates.metrics import build_metrics
 from convmon.rules.aggregates.payments import PaymentAggregates, payment_metrics
 from convmon.rules.aggregates.scripts import Scripts
 from convmon.rules.errors import AggregateError
 
-ROOTS = frozenset({"btc", "stablecoin", "depin", "market", "miner", "collectors", "ops",
-                   "payments"})
+ROOTS = frozenset(
+    {"btc", "stablecoin", "depin", "market", "miner", "collectors", "ops", "payments",
+     "depin_flows"}
+)
 EVENTS_PER_CALL = 1000
 """Events per script call: bounds how long one call holds Redis."""
 PRICE_CACHE_S = 1.0
@@ -101,6 +107,7 @@ class AggregateStore:
         self.base = keys.aggregates
         self._scripts = Scripts()
         self._payments = PaymentAggregates(redis, self.base, config.applied_ttl_s)
+        self._flows = DepinFlowStore(redis, self.base, config)
         self._entities = config.entity_map()
         self._prices = views.Prices()
         self._prices_read_at = -math.inf
@@ -129,6 +136,7 @@ class AggregateStore:
         Raises `AggregateError` when ``bucket_s`` differs from the one the time series in
         Redis were built with (their bucket indices would mean other times)."""
         await self._scripts.load(self.redis)
+        await self._flows.load()
         layout = self.key("ts", "bucket_s")
         await self.redis.set(layout, str(self.config.bucket_s), nx=True)
         stored = await self.redis.get(layout)
@@ -147,6 +155,7 @@ class AggregateStore:
         """Apply a delivery batch; True where the event changed state (first application)."""
         results = [False] * len(events)
         await self._apply_payments(events, results)
+        await self._apply_flows(events, results)
         encoded, index = self._encode(events)
         if not encoded:
             return results
@@ -157,6 +166,11 @@ class AggregateStore:
     async def _apply_payments(self, events: Sequence[Event], results: list[bool]) -> None:
         for position, changed in (await self._payments.apply(events)).items():
             results[position] = changed
+
+    async def _apply_flows(self, events: Sequence[Event], results: list[bool]) -> None:
+        """DePIN supply flows have their own script (`depinflow`)."""
+        for position, applied in (await self._flows.apply(events, self.clock.now())).items():
+            results[position] = applied
 
     def _encode(self, events: Sequence[Event]) -> tuple[list[str], list[int]]:
         """The script arguments of the events that change aggregates, and the position in
@@ -180,6 +194,7 @@ class AggregateStore:
         plan = self._plan_snapshot(roots)
         results = [False] * len(events)
         await self._apply_payments(events, results)
+        await self._apply_flows(events, results)
         encoded, index = self._encode(events)
         if encoded:
             flags, replies = await self._eval_batches_then(encoded, plan)
@@ -369,6 +384,8 @@ class AggregateStore:
             )
         if "payments" in wanted:
             out["payments"] = await self._payments.snapshot(now)
+        if "depin_flows" in wanted:
+            out["depin_flows"] = await self._flows.snapshot(now)
         if "ops" in wanted:
             last = replies[slots["ops_last"]]
             out["ops"] = views.ops_view(
@@ -419,8 +436,11 @@ class AggregateStore:
             observed_at=event.observed_at,
         )
         cfg = self.config
-        if isinstance(p, StablecoinMint | StablecoinBurn | StablecoinSupply | DepinPayout
-                      | PaymentX402):
+        if isinstance(
+            p,
+            StablecoinMint | StablecoinBurn | StablecoinSupply | DepinPayout | DepinEmission
+            | DepinBurn | DepinSupply | PaymentX402,
+        ):
             amount = float(p.amount.to_decimal())
             ctx["amount"] = amount
             ctx["amount_units"] = str(p.amount.units)
@@ -429,7 +449,7 @@ class AggregateStore:
             price = prices.fresh(p.token, self.clock.now(), cfg.price_staleness_s)
             if price is not None:
                 ctx["usd"], ctx["usd_source"] = amount * price, "price"
-            elif isinstance(p, DepinPayout):
+            elif isinstance(p, DepinPayout | DepinEmission | DepinBurn | DepinSupply):
                 ctx["usd"], ctx["usd_source"] = None, None
             else:
                 ctx["usd"], ctx["usd_source"] = amount * views.PEG_USD, "peg"
@@ -445,5 +465,8 @@ class AggregateStore:
     async def state_metrics(self) -> list[Metric]:
         """Prometheus families of CONTRACTS §5 ("Aggregates"), computed from Redis state."""
         snapshot = await self.snapshot(ROOTS - {"ops"})
-        return [*build_metrics(snapshot, self.config),
-                *payment_metrics(await self._payments.totals(), snapshot["payments"])]
+        return [
+            *build_metrics(snapshot, self.config),
+            *payment_metrics(await self._payments.totals(), snapshot["payments"]),
+            *flow_metrics(snapshot["depin_flows"]),
+        ]

@@ -9,7 +9,12 @@ authored transactions into the local node, which notifies the collectors like ma
   runs, then the network goes silent (what the absence rule should catch);
 - Nosana: a job payout every ``NOSANA_EVERY``;
 - stablecoins: USDC/USDT/USD1 mints and burns, PYUSD now and then, and one $250M USDT mint
-  at ``BIG_MINT_AT``; supplies follow the flows so ``getTokenSupply`` agrees.
+  at ``BIG_MINT_AT``; supplies follow the flows so ``getTokenSupply`` agrees;
+- DePIN supply flows, every ``FLOWS_EVERY``: Helium's epoch emission (``issue_rewards_v0``)
+  every run, HNT burned for Data Credits (``mint_data_credits_v0``) in amounts that
+  grow run after run until Helium burns more than it emits (the network turns
+  deflationary), Data Credits spent on network usage, and HONEY burned through an unknown
+  program; DePIN supplies follow the flows too (Hivemapper's payouts mint HONEY).
 
 The returned config points both plugins at the node; the networks' expected cadences are
 compressed the same way.
@@ -22,6 +27,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from convmon.collectors.depin import networks as n
 from convmon.collectors.solana.txshape import TOKEN_2022_PROGRAM
 from convmon.collectors.stablecoins.solana import default_tokens
 from convmon.monitor.clock import Clock
@@ -36,6 +42,14 @@ NOSANA_EVERY = 20 * 60.0
 STABLECOIN_EVERY = 45 * 60.0
 BIG_MINT_AT = 90 * 60.0
 BIG_MINT_UNITS = 250_000_000 * 10**6
+FLOWS_EVERY = HOUR
+HELIUM_EPOCH_HNT = 2_500 * 10**8
+"""HNT emitted per (compressed) epoch, one per flows run."""
+HNT_BURN_STEP = 400 * 10**8
+"""HNT burned for Data Credits grows by this much per run: the burns' total passes the
+emissions' after about a dozen runs and stays above (no flapping)."""
+DC_PER_HNT = 260_000
+"""Data Credits per HNT burned (DC are pegged at $0.00001; HNT at about $2.6)."""
 
 
 @dataclass
@@ -61,6 +75,7 @@ class DemoSource:
                 (30.0, "nosana"),
                 (10.0, "stablecoin"),
                 (BIG_MINT_AT, "big_mint"),
+                (FLOWS_EVERY / 2, "depin_flows"),
             ]
         ):
             heapq.heappush(queue, (t0 + delay, i, what))
@@ -86,6 +101,9 @@ class DemoSource:
                 heapq.heappush(queue, (due + STABLECOIN_EVERY * rng.uniform(0.3, 1.7), i, what))
             elif what == "big_mint":
                 await self._mint("USDT", BIG_MINT_UNITS, a.wallet("demo-tether-treasury"))
+            elif what == "depin_flows":
+                await self._depin_flows(rng)
+                heapq.heappush(queue, (due + FLOWS_EVERY, i, what))
 
     async def close(self) -> None:
         await self.server.close()
@@ -109,6 +127,7 @@ class DemoSource:
             (a.wallet(f"demo-mapper-{j}"), rng.randint(1, 2_000) * 10**9)
             for j in rng.sample(range(500), 40)
         ]
+        self._grow_supply(n.HONEY, sum(units for _, units in people))
         await self.server.add_transaction(
             a.hivemapper_mint_payout(seed, slot, now, people, version=1)
         )
@@ -147,6 +166,49 @@ class DemoSource:
         self.server.set_supply(token.mint, amount + units, decimals)
         await self.server.add_transaction(tx)
 
+    def _grow_supply(self, mint: str, delta: int) -> None:
+        if mint in self.server.supply:
+            amount, decimals = self.server.supply[mint]
+            self.server.set_supply(mint, amount + delta, decimals)
+
+    async def _depin_flows(self, rng: random.Random) -> None:
+        run = self.fed.get("depin_flows", 0) + 1
+        self.fed["depin_flows"] = run
+        seed, slot, now = self._next("helium_emission")
+        await self._flow(
+            a.helium_issue_rewards(seed, slot, now, run, [
+                (a.wallet("demo-helium-treasury"), HELIUM_EPOCH_HNT // 5),
+                (a.wallet("demo-helium-rewards-escrow"), HELIUM_EPOCH_HNT * 4 // 5),
+            ], version=1),
+            {n.HNT: HELIUM_EPOCH_HNT},
+        )
+        for _ in range(2):
+            hnt = HNT_BURN_STEP * run // 2 + rng.randint(0, 10**8)
+            dc = hnt * DC_PER_HNT // 10**8
+            seed, slot, now = self._next("helium_dc_mint")
+            buyer = a.wallet(f"demo-dc-buyer-{rng.randrange(30)}")
+            await self._flow(
+                a.helium_mint_data_credits(seed, slot, now, buyer, hnt, dc),
+                {n.HNT: -hnt, n.DC: dc},
+            )
+            seed, slot, now = self._next("helium_dc_spent")
+            spent = dc * rng.randint(60, 95) // 100
+            await self._flow(
+                a.helium_burn_delegated_data_credits(seed, slot, now, spent), {n.DC: -spent}
+            )
+        seed, slot, now = self._next("honey_burn")
+        honey = rng.randint(10, 300) * 10**9  # far below Hivemapper's emissions
+        await self._flow(
+            a.stablecoin_burn(seed, slot, now, n.HONEY, honey, a.wallet("demo-map-buyer"),
+                              decimals=9, inner=True),
+            {n.HONEY: -honey},
+        )
+
+    async def _flow(self, tx: dict[str, Any], supply: dict[str, int]) -> None:
+        for mint, delta in supply.items():
+            self._grow_supply(mint, delta)
+        await self.server.add_transaction(tx)
+
     async def _burn(self, symbol: str, units: int, holder: str) -> None:
         token = default_tokens()[symbol]
         amount, decimals = self.server.supply[token.mint]
@@ -167,6 +229,18 @@ class DemoSource:
         await self.server.add_transaction(tx)
 
 
+DEPIN_INITIAL_SUPPLY = {
+    n.HNT: (180_000_000 * 10**8, 8),
+    n.IOT: (20_000_000_000 * 10**6, 6),
+    n.MOBILE: (60_000_000_000 * 10**6, 6),
+    n.DC: (5_000_000_000, 0),
+    n.HONEY: (4_000_000_000 * 10**9, 9),
+    n.NOS: (100_000_000 * 10**6, 6),
+    n.RENDER: (530_000_000 * 10**8, 8),
+    n.IO: (800_000_000 * 10**8, 8),
+}
+"""Supplies of the DePIN mints (the ones the demo moves follow its flows)."""
+
 INITIAL_SUPPLY = {
     "USDC": 9_800_000_000,
     "USDT": 2_400_000_000,
@@ -183,6 +257,8 @@ async def start_demo(clock: Clock, speed: float) -> DemoSource:
     await server.start()
     for symbol, token in default_tokens().items():
         server.set_supply(token.mint, INITIAL_SUPPLY[symbol] * 10**token.decimals, token.decimals)
+    for mint, (amount, decimals) in DEPIN_INITIAL_SUPPLY.items():
+        server.set_supply(mint, amount, decimals)
     rpc = {
         "http_url": server.http_url,
         "ws_url": server.ws_url,
@@ -198,6 +274,7 @@ async def start_demo(clock: Clock, speed: float) -> DemoSource:
                 "hivemapper": {"expected_cadence_s": HIVEMAPPER_EVERY},
                 "nosana": {"expected_cadence_s": 2 * NOSANA_EVERY},
             },
+            "supply_flows": {"supply_interval_s": HOUR},
         },
         "stablecoins_solana": {"rpc": rpc, "supply_interval_s": HOUR},
     }
