@@ -13,6 +13,9 @@ Measured, in the same run, on the same logs:
 - baseline B: a raw Redis pipeline of XADDs of the same encoded events (the floor of any
   publishing).
 
+Then the Tron case (`_tron_pages`): events API pages parsed into mints and burns, events/s
+against a plain JSON decode of the same pages.
+
     PYTHONPATH=. python bench/stablecoins.py [--quick]
 """
 
@@ -26,6 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import _tron_pages as tron_pages
 import msgspec
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
@@ -181,6 +185,8 @@ def main() -> None:
     args = parser.parse_args()
     size, txs = (10_000, 300) if args.quick else (200_000, 1_500)
     for line in asyncio.run(run(size, txs, args.shared_data)):
+        print(line)
+    for line in tron_pages.run(10 if args.quick else 200):
         print(line)
 
 

@@ -88,7 +88,7 @@ class World:
             },
             "depin": {"rpc": rpc},
             "stablecoins": {"solana": {"rpc": rpc, "supply_interval_s": 60.0},
-                            "ethereum": {"enabled": False}},
+                            "ethereum": {"enabled": False}, "tron": {"enabled": False}},
             "market": self.market.config,
         }
 

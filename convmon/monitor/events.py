@@ -93,7 +93,7 @@ class BitcoinAttribution(_Payload, frozen=True, kw_only=True, tag="bitcoin.attri
 
 class _StablecoinFlow(_Payload, frozen=True, kw_only=True):
     token: str
-    chain: Literal["ethereum", "solana"]
+    chain: Literal["ethereum", "solana", "tron"]
     track: str
     """regulated | offshore | machine-native (user-configurable label)."""
     contract: str

@@ -55,7 +55,8 @@ def solana_overrides(server: LocalSolanaServer) -> dict[str, Any]:
         "collectors": {
             "bitcoin": {"enabled": False},
             "market": {"enabled": False},
-            "stablecoins": {"ethereum": {"enabled": False}, "solana": {"rpc": rpc}},
+            "stablecoins": {"ethereum": {"enabled": False}, "solana": {"rpc": rpc},
+                            "tron": {"enabled": False}},
             "depin": {"rpc": rpc},
         },
     }
