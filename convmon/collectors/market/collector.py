@@ -1,12 +1,16 @@
 """The market collector: feeds in, sampled ``market.price`` events out.
 
-In: ticks and up/down transitions from the feeds (`FeedListener`). Out:
+In: ticks and up/down transitions from the feeds (`FeedListener`), and best bid/ask of
+the stablecoin venues read through ccxt (`VenueFeed`), priced in USD and counted as one
+more source each. Out:
 - ``market.price`` events, at most one per symbol per ``sample_interval_s`` plus one at
   once when the median moved more than ``move_threshold_pct`` (never closer than
   ``min_gap_s``); id ``market:price:<SYMBOL>:<sample ms>``, position = sample ms;
 - per-source health in Redis (`SourceHealthStore`), one hash field per process so that
   replicas do not overwrite each other, expiring when a process stops writing;
-- the collector's own status through `CollectorHealth` (up while any source is up).
+- the collector's own status through `CollectorHealth` (up while any source is up);
+- the latest quote of every source of the venue-priced tokens (`PegStore`), for the
+  per-venue peg gauges.
 
 Fallback: CoinGecko is asked only for symbols no live websocket covers. A symbol is
 covered when a websocket source that is up has a fresh price for it, or came up less
@@ -190,10 +194,11 @@ class MarketCollector:
     async def on_venue_tick(self, tick: VenueTick) -> None:
         """A venue's best bid/ask: its USD price joins the book as one more source (a pair
         quoted in another token is converted with that token's consensus price; without
-        a fresh one the tick only updates the spread)."""
+        a fresh one the tick is left out, since its USD value is unknown)."""
         other_usd = 1.0 if tick.other == "USD" else self.book.quote(tick.other, tick.at).price
         if other_usd is None:
-            self.health.malformed(tick.venue, f"{tick.pair}: no fresh USD price of {tick.other}")
+            log.debug("venue tick not priced: no fresh USD price of its quote token",
+                      extra={"collector": COLLECTOR, "source": tick.venue, "pair": tick.pair})
             return
         usd = tick.token_in_quote() * other_usd
         self.peg_quotes[(tick.token, tick.venue)] = PegQuote(
