@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from convmon.collectors.market.collector import MarketCollector
+from convmon.collectors.market.config import MarketConfig, VenueConfig
 from convmon.collectors.market.pegs import PegQuote, PegRow, peg_rows
+from convmon.collectors.market.venues import make_exchange
 from convmon.monitor.keys import Keys
 from convmon.sim.exchanges import KrakenFeedServer
 from convmon.sim.venues import VenueServer
@@ -158,3 +161,31 @@ def test_peg_rows_need_two_fresh_sources_for_a_median() -> None:
     (a, b) = peg_rows(quotes, now=101.0, stale_after_s=30.0)
     assert a.fresh and a.deviation is None and a.spread == pytest.approx(0.02)
     assert not b.fresh and b.deviation is None and b.spread is None
+
+
+def test_venue_configuration_merges_defaults_and_refuses_nonsense() -> None:
+    cfg = MarketConfig.model_validate({"venues": {"okx": {"enabled": False},
+                                                  "binance": {"pairs": {"USDT": "USDT/USD"}}}})
+    assert set(cfg.active_venues()) == {"binance", "bybit"}
+    assert cfg.venues["binance"].pairs == {"USDT": "USDT/USD"}
+    assert cfg.venue_tokens() == {"USDT", "USDC"}
+    assert cfg.enabled_sources()[-2:] == ["binance", "bybit"]
+    for bad in ({"kucoin": {"pairs": {"USDC": "USDC/USDT"}}},
+                {"okx": {"pairs": {"USDC": "USDCUSDT"}}},
+                {"okx": {"pairs": {"USDC": "DAI/USDT"}}},
+                {"okx": {"method": "trades"}}):
+        with pytest.raises(ValidationError):
+            MarketConfig.model_validate({"venues": bad})
+
+
+def test_venue_endpoints_are_secrets_and_rewrite_every_matching_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEST_GATEWAY", "https://gw.example/key-123")
+    venue = VenueConfig(pairs={"USDC": "USDC/USDT"},
+                        endpoints={"https://api.binance.com": "env:TEST_GATEWAY"})
+    assert "key-123" not in repr(venue.endpoints)
+    exchange = make_exchange("binance", venue)
+    public = exchange.urls["api"]["public"]
+    assert public.startswith("https://gw.example/key-123/api/")
+    assert exchange.urls["api"]["ws"]["spot"].startswith("wss://stream.binance.com")

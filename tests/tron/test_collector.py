@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -13,8 +14,12 @@ from redis.asyncio import Redis
 
 from convmon.collectors.stablecoins.tron.collector import COLLECTOR, TronStablecoinCollector
 from convmon.collectors.stablecoins.tron.errors import TronApiError
+from convmon.collectors.stablecoins.tron.plugin import state_metrics, status
 from convmon.monitor.bus import EventBus
+from convmon.monitor.clock import SystemClock
+from convmon.monitor.config import CoreSettings
 from convmon.monitor.keys import Keys
+from convmon.monitor.plugins import Runtime
 from convmon.sim.trongrid import LocalTronGrid
 from tests.tron.conftest import USDT, Running, flows
 from tests.waiting import eventually
@@ -188,3 +193,22 @@ async def test_api_key_from_env_is_sent_and_never_logged(
     await collector.drain(collector.streams[0])
     assert len(await flows(redis, keys)) == 1
     await collector.client.close()
+
+
+async def test_checkpoints_are_exported_and_shown_in_status(
+    grid: LocalTronGrid, make_collector: Callable[..., TronStablecoinCollector],
+    redis: Redis, keys: Keys, bus: EventBus, tmp_path: Path,
+) -> None:
+    fill(grid, 4)
+    collector = make_collector()
+    for stream in collector.streams:
+        await collector.drain(stream)
+    runtime = Runtime(settings=CoreSettings(), redis=redis, keys=keys, bus=bus,
+                      clock=SystemClock(), metrics=CollectorRegistry(), instance="t",
+                      data_dir=tmp_path)
+    (gauge,) = await state_metrics(runtime, collector.cfg)
+    values = {(s.labels["token"], s.labels["event"]): s.value for s in gauge.samples}
+    assert values[("USDT", "Issue")] == (T0 + 3000) / 1000
+    block = await status(runtime, collector.cfg)
+    assert block["checkpoints_ms"]["USDT:Issue"] == T0 + 3000
+    assert block["api_url"] == grid.url and block["api_key"] is False

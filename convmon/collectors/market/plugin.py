@@ -131,7 +131,7 @@ def _cli(app: typer.Typer) -> None:
         """Check the configured product ids against the live sources (no Redis needed)."""
         cfg = load_or_exit(config).section("market")
         report = asyncio.run(probe_sources(cfg, seconds))
-        sources = cfg.enabled_sources()
+        sources = [s for s in cfg.enabled_sources() if s not in cfg.active_venues()]
         table = Table("symbol", *sources)
         for symbol in sorted(cfg.symbols):
             cells = []
