@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-import ccxt.pro as ccxtpro
-from ccxt.base.errors import BadSymbol, BaseError
 
 from convmon.collectors.market.config import Method, VenueConfig
 from convmon.monitor.backoff import Backoff
@@ -90,9 +88,18 @@ def _rewrite(value: Any, endpoints: dict[str, str]) -> Any:
     return value
 
 
+def _ccxt() -> tuple[Any, type[Exception], type[Exception]]:
+    """ccxt.pro and its error classes. Imported on first use: the package loads every
+    exchange it knows (seconds of CPU), which no other convmon command should pay for."""
+    pro = importlib.import_module("ccxt.pro")
+    errors = importlib.import_module("ccxt.base.errors")
+    return pro, errors.BaseError, errors.BadSymbol
+
+
 def make_exchange(venue: str, cfg: VenueConfig) -> Any:
     """A ccxt.pro client for ``venue`` restricted to spot markets, URLs rewritten."""
-    cls = getattr(ccxtpro, venue)
+    pro, _, _ = _ccxt()
+    cls = getattr(pro, venue)
     exchange = cls({"options": {"fetchMarkets": {"types": ["spot"]}, "defaultType": "spot"}})
     if cfg.endpoints:
         endpoints = {prefix: url.reveal() for prefix, url in cfg.endpoints.items()}
@@ -122,12 +129,14 @@ class VenueFeed:
 
     async def run(self) -> None:
         backoff = Backoff(self.cfg.backoff_initial_s, self.cfg.backoff_max_s)
+        # Off the event loop: the first import of ccxt takes seconds.
+        _, base_error, _ = await asyncio.to_thread(_ccxt)
         while True:
             honour_cancellation()
             exchange = self.factory(self.venue, self.cfg)
             try:
                 await self._session(exchange, backoff)
-            except (BaseError, OSError, TimeoutError) as exc:
+            except (base_error, OSError, TimeoutError) as exc:
                 honour_cancellation()
                 detail = scrub(f"{type(exc).__name__}: {exc}")[:300]
                 await self.health.error(f"{self.venue}_disconnected", detail)
@@ -147,7 +156,8 @@ class VenueFeed:
                 self.unlisted.add(pair)
                 await self.health.error(f"{self.venue}_unlisted", f"{pair} is not listed")
         if not pairs:
-            raise BadSymbol(f"{self.venue} lists none of {sorted(self.cfg.pairs.values())}")
+            _, _, bad_symbol = _ccxt()
+            raise bad_symbol(f"{self.venue} lists none of {sorted(self.cfg.pairs.values())}")
         loops = {f"{self.name}/{pair}": self._watch(exchange, token, pair, backoff)
                  for token, pair in pairs.items()}
         await run_together(loops)
