@@ -20,7 +20,7 @@ from convmon.monitor.clock import SystemClock
 from convmon.monitor.config import CoreSettings
 from convmon.monitor.keys import Keys
 from convmon.monitor.plugins import Runtime
-from convmon.sim.trongrid import LocalTronGrid
+from convmon.sim.trongrid import ZERO_BASE58, LocalTronGrid
 from tests.tron.conftest import USDT, Running, flows
 from tests.waiting import eventually
 
@@ -212,3 +212,26 @@ async def test_checkpoints_are_exported_and_shown_in_status(
     block = await status(runtime, collector.cfg)
     assert block["checkpoints_ms"]["USDT:Issue"] == T0 + 3000
     assert block["api_url"] == grid.url and block["api_key"] is False
+
+
+async def test_an_issue_and_its_transfer_twin_count_once(
+    grid: LocalTronGrid, make_collector: Callable[..., TronStablecoinCollector],
+    redis: Redis, keys: Keys,
+) -> None:
+    owner = "41" + "ab" * 20
+    twin_tx = "cd" * 32
+    grid.issue(USDT, 500_000_000, timestamp_ms=T0, tx=twin_tx, event_index=0)
+    grid.transfer(USDT, ZERO_BASE58, owner, 500_000_000, timestamp_ms=T0, tx=twin_tx,
+                  event_index=1)
+    grid.transfer(USDT, ZERO_BASE58, owner, 7, timestamp_ms=T0 + 3000)   # a bare mint
+    grid.transfer(USDT, owner, ZERO_BASE58, 5, timestamp_ms=T0 + 6000)   # a bare burn
+    grid.transfer(USDT, owner, "41" + "ef" * 20, 9, timestamp_ms=T0 + 9000)  # a payment
+    collector = make_collector(tokens={"USDT": {"read_transfers": True}})
+    for stream in collector.streams:
+        await collector.drain(stream)
+    events = await flows(redis, keys)
+    by_kind = sorted((e.kind, e.payload.amount.units) for e in events)
+    assert by_kind == [("stablecoin.burn", 5), ("stablecoin.mint", 7),
+                       ("stablecoin.mint", 500_000_000)]
+    (issued,) = [e for e in events if e.payload.tx == twin_tx]
+    assert issued.payload.method == "Issue"

@@ -11,9 +11,12 @@ Example::
             USDX: {address: "T...", decimals: 18, track: synthetic, style: transfer}
 
 Token styles: ``usdt`` counts Tether's own ``Issue``/``Redeem``/``DestroyedBlackFunds``
-events (the TRC-20 USDT contract is Tether's TetherToken, whose ``issue`` emits only
-``Issue``: so there is no Transfer twin to count twice); ``transfer`` counts ``Transfer``
-from / to the zero address.
+events, and with ``read_transfers: true`` also ``Transfer`` from / to the zero address
+(off by default: USDT moves millions of times a day on Tron, and paging through every
+transfer for the rare zero-address ones costs thousands of requests a day). A usdt-style
+mint or burn is identified by its transaction, so an ``Issue`` and its Transfer twin count
+once. ``transfer`` counts ``Transfer`` from / to the zero address, for tokens without
+issue events.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ class TronToken(Model):
     track: str
     """regulated | offshore | machine-native (a label; change it freely)."""
     style: Literal["usdt", "transfer"] = "transfer"
+    read_transfers: bool = False
+    """usdt style: also count Transfer from / to the zero address (see the module doc). In
+    Tether's own contract a transfer to the zero address parks tokens there without
+    changing the supply: leave it off unless the contract mints or burns that way."""
     enabled: bool = True
 
     @field_validator("address")
@@ -54,7 +61,10 @@ class TronToken(Model):
 
     @property
     def event_names(self) -> tuple[str, ...]:
-        return STYLE_EVENTS[self.style]
+        names = STYLE_EVENTS[self.style]
+        if self.style == "usdt" and self.read_transfers:
+            names = (*names, "Transfer")
+        return names
 
 
 def default_tokens() -> dict[str, TronToken]:

@@ -4,10 +4,12 @@ In: `TronEvent`s of one token's stream. Out: at most one `Event` per API event:
 ``stablecoin.mint`` / ``stablecoin.burn`` on chain ``tron``, id
 ``tron:<mint|burn>:<transaction id>:<event index>`` (the event name stands in for an API
 that sends no index), so re-reading a page after a restart or a dropped cursor republishes
-the same ids and the bus drops them.
+the same ids and the bus drops them. A usdt-style token's id names the transaction only
+(``tron:<mint|burn>:<transaction id>``): Tether issues or redeems once per transaction,
+and an ``Issue`` and its Transfer twin, read from two streams, must count once.
 
 Which events count follows the token's style (`config.STYLE_EVENTS`): Tether's ``Issue``
-(tokens appear at the owner, no Transfer), ``Redeem`` and ``DestroyedBlackFunds``; or a
+(tokens appear at the owner), ``Redeem`` and ``DestroyedBlackFunds``; or a
 ``Transfer`` from / to the zero address. Event parameters are read by name, else by
 position (the API sends both). Amounts are exact integers (decimal or ``0x`` strings).
 """
@@ -111,10 +113,14 @@ def flow_event(
     tx = ev.transaction_id.lower()
     if len(tx) != 64 or any(c not in "0123456789abcdef" for c in tx):
         raise MalformedEvent(f"transaction id {tx[:70]!r} is not 32 bytes of hex")
-    where = str(ev.event_index) if ev.event_index is not None else ev.event_name
+    if token.style == "usdt":
+        event_id = f"tron:{kind}:{tx}"
+    else:
+        where = str(ev.event_index) if ev.event_index is not None else ev.event_name
+        event_id = f"tron:{kind}:{tx}:{where}"
     cls = StablecoinMint if kind == "mint" else StablecoinBurn
     return Event(
-        id=f"tron:{kind}:{tx}:{where}",
+        id=event_id,
         chain="tron",
         source=source,
         observed_at=observed_at,
