@@ -21,6 +21,9 @@ with ``eth_getTransactionReceipt``. Measured: receipt JSON → `X402Detector.set
 decode of the same receipts). The receipt fetch itself (one RPC round trip per settling
 transaction) is not part of the figure.
 
+Then the Tron case (`_tron_pages`): events API pages parsed into mints and burns, events/s
+against a plain JSON decode of the same pages.
+
     PYTHONPATH=. python bench/stablecoins.py [--quick]
 """
 
@@ -34,6 +37,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import _tron_pages as tron_pages
 import msgspec
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
@@ -256,6 +260,8 @@ def main() -> None:
         print(line)
     receipts = asyncio.run(record_x402_receipts(txs // 3))
     for line in x402_case(receipts, size // 4):
+        print(line)
+    for line in tron_pages.run(10 if args.quick else 200):
         print(line)
 
 

@@ -88,7 +88,7 @@ class World:
             },
             "depin": {"rpc": rpc},
             "stablecoins": {"solana": {"rpc": rpc, "supply_interval_s": 60.0},
-                            "evm": {"enabled": False}},
+                            "evm": {"enabled": False}, "tron": {"enabled": False}},
             "payments": {"solana": {"rpc": rpc}},
             "market": self.market.config,
         }

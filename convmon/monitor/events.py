@@ -94,7 +94,7 @@ class BitcoinAttribution(_Payload, frozen=True, kw_only=True, tag="bitcoin.attri
 class _StablecoinFlow(_Payload, frozen=True, kw_only=True):
     token: str
     chain: str
-    """ethereum, base (any configured EVM chain), solana"""
+    """ethereum, base (any configured EVM chain), solana, tron"""
     track: str
     """regulated | offshore | machine-native (user-configurable label)."""
     contract: str

@@ -234,6 +234,14 @@ def stablecoin_flows() -> dash.Dashboard:
             "time() - max by (chain) (convmon_stablecoin_last_event_timestamp_seconds)",
             "{{chain}}"), unit="s", width=8,
             limits=thresholds(GREEN_BASE, (600, "orange"), (3600, "red"))))
+        .with_panel(time_series(ids, "Tron events API pages", [q(
+            "sum by (outcome) (rate(convmon_tron_api_pages_total[5m]))", "{{outcome}}")],
+            unit="reqps", stacked=True,
+            description="Pages of the TronGrid-compatible events API by outcome: anything "
+            "but ok (429, success:false, unreachable, malformed) is retried with backoff."))
+        .with_panel(bar_gauge(ids, "Tron streams read up to", q(
+            "time() - max by (token, event) (convmon_tron_checkpoint_timestamp_seconds)",
+            "{{token}} {{event}}"), unit="s"))
     )
 
 
@@ -270,6 +278,19 @@ def market_economics() -> dash.Dashboard:
         .with_panel(bar_gauge(ids, "Price sources up", q(
             "min by (source) (convmon_price_source_up)", "{{source}}"), width=24, height=5,
             limits=thresholds((None, "red"), (1, "green")), max_value=1))
+        .with_panel(time_series(ids, "Stablecoin venues: deviation from the median", [q(
+            "max by (token, venue) (convmon_peg_venue_deviation_ratio)",
+            "{{token}} {{venue}}")], unit="percentunit",
+            limits=thresholds((None, "red"), (-0.005, "green"), (0.005, "red")),
+            description="Each venue's price against the median of the fresh venues quoting "
+            "the same token."))
+        .with_panel(time_series(ids, "Stablecoin venues: bid/ask spread", [q(
+            "max by (token, venue) (convmon_peg_venue_spread_ratio)", "{{token}} {{venue}}")],
+            unit="percentunit"))
+        .with_panel(bar_gauge(ids, "Stablecoin venues: quote age", q(
+            "max by (token, venue) (convmon_peg_venue_quote_age_seconds)",
+            "{{token}} {{venue}}"), unit="s", width=24, height=6,
+            limits=thresholds(GREEN_BASE, (60, "orange"), (180, "red"))))
     )
 
 

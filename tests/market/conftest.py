@@ -79,6 +79,7 @@ def make_config(
             "sample_interval_s": 0.2,
             "min_gap_s": 0.05,
             "health_interval_s": 0.2,
+            "venues": {name: {"enabled": False} for name in ("binance", "okx", "bybit")},
         }
         for key, value in overrides.items():
             if isinstance(value, dict) and isinstance(raw.get(key), dict):

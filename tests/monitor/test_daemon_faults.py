@@ -55,7 +55,8 @@ def solana_overrides(server: LocalSolanaServer) -> dict[str, Any]:
         "collectors": {
             "bitcoin": {"enabled": False},
             "market": {"enabled": False},
-            "stablecoins": {"evm": {"enabled": False}, "solana": {"rpc": rpc}},
+            "stablecoins": {"evm": {"enabled": False}, "solana": {"rpc": rpc},
+                            "tron": {"enabled": False}},
             "depin": {"rpc": rpc},
             "payments": {"solana": {"rpc": rpc}},
         },
@@ -347,6 +348,7 @@ async def test_each_collector_comes_back_after_its_source_went_away(
     overrides["collectors"]["market"] = {
         "enabled": True, "coinbase": {"url": coinbase.url}, "kraken": {"enabled": False},
         "coingecko": {"enabled": False}, "health_interval_s": 0.5,
+        "venues": {name: {"enabled": False} for name in ("binance", "okx", "bybit")},
     }
     config = load_config(
         None,

@@ -1,12 +1,16 @@
 """The market collector: feeds in, sampled ``market.price`` events out.
 
-In: ticks and up/down transitions from the feeds (`FeedListener`). Out:
+In: ticks and up/down transitions from the feeds (`FeedListener`), and best bid/ask of
+the stablecoin venues read through ccxt (`VenueFeed`), priced in USD and counted as one
+more source each. Out:
 - ``market.price`` events, at most one per symbol per ``sample_interval_s`` plus one at
   once when the median moved more than ``move_threshold_pct`` (never closer than
   ``min_gap_s``); id ``market:price:<SYMBOL>:<sample ms>``, position = sample ms;
 - per-source health in Redis (`SourceHealthStore`), one hash field per process so that
   replicas do not overwrite each other, expiring when a process stops writing;
-- the collector's own status through `CollectorHealth` (up while any source is up).
+- the collector's own status through `CollectorHealth` (up while any source is up);
+- the latest quote of every source of the venue-priced tokens (`PegStore`), for the
+  per-venue peg gauges.
 
 Fallback: CoinGecko is asked only for symbols no live websocket covers. A symbol is
 covered when a websocket source that is up has a fresh price for it, or came up less
@@ -37,7 +41,9 @@ from convmon.collectors.market.parsing import (
     parse_coinbase,
     parse_kraken,
 )
+from convmon.collectors.market.pegs import PegQuote, PegStore
 from convmon.collectors.market.sourcehealth import SourceHealthStore
+from convmon.collectors.market.venues import VenueFeed, VenueTick
 from convmon.monitor.bus import EventBus
 from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.clock import Clock
@@ -86,6 +92,10 @@ class MarketCollector:
             redis, keys, instance, ttl_s=6 * config.health_interval_s
         )
         self.book = PriceBook(config.stale_after_s, config.outlier_pct)
+        self.pegs = PegStore(redis, keys, ttl_s=6 * config.health_interval_s)
+        self.peg_quotes: dict[tuple[str, str], PegQuote] = {}
+        self.venue_tokens = config.venue_tokens()
+        self.venues: dict[str, VenueFeed] = {}
         self.up: dict[str, bool] = {s: False for s in config.enabled_sources()}
         self.up_since: dict[str, float] = {}
         self.feeds: dict[str, WebsocketFeed] = {}
@@ -104,6 +114,7 @@ class MarketCollector:
                 }
                 if self.poller is not None:
                     loops[self.poller.name] = self.poller.run()
+                loops.update({feed.name: feed.run() for feed in self.venues.values()})
                 loops["market/sampler"] = self._sample_loop()
                 loops["market/health"] = self._health_loop()
                 await run_together(loops)
@@ -135,6 +146,10 @@ class MarketCollector:
                 parse=parse_kraken, listener=self, health=self.health, session=session,
                 clock=self.clock,
             )
+        self.venues = {
+            name: VenueFeed(name, venue, listener=self, health=self.health, clock=self.clock)
+            for name, venue in cfg.active_venues().items()
+        }
         self.poller = None
         if cfg.coingecko.enabled and cfg.products("coingecko"):
             self.poller = CoinGeckoPoller(
@@ -170,9 +185,25 @@ class MarketCollector:
         handback = source in WEBSOCKET_SOURCES and self.config.coingecko.mode == "fallback"
         for symbol, price in prices:
             self.book.update(symbol, source, price, at)
+            if symbol in self.venue_tokens and source not in self.venues:
+                self.peg_quotes[(symbol, source)] = PegQuote(symbol, source, price, at)
             if handback:
                 self.book.forget(symbol, "coingecko")
             await self._maybe_sample(symbol)
+
+    async def on_venue_tick(self, tick: VenueTick) -> None:
+        """A venue's best bid/ask: its USD price joins the book as one more source (a pair
+        quoted in another token is converted with that token's consensus price; without
+        a fresh one the tick is left out, since its USD value is unknown)."""
+        other_usd = 1.0 if tick.other == "USD" else self.book.quote(tick.other, tick.at).price
+        if other_usd is None:
+            log.debug("venue tick not priced: no fresh USD price of its quote token",
+                      extra={"collector": COLLECTOR, "source": tick.venue, "pair": tick.pair})
+            return
+        usd = tick.token_in_quote() * other_usd
+        self.peg_quotes[(tick.token, tick.venue)] = PegQuote(
+            tick.token, tick.venue, usd, tick.at, tick.pair, tick.bid, tick.ask)
+        await self.on_prices(tick.venue, [(tick.token, usd)], tick.at)
 
     async def on_state(self, source: str, up: bool, detail: str) -> None:
         now = self.clock.now()
@@ -268,6 +299,7 @@ class MarketCollector:
         last: dict[str, float | None] = {s: f.last_message_at for s, f in self.feeds.items()}
         if self.poller is not None:
             last["coingecko"] = self.poller.last_message_at
+        last.update({name: feed.last_message_at for name, feed in self.venues.items()})
         return {
             source: {
                 "up": up,
@@ -280,3 +312,4 @@ class MarketCollector:
 
     async def _write_health(self) -> None:
         await self.sources.write(self.source_states())
+        await self.pegs.write(list(self.peg_quotes.values()))

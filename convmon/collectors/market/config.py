@@ -7,11 +7,11 @@ change: every id is overridable in YAML.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from convmon.monitor.config import Model
+from convmon.monitor.config import Model, merge_defaults
 from convmon.monitor.secrets import Secret
 
 SourceName = Literal["coinbase", "kraken", "coingecko"]
@@ -95,12 +95,54 @@ class CoinGeckoConfig(Model):
     timeout_s: float = Field(default=15.0, gt=0)
 
 
+VenueName = Literal["binance", "okx", "bybit"]
+Method = Literal["bids_asks", "ticker", "order_book"]
+
+
+class VenueConfig(Model):
+    enabled: bool = True
+    pairs: dict[str, str] = Field(default_factory=dict)
+    """Token -> the venue's unified pair that prices it, e.g. ``{USDC: USDC/USDT}``. A
+    pair quoted in another token is converted to USD with that token's consensus price."""
+    method: Method | None = None
+    """How best bid/ask is watched (default: the venue's own best-bid/ask stream)."""
+    endpoints: dict[str, Secret] = Field(default_factory=dict)
+    """Rewrite the venue's URLs: public prefix -> replacement (a gateway, or a local
+    server in tests). Secrets, as gateways put keys in URLs."""
+    message_timeout_s: float = Field(default=60.0, gt=0)
+    """No update for this long: the connection is considered dead and restarted."""
+    backoff_initial_s: float = Field(default=1.0, gt=0)
+    backoff_max_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> VenueConfig:
+        for token, pair in self.pairs.items():
+            base, _, quote = pair.partition("/")
+            if not base or not quote or "/" in quote:
+                raise ValueError(f"pair {pair!r} of {token} must look like BASE/QUOTE")
+            if token not in (base, quote):
+                raise ValueError(f"pair {pair!r} does not trade {token}")
+        return self
+
+
+def default_venues() -> dict[VenueName, VenueConfig]:
+    """USDC and FDUSD against USDT where they trade most (listings as known in 2026)."""
+    return {
+        "binance": VenueConfig(pairs={"USDC": "USDC/USDT", "FDUSD": "FDUSD/USDT"}),
+        "okx": VenueConfig(pairs={"USDC": "USDC/USDT"}),
+        "bybit": VenueConfig(pairs={"USDC": "USDC/USDT"}),
+    }
+
+
 class MarketConfig(Model):
     enabled: bool = True
     symbols: dict[str, SymbolSources] = Field(default_factory=default_symbols)
     coinbase: CoinbaseConfig = CoinbaseConfig()
     kraken: KrakenConfig = KrakenConfig()
     coingecko: CoinGeckoConfig = CoinGeckoConfig()
+    venues: dict[VenueName, VenueConfig] = Field(default_factory=default_venues)
+    """Stablecoin venues read through ccxt (built-in venues merged with yours: set fields
+    override, ``enabled: false`` turns one off)."""
     stale_after_s: float = Field(default=180.0, gt=0)
     """A source's price older than this is not used and is reported in ``stale_sources``."""
     outlier_pct: float = Field(default=3.0, gt=0)
@@ -115,6 +157,12 @@ class MarketConfig(Model):
     health_interval_s: float = Field(default=5.0, gt=0)
     """How often per-source health is written to Redis (it expires after 6 intervals)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_venues(cls, data: Any) -> Any:
+        defaults: dict[str, BaseModel] = {str(k): v for k, v in default_venues().items()}
+        return merge_defaults(data, "venues", defaults)
+
     @model_validator(mode="after")
     def _check(self) -> MarketConfig:
         for symbol in self.symbols:
@@ -124,14 +172,22 @@ class MarketConfig(Model):
             raise ValueError("min_gap_s must not exceed sample_interval_s")
         return self
 
-    def enabled_sources(self) -> list[SourceName]:
-        out: list[SourceName] = []
+    def active_venues(self) -> dict[str, VenueConfig]:
+        return {name: v for name, v in self.venues.items() if v.enabled and v.pairs}
+
+    def venue_tokens(self) -> set[str]:
+        """Tokens some venue prices: their quotes from every source are kept per source."""
+        return {token for v in self.active_venues().values() for token in v.pairs}
+
+    def enabled_sources(self) -> list[str]:
+        out: list[str] = []
         if self.coinbase.enabled:
             out.append("coinbase")
         if self.kraken.enabled:
             out.append("kraken")
         if self.coingecko.enabled:
             out.append("coingecko")
+        out.extend(sorted(self.active_venues()))
         return out
 
     def products(self, source: str) -> dict[str, str]:

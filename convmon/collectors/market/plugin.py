@@ -2,8 +2,10 @@
 
 Section ``collectors.market`` (`MarketConfig`). State metrics: ``convmon_price_source_up``
 and ``convmon_price_source_last_message_timestamp_seconds`` per source, read from Redis so
-that every replica reports the same. Per-symbol price and peg gauges come from the rule
-engine's aggregates, which consume the ``market.price`` events. CLI: ``convmon market
+that every replica reports the same; per-venue peg gauges (``convmon_peg_venue_*``: price,
+deviation from the median of the fresh venues, spread, quote age) from the collector's
+`PegStore`. Per-symbol price and peg gauges come from the rule engine's aggregates, which
+consume the ``market.price`` events. CLI: ``convmon market
 probe`` checks the configured product ids against the live sources.
 """
 
@@ -21,6 +23,7 @@ from rich.table import Table
 
 from convmon.collectors.market.collector import COLLECTOR, MarketCollector
 from convmon.collectors.market.config import MarketConfig
+from convmon.collectors.market.pegs import PegStore, peg_rows
 from convmon.collectors.market.probe import probe_sources
 from convmon.collectors.market.sourcehealth import SourceHealthStore
 from convmon.monitor.cli import ConfigOption, console, load_or_exit
@@ -71,7 +74,33 @@ async def state_metrics(runtime: Runtime, cfg: MarketConfig) -> Iterable[Metric]
         up.add_metric([source], 1.0 if is_up else 0.0)
         if seen is not None:
             last.add_metric([source], seen)
-    return [up, last]
+    return [up, last, *await peg_metrics(runtime, cfg, now)]
+
+
+async def peg_metrics(runtime: Runtime, cfg: MarketConfig, now: float) -> list[Metric]:
+    """Per-venue peg gauges of the tokens the venues price (see `pegs`)."""
+    labels = ["token", "venue"]
+    price = GaugeMetricFamily("convmon_peg_venue_price_usd",
+                              "Fresh USD price of a stablecoin at one venue.", labels=labels)
+    deviation = GaugeMetricFamily(
+        "convmon_peg_venue_deviation_ratio",
+        "A venue's price / the median of the fresh venues' prices - 1.", labels=labels)
+    spread = GaugeMetricFamily("convmon_peg_venue_spread_ratio",
+                               "A venue's (best ask - best bid) / mid.", labels=labels)
+    age = GaugeMetricFamily("convmon_peg_venue_quote_age_seconds",
+                            "Age of a venue's latest quote (stale beyond stale_after_s).",
+                            labels=labels)
+    store = PegStore(runtime.redis, runtime.keys, ttl_s=6 * cfg.health_interval_s)
+    for row in peg_rows(await store.read(), now, cfg.stale_after_s):
+        key = [row.token, row.source]
+        age.add_metric(key, max(0.0, row.age_s))
+        if row.fresh:
+            price.add_metric(key, row.price_usd)
+            if row.spread is not None:
+                spread.add_metric(key, row.spread)
+        if row.deviation is not None:
+            deviation.add_metric(key, row.deviation)
+    return [price, deviation, spread, age]
 
 
 async def status(runtime: Runtime, cfg: MarketConfig) -> Mapping[str, Any]:
@@ -102,7 +131,7 @@ def _cli(app: typer.Typer) -> None:
         """Check the configured product ids against the live sources (no Redis needed)."""
         cfg = load_or_exit(config).section("market")
         report = asyncio.run(probe_sources(cfg, seconds))
-        sources = cfg.enabled_sources()
+        sources = [s for s in cfg.enabled_sources() if s not in cfg.active_venues()]
         table = Table("symbol", *sources)
         for symbol in sorted(cfg.symbols):
             cells = []
@@ -131,5 +160,6 @@ PLUGIN = Plugin(
     state_metrics=state_metrics,
     status=status,
     cli=_cli,
-    description="USD prices from Coinbase and Kraken websockets with a CoinGecko fallback.",
+    description="USD prices from Coinbase and Kraken websockets with a CoinGecko fallback, "
+    "and stablecoin quotes from Binance, OKX and Bybit through ccxt.",
 )

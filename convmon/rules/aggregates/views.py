@@ -197,7 +197,8 @@ def stablecoin_view(
     return {
         "tokens": tokens,
         "tracks": tracks,
-        "last_event_time": {c: last.get(c) for c in ("ethereum", "solana")},
+        "last_event_time": {c: last.get(c) for c in ("ethereum", "solana", *sorted(
+            set(last) - {"ethereum", "solana"}))},
     }
 
 
