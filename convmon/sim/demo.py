@@ -112,6 +112,9 @@ def demo_overrides(
         elif plugin.name in sections:
             # e.g. the compressed payout cadences of the simulated DePIN networks
             _set(data, plugin.section, sections[plugin.name])
+    # A price is fresh for a few wall-clock seconds, whatever the speed: at 1200x the default
+    # ten minutes would be half a second, and one stall of a loaded machine would blank it.
+    _set(data, ("rules", "aggregates"), {"price_staleness_s": max(600.0, 3.0 * speed)})
     alerts = config.source.data.get("alerts") or {}
     receivers = alerts.get("receivers") or []
     if not any(r.get("name") == "console" for r in receivers if isinstance(r, dict)):

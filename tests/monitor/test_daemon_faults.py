@@ -161,7 +161,8 @@ async def test_readiness_follows_the_components_that_run(redis_url: str, keys: K
             overrides=solana_overrides(solana),
         )
         async with running_daemon(config) as http:
-            assert http.local_collectors == ["depin", "payments_solana", "stablecoins_solana"]
+            assert http.local_collectors == [
+                "depin", "depin_supply", "payments_solana", "stablecoins_solana"]
             base = f"http://127.0.0.1:{http.port}"
 
             async def ready() -> bool:
