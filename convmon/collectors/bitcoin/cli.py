@@ -23,6 +23,7 @@ from convmon.collectors.bitcoin.blocks import ChainBlock, from_bitcoind, from_es
 from convmon.collectors.bitcoin.errors import LabelError, MalformedBlock, RegistryError
 from convmon.collectors.bitcoin.record import BlockRecord, RecordedBlock
 from convmon.collectors.bitcoin.registry import load_pool_list
+from convmon.collectors.bitcoin.templates_cli import templates_command
 from convmon.collectors.bitcoin.window import ReplayRow, read_labels, replay
 from convmon.monitor import concentration
 from convmon.monitor.cli import ConfigOption, console, err_console, load_or_exit, run_async
@@ -72,6 +73,7 @@ def register(app: typer.Typer) -> None:
     pools.command("show")(show_pools)
     pools.command("attribute")(attribute_coinbase)
     pools.command("replay")(replay_labels)
+    pools.command("templates")(templates_command)
     backfill.command("bitcoin")(backfill_bitcoin)
     app.add_typer(pools, name="pools")
     app.add_typer(backfill, name="backfill")
