@@ -27,6 +27,7 @@ from convmon.collectors.bitcoin.registry import (
     load_registry,
 )
 from convmon.collectors.bitcoin.sources import BitcoindSource, ChainSource, EsploraSource
+from convmon.collectors.bitcoin.stratum_plugin import StratumComponent, StratumSettings
 from convmon.monitor.backoff import Backoff, RateLimiter
 from convmon.monitor.config import Model
 from convmon.monitor.health import CollectorHealth
@@ -95,6 +96,8 @@ class BitcoinConfig(Model):
     """Analytics windows the Redis block record must cover (the largest + reorg_margin)."""
     reorg_margin: int = Field(default=144, ge=6)
     pools: PoolsSettings = PoolsSettings()
+    stratum: StratumSettings = StratumSettings()
+    """Stratum jobs -> template providers (`stratum_plugin`); off by default."""
 
     @property
     def keep_blocks(self) -> int:
@@ -178,7 +181,10 @@ class BitcoinComponent:
 
 
 def _components(runtime: Runtime, cfg: BitcoinConfig) -> Sequence[Component]:
-    return [BitcoinComponent(runtime, cfg)] if cfg.enabled else []
+    components: list[Component] = [BitcoinComponent(runtime, cfg)] if cfg.enabled else []
+    if cfg.stratum.enabled:
+        components.append(StratumComponent(runtime, cfg))
+    return components
 
 
 async def _state_metrics(runtime: Runtime, cfg: BitcoinConfig) -> Iterable[Metric]:

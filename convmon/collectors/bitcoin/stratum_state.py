@@ -14,7 +14,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from convmon.collectors.bitcoin.templates import TemplateClusterer
+from convmon.collectors.bitcoin.errors import MalformedJob
+from convmon.collectors.bitcoin.stratum import StratumJob
+from convmon.collectors.bitcoin.templates import Cluster, TemplateClusterer
 from convmon.monitor.keys import Keys
 
 
@@ -64,6 +66,66 @@ async def read_state(redis: Redis, keys: Keys) -> dict[str, Any]:
     except ValueError:
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+def coinbase_evidence(job: StratumJob | None) -> dict[str, Any] | None:
+    """What a job's coinbase says (shown beside the merkle match, never instead of it)."""
+    if job is None:
+        return None
+    try:
+        found = job.coinbase()
+    except MalformedJob as exc:
+        return {"error": str(exc)}
+    return {
+        "tag": found.tag,
+        "payout_addresses": found.payout_addresses,
+        "markers": found.markers,
+        "witness_commitment": found.witness_commitment,
+        "sv2": None if found.sv2 is None else {
+            "kind": found.sv2.kind, "pool_tag": found.sv2.pool_tag,
+            "miner_tag": found.sv2.miner_tag,
+        },
+        "ocean_datum": found.ocean_datum,
+        "reward_sats": found.reward_sats,
+    }
+
+
+def cluster_doc(cluster: Cluster, clusterer: TemplateClusterer) -> dict[str, Any]:
+    return {
+        "provider": cluster.provider,
+        "pools": cluster.pools,
+        "last_seen": cluster.last_seen,
+        "members": [
+            {
+                "pool": m.pool, "confidence": round(m.confidence, 4),
+                "matched_heights": m.matched_heights, "observed_heights": m.observed_heights,
+                "last_seen": m.last_seen, "fingerprint": m.last_fingerprint,
+                "coinbase": coinbase_evidence(clusterer.latest.get(m.pool)),
+            }
+            for m in cluster.members
+        ],
+    }
+
+
+def clusterer_doc(clusterer: TemplateClusterer, malformed: int) -> dict[str, Any]:
+    return {
+        "jobs": clusterer.jobs,
+        "empty_jobs": clusterer.empty_jobs,
+        "malformed": malformed,
+        "rounds": clusterer.rounds,
+        "settings": {
+            "window_s": clusterer.settings.window_s,
+            "min_confidence": clusterer.settings.min_confidence,
+            "min_heights": clusterer.settings.min_heights,
+        },
+        "clusters": [cluster_doc(c, clusterer) for c in clusterer.clusters()],
+        "shared_fingerprints": [
+            {"height": m.height, "prev_hash": m.prev_hash, "fingerprint": m.fingerprint,
+             "pools": list(m.pools)}
+            for m in clusterer.shared_fingerprints()
+        ],
+        "providers": clusterer.mapping(),
+    }
 
 
 def _text(value: bytes | str) -> str:

@@ -19,8 +19,9 @@ Method:
   the share of rounds in which both sent non-empty jobs where they matched. Pools joined by
   a confidence of at least ``min_confidence`` over at least ``min_heights`` matched rounds
   form a cluster; its provider is the member that most often sent a shared fingerprint
-  first (the builder announces a template before its relays), ties broken by how many
-  rounds it was seen in, then by name. A member is assigned to the provider only with a
+  first (the builder announces a template before its relays; only jobs that came through
+  the same source are compared, as their clocks agree), ties broken by how many rounds it
+  was seen in, then by name. A member is assigned to the provider only with a
   direct confidence of at least ``min_confidence``; the others stay their own providers.
   Old rounds fall out of the window, so the mapping follows the evidence as it changes.
 """
@@ -65,6 +66,9 @@ class TemplateSettings:
 class _Seen:
     first: float
     last: float
+    via: str = ""
+    """The source of the first sighting: only times from one source are compared to
+    decide who sent a template first (clocks of different sources disagree)."""
 
 
 @dataclass(slots=True)
@@ -125,9 +129,9 @@ class TemplateClusterer:
         self.jobs = 0
         self.empty_jobs = 0
 
-    def add(self, job: StratumJob) -> list[tuple[str, str]]:
-        """Take one job; returns the pool pairs it matched for the first time in its
-        round (sorted pairs)."""
+    def add(self, job: StratumJob, via: str = "") -> list[tuple[str, str]]:
+        """Take one job (``via``: the source it came through); returns the pool pairs it
+        matched for the first time in its round (sorted pairs)."""
         self.jobs += 1
         pool, t = job.pool, job.received
         self.latest[pool] = job
@@ -142,7 +146,7 @@ class TemplateClusterer:
         senders = rnd.by_fp.setdefault(fp, {})
         mine = senders.get(pool)
         if mine is None:
-            mine = senders[pool] = _Seen(t, t)
+            mine = senders[pool] = _Seen(t, t, via)
         else:
             mine.first, mine.last = min(mine.first, t), max(mine.last, t)
         new: list[tuple[str, str]] = []
@@ -179,7 +183,7 @@ class TemplateClusterer:
             return None
         return {
             "height": rnd.height,
-            "fps": {fp: {p: [s.first, s.last] for p, s in senders.items()}
+            "fps": {fp: {p: [s.first, s.last, s.via] for p, s in senders.items()}
                     for fp, senders in rnd.by_fp.items()},
             "edges": [[a, b, rnd.edge_fps.get((a, b), "")] for a, b in sorted(rnd.edges)],
         }
@@ -196,8 +200,10 @@ class TemplateClusterer:
             try:
                 rnd = _Round(doc.get("height"))
                 for fp, senders in doc["fps"].items():
-                    rnd.by_fp[fp] = {p: _Seen(float(t[0]), float(t[1]))
-                                     for p, t in senders.items()}
+                    rnd.by_fp[fp] = {
+                        p: _Seen(float(t[0]), float(t[1]), str(t[2]) if len(t) > 2 else "")
+                        for p, t in senders.items()
+                    }
                     rnd.observed.update(senders)
                 for a, b, fp in doc["edges"]:
                     rnd.edges.add((a, b))
@@ -224,8 +230,14 @@ class TemplateClusterer:
             matched.update(rnd.edges)
             observed.update(rnd.observed)
             for senders in rnd.by_fp.values():
-                if len(senders) > 1:
-                    leads[min(senders, key=lambda p: (senders[p].first, p))] += 1
+                if len(senders) < 2:
+                    continue
+                per_source: dict[str, list[str]] = {}
+                for pool, seen in senders.items():
+                    per_source.setdefault(seen.via, []).append(pool)
+                for pools in per_source.values():
+                    if len(pools) > 1:
+                        leads[min(pools, key=lambda p: (senders[p].first, p))] += 1
         return matched, observed, leads
 
     def confidences(self) -> dict[tuple[str, str], tuple[float, int, int]]:
