@@ -60,6 +60,10 @@ class BitcoinBlock(_Payload, frozen=True, kw_only=True, tag="bitcoin.block"):
     ``unknown`` when nothing matched."""
     pool_name: str
     entity: str | None = None
+    template_provider: str | None = None
+    """The pool whose block template this block's pool mined on, as the stratum collector
+    saw it when the block arrived (the pool itself when it builds its own); None without
+    a stratum collector or for ``unknown`` blocks."""
     match: Literal["address", "tag", "none"]
     coinbase_tag: str = ""
     payout_addresses: list[str] = msgspec.field(default_factory=list)

@@ -220,3 +220,33 @@ async def test_a_restart_keeps_the_evidence_and_announces_nothing_twice(rig: Rig
     assert await restarted.flush() == 0
     after = await events(rig.bus)
     assert len(after) == len(before)
+
+
+async def test_blocks_carry_the_template_provider_the_stratum_collector_reported(
+    rig: Rig, registry: CollectorRegistry
+) -> None:
+    from convmon.collectors.bitcoin.stratum_state import write_state
+    from convmon.sim.bitcoin_node import BitcoinNodeServer
+    from tests.bitcoin.helpers import chain, make_collector
+
+    node = BitcoinNodeServer(chain(12))
+    await node.start()
+    col = make_collector(rig.bus, registry, node.base_url, None, backfill=6)
+    try:
+        await col.refresh_template_providers()
+        await col.sync(depth=3)  # no stratum state yet: no provider
+        await write_state(rig.bus.redis, rig.bus.keys, {"providers": {"viabtc": "antpool"}})
+        await col.refresh_template_providers()
+        await node.append(*chain(6, start=900_012, prev=node.tip["id"]))
+        await col.sync()
+    finally:
+        await col.source.close()
+        await node.close()
+    blocks = {e.payload.height: e.payload for e in await events(rig.bus)
+              if e.kind == "bitcoin.block"}
+    assert all(b.template_provider is None for h, b in blocks.items() if h < 900_012)
+    after = [b for h, b in blocks.items() if h >= 900_012]
+    assert {(b.pool, b.template_provider) for b in after} == {
+        ("foundryusa", "foundryusa"), ("antpool", "antpool"), ("viabtc", "antpool"),
+        ("unknown", None),
+    }
