@@ -9,8 +9,9 @@ collector health.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from convmon.collectors.bitcoin.stratum_collector import StratumCollector, StratumSource
 from convmon.collectors.bitcoin.stratum_sources import MempoolStratumSource, StratumV1Source
@@ -34,6 +35,18 @@ class StratumEndpoint(Model):
     """A watch-only worker of your account: convmon never submits shares."""
     password: Secret = Field(default_factory=lambda: Secret("x"))
     tls: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        parts = urlsplit(value)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not parts.hostname or not port:
+            raise ValueError("expected stratum+tcp://host:port (or stratum+ssl://host:port)")
+        return value
 
 
 class StratumSettings(Model):
