@@ -117,3 +117,32 @@ def test_stratum_settings_refuse_bad_endpoints_and_thresholds() -> None:
                 {"min_confidence": 1.5}, {"min_heights": 0}):
         with pytest.raises(ValidationError):
             BitcoinConfig.model_validate({"stratum": bad})
+
+
+def test_production_metrics_jurisdictions_sv2_and_ocean() -> None:
+    from convmon.collectors.bitcoin.production import production_metrics
+
+    def tagged(pool: str, tag: str, entity: str | None = None) -> BitcoinBlock:
+        return msgspec.structs.replace(block(pool, entity), coinbase_tag=tag)
+
+    blocks = [
+        tagged("foundryusa", "/Foundry USA Pool #dropgold/"),
+        tagged("antpool", "/AntPool/", "Bitmain"),
+        tagged("braiinspool", "/braiins//"),  # a pool-built Stratum V2 job
+        tagged("unknown", "//miner7/"),  # miner-declared
+        tagged("ocean", "OCEAN.XYZ DATUM Gateway"),
+    ] * 2
+    metrics = {m.name: m for m in production_metrics(blocks, [10, 2], JurisdictionMap.curated())}
+
+    def value(name: str, **labels: str) -> float:
+        return next(s.value for s in metrics[name].samples if s.labels == labels)
+
+    assert value("convmon_btc_jurisdiction_share_ratio", jurisdiction="US", window="10") == 0.2
+    assert value("convmon_btc_jurisdiction_share_ratio", jurisdiction="CN", window="10") == 0.2
+    assert value("convmon_btc_jurisdiction_share_ratio", jurisdiction="CZ", window="10") == 0.2
+    assert value("convmon_btc_jurisdiction_share_ratio", jurisdiction="unknown",
+                 window="10") == 0.4
+    assert value("convmon_btc_sv2_blocks_share_ratio", kind="pool", window="10") == 0.2
+    assert value("convmon_btc_sv2_blocks_share_ratio", kind="any", window="10") == 0.4
+    assert value("convmon_btc_ocean_datum_blocks_share_ratio", window="10") == 0.2
+    assert value("convmon_btc_ocean_datum_blocks_share_ratio", window="2") == 0.5

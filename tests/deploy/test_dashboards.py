@@ -23,6 +23,7 @@ EXPECTED = {
     "convmon-stablecoin-flows",
     "convmon-market-economics",
     "convmon-operations",
+    "convmon-block-builders",
 }
 
 

@@ -19,6 +19,8 @@ from pydantic import Field
 from convmon.collectors.bitcoin.attribution import Attributor
 from convmon.collectors.bitcoin.collector import BitcoinCollector
 from convmon.collectors.bitcoin.entities import EntityMap, load_entity_map
+from convmon.collectors.bitcoin.jurisdictions import JurisdictionMap
+from convmon.collectors.bitcoin.production import production_metrics
 from convmon.collectors.bitcoin.record import BlockRecord
 from convmon.collectors.bitcoin.registry import (
     DEFAULT_POOLS_URL,
@@ -210,7 +212,14 @@ async def _state_metrics(runtime: Runtime, cfg: BitcoinConfig) -> Iterable[Metri
         if info["fallback_since"] is not None:
             since.add_metric([], info["fallback_since"])
     record.add_metric([], float(await runtime.redis.hlen(runtime.keys.btc_blocks)))
-    return [size, fallback, since, record]
+    windows = cfg.windows or [144, 1008, 2016]
+    recorded = await BlockRecord(runtime.redis, runtime.keys, cfg.keep_blocks).latest(
+        max(windows)
+    )
+    production = production_metrics(
+        [r.block for r in recorded], windows, JurisdictionMap.curated()
+    )
+    return [size, fallback, since, record, *production]
 
 
 def registry_info(raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any]:
