@@ -19,7 +19,11 @@ from convmon.collectors.bitcoin.jurisdictions import (
     JurisdictionMap,
     parse_rows,
 )
+from convmon.collectors.bitcoin.stratum import StratumJob, job_from_mempool
+from convmon.monitor.bus import EventBus
 from convmon.monitor.events import BitcoinBlock
+from convmon.monitor.keys import Keys
+from convmon.sim.stratum_jobs import SimJob
 
 
 def cli() -> typer.Typer:
@@ -146,3 +150,59 @@ def test_production_metrics_jurisdictions_sv2_and_ocean() -> None:
     assert value("convmon_btc_sv2_blocks_share_ratio", kind="any", window="10") == 0.4
     assert value("convmon_btc_ocean_datum_blocks_share_ratio", window="10") == 0.2
     assert value("convmon_btc_ocean_datum_blocks_share_ratio", window="2") == 0.5
+
+
+async def test_live_templates_and_show_by_template(
+    tmp_path: Path, keys: Keys, redis_url: str, bus: EventBus
+) -> None:
+    import asyncio
+
+    from convmon.collectors.bitcoin.stratum_state import clusterer_doc, write_state
+    from convmon.collectors.bitcoin.templates import TemplateClusterer, TemplateSettings
+    from convmon.sim.bitcoin_node import BitcoinNodeServer
+    from convmon.sim.stratum_jobs import SimStratumPool, job_stream
+    from tests.bitcoin.helpers import chain
+    from tests.bitcoin.test_replay_cli import _config
+    from tests.daemon import live_daemon
+
+    server = BitcoinNodeServer(chain(24))
+    await server.start()
+    try:
+        cfg = _config(tmp_path, keys, redis_url, server)
+
+        def run(args: list[str]) -> tuple[int, str]:
+            res = CliRunner().invoke(cli(), [*args, "--config", str(cfg)])
+            return res.exit_code, res.stdout + res.stderr
+
+        code, _ = await asyncio.to_thread(run, ["backfill", "bitcoin", "--blocks", "12"])
+        assert code == 0
+        with live_daemon(redis_url, keys.prefix):
+            code, out = await asyncio.to_thread(run, ["pools", "templates"])
+            assert code == 1 and "no template clusters recorded" in out
+            # What the stratum collector stores: ViaBTC mines on AntPool's template.
+            clusterer = TemplateClusterer(TemplateSettings(min_heights=2))
+            pools = [SimStratumPool(1, "antpool", "/AntPool/"),
+                     SimStratumPool(2, "viabtc", "/ViaBTC/", provider="antpool")]
+            for job in job_stream(pools, range(10, 13), 1_760_000_000.0):
+                clusterer.add(stratum_job(job))
+            await write_state(bus.redis, bus.keys, clusterer_doc(clusterer, 0))
+            code, out = await asyncio.to_thread(run, ["pools", "templates", "--json"])
+            assert code == 0, out
+            doc = json.loads(out)
+            assert doc["providers"] == {"antpool": "antpool", "viabtc": "antpool"}
+            assert doc["clusters"][0]["pools"] == ["antpool", "viabtc"]
+            code, out = await asyncio.to_thread(
+                run, ["pools", "show", "--window", "12", "--by", "template", "--json"])
+            assert code == 0, out
+            rows = {r["pool"]: r["blocks"] for r in json.loads(out)["rows"]}
+            assert rows == {"foundryusa": 4, "antpool": 6, "unknown": 2}
+            code, out = await asyncio.to_thread(
+                run, ["pools", "show", "--window", "12", "--by", "jurisdiction", "--json"])
+            rows = {r["pool"]: r["blocks"] for r in json.loads(out)["rows"]}
+            assert rows == {"US": 4, "CN": 6, "unknown": 2}
+    finally:
+        await server.close()
+
+
+def stratum_job(sim: SimJob) -> StratumJob:
+    return msgspec.structs.replace(job_from_mempool(sim.as_mempool(), 0.0), pool=sim.pool.slug)
