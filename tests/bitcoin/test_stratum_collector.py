@@ -250,3 +250,24 @@ async def test_blocks_carry_the_template_provider_the_stratum_collector_reported
         ("foundryusa", "foundryusa"), ("antpool", "antpool"), ("viabtc", "antpool"),
         ("unknown", None),
     }
+
+
+async def test_set_extranonce_and_an_oversized_line(rig: Rig) -> None:
+    collector = rig.collector(websocket=False)
+    task = await running(collector)
+    try:
+        await eventually(lambda: rig.server.tcp_count(V1) == 1, "the stratum connection")
+        await rig.server.send_tcp_raw(V1, json.dumps(
+            {"id": None, "method": "mining.set_extranonce", "params": ["abcd0001", 8]}))
+        await rig.next_block(refreshes=1)
+        await eventually(lambda: V1 in collector.clusterer.latest, "ultimuspool's job")
+        job = collector.clusterer.latest[V1]
+        assert (job.extranonce1, job.extranonce2_size) == ("abcd0001", 8)
+        assert job.coinbase().height == rig.height - 1  # still a whole coinbase
+        # A line past the reader's limit: counted, the connection is dropped and remade.
+        await rig.server.send_tcp_raw(V1, '{"id": null, "x": "' + "a" * (2 << 20) + '"}')
+        await eventually(lambda: rig.malformed("stratum_line") == 1, "the oversized line")
+        await eventually(lambda: len(rig.server.authorizations) == 2, "a new session")
+        assert not task.done()
+    finally:
+        await stop(task)
