@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -269,5 +270,51 @@ async def test_set_extranonce_and_an_oversized_line(rig: Rig) -> None:
         await eventually(lambda: rig.malformed("stratum_line") == 1, "the oversized line")
         await eventually(lambda: len(rig.server.authorizations) == 2, "a new session")
         assert not task.done()
+    finally:
+        await stop(task)
+
+
+async def test_the_plugin_runs_the_stratum_component_and_reports_it(
+    rig: Rig, tmp_path: Path
+) -> None:
+    from convmon.collectors.bitcoin.plugin import PLUGIN, BitcoinConfig
+    from convmon.monitor.config import CoreSettings
+    from convmon.monitor.plugins import Runtime
+
+    rt = Runtime(settings=CoreSettings(), redis=rig.bus.redis, keys=rig.bus.keys, bus=rig.bus,
+                 clock=SystemClock(), metrics=rig.registry, instance="t", data_dir=tmp_path)
+
+    def config(password: str) -> BitcoinConfig:
+        return BitcoinConfig.model_validate({
+            "enabled": False, "pools": {"source": "builtin"},
+            "stratum": {"enabled": True, "ws_url": rig.server.ws_url,
+                        "flush_interval_s": 0.05,
+                        "endpoints": [{"pool": V1, "url": rig.server.stratum_url(V1),
+                                       "worker": "watch.only", "password": password}]},
+        })
+
+    cfg = config("env:NO_SUCH_VAR_X")
+    assert PLUGIN.components(rt, BitcoinConfig.model_validate({"enabled": False})) == []
+    (component,) = PLUGIN.components(rt, cfg)
+    assert component.name == "bitcoin_stratum"
+    health = getattr(component, "collector_health", None)
+    assert isinstance(health, CollectorHealth) and health.name == "bitcoin_stratum"
+    task = asyncio.create_task(component.run())
+    # An unresolvable password is a failure of the run (the supervisor restarts it), and
+    # its text never carries a secret.
+    with pytest.raises(Exception, match="NO_SUCH_VAR_X"):
+        await task
+    cfg = config("x")
+    task = asyncio.create_task(PLUGIN.components(rt, cfg)[0].run())
+    try:
+        await connected(rig)
+        for _ in range(3):
+            await rig.next_block()
+        await eventually(lambda: formed(rig), "clusters through the plugin's component")
+        assert PLUGIN.status is not None
+        status = await PLUGIN.status(rt, cfg)
+        assert ["antpool", *sorted(ANTPOOL_CLUSTER - {"antpool"})] in [
+            [c[0], *sorted(c[1:])] for c in status["stratum"]["clusters"]
+        ]
     finally:
         await stop(task)

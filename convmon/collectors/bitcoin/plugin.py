@@ -30,6 +30,7 @@ from convmon.collectors.bitcoin.registry import (
 )
 from convmon.collectors.bitcoin.sources import BitcoindSource, ChainSource, EsploraSource
 from convmon.collectors.bitcoin.stratum_plugin import StratumComponent, StratumSettings
+from convmon.collectors.bitcoin.stratum_state import read_state
 from convmon.monitor.backoff import Backoff, RateLimiter
 from convmon.monitor.config import Model
 from convmon.monitor.health import CollectorHealth
@@ -243,11 +244,19 @@ def registry_info(raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any]:
 async def _status(runtime: Runtime, cfg: BitcoinConfig) -> dict[str, Any]:
     info = await runtime.redis.hgetall(runtime.keys.btc_registry)
     checkpoint = await runtime.bus.get_checkpoint("bitcoin")
-    return {
+    out: dict[str, Any] = {
         "source": cfg.source,
         "checkpoint": checkpoint,
         "registry": registry_info(info),
     }
+    if cfg.stratum.enabled:
+        state = await read_state(runtime.redis, runtime.keys)
+        out["stratum"] = {
+            "jobs": state.get("jobs", 0), "malformed": state.get("malformed", 0),
+            "clusters": [c.get("pools", []) for c in state.get("clusters", [])],
+            "updated_at": state.get("updated_at"),
+        }
+    return out
 
 
 def _text(value: bytes | str) -> str:
