@@ -282,3 +282,21 @@ def test_recorded_files_json_lines_and_snapshot() -> None:
     assert len(list(jobs_from_file(snapshot, T0))) == len(sims)
     as_string = json.dumps(snapshot)  # the websocket's JSON *string*, saved as is
     assert len(list(jobs_from_file(as_string, T0))) == len(sims)
+
+
+def test_op_return_markers_are_named_or_unknown() -> None:
+    def output(script: bytes) -> bytes:
+        return (0).to_bytes(8, "little") + bytes([len(script)]) + script
+
+    rsk = b"\x6a\x29" + b"RSKBLOCK:" + b"\x11" * 32
+    other = b"\x6a\x04" + b"\x01\x02\x03\x04"
+    scriptsig = b"\x03\xa0\xbb\x0d" + b"/tag/"
+    tx = (
+        (1).to_bytes(4, "little") + b"\x01" + b"\x00" * 32 + b"\xff" * 4
+        + bytes([len(scriptsig)]) + scriptsig + b"\xff" * 4
+        + b"\x02" + output(rsk) + output(other) + b"\x00" * 4
+    )
+    evidence = decode_coinbase(tx.hex())
+    assert evidence.markers == ["rsk", "unknown"]
+    assert evidence.payout_addresses == [] and evidence.witness_commitment is None
+    assert evidence.height == 900_000 and evidence.tag == "/tag/"

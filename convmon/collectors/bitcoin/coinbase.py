@@ -35,10 +35,8 @@ WITNESS_COMMITMENT = bytes.fromhex("aa21a9ed")
 OP_RETURN_MARKERS: tuple[tuple[bytes, str], ...] = (
     (WITNESS_COMMITMENT, "witness_commitment"),
     (b"RSKBLOCK:", "rsk"),
-    (bytes.fromhex("b9e11b6d"), "coredao"),
-    (b"HATH", "hathor"),
+    (b"CORE", "coredao"),
     (b"\xfa\xbemm", "merged_mining"),
-    (b"DATUM", "datum"),
 )
 _SV2_TAG = re.compile(r"/([^/\x00-\x1f]{0,64})/([^/\x00-\x1f]{0,64})/")
 _OCEAN = re.compile(r"ocean\.xyz|datum", re.IGNORECASE)
@@ -219,5 +217,5 @@ def decode_coinbase(tx_hex: str) -> CoinbaseEvidence:
         tag=tag,
         outputs=tuple(outputs),
         sv2=sv2_tag(tag),
-        ocean_datum=bool(_OCEAN.search(text)) or "datum" in [o.marker for o in outputs],
+        ocean_datum=bool(_OCEAN.search(text)),
     )
