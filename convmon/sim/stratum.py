@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import ssl
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -186,7 +187,10 @@ class StratumServer:
         app.router.add_get("/api/v1/ws", self._websocket)
         return app
 
-    async def start(self, host: str = "127.0.0.1") -> None:
+    async def start(
+        self, host: str = "127.0.0.1", *, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """Serve the websocket and one Stratum v1 listener per pool (TLS with ``tls``)."""
         self._runner = web.AppRunner(self.app())
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, 0)
@@ -194,7 +198,9 @@ class StratumServer:
         server: Any = site._server
         self.port = int(server.sockets[0].getsockname()[1])
         for slug in self.pools:
-            tcp = await asyncio.start_server(functools.partial(self._tcp_client, slug), host, 0)
+            tcp = await asyncio.start_server(
+                functools.partial(self._tcp_client, slug), host, 0, ssl=tls
+            )
             self._tcp_servers[slug] = tcp
             self.tcp_ports[slug] = tcp.sockets[0].getsockname()[1]
 
@@ -202,8 +208,8 @@ class StratumServer:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/api/v1/ws"
 
-    def stratum_url(self, pool: str) -> str:
-        return f"stratum+tcp://127.0.0.1:{self.tcp_ports[pool]}"
+    def stratum_url(self, pool: str, scheme: str = "stratum+tcp") -> str:
+        return f"{scheme}://127.0.0.1:{self.tcp_ports[pool]}"
 
     async def close(self) -> None:
         await self.drop_websockets()

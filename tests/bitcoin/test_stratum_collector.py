@@ -318,3 +318,66 @@ async def test_the_plugin_runs_the_stratum_component_and_reports_it(
         ]
     finally:
         await stop(task)
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl) and its key."""
+    import shutil
+    import subprocess
+
+    from tests.shared_data import require_binary
+
+    openssl = require_binary("openssl", shutil.which("openssl"))
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+async def test_stratum_v1_over_tls_with_a_private_certificate(
+    bus: EventBus, registry: CollectorRegistry, certificate: tuple[Path, Path]
+) -> None:
+    """``ca_file`` trusts a private certificate; without it the same server is refused."""
+    import ssl
+
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = StratumServer(DEMO_POOLS)
+    await server.start(tls=context)
+    clock = SystemClock()
+    health = CollectorHealth("bitcoin_stratum", redis=bus.redis, keys=bus.keys, bus=bus,
+                             clock=clock, registry=registry)
+
+    def source(ca_file: str | None) -> StratumV1Source:
+        return StratumV1Source(
+            pool="luxor", url=server.stratum_url("luxor", "stratum+ssl"), worker="w",
+            password="x", clock=clock, backoff=Backoff(0.01, 0.05), ca_file=ca_file,
+        )
+
+    untrusted, trusted = source(None), source(str(cert))
+    collector = StratumCollector(
+        bus=bus, health=health, clock=clock, namer=PoolNamer(None),
+        sources=[untrusted, trusted], flush_interval_s=0.05,
+    )
+    task = asyncio.create_task(collector.run())
+    try:
+        await eventually(lambda: server.tcp_count("luxor") == 1, "the trusted TLS session")
+        await server.publish(round_jobs(DEMO_POOLS, 900_000, block_hash(899_999), 0,
+                                        time.time()))
+        await eventually(lambda: "luxor" in collector.clusterer.latest, "a job over TLS")
+        # The certificate no system CA signed is refused, however often it retries.
+        errors = registry.get_sample_value(
+            "convmon_collector_errors_total", {"collector": "bitcoin_stratum", "kind": "stratum"}
+        )
+        assert errors is not None and errors >= 1 and untrusted.connects == 0
+        assert trusted.connects == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.close()

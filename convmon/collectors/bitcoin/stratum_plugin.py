@@ -8,6 +8,7 @@ collector health.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -35,6 +36,8 @@ class StratumEndpoint(Model):
     """A watch-only worker of your account: convmon never submits shares."""
     password: Secret = Field(default_factory=lambda: Secret("x"))
     tls: bool = False
+    ca_file: Path | None = None
+    """A certificate (or private CA) to trust for TLS; default: the system's CAs."""
 
     @field_validator("url")
     @classmethod
@@ -92,7 +95,7 @@ def stratum_sources(cfg: BitcoinConfig, runtime: Runtime) -> list[StratumSource]
         sources.append(StratumV1Source(
             pool=endpoint.pool, url=endpoint.url, worker=endpoint.worker,
             password=endpoint.password.reveal(), clock=runtime.clock, backoff=backoff(),
-            tls=endpoint.tls,
+            tls=endpoint.tls, ca_file=str(endpoint.ca_file) if endpoint.ca_file else None,
         ))
     return sources
 

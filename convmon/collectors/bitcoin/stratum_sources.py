@@ -103,7 +103,7 @@ class StratumV1Source:
     def __init__(
         self, *, pool: str, url: str, worker: str, password: str, clock: Clock,
         backoff: Backoff, tls: bool = False, idle_timeout_s: float = 300.0,
-        connect_timeout_s: float = 15.0,
+        connect_timeout_s: float = 15.0, ca_file: str | None = None,
     ) -> None:
         parts = urlsplit(url)
         if not parts.hostname or not parts.port:
@@ -111,6 +111,7 @@ class StratumV1Source:
         self.pool = pool
         self.host, self.port = parts.hostname, parts.port
         self.tls = tls or parts.scheme in ("stratum+ssl", "stratum+tls", "ssl", "tls")
+        self.ca_file = ca_file
         self.worker = worker
         self._password = password
         self.clock = clock
@@ -147,7 +148,7 @@ class StratumV1Source:
     ) -> tuple[str, int, float] | None:
         """One connection; returns where ``client.reconnect`` sends us, None when the
         connection just ended."""
-        ctx = ssl.create_default_context() if self.tls else None
+        ctx = ssl.create_default_context(cafile=self.ca_file) if self.tls else None
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
         async with asyncio.timeout(self.connect_timeout_s):
             reader, writer = await asyncio.open_connection(
