@@ -60,6 +60,10 @@ class BitcoinBlock(_Payload, frozen=True, kw_only=True, tag="bitcoin.block"):
     ``unknown`` when nothing matched."""
     pool_name: str
     entity: str | None = None
+    template_provider: str | None = None
+    """The pool whose block template this block's pool mined on, as the stratum collector
+    saw it when the block arrived (the pool itself when it builds its own); None without
+    a stratum collector or for ``unknown`` blocks."""
     match: Literal["address", "tag", "none"]
     coinbase_tag: str = ""
     payout_addresses: list[str] = msgspec.field(default_factory=list)
@@ -89,6 +93,50 @@ class BitcoinAttribution(_Payload, frozen=True, kw_only=True, tag="bitcoin.attri
     entity: str | None = None
     match: Literal["address", "tag", "none"]
     registry_version: str
+
+
+class BitcoinStratumJob(_Payload, frozen=True, kw_only=True, tag="bitcoin.stratum_job"):
+    """A pool's stratum job, sampled: one per pool, previous block and template (the id
+    carries all three). Position = height (0 when the job did not say)."""
+
+    pool: str
+    height: int | None = None
+    prev_hash: str
+    fingerprint: str | None = None
+    """Hash of the merkle branches (`collectors.bitcoin.templates.fingerprint`); None for
+    an empty template."""
+    branches: int
+    clean_jobs: bool = False
+    received: float
+    via: str
+    """``mempool`` (websocket) or ``stratum`` (a direct Stratum v1 connection)."""
+    provider: str | None = None
+    """The pool's template provider when the job was seen (None: not assigned yet)."""
+    coinbase_tag: str = ""
+    payout_addresses: list[str] = msgspec.field(default_factory=list)
+    markers: list[str] = msgspec.field(default_factory=list)
+    sv2: str | None = None
+    """Stratum V2 coinbase tag kind: pool, miner or empty; None when absent."""
+    ocean_datum: bool = False
+
+
+class BitcoinTemplateCluster(
+    _Payload, frozen=True, kw_only=True, tag="bitcoin.template_cluster_changed"
+):
+    """A pool's template provider changed (it joined or left a provider's cluster).
+    Position = the newest height of the evidence."""
+
+    pool: str
+    provider: str
+    previous: str | None = None
+    """The provider before: the pool itself while it built its own template, None when
+    the pool had not been seen."""
+    confidence: float
+    matched_heights: int
+    observed_heights: int
+    members: list[str] = msgspec.field(default_factory=list)
+    """The provider's cluster after the change, the provider first."""
+    height: int = 0
 
 
 class _StablecoinFlow(_Payload, frozen=True, kw_only=True):
@@ -305,6 +353,8 @@ Payload = (
     BitcoinBlock
     | BitcoinReorg
     | BitcoinAttribution
+    | BitcoinStratumJob
+    | BitcoinTemplateCluster
     | StablecoinMint
     | StablecoinBurn
     | StablecoinSupply
@@ -324,6 +374,8 @@ EVENT_KINDS: frozenset[str] = frozenset(
         BitcoinBlock,
         BitcoinReorg,
         BitcoinAttribution,
+        BitcoinStratumJob,
+        BitcoinTemplateCluster,
         StablecoinMint,
         StablecoinBurn,
         StablecoinSupply,

@@ -101,6 +101,18 @@ class Keys:
         """String: a reorg being applied (record changes + events), replayed after a crash."""
         return self._k("bitcoin", "reorg_journal")
 
+    @property
+    def btc_templates(self) -> str:
+        """String: the stratum collector's template clusters (JSON, what ``pools
+        templates`` and the gauges read)."""
+        return self._k("bitcoin", "templates")
+
+    @property
+    def btc_template_rounds(self) -> str:
+        """Hash: prev_hash -> one round of matched stratum jobs (the clustering evidence,
+        kept across restarts; trimmed to the collector's ``keep_heights``)."""
+        return self._k("bitcoin", "template_rounds")
+
     # Solana collectors (``collector`` is the plugin name: depin, stablecoins_solana)
     def solana_queue(self, collector: str) -> str:
         """Sorted set: signatures waiting to be fetched, scored by arrival order."""

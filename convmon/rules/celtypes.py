@@ -99,6 +99,7 @@ def merge(types_: Iterable[CelType]) -> CelType:
 
 _MAPS = frozenset({
     "btc.windows", "btc.windows.*.pools", "btc.windows.*.entities",
+    "btc.windows.*.providers",
     "stablecoin.tokens", "stablecoin.tracks", "stablecoin.last_event_time",
     "depin.networks", "depin.networks.*.tokens",
     "market.prices", "market.pegs", "market.sources",
@@ -122,6 +123,7 @@ _NULL_TYPES: Mapping[str, CelType] = {
 _MAP_VALUES: Mapping[str, CelType] = {
     "btc.windows.*.pools": NUMBER,
     "btc.windows.*.entities": NUMBER,
+    "btc.windows.*.providers": NUMBER,
     "stablecoin.last_event_time": NUMBER,
     "payments.x402.*.volume_by_token": NUMBER,
     "payments.track_share.*": NUMBER,

@@ -432,6 +432,69 @@ def machine_payments() -> dash.Dashboard:
     )
 
 
+def block_builders() -> dash.Dashboard:
+    ids = PanelIds()
+    w = 'window="$window"'
+    return (
+        _base(
+            "convmon-block-builders",
+            "convmon / Who builds the blocks",
+            "Template providers (pools whose stratum jobs share merkle branches mine on one "
+            "block template), headquarters jurisdictions, and the Stratum V2 and OCEAN/DATUM "
+            "share of blocks, over a block window.",
+        )
+        .with_variable(window_variable("window", BLOCK_WINDOWS, "1008", "Block window"))
+        .with_row(row(ids, "Now"))
+        .with_panel(single_stat(ids, "Nakamoto coefficient (template providers)", q(
+            f"max(convmon_btc_template_provider_nakamoto_coefficient{{{w}}})"),
+            limits=thresholds((None, "red"), (3, "orange"), (4, "green")), decimals=0,
+            description="Fewest parties choosing the transactions of more than half of the "
+            "blocks."))
+        .with_panel(single_stat(ids, "Nakamoto coefficient (pools)", q(
+            f"max(convmon_btc_nakamoto_coefficient{{{w}}})"),
+            limits=thresholds((None, "red"), (3, "orange"), (4, "green")), decimals=0))
+        .with_panel(single_stat(ids, "HHI (template providers)", q(
+            f"max(convmon_btc_template_provider_hhi{{{w}}})"),
+            limits=thresholds(GREEN_BASE, (1500, "orange"), (2500, "red")), decimals=0))
+        .with_panel(single_stat(ids, "Stratum V2 blocks", q(
+            f'max(convmon_btc_sv2_blocks_share_ratio{{kind="any",{w}}})'),
+            unit="percentunit", decimals=1))
+        .with_panel(single_stat(ids, "OCEAN / DATUM blocks", q(
+            f"max(convmon_btc_ocean_datum_blocks_share_ratio{{{w}}})"),
+            unit="percentunit", decimals=1))
+        .with_panel(single_stat(ids, "Stratum collector up", q(
+            'max(convmon_collector_up{collector="bitcoin_stratum"})'),
+            limits=thresholds((None, "red"), (1, "green")), decimals=0))
+        .with_row(row(ids, "Template providers"))
+        .with_panel(time_series(ids, "Template provider share of blocks", [q(
+            f"max by (provider) (convmon_btc_template_provider_share_ratio{{{w}}})",
+            "{{provider}}")], unit="percentunit", stacked=True, max_value=1, min_value=0,
+            width=16))
+        .with_panel(pie(ids, "Blocks by template provider", q(
+            f"max by (provider) (convmon_btc_template_provider_share_ratio{{{w}}})",
+            "{{provider}}")))
+        .with_panel(time_series(ids, "Nakamoto coefficient: providers vs pools vs entities", [
+            q(f"max(convmon_btc_template_provider_nakamoto_coefficient{{{w}}})", "providers"),
+            q(f"max(convmon_btc_nakamoto_coefficient{{{w}}})", "pools"),
+            q(f"max(convmon_btc_entity_nakamoto_coefficient{{{w}}})", "entities")],
+            min_value=0, limits=thresholds(GREEN_BASE, (2, "red"))))
+        .with_panel(time_series(ids, "HHI: providers vs pools", [
+            q(f"max(convmon_btc_template_provider_hhi{{{w}}})", "providers"),
+            q(f"max(convmon_btc_hhi{{{w}}})", "pools")],
+            limits=thresholds(GREEN_BASE, (1500, "orange"), (2500, "red")), min_value=0))
+        .with_row(row(ids, "Jurisdictions and template decentralisation"))
+        .with_panel(time_series(ids, "Share of blocks by jurisdiction", [q(
+            f"max by (jurisdiction) (convmon_btc_jurisdiction_share_ratio{{{w}}})",
+            "{{jurisdiction}}")], unit="percentunit", stacked=True, max_value=1, min_value=0,
+            description="Headquarters of the pool or its parent entity (curated, sourced "
+            "table); unknown when there is no row."))
+        .with_panel(time_series(ids, "Stratum V2 and OCEAN/DATUM share", [
+            q(f"max by (kind) (convmon_btc_sv2_blocks_share_ratio{{{w}}})", "SV2 {{kind}}"),
+            q(f"max(convmon_btc_ocean_datum_blocks_share_ratio{{{w}}})", "OCEAN/DATUM")],
+            unit="percentunit", min_value=0))
+    )
+
+
 DASHBOARDS: dict[str, Callable[[], dash.Dashboard]] = {
     "mining-concentration.json": mining_concentration,
     "depin-payouts.json": depin_payouts,
@@ -440,6 +503,7 @@ DASHBOARDS: dict[str, Callable[[], dash.Dashboard]] = {
     "market-economics.json": market_economics,
     "operations.json": operations,
     "machine-payments.json": machine_payments,
+    "block-builders.json": block_builders,
 }
 
 

@@ -91,3 +91,52 @@ async def test_demo_run_mines_on_the_scaled_clock() -> None:
     assert all(gap >= int(want) - 1 for gap, want in zip(gaps, expected_gaps, strict=True)), (
         gaps, expected_gaps)
     assert len(set(gaps)) > 1  # drawn, not a constant spacing
+
+
+async def test_demo_template_clusters_form_over_three_blocks(
+    bus: EventBus, registry: CollectorRegistry
+) -> None:
+    import asyncio
+
+    from convmon.collectors.bitcoin.attribution import Attributor
+    from convmon.collectors.bitcoin.registry import curated_registry
+    from convmon.collectors.bitcoin.stratum_collector import StratumCollector
+    from convmon.collectors.bitcoin.stratum_sources import MempoolStratumSource
+    from convmon.collectors.bitcoin.stratum_state import read_state
+    from convmon.collectors.bitcoin.templates import PoolNamer
+    from convmon.monitor.backoff import Backoff
+    from convmon.monitor.health import CollectorHealth
+    from tests.waiting import eventually
+
+    clock = ManualClock(1_780_000_000.0)
+    demo = await start_demo(clock, speed=60.0)
+    assert demo.stratum is not None
+    cfg = BitcoinConfig.model_validate(demo.config)
+    assert cfg.stratum.enabled and cfg.stratum.ws_url == demo.stratum.ws_url
+    health = CollectorHealth("bitcoin_stratum", redis=bus.redis, keys=bus.keys, bus=bus,
+                             clock=clock, registry=registry)
+    collector = StratumCollector(
+        bus=bus, health=health, clock=clock, namer=PoolNamer(Attributor(curated_registry())),
+        sources=[MempoolStratumSource(demo.stratum.ws_url, clock, Backoff(0.01, 0.05))],
+        settings=cfg.stratum.template_settings(), flush_interval_s=0.05,
+    )
+    task = asyncio.create_task(collector.run())
+    try:
+        await eventually(lambda: demo.stratum is not None and demo.stratum.websocket_count == 1,
+                         "the collector tracking stratum jobs")
+
+        async def joined() -> bool:
+            found = (await read_state(bus.redis, bus.keys)).get("providers") or {}
+            return bool(found.get("poolin") == "antpool" and found.get("luxor") == "secpool"
+                        and found.get("foundryusa") == "foundryusa")
+
+        for _ in range(3):
+            clock.advance(600)
+            await demo.step()
+            await demo.publish_jobs(1)  # a refresh on the same block
+        await eventually(joined, "proxy pools joined their providers")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await demo.close()
+

@@ -25,6 +25,7 @@ EXPECTED = {
     "convmon-market-economics",
     "convmon-operations",
     "convmon-machine-payments",
+    "convmon-block-builders",
 }
 
 

@@ -82,6 +82,8 @@ class Pool:
     addresses: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     link: str = ""
+    pool_id: int | None = None
+    """The list's ``id`` (mempool's pool unique id, which its stratum jobs carry)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class PoolRegistry:
                         f"{origin}: entry {i} ({item['name']}): bad tag regex {tag!r}: {exc}"
                     ) from None
             link = item.get("link", "")
+            pool_id = item.get("id")
             pools.append(
                 Pool(
                     index=i,
@@ -123,6 +126,7 @@ class PoolRegistry:
                     addresses=tuple(addresses),
                     tags=tuple(tags),
                     link=link if isinstance(link, str) else "",
+                    pool_id=pool_id if type(pool_id) is int else None,
                 )
             )
         canonical = json.dumps(

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
+import msgspec
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -23,6 +24,7 @@ from convmon.collectors.bitcoin.blocks import ChainBlock, from_bitcoind, from_es
 from convmon.collectors.bitcoin.errors import LabelError, MalformedBlock, RegistryError
 from convmon.collectors.bitcoin.record import BlockRecord, RecordedBlock
 from convmon.collectors.bitcoin.registry import load_pool_list
+from convmon.collectors.bitcoin.templates_cli import templates_command
 from convmon.collectors.bitcoin.window import ReplayRow, read_labels, replay
 from convmon.monitor import concentration
 from convmon.monitor.cli import ConfigOption, console, err_console, load_or_exit, run_async
@@ -72,6 +74,7 @@ def register(app: typer.Typer) -> None:
     pools.command("show")(show_pools)
     pools.command("attribute")(attribute_coinbase)
     pools.command("replay")(replay_labels)
+    pools.command("templates")(templates_command)
     backfill.command("bitcoin")(backfill_bitcoin)
     app.add_typer(pools, name="pools")
     app.add_typer(backfill, name="backfill")
@@ -80,23 +83,31 @@ def register(app: typer.Typer) -> None:
 def show_pools(
     config: ConfigOption = None,
     window: Annotated[int, typer.Option(help="Last N blocks.")] = 144,
-    by: Annotated[str, typer.Option(help="pool or entity")] = "pool",
+    by: Annotated[
+        str, typer.Option(help="pool, entity, template (provider) or jurisdiction")
+    ] = "pool",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Pool (or entity) concentration over the last N recorded blocks."""
-    if by not in ("pool", "entity"):
-        err_console.print("[red]error[/red]: --by must be pool or entity")
+    """Concentration over the last N recorded blocks by pool, parent entity, template
+    provider (the stratum collector's current clusters) or jurisdiction (curated table)."""
+    if by not in ("pool", "entity", "template", "jurisdiction"):
+        err_console.print("[red]error[/red]: --by must be pool, entity, template or jurisdiction")
         raise typer.Exit(2)
     loaded = load_or_exit(config)
 
-    async def fetch() -> list[RecordedBlock]:
+    async def fetch() -> tuple[list[RecordedBlock], dict[str, Any]]:
+        from convmon.collectors.bitcoin.stratum_state import read_state
         from convmon.monitor.app import open_runtime
 
         async with open_runtime(loaded) as rt:
             record = BlockRecord(rt.redis, rt.keys, max(window, 1))
-            return await record.latest(window)
+            return await record.latest(window), await read_state(rt.redis, rt.keys)
 
-    blocks = [recorded.block for recorded in run_async(fetch)]
+    recorded, state = run_async(fetch)
+    blocks = [r.block for r in recorded]
+    if by in ("template", "jurisdiction"):
+        blocks = regroup(blocks, by, state.get("providers") or {})
+        by = "pool"
     rows, summary = concentration_rows(blocks, by)
     if as_json:
         typer.echo(json.dumps({"summary": summary, "rows": rows}))
@@ -116,6 +127,27 @@ def show_pools(
         f"Nakamoto {summary['nakamoto']}  network "
         f"{summary['network_hashrate_hs'] / 1e18:,.1f} EH/s"
     )
+
+
+def regroup(
+    blocks: list[BitcoinBlock], by: str, providers: dict[str, str]
+) -> list[BitcoinBlock]:
+    """The blocks with ``pool`` replaced by their template provider (``template``: the
+    current mapping, else the one the block carried) or jurisdiction; unknown stays
+    unknown."""
+    from convmon.collectors.bitcoin.jurisdictions import JurisdictionMap
+
+    places = JurisdictionMap.curated() if by == "jurisdiction" else None
+    out: list[BitcoinBlock] = []
+    for block in blocks:
+        if block.pool == "unknown":
+            key = "unknown"
+        elif places is not None:
+            key = places.at(block.pool, block.entity, float(block.timestamp))
+        else:
+            key = providers.get(block.pool) or block.template_provider or block.pool
+        out.append(msgspec.structs.replace(block, pool=key, pool_name=key))
+    return out
 
 
 def concentration_rows(
@@ -231,15 +263,24 @@ def replay_labels(
     ] = 144,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
     shares: Annotated[bool, typer.Option(help="include per-pool shares")] = True,
+    mapping: Annotated[
+        Path | None,
+        typer.Option("--mapping", help="JSON {pool: provider} (e.g. `pools templates "
+                     "--json` providers): replay by template provider."),
+    ] = None,
 ) -> None:
     """Concentration series over a labelled block history."""
     sizes = window or [144, 1008, 2016]
     if not labels.exists():
         err_console.print(f"[red]error[/red]: {labels}: not found")
         raise typer.Exit(2)
+    fold = _read_mapping(mapping) if mapping is not None else {}
+    rows = (
+        (h, p if p == "unknown" else fold.get(p, p), ts) for h, p, ts in read_labels(labels)
+    )
     out = sys.stdout
     try:
-        for row in replay(read_labels(labels), sizes, every, with_shares=shares):
+        for row in replay(rows, sizes, every, with_shares=shares):
             if as_json:
                 out.write(json.dumps({"height": row.height, "timestamp": row.timestamp,
                                       "windows": {str(k): v for k, v in row.windows.items()}}))
@@ -249,6 +290,24 @@ def replay_labels(
     except LabelError as exc:
         err_console.print(f"[red]error[/red]: {escape(str(exc))}")
         raise typer.Exit(2) from None
+
+
+def _read_mapping(path: Path) -> dict[str, str]:
+    """A pool -> provider JSON object, or a `pools templates --json` document (its
+    ``providers``); exits 2 naming the file otherwise."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        err_console.print(f"[red]error[/red]: {path}: {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    if isinstance(doc, dict) and isinstance(doc.get("providers"), dict):
+        doc = doc["providers"]
+    if not isinstance(doc, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in doc.items()
+    ):
+        err_console.print(f"[red]error[/red]: {path}: expected a JSON object pool -> provider")
+        raise typer.Exit(2)
+    return dict(doc)
 
 
 def _replay_line(row: ReplayRow) -> str:

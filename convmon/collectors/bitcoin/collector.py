@@ -27,8 +27,9 @@ import contextlib
 import logging
 
 import aiohttp
+import msgspec
 
-from convmon.collectors.bitcoin.attribution import Attributor
+from convmon.collectors.bitcoin.attribution import UNKNOWN_SLUG, Attributor
 from convmon.collectors.bitcoin.backfill import Progress, republish_range
 from convmon.collectors.bitcoin.blocks import ChainBlock, block_payload
 from convmon.collectors.bitcoin.checkpoint import Checkpoint, read_checkpoint
@@ -39,6 +40,7 @@ from convmon.collectors.bitcoin.reattribution import PoolListRefresher, Registry
 from convmon.collectors.bitcoin.record import BlockRecord, RecordedBlock
 from convmon.collectors.bitcoin.reorg import ReorgHandler
 from convmon.collectors.bitcoin.sources import ChainSource, describe_error
+from convmon.collectors.bitcoin.stratum_state import read_state
 from convmon.monitor.backoff import Backoff
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import Clock
@@ -95,6 +97,8 @@ class BitcoinCollector:
         )
         self._wake = asyncio.Event()
         self.push_failures = 0
+        self.template_providers: dict[str, str] = {}
+        """Pool -> template provider, from the stratum collector (`stratum_state`)."""
 
     @property
     def attributor(self) -> Attributor:
@@ -105,7 +109,19 @@ class BitcoinCollector:
         return await read_checkpoint(self.bus)
 
     def _to_record(self, block: ChainBlock) -> RecordedBlock:
-        return RecordedBlock(block_payload(block, self.pools.attributor), block.coinbase_hex)
+        payload = block_payload(block, self.pools.attributor)
+        if self.template_providers and payload.pool != UNKNOWN_SLUG:
+            provider = self.template_providers.get(payload.pool, payload.pool)
+            payload = msgspec.structs.replace(payload, template_provider=provider)
+        return RecordedBlock(payload, block.coinbase_hex)
+
+    async def refresh_template_providers(self) -> None:
+        """Re-read the stratum collector's pool -> provider mapping (empty without one)."""
+        providers = (await read_state(self.bus.redis, self.bus.keys)).get("providers")
+        self.template_providers = (
+            {str(k): str(v) for k, v in providers.items()} if isinstance(providers, dict)
+            else {}
+        )
 
     async def recover(self) -> None:
         """Finish a reorg interrupted by a crash (idempotent)."""
@@ -241,6 +257,7 @@ class BitcoinCollector:
     async def _sync_and_report(self) -> bool:
         """One sync, reported to the collector's health; False when it failed."""
         try:
+            await self.refresh_template_providers()
             await self.sync()
         except (BitcoinCollectorError, aiohttp.ClientError, TimeoutError) as exc:
             detail = describe_error(exc)

@@ -9,6 +9,7 @@ Everything derives from `BitcoinCollectorError`, itself a `CollectorError`:
   `SourceUnavailable`: retried with backoff). `BlockNotFound`: the source does not know
   a height or hash (yet).
 - `ReorgTooDeep`: the fork point lies deeper than the block record reaches.
+- `MalformedJob`: a stratum job without the shape we rely on (counted and skipped).
 - `RegistryError`, `LabelError`: a pool list or a labels file a user gave us is not in the
   expected format. Both are `MalformedPayload`s, hence `ValueError`s: the CLI and the pool
   list loader catch them as such.
@@ -45,3 +46,8 @@ class RegistryError(BitcoinCollectorError, collector_errors.MalformedPayload):
 
 class LabelError(BitcoinCollectorError, collector_errors.MalformedPayload):
     """A labels file line is not ``height,pool_slug[,timestamp]``."""
+
+
+class MalformedJob(BitcoinCollectorError, collector_errors.MalformedPayload):
+    """A stratum job (websocket frame, Stratum v1 line, or a recorded job) that does not
+    have the expected shape."""

@@ -19,6 +19,8 @@ from pydantic import Field
 from convmon.collectors.bitcoin.attribution import Attributor
 from convmon.collectors.bitcoin.collector import BitcoinCollector
 from convmon.collectors.bitcoin.entities import EntityMap, load_entity_map
+from convmon.collectors.bitcoin.jurisdictions import JurisdictionMap
+from convmon.collectors.bitcoin.production import production_metrics
 from convmon.collectors.bitcoin.record import BlockRecord
 from convmon.collectors.bitcoin.registry import (
     DEFAULT_POOLS_URL,
@@ -27,6 +29,8 @@ from convmon.collectors.bitcoin.registry import (
     load_registry,
 )
 from convmon.collectors.bitcoin.sources import BitcoindSource, ChainSource, EsploraSource
+from convmon.collectors.bitcoin.stratum_plugin import StratumComponent, StratumSettings
+from convmon.collectors.bitcoin.stratum_state import read_state
 from convmon.monitor.backoff import Backoff, RateLimiter
 from convmon.monitor.config import Model
 from convmon.monitor.health import CollectorHealth
@@ -95,6 +99,8 @@ class BitcoinConfig(Model):
     """Analytics windows the Redis block record must cover (the largest + reorg_margin)."""
     reorg_margin: int = Field(default=144, ge=6)
     pools: PoolsSettings = PoolsSettings()
+    stratum: StratumSettings = StratumSettings()
+    """Stratum jobs -> template providers (`stratum_plugin`); off by default."""
 
     @property
     def keep_blocks(self) -> int:
@@ -178,7 +184,10 @@ class BitcoinComponent:
 
 
 def _components(runtime: Runtime, cfg: BitcoinConfig) -> Sequence[Component]:
-    return [BitcoinComponent(runtime, cfg)] if cfg.enabled else []
+    components: list[Component] = [BitcoinComponent(runtime, cfg)] if cfg.enabled else []
+    if cfg.stratum.enabled:
+        components.append(StratumComponent(runtime, cfg))
+    return components
 
 
 async def _state_metrics(runtime: Runtime, cfg: BitcoinConfig) -> Iterable[Metric]:
@@ -204,7 +213,14 @@ async def _state_metrics(runtime: Runtime, cfg: BitcoinConfig) -> Iterable[Metri
         if info["fallback_since"] is not None:
             since.add_metric([], info["fallback_since"])
     record.add_metric([], float(await runtime.redis.hlen(runtime.keys.btc_blocks)))
-    return [size, fallback, since, record]
+    windows = cfg.windows or [144, 1008, 2016]
+    recorded = await BlockRecord(runtime.redis, runtime.keys, cfg.keep_blocks).latest(
+        max(windows)
+    )
+    production = production_metrics(
+        [r.block for r in recorded], windows, JurisdictionMap.curated()
+    )
+    return [size, fallback, since, record, *production]
 
 
 def registry_info(raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any]:
@@ -228,11 +244,19 @@ def registry_info(raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any]:
 async def _status(runtime: Runtime, cfg: BitcoinConfig) -> dict[str, Any]:
     info = await runtime.redis.hgetall(runtime.keys.btc_registry)
     checkpoint = await runtime.bus.get_checkpoint("bitcoin")
-    return {
+    out: dict[str, Any] = {
         "source": cfg.source,
         "checkpoint": checkpoint,
         "registry": registry_info(info),
     }
+    if cfg.stratum.enabled:
+        state = await read_state(runtime.redis, runtime.keys)
+        out["stratum"] = {
+            "jobs": state.get("jobs", 0), "malformed": state.get("malformed", 0),
+            "clusters": [c.get("pools", []) for c in state.get("clusters", [])],
+            "updated_at": state.get("updated_at"),
+        }
+    return out
 
 
 def _text(value: bytes | str) -> str:

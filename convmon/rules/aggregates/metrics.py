@@ -95,6 +95,7 @@ def _btc(btc: dict[str, Any], cfg: AggregatesConfig) -> list[Metric]:
         if w["fees_sats_mean"] is not None:
             fees.add_metric([win], w["fees_sats_mean"])
     out: list[Metric] = [blocks, share, ent, top, hhi, nak, enak, empty, runs, rate, fees]
+    out += _btc_providers(btc, cfg)
     scalars = [
         ("convmon_btc_tip_height", "Height of the best block.", btc["tip_height"]),
         ("convmon_btc_tip_timestamp_seconds", "Timestamp of the best block.", btc["tip_time"]),
@@ -112,6 +113,36 @@ def _btc(btc: dict[str, Any], cfg: AggregatesConfig) -> list[Metric]:
     reorgs.add_metric([], btc["reorgs_total"])
     out.append(reorgs)
     return out
+
+
+def _btc_providers(btc: dict[str, Any], cfg: AggregatesConfig) -> list[Metric]:
+    """Template provider figures (`providers`); no samples until a stratum collector has
+    reported a mapping."""
+    share = _gauge("convmon_btc_template_provider_share_ratio",
+                   "Share of blocks per template provider (pools mining on one template "
+                   "together).", ["provider", "window"])
+    nak = _gauge("convmon_btc_template_provider_nakamoto_coefficient",
+                 "Fewest template providers with more than half of the blocks.", ["window"])
+    hhi = _gauge("convmon_btc_template_provider_hhi",
+                 "Herfindahl-Hirschman index of template providers (0..10000).", ["window"])
+    if not btc.get("template_providers_known"):
+        return [share, nak, hhi]
+    windows = btc["windows"]
+    largest = windows[str(max(cfg.bitcoin_windows))]
+    label = label_keeper({p: v["blocks"] for p, v in largest["providers"].items()},
+                         cfg.pool_label_cap)
+    for n in cfg.bitcoin_windows:
+        w = windows[str(n)]
+        win = str(n)
+        folded: dict[str, float] = {}
+        for provider, v in w["providers"].items():
+            lbl = label.get(provider, OTHER)
+            folded[lbl] = folded.get(lbl, 0.0) + v["share"]
+        for lbl, value in sorted(folded.items()):
+            share.add_metric([lbl, win], value)
+        nak.add_metric([win], w["provider_nakamoto"])
+        hhi.add_metric([win], w["provider_hhi"])
+    return [share, nak, hhi]
 
 
 def _stablecoin(sc: dict[str, Any], cfg: AggregatesConfig) -> list[Metric]:

@@ -62,6 +62,7 @@ from convmon.rules.aggregates.depinflow import DepinFlowStore, flow_metrics
 from convmon.rules.aggregates.encoding import SEP, encode
 from convmon.rules.aggregates.metrics import build_metrics
 from convmon.rules.aggregates.payments import PaymentAggregates, payment_metrics
+from convmon.rules.aggregates.providers import apply_template_changes, decode_mapping
 from convmon.rules.aggregates.scripts import Scripts
 from convmon.rules.errors import AggregateError
 
@@ -157,10 +158,10 @@ class AggregateStore:
         await self._apply_payments(events, results)
         await self._apply_flows(events, results)
         encoded, index = self._encode(events)
-        if not encoded:
-            return results
-        flags = await self._eval_batches(encoded)
-        self._check_flags(events, index, flags, results)
+        if encoded:
+            flags = await self._eval_batches(encoded)
+            self._check_flags(events, index, flags, results)
+        await self._apply_template_changes(events, results)
         return results
 
     async def _apply_payments(self, events: Sequence[Event], results: list[bool]) -> None:
@@ -171,6 +172,12 @@ class AggregateStore:
         """DePIN supply flows have their own script (`depinflow`)."""
         for position, applied in (await self._flows.apply(events, self.clock.now())).items():
             results[position] = applied
+
+    async def _apply_template_changes(self, events: Sequence[Event], results: list[bool]) -> None:
+        """Template provider changes are not windows: a hash the snapshot reads."""
+        changed = await apply_template_changes(self.redis, self.key("btc", "providers"), events)
+        for i, flag in changed.items():
+            results[i] = flag
 
     def _encode(self, events: Sequence[Event]) -> tuple[list[str], list[int]]:
         """The script arguments of the events that change aggregates, and the position in
@@ -195,6 +202,7 @@ class AggregateStore:
         results = [False] * len(events)
         await self._apply_payments(events, results)
         await self._apply_flows(events, results)
+        await self._apply_template_changes(events, results)
         encoded, index = self._encode(events)
         if encoded:
             flags, replies = await self._eval_batches_then(encoded, plan)
@@ -306,6 +314,8 @@ class AggregateStore:
         if plan.need_btc:
             pipe.evalsha(self._scripts.sha["btc_snapshot"], 0, self.base, self._windows_csv)
             slot("btc")
+            pipe.hgetall(self.key("btc", "providers"))
+            slot("providers")
         if families:
             pipe.evalsha(
                 self._scripts.sha["series_snapshot"], 0, self.base, repr(now),
@@ -356,7 +366,9 @@ class AggregateStore:
         raw_series: dict[str, Any] = (
             json.loads(replies[slots["series"]]) if "series" in slots else {}
         )
-        btc = views.btc_view(raw_btc, cfg, now) if need_btc else {}
+        btc = views.btc_view(
+            raw_btc, cfg, now, decode_mapping(replies[slots["providers"]])
+        ) if need_btc else {}
         if "btc" in wanted:
             out["btc"] = btc
         if "stablecoin" in wanted:

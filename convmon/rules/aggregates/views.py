@@ -16,6 +16,7 @@ from convmon.monitor import concentration
 from convmon.rules.aggregates import economics
 from convmon.rules.aggregates.config import AggregatesConfig
 from convmon.rules.aggregates.encoding import SCALE, ops_component_key, scaled_to_tokens
+from convmon.rules.aggregates.providers import provider_stats
 
 UNKNOWN = concentration.UNKNOWN
 PEG_USD = 1.0
@@ -96,7 +97,12 @@ def _window_block_stats(
     }
 
 
-def btc_view(raw: dict[str, Any], cfg: AggregatesConfig, now: float) -> dict[str, Any]:
+def btc_view(
+    raw: dict[str, Any], cfg: AggregatesConfig, now: float,
+    template_providers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """``template_providers``: pool -> template provider (`providers`), None or empty
+    when no stratum collector reported any."""
     meta = raw.get("meta") or {}
     tip = raw.get("tip")
     rec = raw.get("tip_rec")
@@ -114,7 +120,13 @@ def btc_view(raw: dict[str, Any], cfg: AggregatesConfig, now: float) -> dict[str
         )
         for n in cfg.block_windows
     }
+    mapping = template_providers or {}
+    for stats in windows.values():
+        stats.update(provider_stats(
+            {p: v["blocks"] for p, v in stats["pools"].items()}, mapping
+        ))
     return {
+        "template_providers_known": bool(mapping),
         "tip_height": int(tip) if tip is not None else None,
         "tip_hash": fields[7] if fields else None,
         "tip_time": tip_time,

@@ -7,7 +7,12 @@ listed address), so the curated list attributes them. Foundry USA and AntPool to
 near 45 % of blocks and drift past 50 % over two simulated days; the rest is shared by
 ViaBTC, F2Pool, SpiderPool, MARA Pool, Luxor, SECPOOL, Binance Pool, Braiins Pool, OCEAN
 and a few unknown miners. After 12 new blocks the last 2 are replaced by 3 others (a reorg
-of depth 2). `DemoSource.config` is the ``collectors.bitcoin`` section for the collector.
+of depth 2). Beside the chain, a local stratum server carries every simulated pool's
+jobs (mempool's websocket): proxy pools (ULTIMUSPOOL, Braiins Pool, Poolin, Binance Pool,
+Mining Squared on AntPool's template; Luxor on SECPOOL's) with their own coinbase tags,
+a new job on each block and a refresh every 30 s, so the template clusters form after
+three blocks. `DemoSource.config` is the ``collectors.bitcoin`` section for the collector
+(stratum collector included).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from convmon.collectors.bitcoin.registry import curated_registry
 from convmon.monitor.clock import Clock
 from convmon.sim.bitcoin_chain import GENESIS_PREV, SimBlock, SimPool, make_block
 from convmon.sim.bitcoin_node import BitcoinNodeServer
+from convmon.sim.stratum import StratumServer
+from convmon.sim.stratum_jobs import DEMO_POOLS, round_jobs
 
 BLOCK_SPACING_S = 600
 HISTORY_BLOCKS = 300
@@ -26,6 +33,7 @@ START_HEIGHT = 946_000
 DRIFT_BLOCKS = 288
 """Blocks over which Foundry USA + AntPool move from 45 % to 55 % (two simulated days)."""
 REORG_AFTER = 12
+JOB_REFRESH_S = 30.0
 # Shares of the other pools, scaled to fill what the two leaders leave; "" = unknown miner.
 OTHERS = {
     "ViaBTC": 0.12, "F2Pool": 0.10, "SpiderPool": 0.08, "MARA Pool": 0.05, "Luxor": 0.03,
@@ -64,13 +72,15 @@ class Scenario:
 
 class DemoSource:
     def __init__(self, clock: Clock, speed: float, server: BitcoinNodeServer,
-                 scenario: Scenario) -> None:
+                 scenario: Scenario, stratum: StratumServer | None = None) -> None:
         self.clock = clock
         self.speed = speed
         self.server = server
         self.scenario = scenario
+        self.stratum = stratum
         self.appended = 0
         self.reorged = False
+        self.refreshes = 0
         self.config: dict[str, Any] = {
             "source": "esplora",
             "esplora": {"base_url": server.base_url, "ws_url": server.ws_url},
@@ -80,6 +90,23 @@ class DemoSource:
             "request_burst": 500.0,
             "pools": {"source": "builtin"},
         }
+        if stratum is not None:
+            # The pools' stratum jobs (proxy pools relaying AntPool's and SECPOOL's
+            # templates): the template clusters form after min_heights blocks.
+            self.config["stratum"] = {
+                "enabled": True, "ws_url": stratum.ws_url, "min_heights": 3,
+                "window_s": 90.0, "flush_interval_s": 1.0, "sample_interval_s": 600.0,
+                "backoff_initial_s": 0.2, "backoff_max_s": 5.0,
+            }
+
+    async def publish_jobs(self, refresh: int = 0) -> None:
+        """Every simulated pool's stratum job on the current tip (0: a new block)."""
+        if self.stratum is None:
+            return
+        tip = self.server.tip
+        await self.stratum.publish(round_jobs(
+            DEMO_POOLS, tip["height"] + 1, tip["id"], refresh, self.clock.now()
+        ))
 
     def _next(self, prev: dict[str, Any], timestamp: int, salt: str = "") -> SimBlock:
         return make_block(prev["height"] + 1, prev["id"], timestamp, self.scenario.next_pool(),
@@ -102,18 +129,31 @@ class DemoSource:
                 prev = block[0]
             await self.server.reorg(2, replacement)
             self.reorged = True
+            await self.publish_jobs()
             return
         await self.server.append(self._next(self.server.tip, now))
+        self.refreshes = 0
+        await self.publish_jobs()
 
     async def run(self) -> None:
         rng = random.Random(7)
+        await self.publish_jobs()
         while True:
             gap = min(3 * BLOCK_SPACING_S, max(60.0, rng.expovariate(1 / BLOCK_SPACING_S)))
-            await self.clock.sleep(gap)
+            # Pools refresh their jobs about every 30 s between blocks.
+            waited = 0.0
+            while waited + JOB_REFRESH_S < gap:
+                await self.clock.sleep(JOB_REFRESH_S)
+                waited += JOB_REFRESH_S
+                self.refreshes += 1
+                await self.publish_jobs(self.refreshes)
+            await self.clock.sleep(gap - waited)
             await self.step()
 
     async def close(self) -> None:
         await self.server.close()
+        if self.stratum is not None:
+            await self.stratum.close()
 
 
 def build_history(clock: Clock, scenario: Scenario, blocks: int = HISTORY_BLOCKS) -> list[SimBlock]:
@@ -134,4 +174,6 @@ async def start_demo(clock: Clock, speed: float) -> DemoSource:
     scenario = Scenario()
     server = BitcoinNodeServer(build_history(clock, scenario))
     await server.start()
-    return DemoSource(clock, speed, server, scenario)
+    stratum = StratumServer(DEMO_POOLS)
+    await stratum.start()
+    return DemoSource(clock, speed, server, scenario, stratum)
