@@ -21,6 +21,7 @@ import json
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,6 +199,16 @@ class PrometheusHarness(ServerHarness):
         result: list[dict[str, Any]] = data["result"]
         return result
 
+    async def query_range(self, expr: str, seconds: float, step: str = "1s") -> list[Any]:
+        """Range query over the last ``seconds``: the series that had a value at any step
+        (what a dashboard panel over that time range shows)."""
+        end = time.time()
+        data = await self._api("query_range", {
+            "query": expr, "start": f"{end - seconds:.3f}", "end": f"{end:.3f}", "step": step,
+        })
+        result: list[Any] = data["result"]
+        return result
+
     async def _api(
         self, path: str, params: dict[str, str] | None = None, method: str = "POST"
     ) -> dict[str, Any]:
@@ -266,7 +277,13 @@ def dashboard_queries(dashboards_dir: Path = DASHBOARDS_DIR) -> list[PanelQuery]
 
 
 async def empty_panel_queries(
-    prom: PrometheusHarness, dashboards_dir: Path = DASHBOARDS_DIR
+    prom: PrometheusHarness, dashboards_dir: Path = DASHBOARDS_DIR, *,
+    over_s: float | None = None,
 ) -> list[PanelQuery]:
-    """The panel queries that return no series from `prom` right now."""
-    return [q for q in dashboard_queries(dashboards_dir) if not await prom.query(q.expr)]
+    """The panel queries that return no series from `prom`: right now, or with ``over_s``
+    at any time in the last ``over_s`` seconds (a panel showing that time range has data;
+    one scrape that timed out on a loaded machine does not blank it)."""
+    if over_s is None:
+        return [q for q in dashboard_queries(dashboards_dir) if not await prom.query(q.expr)]
+    return [q for q in dashboard_queries(dashboards_dir)
+            if not await prom.query_range(q.expr, over_s)]

@@ -296,7 +296,13 @@ async def test_unreachable_feeds_report_the_collector_down(
         status = await redis.hgetall(keys.collector_status("market"))
         assert status[b"connected"] == b"0"
         assert b"no price source up" in status[b"detail"]
-        events = [decode_event(f[b"data"]) for _, f in await redis.xrange(keys.events)]
-        downs = [e.payload for e in events if isinstance(e.payload, CollectorStatus)]
-        assert [(d.collector, d.connected) for d in downs] == [("market", False)]
+
+        async def downs() -> list[tuple[str, bool]]:
+            events = [decode_event(f[b"data"]) for _, f in await redis.xrange(keys.events)]
+            return [(e.payload.collector, e.payload.connected) for e in events
+                    if isinstance(e.payload, CollectorStatus)]
+
+        # The status hash and the status event are two writes: wait for the event.
+        await eventually(downs, "the collector's down event")
+        assert await downs() == [("market", False)]
     assert any(r.getMessage() == "price source down" for r in caplog.records)
