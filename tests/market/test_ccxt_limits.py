@@ -1,8 +1,8 @@
 """Why the Coinbase and Kraken feeds are not read through ccxt (README, "Pegs across
 venues"): what the installed ccxt's own websocket clients do with the frames those feeds
-rely on. Real frames go through ccxt's real message handlers and futures; the tests also
-shows the handler does resolve a ticker, and fails once ccxt handles the frame, so the
-README's reasons are checked again on every ccxt upgrade."""
+rely on. Real frames go through ccxt's real message handlers and futures; where it
+applies a test also shows the same handler does deliver a ticker. A test fails once ccxt
+handles its frame, so the README's reasons are checked again on every ccxt upgrade."""
 
 from __future__ import annotations
 
