@@ -14,6 +14,7 @@ from redis.exceptions import ResponseError
 
 from convmon.monitor.keys import Keys
 from convmon.monitor.redisconn import as_text
+from convmon.monitor.redismemory import redis_memory_metrics
 
 
 async def collector_statuses(redis: Redis, keys: Keys) -> dict[str, dict[str, str]]:
@@ -116,4 +117,4 @@ async def core_state_metrics(redis: Redis, keys: Keys) -> Iterable[Metric]:
                                labels=["state"])
     for state, n in counts.items():
         alerts.add_metric([state], float(n))
-    return [up, last, length, pending, lag, beat, alerts]
+    return [up, last, length, pending, lag, beat, alerts, *await redis_memory_metrics(redis)]
