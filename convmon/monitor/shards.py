@@ -17,6 +17,7 @@ from __future__ import annotations
 import zlib
 
 from convmon.monitor.config import BusSettings
+from convmon.monitor.keys import Keys
 
 
 def family_of(kind: str) -> str:
@@ -33,3 +34,12 @@ def shard_of(kind: str, settings: BusSettings) -> int:
     if pinned is not None:
         return pinned
     return zlib.crc32(family.encode("utf-8")) % settings.shards
+
+
+def event_stream_labels(keys: Keys, shards: int) -> list[tuple[str, str, str]]:
+    """(stream, dead-letter stream, label) of every shard, for metrics and the ops sample:
+    shard 0 is ``events`` (as before sharding), shard k ``events.k``."""
+    return [
+        (keys.event_stream(k), keys.event_dead(k), "events" if k == 0 else f"events.{k}")
+        for k in range(shards)
+    ]
