@@ -44,7 +44,7 @@ from convmon.monitor.durable import DurableScripts
 from convmon.monitor.events import Event, decode_event, encode_event
 from convmon.monitor.keys import Keys
 from convmon.monitor.redisconn import as_text
-from convmon.monitor.shards import shard_of
+from convmon.monitor.shards import family_of, shard_of
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,10 @@ T = TypeVar("T")
 
 _PUBLISH_LUA = """
 -- KEYS[1] stream shard, KEYS[2..] the dedupe marker of each event (same hash tag)
--- ARGV: maxlen, dedupe ttl, retention ms, then (id, kind, data)* in KEYS order
+-- ARGV: maxlen, retention ms, then (id, kind, data, dedupe ttl)* in KEYS order
 local added = 0
-for i = 4, #ARGV, 3 do
-  if redis.call('SET', KEYS[2 + (i - 4) / 3], '1', 'NX', 'EX', ARGV[2]) then
+for i = 3, #ARGV, 4 do
+  if redis.call('SET', KEYS[2 + (i - 3) / 4], '1', 'NX', 'EX', ARGV[i + 3]) then
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
                'id', ARGV[i], 'kind', ARGV[i + 1], 'data', ARGV[i + 2])
     added = added + 1
@@ -64,7 +64,7 @@ end
 if added > 0 then
   local now = redis.call('TIME')
   local minid = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-                - tonumber(ARGV[3])
+                - tonumber(ARGV[2])
   if minid > 0 then
     redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', minid))
   end
@@ -172,12 +172,12 @@ class EventBus:
 
     async def _publish_shard(self, shard: int, events: Sequence[Event]) -> int:
         keys = [self.keys.event_stream(shard)]
-        args: list[Any] = [
-            self.settings.maxlen, self.settings.dedupe_ttl_s, self.settings.retention_s * 1000,
-        ]
+        args: list[Any] = [self.settings.maxlen, self.settings.retention_s * 1000]
+        ttls = self.settings.family_dedupe_ttl_s
         for ev in events:
             keys.append(self.keys.dedupe(ev.id, shard))
-            args.extend((ev.id, ev.kind, encode_event(ev)))
+            ttl = ttls.get(family_of(ev.kind), self.settings.dedupe_ttl_s)
+            args.extend((ev.id, ev.kind, encode_event(ev), ttl))
         if self._durable is not None:
             return int(await self._durable.call(self._publish, keys, args))
         return int(await self._publish(keys=keys, args=args))

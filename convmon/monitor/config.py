@@ -101,10 +101,20 @@ class BusSettings(Model):
     family_shards: dict[str, int] = Field(default_factory=dict)
     """Source family (``bitcoin``, ``solana``, ``stablecoin``, ``market``, ...) -> shard,
     overriding the default (a hash of the family name)."""
-    retention_s: int = Field(default=7 * 86400, ge=3600)
+    family_dedupe_ttl_s: dict[str, int] = Field(
+        default_factory=lambda: {"market": 3600, "ops": 3600}
+    )
+    """Source family -> dedupe TTL replacing `dedupe_ttl_s` for its events. Prices and ops
+    samples are never published again after the moment they describe (ids carry the
+    sampling time), so their markers only need to outlive a retried publish; they are
+    most of the events, and so most of the markers."""
+    retention_s: int = Field(default=86400, ge=3600)
     """Event stream entries older than this are trimmed (``XTRIM MINID ~``) as well as by
-    `maxlen`; consumers must keep up within it (a lagging group loses what is trimmed,
-    counted in ``convmon_bus_trimmed_unprocessed_entries_total``)."""
+    `maxlen`. The stream is a buffer between collectors and consumers (windows live in the
+    aggregates), so this is how long a consumer group may be down without losing events
+    (what is trimmed unhandled is counted in
+    ``convmon_bus_trimmed_unprocessed_entries_total``). The stream is most of Redis's
+    memory: see the memory model in deploy/README.md."""
 
     replica_acks: int = Field(default=0, ge=0, le=8)
     """Replicas that must hold each published batch (``WAIT``) before `publish` returns;

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from convmon.monitor.bus import BusMetrics, Delivery, EventBus, StreamConsumer
 from convmon.monitor.config import BusSettings
-from convmon.monitor.events import CollectorStatus, Event
+from convmon.monitor.events import CollectorStatus, Event, MarketPrice
 from convmon.monitor.keys import Keys
 
 pytestmark = pytest.mark.all_redis
@@ -196,3 +196,30 @@ async def test_dead_letter_counters_exist_from_the_start(redis: Redis, keys: Key
     assert registry.get_sample_value(
         "convmon_bus_handler_errors_total", {"stream": keys.events, "group": "zero"}
     ) == 0.0
+
+
+async def test_the_stream_is_trimmed_by_time(redis: Redis, keys: Keys) -> None:
+    """Entries older than ``retention_s`` go at the next publish (whole stream nodes of 100
+    entries, as ``XTRIM MINID ~`` does); the recent ones stay."""
+    bus = EventBus(redis, keys, BusSettings(retention_s=3600), BusMetrics(CollectorRegistry()))
+    for n in range(250):  # from 1970: far older than the retention
+        await redis.xadd(keys.events, {"id": f"old{n}", "kind": "x", "data": "{}"},
+                         id=f"{1000 + n}-0")
+    await bus.publish([make_event(i) for i in range(10)])
+    rows = await redis.xrange(keys.events)
+    ids = [f[b"id"].decode() for _, f in rows]
+    assert sum(1 for i in ids if i.startswith("old")) <= 50
+    assert [i for i in ids if not i.startswith("old")] == [f"test:status:{i}" for i in range(10)]
+
+
+async def test_dedupe_markers_live_as_long_as_their_family_needs(
+    redis: Redis, keys: Keys
+) -> None:
+    settings = BusSettings(dedupe_ttl_s=5 * 86400, family_dedupe_ttl_s={"market": 600})
+    bus = EventBus(redis, keys, settings, BusMetrics(CollectorRegistry()))
+    price = Event(id="market:price:BTC:1", chain="market", source="test", observed_at=1.0,
+                  occurred_at=1.0, position=1, payload=MarketPrice(symbol="BTC", price_usd=1.0))
+    assert await bus.publish([price, make_event(1)]) == 2
+    assert 0 < await redis.ttl(keys.dedupe(price.id)) <= 600
+    assert 600 < await redis.ttl(keys.dedupe(make_event(1).id)) <= 5 * 86400
+    assert await bus.publish([price, make_event(1)]) == 0

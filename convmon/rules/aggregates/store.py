@@ -13,7 +13,9 @@ order they arrived in.
 
 Key layout under ``keys.aggregates`` (one hash tag, so a cluster keeps them in
 one slot):
-- ``done:<event id>`` applied marker (TTL ``applied_ttl_s``);
+- ``done:<event id>`` applied marker (TTL ``applied_ttl_s``; ``applied_ttl_latest_s``
+  for prices and collector statuses, whose effect is a latest value by time and so
+  idempotent without it);
 - ``btc:cand:<height>`` candidates (``r:<hash>`` record, ``s:<hash>`` arrival order,
   ``a:<hash>`` attribution), ``btc:active`` height -> record of the best block,
   ``btc:heights``/``btc:candh`` sorted sets of heights, ``btc:dead`` disconnected hashes,
@@ -114,6 +116,7 @@ class AggregateStore:
             str(cfg.time_windows["24h"] + 2 * cfg.recipients_bucket_s),
             str(cfg.ops_history_s),
             str(cfg.ops_forget_process_after_s),
+            str(cfg.applied_ttl_latest_s),
         ]
 
     def key(self, *parts: str) -> str:
