@@ -76,6 +76,7 @@ CLUSTER_SUITES = (
     "tests/monitor/test_cluster.py",
     "tests/rules/test_engine.py",
     "tests/rules/test_workers.py",
+    "tests/rules/test_rule_tests.py",
     "tests/alerts/test_dispatcher.py",
     "tests/alerts/test_dispatcher_faults.py",
 )
