@@ -4,9 +4,9 @@ The server is ``CONVMON_TEST_REDIS_URL`` if set, else 127.0.0.1:6379 if it answe
 embedded redis-server started for the session (the same code path as the daemon's).
 
 Modules marked ``all_redis`` run again on Redis 6.2; the suites in `CLUSTER_SUITES` (the
-bus, the rule engine and workers, alert delivery) run again on a real local Redis Cluster
-(six nodes, three primaries with a replica each), started once per session the first time
-one of them asks for it and stopped at the end.
+bus, the rule engine, workers and rule tests, alert delivery, a daemon and its API) run
+again on a real local Redis Cluster (six nodes, three primaries with a replica each),
+started once per session the first time one of them asks for it and stopped at the end.
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def redis62_url() -> Iterator[str]:
 CLUSTER_SUITES = (
     "tests/monitor/test_bus.py",
     "tests/monitor/test_cluster.py",
+    "tests/monitor/test_daemon.py",
+    "tests/monitor/test_api_contract.py",
     "tests/rules/test_engine.py",
     "tests/rules/test_workers.py",
     "tests/rules/test_rule_tests.py",
