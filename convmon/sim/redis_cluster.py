@@ -33,7 +33,7 @@ class ClusterSetupError(RuntimeError):
     """The local cluster could not be started."""
 
 
-def _free_port_pair() -> int:
+def free_port_pair() -> int:
     """A port ``p`` such that ``p`` and the cluster bus port ``p + 10000`` are both free."""
     for _ in range(200):
         with socket.socket() as s:
@@ -93,7 +93,7 @@ class LocalRedisCluster:
         for i in range(NODES):
             directory = self.root / f"n{i}"
             directory.mkdir(parents=True, exist_ok=True)
-            node = ClusterNode(_free_port_pair(), directory)
+            node = ClusterNode(free_port_pair(), directory)
             self._spawn(node)
             self.nodes.append(node)
         for node in self.nodes:

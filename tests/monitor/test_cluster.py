@@ -11,7 +11,6 @@ are deduped).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
@@ -21,19 +20,12 @@ from redis.asyncio import Redis
 
 from convmon.monitor.bus import BusMetrics, Delivery, EventBus
 from convmon.monitor.config import BusSettings
-from convmon.monitor.events import CollectorStatus, Event, MarketPrice
+from convmon.monitor.events import Event, MarketPrice
 from convmon.monitor.keys import Keys
 from convmon.sim.redis_cluster import LocalRedisCluster
 from tests.conftest import client_for
+from tests.monitor.failover import run_through_fault, status_event
 from tests.waiting import eventually
-
-
-def status_event(i: int) -> Event:
-    return Event(
-        id=f"test:status:{i}", chain="convmon", source="test", observed_at=1000.0 + i,
-        occurred_at=1000.0 + i, position=i,
-        payload=CollectorStatus(collector="test", connected=True, detail=str(i)),
-    )
 
 
 @pytest.fixture
@@ -95,59 +87,30 @@ async def test_a_primary_killed_mid_stream_loses_and_doubles_nothing(
     settings = BusSettings(block_ms=20, claim_idle_ms=300, replica_acks=1,
                            replica_ack_timeout_ms=2000)
     bus = EventBus(cluster_client, keys, settings, BusMetrics(CollectorRegistry()))
-    total, batch = 3000, 20
-    handled: set[str] = set()
-    deliveries = 0
-    published = asyncio.Event()
-
-    async def handle(entries: Sequence[Delivery[Event]]) -> None:
-        nonlocal deliveries
-        deliveries += len(entries)
-        handled.update(d.value.id for d in entries)
-
-    async def produce() -> None:
-        # A collector: each batch is retried until publish returns (at least once).
-        for start in range(0, total, batch):
-            events = [status_event(i) for i in range(start, start + batch)]
-            while True:
-                try:
-                    await bus.publish(events, checkpoint=("test", str(start + batch - 1)))
-                    break
-                except Exception:
-                    await asyncio.sleep(0.05)
-        published.set()
-
-    async def consume() -> None:
-        # A rules worker under the supervisor: restarted whenever it fails.
-        while True:
-            try:
-                await bus.consumer("rules", "w1", handle).run()
-            except Exception:
-                await asyncio.sleep(0.05)
-
+    total = 3000
     victim = redis_cluster.primary_for(keys.events)
-    producer = asyncio.create_task(produce())
-    consumer = asyncio.create_task(consume())
-    try:
-        await eventually(lambda: len(handled) >= total // 3, "a third of the stream consumed")
+
+    async def kill_primary() -> None:
         redis_cluster.kill(victim)
         await eventually(lambda: _promoted(redis_cluster, keys.events, victim.port),
                          "the replica promoted")
         # The new primary has no replica until the dead node comes back (as a replica):
         # until then no write can be confirmed by one, and the producer keeps retrying.
         await asyncio.to_thread(redis_cluster.restart, victim)
-        await eventually(published.is_set, "every batch published")
-        await eventually(lambda: len(handled) >= total, "every event handled")
+
+    try:
+        handled, deliveries = await run_through_fault(bus, total, kill_primary)
     finally:
-        producer.cancel()
-        consumer.cancel()
-        for task in (producer, consumer):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         if victim not in redis_cluster.live_nodes():
             redis_cluster.restart(victim)
         redis_cluster.wait_healthy()
-    rows = await cluster_client.xrange(keys.events)
+    await assert_once_each(cluster_client, bus, handled, deliveries, total)
+
+
+async def assert_once_each(
+    client: Redis, bus: EventBus, handled: set[str], deliveries: int, total: int
+) -> None:
+    rows = await client.xrange(bus.keys.events)
     ids = [f[b"id"].decode() for _, f in rows]
     assert len(ids) == len(set(ids)) == total, "each event is once in the stream"
     assert handled == {f"test:status:{i}" for i in range(total)}
