@@ -25,7 +25,7 @@ tag                keys (and the script or MULTI that needs them together)
 ``{sol:<name>}``   one Solana collector's signature queue, sequence, done and failed sets
 ``{btc}``          the bitcoin collector's block records, pool list and reorg journal
 (none)             keys only ever used alone: checkpoints, heartbeats, market sources,
-                   receiver rate counters, plugin keys
+                   receiver rate counters, the layout version, plugin keys
 =================  =====================================================================
 
 The event stream is partitioned into ``bus.shards`` streams (`event_stream`); an event's
@@ -239,6 +239,12 @@ class Keys:
     def silences(self) -> str:
         """Hash: silence id -> silence JSON."""
         return self._k("{dispatch}", "silences")
+
+    # Key layout
+    @property
+    def layout(self) -> str:
+        """String: the key layout version this Redis holds (`convmon.monitor.keymigration`)."""
+        return self._k("layout")
 
     # Third-party plugins and tests
     def plugin(self, name: str, *parts: str) -> str:
