@@ -466,22 +466,35 @@ class StreamConsumer(Generic[T]):
 class ShardedConsumer:
     """One consumer group member on every event stream shard: each shard keeps its own
     pending list, reclaim cursor and dead letters (a `StreamConsumer` per shard). Shards
-    are read concurrently, so a handler may run on two batches at once; handlers already
-    allow that, since several workers share a group."""
+    are read concurrently, but one process handles one batch at a time (as with a single
+    stream): concurrency between batches is the business of several processes, which the
+    handlers' compare-and-set state is built for, not of one process's shared objects."""
 
     def __init__(self, parts: list[StreamConsumer[Event]]) -> None:
         if not parts:
             raise ValueError("a sharded consumer needs at least one shard")
         self.parts = parts
+        self._turn = asyncio.Lock()
+        self._handler = parts[0].handler
+        self.handler = parts[0].handler
 
     @property
     def handler(self) -> Callable[[Sequence[Delivery[Event]]], Awaitable[None]]:
-        return self.parts[0].handler
+        return self._handler
 
     @handler.setter
     def handler(self, value: Callable[[Sequence[Delivery[Event]]], Awaitable[None]]) -> None:
+        self._handler = value
+        if len(self.parts) == 1:
+            self.parts[0].handler = value
+            return
+
+        async def one_at_a_time(batch: Sequence[Delivery[Event]]) -> None:
+            async with self._turn:
+                await value(batch)
+
         for part in self.parts:
-            part.handler = value
+            part.handler = one_at_a_time
 
     async def ensure_group(self) -> None:
         for part in self.parts:
@@ -495,13 +508,20 @@ class ShardedConsumer:
         return gone
 
     async def run(self) -> None:
-        """Consume every shard until cancelled (each with `StreamConsumer.run`)."""
+        """Consume every shard until cancelled (each with `StreamConsumer.run`). The first
+        shard to fail stops the others and its error is raised as it is."""
         if len(self.parts) == 1:
             await self.parts[0].run()
             return
-        async with asyncio.TaskGroup() as group:
-            for part in self.parts:
-                group.create_task(part.run())
+        try:
+            async with asyncio.TaskGroup() as group:
+                for part in self.parts:
+                    group.create_task(part.run())
+        except ExceptionGroup as failed:
+            first: BaseException = failed
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from failed
 
     async def step(self, block_ms: int | None = None) -> int:
         """One round on every shard; returns how many entries were handled."""
