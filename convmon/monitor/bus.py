@@ -3,14 +3,22 @@
 In: events from collectors (`EventBus.publish`). Out: batches of decoded entries to a
 handler in a consumer group (`StreamConsumer`).
 
-Publishing runs one Lua script per batch that, atomically: drops events whose id was seen
-within the dedupe TTL (so two collector replicas, a restart or a backfill never publish a
-fact twice), appends the rest with ``XADD MAXLEN ~``, and stores the collector's checkpoint.
-A crash can therefore never leave events published without their checkpoint or the reverse.
+The stream is partitioned into ``bus.shards`` streams, one per hash tag (see
+`convmon.monitor.keys`), each event going to its source family's shard
+(`convmon.monitor.shards`). Publishing runs one Lua script per shard of a batch that,
+atomically: drops events whose id was seen within the dedupe TTL (so two collector
+replicas, a restart or a backfill never publish a fact twice), appends the rest with
+``XADD MAXLEN ~`` and trims the shard by time (``XTRIM MINID ~``, ``bus.retention_s``).
+Every key the script touches is declared and shares the shard's tag, so it runs on Redis
+Cluster. The collector's checkpoint is written after every shard took its events: a crash
+in between leaves the checkpoint behind its events, never ahead, and the replay from the
+older checkpoint is dropped by the dedupe markers. With ``bus.replica_acks``, each shard's
+write is confirmed by that many replicas (``WAIT``) before the checkpoint moves on, so a
+failover cannot lose a batch the collector believes published.
 
-Consuming reads a consumer group in batches and acks only after the handler returned. If
-the handler fails on a batch, each entry is retried alone so that one poison entry does not
-hold back the others. Entries left pending by a consumer that died are reclaimed with
+Consuming reads a consumer group on every shard in batches and acks only after the handler
+returned. If the handler fails on a batch, each entry is retried alone so that one poison
+entry does not hold back the others. Entries left pending by a consumer that died are reclaimed with
 XAUTOCLAIM (following its cursor) once idle for ``claim_idle_ms``; an entry delivered more
 than ``max_deliveries`` times, or that cannot be decoded, is moved to the dead-letter stream
 and counted. Handlers must be idempotent: an entry can be delivered twice.
@@ -32,34 +40,42 @@ from redis.exceptions import ResponseError
 
 from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.config import BusSettings
+from convmon.monitor.durable import DurableScripts
 from convmon.monitor.events import Event, decode_event, encode_event
 from convmon.monitor.keys import Keys
 from convmon.monitor.redisconn import as_text
+from convmon.monitor.shards import family_of, shard_of
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 _PUBLISH_LUA = """
--- KEYS[1] stream, KEYS[2] checkpoint key ('' for none)
--- ARGV: maxlen, dedupe ttl, dedupe key prefix, checkpoint value, then (id, kind, data)*
+-- KEYS[1] stream shard, KEYS[2..] the dedupe marker of each event (same hash tag)
+-- ARGV: maxlen, retention ms, then (id, kind, data, dedupe ttl)* in KEYS order
 local added = 0
-for i = 5, #ARGV, 3 do
-  local id = ARGV[i]
-  if redis.call('SET', ARGV[3] .. id, '1', 'NX', 'EX', ARGV[2]) then
+for i = 3, #ARGV, 4 do
+  if redis.call('SET', KEYS[2 + (i - 3) / 4], '1', 'NX', 'EX', ARGV[i + 3]) then
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
-               'id', id, 'kind', ARGV[i + 1], 'data', ARGV[i + 2])
+               'id', ARGV[i], 'kind', ARGV[i + 1], 'data', ARGV[i + 2])
     added = added + 1
   end
 end
-if KEYS[2] ~= '' then
-  redis.call('SET', KEYS[2], ARGV[4])
+if added > 0 then
+  local now = redis.call('TIME')
+  local minid = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+                - tonumber(ARGV[2])
+  if minid > 0 then
+    redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', minid))
+  end
 end
 return added
 """
 
 
 PRUNE_IDLE_MS = 24 * 3600 * 1000
+NO_WAIT = -1
+"""``block_ms`` for `StreamConsumer.step`: read what is there, do not wait for more."""
 DEAD_LETTER_REASONS = ("max_deliveries", "undecodable")
 
 
@@ -117,7 +133,7 @@ class BusMetrics:
 
 
 class EventBus:
-    """Publishes events to ``convmon:events`` with dedupe and checkpoint, atomically."""
+    """Publishes events to the event stream shards with dedupe, then the checkpoint."""
 
     def __init__(
         self, redis: Redis, keys: Keys, settings: BusSettings, metrics: BusMetrics
@@ -127,29 +143,44 @@ class EventBus:
         self.settings = settings
         self.metrics = metrics
         self._publish = redis.register_script(_PUBLISH_LUA)
+        self._durable = (
+            DurableScripts(redis, settings.replica_acks, settings.replica_ack_timeout_ms)
+            if settings.replica_acks else None
+        )
 
     async def publish(
         self, events: Sequence[Event], *, checkpoint: tuple[str, str] | None = None
     ) -> int:
-        """Publish ``events`` (and store ``checkpoint = (source, value)``) atomically.
+        """Publish ``events``, then store ``checkpoint = (source, value)``.
 
-        Returns how many were new. Safe to call again with the same events.
+        Returns how many were new. Safe to call again with the same events (and that is
+        what happens after a crash between the events and the checkpoint).
         """
         if not events and checkpoint is None:
             return 0
-        args: list[Any] = [
-            self.settings.maxlen,
-            self.settings.dedupe_ttl_s,
-            self.keys.dedupe(""),
-            checkpoint[1] if checkpoint else "",
-        ]
+        by_shard: dict[int, list[Event]] = {}
         for ev in events:
-            args.extend((ev.id, ev.kind, encode_event(ev)))
-        ckey = self.keys.checkpoint(checkpoint[0]) if checkpoint else ""
-        added = int(await self._publish(keys=[self.keys.events, ckey], args=args))
+            by_shard.setdefault(shard_of(ev.kind, self.settings), []).append(ev)
+        added = 0
+        for shard, batch in by_shard.items():
+            added += await self._publish_shard(shard, batch)
+        if checkpoint is not None:
+            await self.redis.set(self.keys.checkpoint(checkpoint[0]), checkpoint[1])
         self.metrics.published.inc(added)
         self.metrics.duplicates.inc(len(events) - added)
         return added
+
+    async def _publish_shard(self, shard: int, events: Sequence[Event]) -> int:
+        keys = [self.keys.event_stream(shard)]
+        args: list[Any] = [self.settings.maxlen, self.settings.retention_s * 1000]
+        ttls = self.settings.family_dedupe_ttl_s
+        for ev in events:
+            keys.append(self.keys.dedupe(ev.id, shard))
+            ttl = ttls.get(family_of(ev.kind), self.settings.dedupe_ttl_s)
+            args.extend((ev.id, ev.kind, encode_event(ev), ttl))
+        if self._durable is not None:
+            return int(await self._durable.call(self._publish, keys, args))
+        return int(await self._publish(keys=keys, args=args))
 
     async def get_checkpoint(self, source: str) -> str | None:
         value = await self.redis.get(self.keys.checkpoint(source))
@@ -165,19 +196,22 @@ class EventBus:
         group: str,
         name: str,
         handler: Callable[[Sequence[Delivery[Event]]], Awaitable[None]],
-    ) -> StreamConsumer[Event]:
-        """A consumer of the event stream in ``group``."""
-        return StreamConsumer(
-            self.redis,
-            stream=self.keys.events,
-            group=group,
-            name=name,
-            handler=handler,
-            decode=decode_event,
-            dead_stream=self.keys.events_dead,
-            settings=self.settings,
-            metrics=self.metrics,
-        )
+    ) -> ShardedConsumer:
+        """A consumer of every event stream shard in ``group``."""
+        return ShardedConsumer([
+            StreamConsumer(
+                self.redis,
+                stream=self.keys.event_stream(shard),
+                group=group,
+                name=name,
+                handler=handler,
+                decode=decode_event,
+                dead_stream=self.keys.event_dead(shard),
+                settings=self.settings,
+                metrics=self.metrics,
+            )
+            for shard in range(self.settings.shards)
+        ])
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +299,8 @@ class StreamConsumer(Generic[T]):
 
     async def step(self, block_ms: int | None = None) -> int:
         """One round: own pending entries (after a restart), reclaimed entries, then new
-        ones. Returns how many entries were handled."""
+        ones (waiting up to ``block_ms`` for them; `NO_WAIT` does not wait). Returns how
+        many entries were handled."""
         entries = await self._next_entries(self.settings.block_ms if block_ms is None else block_ms)
         if not entries:
             return 0
@@ -288,7 +323,7 @@ class StreamConsumer(Generic[T]):
         claimed = await self._autoclaim()
         if claimed:
             return claimed
-        fresh = await self._read(">", block_ms=block_ms)
+        fresh = await self._read(">", block_ms=block_ms if block_ms >= 0 else None)
         return [(eid, f, 1) for eid, f in fresh]
 
     async def _read(
@@ -426,3 +461,71 @@ class StreamConsumer(Generic[T]):
                    "deliveries": deliveries},
         )
 
+
+
+class ShardedConsumer:
+    """One consumer group member on every event stream shard: each shard keeps its own
+    pending list, reclaim cursor and dead letters (a `StreamConsumer` per shard). Shards
+    are read concurrently, but one process handles one batch at a time (as with a single
+    stream): concurrency between batches is the business of several processes, which the
+    handlers' compare-and-set state is built for, not of one process's shared objects."""
+
+    def __init__(self, parts: list[StreamConsumer[Event]]) -> None:
+        if not parts:
+            raise ValueError("a sharded consumer needs at least one shard")
+        self.parts = parts
+        self._turn = asyncio.Lock()
+        self._handler = parts[0].handler
+        self.handler = parts[0].handler
+
+    @property
+    def handler(self) -> Callable[[Sequence[Delivery[Event]]], Awaitable[None]]:
+        return self._handler
+
+    @handler.setter
+    def handler(self, value: Callable[[Sequence[Delivery[Event]]], Awaitable[None]]) -> None:
+        self._handler = value
+        if len(self.parts) == 1:
+            self.parts[0].handler = value
+            return
+
+        async def one_at_a_time(batch: Sequence[Delivery[Event]]) -> None:
+            async with self._turn:
+                await value(batch)
+
+        for part in self.parts:
+            part.handler = one_at_a_time
+
+    async def ensure_group(self) -> None:
+        for part in self.parts:
+            await part.ensure_group()
+
+    async def prune_consumers(self, idle_ms: int = PRUNE_IDLE_MS) -> list[str]:
+        gone: list[str] = []
+        for part in self.parts:
+            gone.extend(name for name in await part.prune_consumers(idle_ms)
+                        if name not in gone)
+        return gone
+
+    async def run(self) -> None:
+        """Consume every shard until cancelled (each with `StreamConsumer.run`). The first
+        shard to fail stops the others and its error is raised as it is."""
+        if len(self.parts) == 1:
+            await self.parts[0].run()
+            return
+        try:
+            async with asyncio.TaskGroup() as group:
+                for part in self.parts:
+                    group.create_task(part.run())
+        except ExceptionGroup as failed:
+            first: BaseException = failed
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from failed
+
+    async def step(self, block_ms: int | None = None) -> int:
+        """One round on every shard; returns how many entries were handled."""
+        if len(self.parts) == 1:
+            return await self.parts[0].step(block_ms)
+        counts = await asyncio.gather(*(part.step(block_ms) for part in self.parts))
+        return sum(counts)

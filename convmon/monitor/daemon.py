@@ -26,6 +26,7 @@ from convmon.monitor import runfile
 from convmon.monitor.app import LoadedConfig, open_runtime
 from convmon.monitor.clock import Clock
 from convmon.monitor.http import HttpServer, StateSource, StatusSource
+from convmon.monitor.keymigration import migrate_legacy_keys
 from convmon.monitor.plugins import ROLES, Component, Plugin, Role, Runtime
 from convmon.monitor.redisconn import RedisWaitAborted, embedded_dir
 from convmon.monitor.selfwatch import OpsSampler
@@ -181,6 +182,7 @@ async def run_daemon(
             config, clock=clock, registry=registry, extras=extras, wait_until=stop,
             start_embedded=True,
         ) as rt:
+            await migrate_legacy_keys(rt.redis, rt.keys)
             await _serve(rt, config, roles, registry, stop, started=started, extras=extras,
                          demo=demo)
     except RedisWaitAborted:

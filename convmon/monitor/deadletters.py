@@ -30,17 +30,22 @@ class DeadLetter:
     item_id: str
 
 
-def streams(keys: Keys) -> dict[str, tuple[str, str]]:
-    """Name → (stream, its dead-letter stream)."""
+def streams(keys: Keys, shards: int = 1) -> dict[str, list[tuple[str, str]]]:
+    """Name → every (stream, its dead-letter stream) pair: ``events`` has one per shard."""
     return {
-        "events": (keys.events, keys.events_dead),
-        "alerts": (keys.alerts, keys.alerts_dead),
+        "events": [(keys.event_stream(k), keys.event_dead(k)) for k in range(shards)],
+        "alerts": [(keys.alerts, keys.alerts_dead)],
     }
 
 
-async def list_dead(redis: Redis, keys: Keys, name: str, count: int = 100) -> list[DeadLetter]:
-    _stream, dead = streams(keys)[name]
-    rows: Any = await redis.xrange(dead, count=count)
+async def list_dead(
+    redis: Redis, keys: Keys, name: str, count: int = 100, shards: int = 1
+) -> list[DeadLetter]:
+    rows: Any = []
+    for _stream, dead in streams(keys, shards)[name]:
+        rows.extend(await redis.xrange(dead, count=count - len(rows)))
+        if len(rows) >= count:
+            break
     return [
         DeadLetter(
             dead_id=as_text(did),
@@ -56,23 +61,24 @@ async def list_dead(redis: Redis, keys: Keys, name: str, count: int = 100) -> li
 
 
 async def redrive(
-    redis: Redis, keys: Keys, name: str, dead_ids: list[str] | None = None
+    redis: Redis, keys: Keys, name: str, dead_ids: list[str] | None = None, shards: int = 1
 ) -> int:
     """Append dead entries (all, or ``dead_ids``) to their stream again and remove them
-    from the dead-letter stream, one entry per transaction. Returns how many moved."""
-    stream, dead = streams(keys)[name]
+    from the dead-letter stream, one entry per transaction (a stream and its dead letters
+    share a hash tag). Returns how many moved."""
     moved = 0
-    if dead_ids:
-        rows: Any = []
-        for did in dead_ids:
-            rows.extend(await redis.xrange(dead, min=did, max=did))
-    else:
-        rows = await redis.xrange(dead)
-    for did, fields in rows:
-        original = {k: v for k, v in fields.items() if k not in _META}
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(stream, original)
-            pipe.xdel(dead, did)
-            await pipe.execute()
-        moved += 1
+    for stream, dead in streams(keys, shards)[name]:
+        if dead_ids:
+            rows: Any = []
+            for did in dead_ids:
+                rows.extend(await redis.xrange(dead, min=did, max=did))
+        else:
+            rows = await redis.xrange(dead)
+        for did, fields in rows:
+            original = {k: v for k, v in fields.items() if k not in _META}
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.xadd(stream, original)
+                pipe.xdel(dead, did)
+                await pipe.execute()
+            moved += 1
     return moved

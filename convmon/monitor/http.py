@@ -200,7 +200,8 @@ class HttpServer:
                 return []
 
         sources: list[tuple[str, StateSource]] = [
-            ("core", lambda: core_state_metrics(self.rt.redis, self.rt.keys)),
+            ("core", lambda: core_state_metrics(self.rt.redis, self.rt.keys,
+                                                self.rt.settings.bus.shards)),
             *self.state_sources,
         ]
         results = await asyncio.wait_for(

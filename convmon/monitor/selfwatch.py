@@ -43,6 +43,7 @@ from convmon.monitor.events import (
 )
 from convmon.monitor.plugins import Runtime
 from convmon.monitor.redisconn import as_text
+from convmon.monitor.shards import event_stream_labels
 
 log = logging.getLogger(__name__)
 
@@ -246,17 +247,21 @@ class OpsSampler:
     async def _groups(self, redis_ms: int) -> list[OpsGroup]:
         keys = self.rt.keys
         out: list[OpsGroup] = []
-        for stream, label in ((keys.events, "events"), (keys.alerts, "alerts")):
+        shards = event_stream_labels(keys, self.rt.settings.bus.shards)
+        for stream, label in [(s, label) for s, _d, label in shards] + [(keys.alerts, "alerts")]:
             out.extend(await _stream_groups(self.rt.redis, stream, label, redis_ms))
         return out
 
     async def _dead_letters(self) -> dict[str, int]:
+        """Dead-letter lengths: ``events`` sums every shard's, ``alerts`` the outbox's."""
         keys = self.rt.keys
+        dead = keys.event_dead_streams(self.rt.settings.bus.shards)
         async with self.rt.redis.pipeline(transaction=False) as pipe:
-            pipe.xlen(keys.events_dead)
+            for stream in dead:
+                pipe.xlen(stream)
             pipe.xlen(keys.alerts_dead)
-            events, alerts = await pipe.execute()
-        return {"events": int(events), "alerts": int(alerts)}
+            *events, alerts = await pipe.execute()
+        return {"events": sum(int(n) for n in events), "alerts": int(alerts)}
 
 
 async def _stream_groups(redis: Redis, stream: str, label: str, redis_ms: int) -> list[OpsGroup]:

@@ -14,6 +14,8 @@ from redis.exceptions import ResponseError
 
 from convmon.monitor.keys import Keys
 from convmon.monitor.redisconn import as_text
+from convmon.monitor.redismemory import redis_memory_metrics
+from convmon.monitor.shards import event_stream_labels
 
 
 async def collector_statuses(redis: Redis, keys: Keys) -> dict[str, dict[str, str]]:
@@ -46,7 +48,7 @@ async def heartbeats(redis: Redis, keys: Keys) -> list[dict[str, str]]:
     return [{as_text(k): as_text(v) for k, v in row.items()} for row in rows if row]
 
 
-async def core_state_metrics(redis: Redis, keys: Keys) -> Iterable[Metric]:
+async def core_state_metrics(redis: Redis, keys: Keys, shards: int = 1) -> Iterable[Metric]:
     up = GaugeMetricFamily(
         "convmon_collector_up",
         "1 while a live convmon process holds the collector connected to its source "
@@ -76,12 +78,12 @@ async def core_state_metrics(redis: Redis, keys: Keys) -> Iterable[Metric]:
         "Entries not yet delivered to a consumer group (Redis >= 7).",
         labels=["stream", "group"],
     )
-    for stream, label in (
-        (keys.events, "events"),
-        (keys.alerts, "alerts"),
-        (keys.events_dead, "events_dead"),
-        (keys.alerts_dead, "alerts_dead"),
-    ):
+    watched = [(stream, label) for stream, _dead, label in event_stream_labels(keys, shards)]
+    watched += [(keys.alerts, "alerts")]
+    watched += [(dead, f"{label}_dead") for _stream, dead, label in
+                event_stream_labels(keys, shards)]
+    watched += [(keys.alerts_dead, "alerts_dead")]
+    for stream, label in watched:
         length.add_metric([label], float(await redis.xlen(stream)))
         try:
             groups = await redis.xinfo_groups(stream)
@@ -116,4 +118,4 @@ async def core_state_metrics(redis: Redis, keys: Keys) -> Iterable[Metric]:
                                labels=["state"])
     for state, n in counts.items():
         alerts.add_metric([state], float(n))
-    return [up, last, length, pending, lag, beat, alerts]
+    return [up, last, length, pending, lag, beat, alerts, *await redis_memory_metrics(redis)]

@@ -284,13 +284,13 @@ def _blocks(series: BlockSeries, t0: float) -> list[tuple[float, Event]]:
 
 
 async def _drop_prefix(redis: Any, prefix: str) -> None:
-    cursor = 0
-    while True:
-        cursor, found = await redis.scan(cursor, match=f"{prefix}:*", count=1000)
-        if found:
-            await redis.delete(*found)
-        if cursor == 0:
-            break
+    # SCAN over every node and one DEL per key: on a cluster the keys span several slots.
+    found = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
+    for start in range(0, len(found), 500):
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in found[start:start + 500]:
+                pipe.delete(key)
+            await pipe.execute()
 
 
 def summarize(results: Sequence[TestResult]) -> tuple[int, int]:

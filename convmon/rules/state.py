@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 
 from convmon.monitor.alerting import AlertTransition, encode_transition
 from convmon.monitor.keys import Keys
+from convmon.monitor.scripting import queue_script
 
 InstanceStatus = Literal["inactive", "pending", "firing", "resolved"]
 
@@ -167,14 +168,14 @@ class InstanceStore:
             for w in writes:
                 t = w.transition
                 tdata = encode_transition(t) if t is not None else b""
-                await self._write(
+                await queue_script(
+                    pipe, self._write,
                     keys=[self.instance_key(w.fingerprint), self.live_key(w.state.rule),
                           self.keys.active_alerts, self.keys.alerts, self.index_key],
                     args=[w.version, _enc.encode(w.state), "1" if w.live else "0",
                           0 if w.live else INACTIVE_TTL_S,
                           t.state if t is not None else "", tdata, w.fingerprint,
                           t.id if t is not None else "", OUTBOX_MAXLEN, w.state.rule],
-                    client=pipe,
                 )
             rows = await pipe.execute()
         return [bool(int(r)) for r in rows]

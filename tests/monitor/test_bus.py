@@ -8,10 +8,11 @@ from collections.abc import Sequence
 import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from convmon.monitor.bus import BusMetrics, Delivery, EventBus, StreamConsumer
 from convmon.monitor.config import BusSettings
-from convmon.monitor.events import CollectorStatus, Event
+from convmon.monitor.events import CollectorStatus, Event, MarketPrice
 from convmon.monitor.keys import Keys
 
 pytestmark = pytest.mark.all_redis
@@ -196,3 +197,73 @@ async def test_dead_letter_counters_exist_from_the_start(redis: Redis, keys: Key
     assert registry.get_sample_value(
         "convmon_bus_handler_errors_total", {"stream": keys.events, "group": "zero"}
     ) == 0.0
+
+
+async def test_the_stream_is_trimmed_by_time(redis: Redis, keys: Keys) -> None:
+    """Entries older than ``retention_s`` go at the next publish (whole stream nodes of 100
+    entries, as ``XTRIM MINID ~`` does); the recent ones stay."""
+    bus = EventBus(redis, keys, BusSettings(retention_s=3600), BusMetrics(CollectorRegistry()))
+    for n in range(250):  # from 1970: far older than the retention
+        await redis.xadd(keys.events, {"id": f"old{n}", "kind": "x", "data": "{}"},
+                         id=f"{1000 + n}-0")
+    await bus.publish([make_event(i) for i in range(10)])
+    rows = await redis.xrange(keys.events)
+    ids = [f[b"id"].decode() for _, f in rows]
+    assert sum(1 for i in ids if i.startswith("old")) <= 50
+    assert [i for i in ids if not i.startswith("old")] == [f"test:status:{i}" for i in range(10)]
+
+
+async def test_dedupe_markers_live_as_long_as_their_family_needs(
+    redis: Redis, keys: Keys
+) -> None:
+    settings = BusSettings(dedupe_ttl_s=5 * 86400, family_dedupe_ttl_s={"market": 600})
+    bus = EventBus(redis, keys, settings, BusMetrics(CollectorRegistry()))
+    price = Event(id="market:price:BTC:1", chain="market", source="test", observed_at=1.0,
+                  occurred_at=1.0, position=1, payload=MarketPrice(symbol="BTC", price_usd=1.0))
+    assert await bus.publish([price, make_event(1)]) == 2
+    assert 0 < await redis.ttl(keys.dedupe(price.id)) <= 600
+    assert 600 < await redis.ttl(keys.dedupe(make_event(1).id)) <= 5 * 86400
+    assert await bus.publish([price, make_event(1)]) == 0
+
+
+async def test_a_sharded_consumer_handles_one_batch_at_a_time(
+    redis: Redis, keys: Keys
+) -> None:
+    settings = BusSettings(shards=3, family_shards={"collector": 0, "market": 1},
+                           block_ms=20, claim_idle_ms=200, batch=10)
+    bus = EventBus(redis, keys, settings, BusMetrics(CollectorRegistry()))
+    prices = [Event(id=f"market:price:BTC:{i}", chain="market", source="test",
+                    observed_at=float(i), occurred_at=float(i), position=i,
+                    payload=MarketPrice(symbol="BTC", price_usd=1.0 + i)) for i in range(40)]
+    statuses = [make_event(i) for i in range(40)]
+    assert await bus.publish([*prices, *statuses]) == 80
+    assert await redis.xlen(keys.event_stream(0)) == 40
+    assert await redis.xlen(keys.event_stream(1)) == 40
+    active, most, seen = 0, 0, 0
+
+    async def slow(batch: Sequence[Delivery[Event]]) -> None:
+        nonlocal active, most, seen
+        active += 1
+        most = max(most, active)
+        await asyncio.sleep(0.005)
+        seen += len(batch)
+        active -= 1
+
+    consumer = bus.consumer("g", "c1", slow)
+    await consumer.ensure_group()
+    for _ in range(20):
+        await consumer.step(block_ms=10)
+    assert (seen, most) == (80, 1)
+
+
+async def test_a_failing_shard_stops_the_consumer_with_its_own_error(
+    redis: Redis, keys: Keys
+) -> None:
+    bus = EventBus(redis, keys, BusSettings(shards=2, block_ms=20),
+                   BusMetrics(CollectorRegistry()))
+    consumer = bus.consumer("g", "c1", Recorder())
+    await consumer.ensure_group()
+    await redis.delete(keys.event_stream(1))
+    await redis.set(keys.event_stream(1), "not a stream")  # shard 1 now fails on every call
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await consumer.run()

@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from convmon.monitor.events import DepinBurn, DepinEmission, DepinSupply, Event, MarketPrice
+from convmon.monitor.scripting import queue_source
 from convmon.rules.aggregates.config import AggregatesConfig
 from convmon.rules.aggregates.encoding import scaled_to_tokens, scaled_units
 
@@ -120,7 +121,7 @@ class DepinFlowStore:
                         if at is None:
                             _queue_price(pipe, keys[0], args)
                         else:
-                            pipe.evalsha(self.sha, len(keys), *keys, *args)
+                            queue_source(pipe, self.source, self.sha, keys, args)
                     replies = iter(await pipe.execute())
                 break
             except NoScriptError:

@@ -35,6 +35,7 @@ from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
 
 from convmon.monitor.events import Event, PaymentX402
+from convmon.monitor.scripting import queue_script
 
 MICRO = 6
 FINE_S = 600
@@ -107,7 +108,7 @@ class PaymentAggregates:
                     series, p.token, micro_units(p.amount.units, p.amount.decimals),
                     p.payer, p.payee, repr(float(event.occurred_at)), p.track or "unlabelled",
                 ]
-                await self._apply(keys=keys, args=args, client=pipe)
+                await queue_script(pipe, self._apply, keys, args)
             if not positions:
                 return {}
             replies = await pipe.execute()
@@ -134,7 +135,7 @@ class PaymentAggregates:
                         first = end - length // size + 1
                         keys = [key for kind in "bpq"
                                 for key in self._buckets(kind, size, series, first, end)]
-                        await self._window(keys=keys, args=[end - first + 1], client=pipe)
+                        await queue_script(pipe, self._window, keys, [end - first + 1])
                 replies = await pipe.execute()
         x402: dict[str, Any] = {}
         for i, series in enumerate(series_names):

@@ -13,7 +13,9 @@ order they arrived in.
 
 Key layout under ``keys.aggregates`` (one hash tag, so a cluster keeps them in
 one slot):
-- ``done:<event id>`` applied marker (TTL ``applied_ttl_s``);
+- ``done:<event id>`` applied marker (TTL ``applied_ttl_s``; ``applied_ttl_latest_s``
+  for prices and collector statuses, whose effect is a latest value by time and so
+  idempotent without it);
 - ``btc:cand:<height>`` candidates (``r:<hash>`` record, ``s:<hash>`` arrival order,
   ``a:<hash>`` attribution), ``btc:active`` height -> record of the best block,
   ``btc:heights``/``btc:candh`` sorted sets of heights, ``btc:dead`` disconnected hashes,
@@ -56,6 +58,7 @@ from convmon.monitor.events import (
     StablecoinSupply,
 )
 from convmon.monitor.keys import Keys
+from convmon.monitor.scripting import queue_source
 from convmon.rules.aggregates import views
 from convmon.rules.aggregates.config import AggregatesConfig
 from convmon.rules.aggregates.depinflow import DepinFlowStore, flow_metrics
@@ -126,6 +129,7 @@ class AggregateStore:
             str(cfg.time_windows["24h"] + 2 * cfg.recipients_bucket_s),
             str(cfg.ops_history_s),
             str(cfg.ops_forget_process_after_s),
+            str(cfg.applied_ttl_latest_s),
         ]
 
     def key(self, *parts: str) -> str:
@@ -226,6 +230,13 @@ class AggregateStore:
                 + ", ".join(failed[:5])
             )
 
+    def _queue(self, name: str, pipe: Pipeline, args: list[Any]) -> None:
+        """Queue script ``name``. Its one declared key is the ``{agg}`` prefix: it routes
+        the call to the node of the aggregates' slot, and every key the script builds from
+        that prefix (ARGV[1]) shares its hash tag."""
+        queue_source(pipe, self._scripts.sources[name], self._scripts.sha[name],
+                     [self.base], args)
+
     async def _eval_batches(self, encoded: list[str]) -> list[int]:
         flags, _ = await self._eval_batches_then(encoded, None)
         return flags
@@ -242,10 +253,9 @@ class AggregateStore:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for start in calls:
-                        pipe.evalsha(
-                            self._scripts.sha["apply"], 0, *header,
-                            *encoded[start : start + EVENTS_PER_CALL],
-                        )
+                        self._queue("apply", pipe, [
+                            *header, *encoded[start : start + EVENTS_PER_CALL]
+                        ])
                     if then is None:
                         pipe.hgetall(self.key("prices"))
                     else:
@@ -312,17 +322,16 @@ class AggregateStore:
         if "depin" in wanted:
             families += ["dp", "dpn"]
         if plan.need_btc:
-            pipe.evalsha(self._scripts.sha["btc_snapshot"], 0, self.base, self._windows_csv)
+            self._queue("btc_snapshot", pipe, [self.base, self._windows_csv])
             slot("btc")
             pipe.hgetall(self.key("btc", "providers"))
             slot("providers")
         if families:
-            pipe.evalsha(
-                self._scripts.sha["series_snapshot"], 0, self.base, repr(now),
-                str(cfg.bucket_s), self._time_windows_csv,
+            self._queue("series_snapshot", pipe, [
+                self.base, repr(now), str(cfg.bucket_s), self._time_windows_csv,
                 str(cfg.time_windows["24h"]), str(cfg.recipients_bucket_s),
                 str(cfg.time_windows["24h"]), ",".join(families),
-            )
+            ])
             slot("series")
         if plan.need_prices:
             pipe.hgetall(self.key("prices"))

@@ -1,7 +1,10 @@
 -- Apply a batch of events to the aggregates, atomically and idempotently.
 -- ARGV: base, now, applied_ttl, block_windows_csv, keep_blocks, bucket_s, time_windows_csv,
---       hll_bucket_s, hll_ttl, ops_history_s, ops_process_retention_s, then one argument per
---       event: code, id and the event's fields joined by the unit separator (0x1f).
+--       hll_bucket_s, hll_ttl, ops_history_s, ops_process_retention_s, applied_ttl_latest,
+--       then one argument per event: code, id and the event's fields joined by the unit
+--       separator (0x1f).
+-- KEYS[1]: the aggregates prefix (ARGV[1]); every key here is built from it and shares its
+-- hash tag, so the whole script runs on one cluster slot.
 -- Returns one value per event: 1 = first application, 0 = already applied or superseded,
 -- -1 = the event could not be applied (left unmarked so a later delivery retries it).
 
@@ -16,6 +19,10 @@ local HLL_BS = tonumber(ARGV[8])
 local HLL_TTL = ARGV[9]
 local OPS_HIST = tonumber(ARGV[10])
 local OPS_RETAIN = tonumber(ARGV[11])
+local LATEST_TTL = ARGV[12]
+-- Prices and statuses only replace a latest value when newer (latest_put): idempotent
+-- without the marker, which is kept briefly.
+local LATEST_KINDS = {P = true, C = true}
 
 -- Bitcoin: candidates per height, one active block per height, windows over (tip-N, tip].
 local META = B .. ':btc:meta'
@@ -400,13 +407,14 @@ local HANDLERS = {
 }
 
 local results = {}
-for i = 12, #ARGV do
+for i = 13, #ARGV do
   local f = split(ARGV[i], '\31')
   local args = {}
   for k = 3, #f do args[k - 2] = f[k] end
   local r = 0
   local done = B .. ':done:' .. f[2]
-  if redis.call('SET', done, '1', 'NX', 'EX', DONE_TTL) then
+  local ttl = LATEST_KINDS[f[1]] and LATEST_TTL or DONE_TTL
+  if redis.call('SET', done, '1', 'NX', 'EX', ttl) then
     local ok, res = pcall(HANDLERS[f[1]], args)
     if ok then
       r = res
