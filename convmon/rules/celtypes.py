@@ -125,7 +125,7 @@ _NULL_TYPES: Mapping[str, CelType] = {
 _MAP_VALUES: Mapping[str, CelType] = {
     "btc.windows.*.pools": NUMBER,
     "btc.windows.*.entities": NUMBER,
-    "btc.windows.*.providers": NUMBER,
+    "btc.windows.*.providers": record({"blocks": NUMBER, "share": NUMBER, "pools": NUMBER}),
     "btc.windows.*.jurisdictions": record({"blocks": NUMBER, "share": NUMBER}),
     "stablecoin.last_event_time": NUMBER,
     "payments.x402.*.volume_by_token": NUMBER,

@@ -78,6 +78,31 @@ def test_well_typed_expressions_load(tmp_path: Path) -> None:
     assert [r.name for r in load_rules([path], include_pack=False).rules] == ["Bad"]
 
 
+def test_provider_and_jurisdiction_fields_are_typed(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(rule(
+        '    kind: window\n'
+        '    condition: >-\n'
+        '      btc.windows["1008"].jurisdiction_top1_share > 0.5\n'
+        '      && btc.windows["1008"].jurisdiction_top1 != null\n'
+        '      && btc.windows["1008"].jurisdiction_top1.size() == 2\n'
+        '      && "US" in btc.windows["1008"].jurisdictions\n'
+        '      && btc.windows["1008"].jurisdictions["US"].share > 0.4\n'
+        '      && btc.windows["1008"].providers["antpool"].pools >= 2\n'
+    ))
+    assert [r.name for r in load_rules([path], include_pack=False).rules] == ["Bad"]
+    errors = load_errors(tmp_path, rule(
+        '    kind: window\n'
+        '    condition: btc.windows["1008"].jurisdictions["US"].shares > 0.4\n'
+    ))
+    assert len(errors) == 1 and "has no field 'shares'" in errors[0], errors
+    errors = load_errors(tmp_path, rule(
+        '    kind: window\n'
+        '    condition: btc.windows["1008"].jurisdiction_top1 > 0.5\n'
+    ))
+    assert len(errors) == 1 and "compares string or null with number" in errors[0], errors
+
+
 def test_every_rule_of_the_default_pack_type_checks() -> None:
     assert len(load_rules(pack_files(), include_pack=False).rules) > 20
 
