@@ -64,6 +64,10 @@ class BitcoinBlock(_Payload, frozen=True, kw_only=True, tag="bitcoin.block"):
     """The pool whose block template this block's pool mined on, as the stratum collector
     saw it when the block arrived (the pool itself when it builds its own); None without
     a stratum collector or for ``unknown`` blocks."""
+    jurisdiction: str | None = None
+    """Headquarters jurisdiction (ISO 3166-1 alpha-2) of the pool, else its parent entity,
+    at the block's timestamp, from convmon's curated table; ``unknown`` when it has no
+    row, None when the collector did not say (counted as unknown)."""
     match: Literal["address", "tag", "none"]
     coinbase_tag: str = ""
     payout_addresses: list[str] = msgspec.field(default_factory=list)
@@ -93,6 +97,8 @@ class BitcoinAttribution(_Payload, frozen=True, kw_only=True, tag="bitcoin.attri
     entity: str | None = None
     match: Literal["address", "tag", "none"]
     registry_version: str
+    jurisdiction: str | None = None
+    """As `BitcoinBlock.jurisdiction`, for the new pool at the block's timestamp."""
 
 
 class BitcoinStratumJob(_Payload, frozen=True, kw_only=True, tag="bitcoin.stratum_job"):

@@ -100,6 +100,7 @@ def merge(types_: Iterable[CelType]) -> CelType:
 _MAPS = frozenset({
     "btc.windows", "btc.windows.*.pools", "btc.windows.*.entities",
     "btc.windows.*.providers",
+    "btc.windows.*.jurisdictions",
     "stablecoin.tokens", "stablecoin.tracks", "stablecoin.last_event_time",
     "depin.networks", "depin.networks.*.tokens",
     "market.prices", "market.pegs", "market.sources",
@@ -117,13 +118,15 @@ _NULL_TYPES: Mapping[str, CelType] = {
     "btc.tip_hash": STRING,
     "btc.current_run.pool": STRING,
     "collectors.*.connected": BOOL,
+    "btc.windows.*.jurisdiction_top1": STRING,
 }
 """Figures that are None on an empty state and are not numbers (every other one is)."""
 
 _MAP_VALUES: Mapping[str, CelType] = {
     "btc.windows.*.pools": NUMBER,
     "btc.windows.*.entities": NUMBER,
-    "btc.windows.*.providers": NUMBER,
+    "btc.windows.*.providers": record({"blocks": NUMBER, "share": NUMBER, "pools": NUMBER}),
+    "btc.windows.*.jurisdictions": record({"blocks": NUMBER, "share": NUMBER}),
     "stablecoin.last_event_time": NUMBER,
     "payments.x402.*.volume_by_token": NUMBER,
     "payments.track_share.*": NUMBER,

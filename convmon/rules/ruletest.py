@@ -67,6 +67,10 @@ class BlockSeries(Model):
     pools: list[str] = Field(min_length=1)
     start_height: int = 900_000
     entities: dict[str, str] = Field(default_factory=dict)
+    providers: dict[str, str] = Field(default_factory=dict)
+    """Pool -> the template provider its blocks carry (none: the pool's own)."""
+    jurisdictions: dict[str, str] = Field(default_factory=dict)
+    """Pool -> the jurisdiction its blocks carry (none: unknown)."""
     mined_ago: Duration | None = None
     """A backfill: the first block was mined this long before the step and the blocks
     arrive ``arrive_every`` apart from the step on (their timestamps stay ``every`` apart)."""
@@ -272,7 +276,10 @@ def _blocks(series: BlockSeries, t0: float) -> list[tuple[float, Event]]:
             "kind": "bitcoin.block", "height": height, "hash": f"{height:064x}",
             "prev_hash": f"{height - 1:064x}", "timestamp": int(mined), "difficulty": 1.5e14,
             "tx_count": 3000, "pool": pool, "pool_name": pool,
-            "entity": series.entities.get(pool), "match": "tag" if pool != "unknown" else "none",
+            "entity": series.entities.get(pool),
+            "template_provider": series.providers.get(pool),
+            "jurisdiction": series.jurisdictions.get(pool),
+            "match": "tag" if pool != "unknown" else "none",
             "coinbase_value_sats": 322_500_000, "subsidy_sats": 312_500_000,
             "fees_sats": 10_000_000,
         }

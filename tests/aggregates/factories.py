@@ -39,6 +39,8 @@ def block(
     difficulty: float = 1.2e14,
     timestamp: int | None = None,
     entity: str | None = None,
+    provider: str | None = None,
+    jurisdiction: str | None = None,
 ) -> Event:
     h = block_hash(height, branch)
     ts = timestamp if timestamp is not None else int(T0) + height * 600
@@ -59,6 +61,8 @@ def block(
             pool=pool,
             pool_name=pool,
             entity=entity,
+            template_provider=provider,
+            jurisdiction=jurisdiction,
             match="tag" if pool != "unknown" else "none",
             coinbase_value_sats=SUBSIDY + fees,
             subsidy_sats=SUBSIDY,
@@ -95,7 +99,7 @@ def reorg(fork_height: int, disconnected: list[Event], new_tip: Event) -> Event:
 
 def attribution(
     height: int, pool: str, *, branch: str = "a", version: str = "v2",
-    entity: str | None = None,
+    entity: str | None = None, jurisdiction: str | None = None,
 ) -> Event:
     h = block_hash(height, branch)
     return Event(
@@ -107,7 +111,7 @@ def attribution(
         position=height,
         payload=BitcoinAttribution(
             height=height, hash=h, pool=pool, pool_name=pool, entity=entity, match="tag",
-            registry_version=version,
+            registry_version=version, jurisdiction=jurisdiction,
         ),
     )
 

@@ -1,5 +1,7 @@
 """Block windows against an independent in-memory count: any arrival order, reorgs,
-redelivery, attribution, two workers."""
+redelivery, attribution, two workers. The blocks carry template providers and
+jurisdictions that change along the chain, so the per-provider and per-jurisdiction counts
+are checked the same way as the pools'."""
 
 from __future__ import annotations
 
@@ -31,6 +33,32 @@ ENTITIES = AggregatesConfig().entity_map()
 PARENTS = {"antpool": "Bitmain", "btccom": "Bitmain"}
 
 
+def provider_at(height: int, pool: str) -> str | None:
+    """What the collector stamped: viabtc mines on antpool's template at even heights
+    (the mapping changes along the chain), btccom always, the others on their own."""
+    if pool == "btccom" or (pool == "viabtc" and height % 2 == 0):
+        return "antpool"
+    return pool if pool in ("foundryusa", "f2pool") and height % 3 == 0 else None
+
+
+def jurisdiction_at(height: int, pool: str) -> str | None:
+    """foundryusa is US; antpool and btccom CN; viabtc CN at heights divisible by three,
+    unknown (no row) otherwise; f2pool carries none (counts as unknown)."""
+    if pool == "foundryusa":
+        return "US"
+    if pool in ("antpool", "btccom") or (pool == "viabtc" and height % 3 == 0):
+        return "CN"
+    return "unknown" if pool == "viabtc" else None
+
+
+def provider_of(b: BitcoinBlock) -> str:
+    return "unknown" if b.pool == "unknown" else b.template_provider or b.pool
+
+
+def jurisdiction_of(b: BitcoinBlock) -> str:
+    return "unknown" if b.pool == "unknown" else b.jurisdiction or "unknown"
+
+
 def model_windows(blocks: list[Event], windows: list[int]) -> dict[str, Any]:
     """Independent count: per window, blocks in (tip-N, tip] of the given best chain."""
     by_height = {}
@@ -46,6 +74,8 @@ def model_windows(blocks: list[Event], windows: list[int]) -> dict[str, Any]:
             "unknown" if b.pool == "unknown" else ENTITIES.get(b.pool) or b.entity or b.pool
             for b in inside
         )
+        providers = Counter(provider_of(b) for b in inside)
+        places = Counter(jurisdiction_of(b) for b in inside)
         longest: dict[str, int] = {}
         run_pool, run = None, 0
         for h in range(tip - n + 1, tip + 1):
@@ -67,6 +97,16 @@ def model_windows(blocks: list[Event], windows: list[int]) -> dict[str, Any]:
             "hhi": oracle.hhi(pools),
             "nakamoto": oracle.nakamoto(pools),
             "entity_nakamoto": oracle.nakamoto(entities),
+            "providers": dict(providers),
+            "provider_members": {
+                prov: len({b.pool for b in inside if provider_of(b) == prov})
+                for prov in providers if prov != "unknown"
+            },
+            "provider_top2": oracle.top_share(providers, 2),
+            "provider_hhi": oracle.hhi(providers),
+            "provider_nakamoto": oracle.nakamoto(providers),
+            "jurisdictions": dict(places),
+            "jurisdiction_top1": oracle.top_share(places, 1),
             "longest": longest,
             "current": (run_pool, run),
         }
@@ -84,6 +124,14 @@ def assert_matches(btc: dict[str, Any], model: dict[str, Any]) -> None:
         assert w["hhi"] == pytest.approx(float(m["hhi"]))
         assert w["nakamoto"] == m["nakamoto"]
         assert w["entity_nakamoto"] == m["entity_nakamoto"]
+        assert {p: v["blocks"] for p, v in w["providers"].items()} == m["providers"], n
+        assert {p: v["pools"] for p, v in w["providers"].items()
+                if p != "unknown"} == m["provider_members"], n
+        assert w["provider_top2_share"] == pytest.approx(float(m["provider_top2"]))
+        assert w["provider_hhi"] == pytest.approx(float(m["provider_hhi"]))
+        assert w["provider_nakamoto"] == m["provider_nakamoto"]
+        assert {j: v["blocks"] for j, v in w["jurisdictions"].items()} == m["jurisdictions"]
+        assert w["jurisdiction_top1_share"] == pytest.approx(float(m["jurisdiction_top1"]))
         if m["blocks"]:
             assert w["fees_sats_mean"] == pytest.approx(m["fees"] / m["blocks"])
         longest = {p: v["longest_run"] for p, v in w["pools"].items() if v["longest_run"]}
@@ -95,7 +143,8 @@ def assert_matches(btc: dict[str, Any], model: dict[str, Any]) -> None:
 def chain(heights: list[int], pools: list[str], branch: str = "a") -> list[Event]:
     return [
         f.block(h, p, branch=branch, tx_count=1 if (h * 7) % 5 == 0 else 2000, fees=h * 1000,
-                entity=PARENTS.get(p))
+                entity=PARENTS.get(p), provider=provider_at(h, p),
+                jurisdiction=jurisdiction_at(h, p))
         for h, p in zip(heights, pools, strict=True)
     ]
 

@@ -112,6 +112,8 @@ async def test_registry_change_reattributes_unknown_blocks(
     attrs = [e for e in await events(bus) if isinstance(e.payload, BitcoinAttribution)]
     assert sorted(a.payload.hash for a in attrs) == sorted(unknown)
     assert {a.payload.pool for a in attrs} == {"solocollective"}
+    # The curated jurisdiction table has no row for it: stamped unknown, not left out.
+    assert {a.payload.jurisdiction for a in attrs} == {"unknown"}
     assert all(a.id == f"btc:attr:{a.payload.hash}:{merged.version}" for a in attrs)
     for a in attrs:
         recorded = await col.record.get(a.payload.height)

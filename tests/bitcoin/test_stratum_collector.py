@@ -251,6 +251,12 @@ async def test_blocks_carry_the_template_provider_the_stratum_collector_reported
         ("foundryusa", "foundryusa"), ("antpool", "antpool"), ("viabtc", "antpool"),
         ("unknown", None),
     }
+    # Every block carries its headquarters jurisdiction from the curated table; antpool has
+    # no row of its own and no parent entity here: unknown stays unknown.
+    assert {(b.pool, b.jurisdiction) for b in blocks.values()} == {
+        ("foundryusa", "US"), ("antpool", "unknown"), ("viabtc", "CN"),
+        ("unknown", "unknown"),
+    }
 
 
 async def test_set_extranonce_and_an_oversized_line(rig: Rig) -> None:

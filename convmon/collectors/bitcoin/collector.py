@@ -35,6 +35,7 @@ from convmon.collectors.bitcoin.blocks import ChainBlock, block_payload
 from convmon.collectors.bitcoin.checkpoint import Checkpoint, read_checkpoint
 from convmon.collectors.bitcoin.errors import BitcoinCollectorError
 from convmon.collectors.bitcoin.journal import ReorgJournal
+from convmon.collectors.bitcoin.jurisdictions import curated_map
 from convmon.collectors.bitcoin.publish import BlockPublisher
 from convmon.collectors.bitcoin.reattribution import PoolListRefresher, RegistryLoader
 from convmon.collectors.bitcoin.record import BlockRecord, RecordedBlock
@@ -99,6 +100,8 @@ class BitcoinCollector:
         self.push_failures = 0
         self.template_providers: dict[str, str] = {}
         """Pool -> template provider, from the stratum collector (`stratum_state`)."""
+        self.places = curated_map()
+        """Headquarters jurisdictions, stamped on each block at its timestamp."""
 
     @property
     def attributor(self) -> Attributor:
@@ -110,6 +113,9 @@ class BitcoinCollector:
 
     def _to_record(self, block: ChainBlock) -> RecordedBlock:
         payload = block_payload(block, self.pools.attributor)
+        payload = msgspec.structs.replace(payload, jurisdiction=self.places.at(
+            payload.pool, payload.entity, float(payload.timestamp)
+        ) if payload.pool != UNKNOWN_SLUG else UNKNOWN_SLUG)
         if self.template_providers and payload.pool != UNKNOWN_SLUG:
             provider = self.template_providers.get(payload.pool, payload.pool)
             payload = msgspec.structs.replace(payload, template_provider=provider)

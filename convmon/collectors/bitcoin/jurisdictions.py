@@ -9,6 +9,7 @@ its parent entity's, else ``unknown``. Unknown stays unknown: no guess from a po
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,3 +94,9 @@ class JurisdictionMap:
             if row.holds_at(timestamp):
                 return row.jurisdiction
         return UNKNOWN
+
+
+@functools.cache
+def curated_map() -> JurisdictionMap:
+    """The curated table, read once."""
+    return JurisdictionMap.curated()

@@ -16,6 +16,7 @@ import aiohttp
 import msgspec
 
 from convmon.collectors.bitcoin.attribution import UNKNOWN_SLUG, Attributor
+from convmon.collectors.bitcoin.jurisdictions import curated_map
 from convmon.collectors.bitcoin.record import BlockRecord, RecordedBlock
 from convmon.collectors.bitcoin.sources import describe_error, safe_url
 from convmon.monitor.bus import EventBus
@@ -142,6 +143,9 @@ class PoolListRefresher:
             block, pool=attribution.pool, pool_name=attribution.pool_name,
             entity=attribution.entity, match=attribution.match,
             registry_version=attributor.version,
+            jurisdiction=curated_map().at(
+                attribution.pool, attribution.entity, float(block.timestamp)
+            ),
         )
         return RecordedBlock(block, recorded.coinbase_hex)
 
@@ -157,7 +161,7 @@ class PoolListRefresher:
             payload=BitcoinAttribution(
                 height=block.height, hash=block.hash, pool=block.pool,
                 pool_name=block.pool_name, entity=block.entity, match=block.match,
-                registry_version=version,
+                registry_version=version, jurisdiction=block.jurisdiction,
             ),
         )
 

@@ -82,6 +82,8 @@ def encode(event: Event, entities: dict[str, str]) -> str | None:
             str(p.height), _clean(p.hash), pool, _clean(entity_of(pool, p.entity, entities)),
             str(p.tx_count), str(p.subsidy_sats), str(p.fees_sats), str(p.timestamp),
             _num(p.difficulty), _clean(p.registry_version),
+            _clean(p.template_provider or "") if p.template_provider != pool else "",
+            _clean(p.jurisdiction or UNKNOWN),
         ]
     elif isinstance(p, BitcoinReorg):
         code = "R"
@@ -93,7 +95,7 @@ def encode(event: Event, entities: dict[str, str]) -> str | None:
         pool = _clean(p.pool) or UNKNOWN
         args = [
             str(p.height), _clean(p.hash), pool, _clean(entity_of(pool, p.entity, entities)),
-            _clean(p.registry_version),
+            _clean(p.registry_version), _clean(p.jurisdiction or UNKNOWN),
         ]
     elif isinstance(p, StablecoinMint | StablecoinBurn):
         code = "M" if isinstance(p, StablecoinMint) else "U"

@@ -1,16 +1,26 @@
-"""Template providers in the aggregates: pool -> provider from ``bitcoin.template_cluster_changed``
-events, and the block windows folded by provider.
+"""Template providers and jurisdictions in the aggregates.
 
-In: the change events (each names a pool and the provider whose template it now mines
-on), and per window the block counts by pool. Out: the mapping, kept in the ``{agg}`` key
-space (a hash, pool -> provider; a pool mapped to itself builds its own template), and per
-window ``provider_top2_share``, ``provider_hhi``, ``provider_nakamoto`` and ``providers``
-(blocks and share per provider), with the definitions of `convmon.monitor.concentration`.
+In: ``bitcoin.template_cluster_changed`` events (each names a pool and the provider whose
+template it now mines on) and, per block window, the counts the apply script keeps by
+template provider (``t:<provider>``, ``q:<provider>|<pool>``) and by jurisdiction
+(``j:<code>``). Out: the mapping, kept in the ``{agg}`` key space (a hash, pool ->
+provider; a pool mapped to itself builds its own template), and per window
+``provider_top2_share``, ``provider_hhi``, ``provider_nakamoto`` and ``providers`` (blocks,
+share and pools per provider), with the definitions of `convmon.monitor.concentration`,
+and ``jurisdictions`` with the largest known one's share.
 
-The windows are folded with the mapping as it is now: a pool that joined a provider's
-cluster counts as that provider for the whole window. ``unknown`` blocks stay unknown.
-Without any change event (no stratum collector) the view says so
-(``template_providers_known`` false) and the provider figures equal the pools'.
+Each block counts under the template provider it carried when it arrived
+(`BitcoinBlock.template_provider`): a pool that joins a provider's cluster counts as that
+provider from its next block on, its earlier blocks keep their provider until they leave
+the window. A block without a provider (no stratum collector, or a pool that builds its
+own template) counts under its own pool, so without a stratum collector the provider
+figures equal the pools'; ``unknown`` blocks stay unknown. Reorgs and re-attribution move
+these counts exactly as they move the pools'. The mapping says only whether any stratum
+collector reported (``template_providers_known``) and what the pools map to now.
+
+Jurisdictions come with the blocks too (`BitcoinBlock.jurisdiction`, from the curated
+table at the block's timestamp); a block without one, or of an ``unknown`` pool, counts as
+``unknown``, which is never a jurisdiction's share.
 """
 
 from __future__ import annotations
@@ -59,28 +69,41 @@ def decode_mapping(raw: Mapping[Any, Any]) -> dict[str, str]:
     }
 
 
-def provider_counts(pools: Mapping[str, int], mapping: Mapping[str, str]) -> Counter[str]:
-    out: Counter[str] = Counter()
-    for pool, n in pools.items():
-        out[pool if pool == UNKNOWN else mapping.get(pool, pool)] += n
-    return out
+def _counts(window: Mapping[str, float], prefix: str) -> dict[str, int]:
+    n = len(prefix)
+    return {k[n:]: int(v) for k, v in window.items() if k.startswith(prefix) and v > 0}
 
 
-def provider_stats(pools: Mapping[str, int], mapping: Mapping[str, str]) -> dict[str, Any]:
-    """The provider figures of one window from its blocks per pool."""
-    counts = provider_counts(pools, mapping)
+def provider_stats(window: Mapping[str, float]) -> dict[str, Any]:
+    """The provider figures of one window from its raw counts (``t:``/``q:`` fields)."""
+    counts = _counts(window, "t:")
+    members: Counter[str] = Counter(pair.partition("|")[0] for pair in _counts(window, "q:"))
     shares = concentration.shares(counts)
-    members: dict[str, list[str]] = {}
-    for pool in pools:
-        if pool != UNKNOWN:
-            members.setdefault(mapping.get(pool, pool), []).append(pool)
     return {
         "provider_top1_share": concentration.top_share(counts, 1),
         "provider_top2_share": concentration.top_share(counts, 2),
         "provider_hhi": concentration.hhi(counts),
         "provider_nakamoto": concentration.nakamoto(counts),
         "providers": {
-            p: {"blocks": n, "share": shares.get(p, 0.0), "pools": len(members.get(p, []))}
+            p: {"blocks": n, "share": shares.get(p, 0.0),
+                "pools": 0 if p == UNKNOWN else members.get(p, 0)}
             for p, n in counts.items()
         },
+    }
+
+
+def jurisdiction_stats(window: Mapping[str, float]) -> dict[str, Any]:
+    """The jurisdiction figures of one window from its raw counts (``j:`` fields): share
+    per jurisdiction (``unknown`` included, as a share of all blocks) and the largest
+    known jurisdiction with its share (None and 0 when no block has a known one)."""
+    counts = _counts(window, "j:")
+    total = sum(counts.values())
+    known = sorted(((n, code) for code, n in counts.items() if code != UNKNOWN),
+                   key=lambda item: (-item[0], item[1]))
+    return {
+        "jurisdictions": {
+            code: {"blocks": n, "share": n / total} for code, n in counts.items()
+        },
+        "jurisdiction_top1": known[0][1] if known else None,
+        "jurisdiction_top1_share": known[0][0] / total if known else 0.0,
     }

@@ -75,6 +75,9 @@ ROOTS = frozenset(
 )
 EVENTS_PER_CALL = 1000
 """Events per script call: bounds how long one call holds Redis."""
+WINDOW_COUNTS = "2"
+"""What the block windows count (``COUNTS`` in ``lua/apply.lua``): windows counted by an
+older version are recounted on `AggregateStore.load`."""
 PRICE_CACHE_S = 1.0
 """`event_context` reuses prices read within this many seconds (apply refreshes them)."""
 DAY_S = 86_400
@@ -151,8 +154,9 @@ class AggregateStore:
                 f"Redis were built with {int(stored)}; keep {int(stored)} or delete the keys "
                 f"{self.key('ts', '*')}"
             )
-        current = await self.redis.hget(self.key("btc", "meta"), "windows")
-        if current is None or _text(current) != self._windows_csv:
+        current, counts = await self.redis.hmget(self.key("btc", "meta"), ["windows", "counts"])
+        if (current is None or _text(current) != self._windows_csv
+                or counts is None or _text(counts) != WINDOW_COUNTS):
             marker = f"rewindow:{self._windows_csv}:{time.time_ns()}"
             await self._eval_batches([f"W{SEP}{marker}"])
 

@@ -16,7 +16,7 @@ from convmon.monitor import concentration
 from convmon.rules.aggregates import economics
 from convmon.rules.aggregates.config import AggregatesConfig
 from convmon.rules.aggregates.encoding import SCALE, ops_component_key, scaled_to_tokens
-from convmon.rules.aggregates.providers import provider_stats
+from convmon.rules.aggregates.providers import jurisdiction_stats, provider_stats
 
 UNKNOWN = concentration.UNKNOWN
 PEG_USD = 1.0
@@ -102,7 +102,8 @@ def btc_view(
     template_providers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """``template_providers``: pool -> template provider (`providers`), None or empty
-    when no stratum collector reported any."""
+    when no stratum collector reported any; the windows count each block by the provider
+    it carried (`providers`)."""
     meta = raw.get("meta") or {}
     tip = raw.get("tip")
     rec = raw.get("tip_rec")
@@ -121,10 +122,10 @@ def btc_view(
         for n in cfg.block_windows
     }
     mapping = template_providers or {}
-    for stats in windows.values():
-        stats.update(provider_stats(
-            {p: v["blocks"] for p, v in stats["pools"].items()}, mapping
-        ))
+    for n, stats in windows.items():
+        counts = windows_raw.get(n) or {}
+        stats.update(provider_stats(counts))
+        stats.update(jurisdiction_stats(counts))
     return {
         "template_providers_known": bool(mapping),
         "tip_height": int(tip) if tip is not None else None,

@@ -44,12 +44,22 @@ local function hincr(key, field, d)
   if redis.call('HINCRBY', key, field, d) == 0 then redis.call('HDEL', key, field) end
 end
 
--- rec = pool|entity|tx_count|subsidy|fees|time|difficulty|hash|version
+-- rec = pool|entity|tx_count|subsidy|fees|time|difficulty|hash|version[|provider|jurisdiction]
+-- (provider empty: the pool builds its own template; no jurisdiction: unknown).
+-- Bump COUNTS when wcount counts something new: load() then recounts the windows.
+local COUNTS = '2'
 local function wcount(n, rec, d)
   local f = split(rec, '|')
   local k = win_key(n)
   hincr(k, 'p:' .. f[1], d)
   hincr(k, 'e:' .. f[2], d)
+  local prov = f[10]
+  if prov == nil or prov == '' then prov = f[1] end
+  hincr(k, 't:' .. prov, d)
+  hincr(k, 'q:' .. prov .. '|' .. f[1], d)
+  local jur = f[11]
+  if jur == nil or jur == '' or f[1] == 'unknown' then jur = 'unknown' end
+  hincr(k, 'j:' .. jur, d)
   hincr(k, 'blocks', d)
   if tonumber(f[3]) == 1 then
     hincr(k, 'empty', d)
@@ -140,6 +150,7 @@ local function choose_active(h)
     local rf = split(rec, '|')
     if af[3] >= rf[9] then
       rf[1], rf[2] = af[1], af[2]
+      if af[4] then rf[10], rf[11] = rf[10] or '', af[4] end
       rec = table.concat(rf, '|')
     end
   end
@@ -157,6 +168,9 @@ local function on_block(a)
   local ck = cand_key(h)
   if redis.call('HEXISTS', ck, 'r:' .. hash) == 1 then return 0 end
   local rec = table.concat({a[3], a[4], a[5], a[6], a[7], a[8], a[9], hash, a[10]}, '|')
+  if (a[11] or '') ~= '' or (a[12] or 'unknown') ~= 'unknown' then
+    rec = rec .. '|' .. (a[11] or '') .. '|' .. (a[12] or 'unknown')
+  end
   local seq = redis.call('HINCRBY', META, 'seq', 1)
   redis.call('HSET', ck, 'r:' .. hash, rec, 's:' .. hash, seq)
   redis.call('ZADD', CANDH, h, h)
@@ -183,6 +197,7 @@ local function on_attribution(a)
   local old = redis.call('HGET', ck, 'a:' .. hash)
   if old and split(old, '|')[3] > version then return 0 end
   local val = a[3] .. '|' .. a[4] .. '|' .. version
+  if a[6] then val = val .. '|' .. a[6] end
   if old == val then return 0 end
   redis.call('HSET', ck, 'a:' .. hash, val)
   redis.call('ZADD', CANDH, h, h)
@@ -393,7 +408,7 @@ local function on_rewindow(a)
     redis.call('DEL', win_key(n))
     if tip ~= nil then count_range(n, tip - n, tip, 1) end
   end
-  redis.call('HSET', META, 'windows', ARGV[4])
+  redis.call('HSET', META, 'windows', ARGV[4], 'counts', COUNTS)
   redis.call('HINCRBY', META, 'version', 1)
   return 1
 end
