@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from convmon.sim.bitcoin_chain import SimBlock, to_bitcoind
+from convmon.sim.localhttp import serve
 
 
 @dataclass
@@ -270,12 +271,7 @@ class BitcoinNodeServer:
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._runner = web.AppRunner(self.app())
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        server: Any = site._server
-        self.port = int(server.sockets[0].getsockname()[1])
+        self._runner, self.port = await serve(self.app(), host, port)
         self.host = host
 
     @property

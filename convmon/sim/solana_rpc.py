@@ -27,6 +27,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from convmon.collectors.solana.txshape import account_keys, signature_of
+from convmon.sim.localhttp import serve
 
 _encode = msgspec.json.encode
 
@@ -104,13 +105,7 @@ class LocalSolanaServer:
         app = web.Application()
         app.router.add_post("/", self._rpc)
         app.router.add_get("/ws", self._ws)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve(app, port=port)
         return self
 
     async def close(self) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from convmon.sim.localhttp import serve
 from convmon.sim.stratum_jobs import EXTRANONCE1, EXTRANONCE2_SIZE, SimJob, SimStratumPool
 
 
@@ -191,12 +192,7 @@ class StratumServer:
         self, host: str = "127.0.0.1", *, tls: ssl.SSLContext | None = None
     ) -> None:
         """Serve the websocket and one Stratum v1 listener per pool (TLS with ``tls``)."""
-        self._runner = web.AppRunner(self.app())
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, 0)
-        await site.start()
-        server: Any = site._server
-        self.port = int(server.sockets[0].getsockname()[1])
+        self._runner, self.port = await serve(self.app(), host)
         for slug in self.pools:
             tcp = await asyncio.start_server(
                 functools.partial(self._tcp_client, slug), host, 0, ssl=tls

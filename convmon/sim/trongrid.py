@@ -28,6 +28,7 @@ import msgspec
 from aiohttp import web
 
 from convmon.collectors.stablecoins.tron.address import AddressError, to_base58, to_hex
+from convmon.sim.localhttp import serve
 
 ZERO_BASE58 = to_base58("41" + "00" * 20)
 _tx_ids = itertools.count(1)
@@ -69,13 +70,7 @@ class LocalTronGrid:
     async def start(self, port: int = 0) -> LocalTronGrid:
         app = web.Application()
         app.router.add_get("/v1/contracts/{address}/events", self._events)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve(app, port=port)
         return self
 
     async def close(self) -> None:
