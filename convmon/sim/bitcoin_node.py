@@ -18,16 +18,15 @@ getblockhash, getblock verbosity 2, getnetworkhashps) and, with `start_zmq` (pyz
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from convmon.sim.bitcoin_chain import SimBlock, to_bitcoind
-from convmon.sim.localhttp import serve
+from convmon.sim.localhttp import json_objects, serve
 
 
 @dataclass
@@ -239,13 +238,7 @@ class BitcoinNodeServer:
         await ws.prepare(request)
         self._sockets.add(ws)
         try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                try:
-                    doc = json.loads(msg.data)
-                except ValueError:
-                    continue
+            async for doc in json_objects(ws):
                 if doc.get("action") == "want" and "blocks" in doc.get("data", []):
                     self._wanting.add(ws)
         finally:

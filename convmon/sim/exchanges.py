@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from convmon.monitor.clock import Clock, SystemClock
+from convmon.sim.localhttp import json_objects, serve
 
 
 @dataclass(eq=False)
@@ -42,11 +43,7 @@ class _Server:
         self.port = 0
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._runner = web.AppRunner(self.app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
+        self._runner, self.port = await serve(self.app, host, port)
 
     async def close(self) -> None:
         if self._runner is not None:
@@ -140,14 +137,8 @@ class _FeedServer(_Server):
         self._tasks.add(beat)
         try:
             await self.on_connect(conn)
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                try:
-                    body = json.loads(msg.data)
-                except ValueError:
-                    continue
-                if isinstance(body, dict) and not self.silent:
+            async for body in json_objects(ws):
+                if not self.silent:
                     await self.on_request(conn, body)
         finally:
             beat.cancel()

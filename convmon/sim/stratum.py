@@ -25,9 +25,9 @@ import ssl
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from convmon.sim.localhttp import serve
+from convmon.sim.localhttp import json_objects, serve
 from convmon.sim.stratum_jobs import EXTRANONCE1, EXTRANONCE2_SIZE, SimJob, SimStratumPool
 
 
@@ -123,14 +123,8 @@ class StratumServer:
         await ws.prepare(request)
         self._ws.add(ws)
         try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                try:
-                    doc = json.loads(msg.data)
-                except ValueError:
-                    continue
-                if isinstance(doc, dict) and doc.get("track-stratum"):
+            async for doc in json_objects(ws):
+                if doc.get("track-stratum"):
                     self.tracking_requests += 1
                     snapshot = {str(k): v for k, v in self.latest.items()}
                     await ws.send_str(json.dumps({"stratumJobs": json.dumps(snapshot)}))

@@ -30,6 +30,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from convmon.sim.localhttp import serve
+
 HOSTS: dict[str, tuple[str, ...]] = {
     "binance": ("https://api.binance.com", "wss://stream.binance.com:9443"),
     "okx": ("https://{hostname}", "wss://ws.okx.com:8443", "wss://ws.okx.com:443"),
@@ -89,11 +91,7 @@ class VenueServer:
         app.router.add_get("/ws/{stream}", self._ws)  # ccxt numbers its Binance sockets
         app.router.add_get("/ws/v5/public", self._ws)
         app.router.add_get("/v5/public/spot", self._ws)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
+        self._runner, self.port = await serve(app)
         return self
 
     async def close(self) -> None:
