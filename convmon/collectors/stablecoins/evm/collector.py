@@ -187,8 +187,7 @@ class EvmStablecoinCollector:
                 reader = asyncio.create_task(drain_subscriptions(w3, inbox))
                 await self.settle(rpc, await rpc.block_number())
                 while True:
-                    # A library may have swallowed our cancellation (Python 3.11's wait_for
-                    # returns a result that raced with it): check it every message.
+                    # A library (web3, redis-py) may have swallowed our cancellation.
                     honour_cancellation()
                     message = await inbox.get()
                     if isinstance(message, BaseException):
@@ -329,7 +328,6 @@ class EvmStablecoinCollector:
                 elif entry.block_number not in times:
                     times[entry.block_number] = await self._block_time(rpc, entry.block_number)
             await self._publish(sort_logs(list(logs.values())), times, hi)
-            honour_cancellation()
 
     async def _block_time(self, rpc: EthRpc, number: int) -> int:
         if number not in self._block_times:

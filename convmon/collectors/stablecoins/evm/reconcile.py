@@ -15,7 +15,6 @@ from convmon.collectors.stablecoins.evm.decode import SOURCE
 from convmon.collectors.stablecoins.evm.errors import ChainMismatch, RpcError
 from convmon.collectors.stablecoins.evm.rpc import EthRpc
 from convmon.collectors.stablecoins.evm.tokens import TokenRegistry
-from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.events import Amount, Event, StablecoinSupply
 from convmon.monitor.health import CollectorHealth
 
@@ -43,7 +42,6 @@ async def check_decimals(
     caller retries the whole check)."""
     mismatches: dict[str, int] = {}
     for token in registry:
-        honour_cancellation()
         try:
             onchain = await rpc.eth_call_uint(token.address, DECIMALS)
         except RpcError as exc:  # the contract has no decimals(); transport errors propagate
@@ -70,11 +68,9 @@ async def supply_events(
 ) -> list[Event]:
     events: list[Event] = []
     for token in registry:
-        honour_cancellation()
         try:
             supply = await rpc.eth_call_uint(token.address, TOTAL_SUPPLY, block)
         except Exception as exc:
-            honour_cancellation()  # a library may turn our cancellation into an error
             await health.error("total_supply", f"{token.symbol}: {exc}"[:300])
             continue
         if supply is None:

@@ -26,6 +26,7 @@ from web3.types import RPCEndpoint
 
 from convmon.collectors.stablecoins.evm.decode import RawLog
 from convmon.collectors.stablecoins.evm.errors import RangeRefused, RpcError
+from convmon.monitor.cancel import honour_cancellation
 
 _RANGE_ERROR = re.compile(
     r"more than \d+ results|too many (results|logs|blocks)|range (is )?too (large|wide|big)"
@@ -49,7 +50,13 @@ class EthRpc:
 
     async def call(self, method: str, params: Sequence[Any]) -> Any:
         self.requests += 1
-        response = await self.provider.make_request(RPCEndpoint(method), list(params))
+        try:
+            response = await self.provider.make_request(RPCEndpoint(method), list(params))
+        finally:
+            # web3's request path can swallow our cancellation (Python 3.11's wait_for
+            # returns a result that raced with it) or turn it into another error: every
+            # caller's loop stops here instead of calling the chain again.
+            honour_cancellation()
         error = response.get("error")
         if error is not None:
             code = error.get("code") if isinstance(error, dict) else None
