@@ -32,7 +32,7 @@ from convmon.monitor.bus import BusMetrics, Delivery, EventBus
 from convmon.monitor.clock import SystemClock
 from convmon.monitor.config import BusSettings
 from convmon.monitor.events import Event
-from convmon.monitor.keys import Keys
+from convmon.monitor.keys import AGGREGATE_GROUPS, Keys
 from convmon.monitor.redisconn import EmbeddedRedis, find_redis_server
 from convmon.monitor.redismemory import redis_memory
 from convmon.monitor.redistarget import connect, parse_redis_url
@@ -147,7 +147,8 @@ async def memory_per_100k(url: str) -> None:
     trimmed = await used()
     await drop(f"{prefix}:*:seen:*")
     deduped = await used()
-    await drop(f"{keys.aggregates}:done:*")
+    for group in AGGREGATE_GROUPS:
+        await drop(f"{keys.aggregate_base(group)}:done:*")
     windows = await used()
     await redis.aclose()
 

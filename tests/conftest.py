@@ -81,6 +81,9 @@ CLUSTER_SUITES = (
     "tests/rules/test_rule_tests.py",
     "tests/alerts/test_dispatcher.py",
     "tests/alerts/test_dispatcher_faults.py",
+    "tests/aggregates/test_block_windows.py",
+    "tests/aggregates/test_time_windows.py",
+    "tests/aggregates/test_ops.py",
 )
 
 

@@ -6,11 +6,13 @@ names `convmon.monitor.keys` gives them now, and `Keys.layout` set to `LAYOUT`, 
 later starts skip the scan. Without it an upgrade would forget silences, alert state,
 notification logs and unconsumed events.
 
-Each key is renamed (RENAME keeps values, TTLs, stream entries and consumer groups) unless
-its new name already holds data, which is kept and logged. The old layout only ever ran on
-standalone Redis, so a cluster has nothing to move. Bus dedupe markers are not moved: they
-only guard republication, collectors resume from their checkpoints (whose names did not
-change), and the aggregates' applied markers (also unchanged) keep windows exact anyway.
+Layout 1 -> 2: each key is renamed (RENAME keeps values, TTLs, stream entries and consumer
+groups) unless its new name already holds data, which is kept and logged. Layout 1 only
+ever ran on standalone Redis, so a cluster has nothing to rename. Bus dedupe markers are
+not moved: they only guard republication, and collectors resume from their checkpoints
+(whose names did not change). Layout 2 -> 3: the aggregates leave their single ``{agg}``
+slot for their groups, with their applied markers, on every topology
+(`convmon.rules.aggregates.migration`).
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from redis.asyncio import Redis
 from convmon.monitor.keys import Keys
 from convmon.monitor.redisconn import as_text
 from convmon.monitor.redistarget import is_cluster
+from convmon.rules.aggregates.migration import migrate_aggregates
 
 log = logging.getLogger(__name__)
 
-LAYOUT = "2"
-"""The key layout this release writes (1: before hash tags)."""
+LAYOUT = "3"
+"""The key layout this release writes (1: before hash tags; 2: every aggregate under one
+``{agg}`` tag, moved to their groups by `convmon.rules.aggregates.migration`)."""
 
 
 def _fixed(keys: Keys) -> dict[str, str]:
@@ -95,10 +99,21 @@ def _solana(keys: Keys, rest: str) -> str | None:
 
 
 async def migrate_legacy_keys(redis: Redis, keys: Keys) -> int:
-    """Rename every key of the old layout; returns how many moved. Idempotent."""
+    """Move every key of an older layout; returns how many moved. Idempotent."""
     marker = keys.layout
-    if is_cluster(redis) or as_text(await redis.get(marker)) == LAYOUT:
+    stored = as_text(await redis.get(marker))
+    if stored == LAYOUT:
         return 0
+    moved = 0
+    if stored in (None, "1") and not is_cluster(redis):
+        moved += await _add_hash_tags(redis, keys)
+    moved += await migrate_aggregates(redis, keys)
+    await redis.set(marker, LAYOUT)
+    return moved
+
+
+async def _add_hash_tags(redis: Redis, keys: Keys) -> int:
+    """Layout 1 -> 2: rename the keys that had no hash tag."""
     fixed = _fixed(keys)
     moved = kept = 0
     async for raw in redis.scan_iter(match=f"{keys.prefix}:*", count=1000):
@@ -112,7 +127,6 @@ async def migrate_legacy_keys(redis: Redis, keys: Keys) -> int:
             kept += 1
             log.warning("key of the old layout left in place: its new name holds data",
                         extra={"old": old, "new": new})
-    await redis.set(marker, LAYOUT)
     if moved or kept:
         log.info("moved keys to the hash-tagged layout", extra={"moved": moved, "kept": kept})
     return moved

@@ -19,7 +19,13 @@ tag                keys (and the script or MULTI that needs them together)
                    instance, live set and the rule index (rule engine's write script)
 ``{dispatch}``     the dispatcher's state: due set, firing hash, transition sequences,
                    groups, notification logs, silences, dead notifications (its scripts)
-``{agg}``          every aggregate (windows, series, last values; ``rules/aggregates/lua``)
+``{agg:<group>}``  the aggregates of one group (`AGGREGATE_GROUPS`): ``btc`` block windows,
+                   ``stable`` stablecoin series and supplies, ``depin`` payout series,
+                   ``market`` prices and DePIN flows (valued at those prices), ``ops``
+                   the monitor's own samples and collector statuses, ``x402`` machine
+                   payments; each with the applied markers of its events (one apply
+                   script call per group, every key declared; the keys inside a group
+                   are listed in `convmon.rules.aggregates.layout`)
 ``{collectors}``   collector status hashes, their liveness keys and the collector set
                    (the status MULTI)
 ``{sol:<name>}``   one Solana collector's signature queue, sequence, done and failed sets
@@ -33,6 +39,10 @@ shard follows its source family (the part of its kind before the first dot, see
 `convmon.monitor.shards`), so one family's events stay in order on one stream and the
 families spread over the cluster's nodes (the tags ``{ev0}``..``{ev3}`` hash to slots
 9271, 13334, 1141 and 5204: one per primary of a three-primary cluster, and one more).
+The rules workers' windows spread the same way: each aggregate group is its own tag
+(``{agg:btc}`` slot 2875, ``{agg:depin}`` 3049, ``{agg:ops}`` 6047, ``{agg:market}`` 8482,
+``{agg:x402}`` 12411, ``{agg:stable}`` 14954: two per primary of a three-primary cluster),
+so one batch's script calls run on several nodes at once.
 Standalone Redis and Sentinel ignore tags: the same layout runs everywhere.
 """
 
@@ -41,6 +51,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = "convmon"
+AGGREGATE_GROUPS = ("btc", "stable", "depin", "market", "ops", "x402")
+"""The aggregate groups, one hash tag each (`Keys.aggregate_base`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,11 +216,17 @@ class Keys:
         """Set: rules that have live instances (resolved when removed from the config)."""
         return self._k("{alerts}", "rules", "index")
 
+    def aggregate_base(self, group: str) -> str:
+        """Prefix of the aggregate keys of ``group`` (one of `AGGREGATE_GROUPS`):
+        ``<prefix>:rules:{agg:<group>}``. The keys under it share the group's hash tag."""
+        if group not in AGGREGATE_GROUPS:
+            raise ValueError(f"unknown aggregate group {group!r}")
+        return self._k("rules", f"{{agg:{group}}}")
+
     @property
-    def aggregates(self) -> str:
-        """Prefix of every aggregate key (windows, series, last values): the Lua scripts in
-        ``rules/aggregates/lua`` build their keys as ``<this>:<parts>``. The ``{agg}`` hash
-        tag keeps them on one cluster slot."""
+    def aggregates_legacy(self) -> str:
+        """Prefix every aggregate key had before the groups (layout 2, one ``{agg}`` slot);
+        only `convmon.rules.aggregates.migration` reads it."""
         return self._k("rules", "{agg}")
 
     # Alert delivery

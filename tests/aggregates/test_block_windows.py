@@ -23,6 +23,7 @@ from convmon.rules.aggregates import AggregatesConfig, AggregateStore
 from tests.aggregates import factories as f
 from tests.aggregates import oracle
 from tests.aggregates.conftest import MakeStore
+from tests.conftest import client_for
 
 pytestmark = pytest.mark.all_redis  # the Lua scripts run on 6.2 too
 
@@ -150,7 +151,7 @@ def chain(heights: list[int], pools: list[str], branch: str = "a") -> list[Event
 
 
 async def fresh_store(redis_url: str, clock: ManualClock) -> tuple[Redis, Keys, AggregateStore]:
-    redis: Redis = Redis.from_url(redis_url)
+    redis: Redis = client_for(redis_url)
     keys = Keys(prefix=f"tp{uuid.uuid4().hex[:12]}")
     store = AggregateStore(redis, keys, clock, AggregatesConfig(**SMALL))  # type: ignore[arg-type]
     await store.load()
@@ -327,7 +328,7 @@ async def test_two_workers_interleaved_equal_one(
     single_worker = await make_store(**SMALL)
     other_keys = Keys(prefix=keys.prefix + "w")
     w1 = await make_store(keys_=other_keys, **SMALL)
-    w2 = AggregateStore(Redis.from_url(redis_url), other_keys, clock, w1.config)
+    w2 = AggregateStore(client_for(redis_url), other_keys, clock, w1.config)
     await w2.load()
     try:
         await single_worker.apply(stream)
@@ -400,7 +401,7 @@ def test_two_workers_any_split_equal_one(
         clock = ManualClock(f.T0)
         r1, k1, single_worker = await fresh_store(redis_url, clock)
         r2, k2, w1 = await fresh_store(redis_url, clock)
-        r3 = Redis.from_url(redis_url)
+        r3 = client_for(redis_url)
         w2 = AggregateStore(r3, k2, clock, w1.config)
         try:
             await single_worker.apply(STREAM)

@@ -182,4 +182,4 @@ async def test_credits_are_their_own_series_and_metrics(
                     (("network", "helium"), ("token", "HNT"), ("window", "24h")))] == 0.5
     assert not families["convmon_depin_revenue_usd"].samples  # no HNT price known
     cluster_safe = await redis.keys(f"{keys.prefix}:*depin:flow:*")
-    assert cluster_safe and all(b"{agg}" in k for k in cluster_safe)
+    assert cluster_safe and all(b"{agg:market}" in k for k in cluster_safe)

@@ -17,10 +17,10 @@ async def test_marker_ttls_follow_what_the_event_feeds(make_store: MakeStore, re
     store = await make_store(applied_ttl_s=8 * 86400, applied_ttl_latest_s=900)
     flow, quote, up = mint("USDT", 10**12, T0), price("BTC", 90_000.0, T0), status("x", True, T0)
     assert await store.apply([flow, quote, up]) == [True, True, True]
-    assert 0 < await redis.ttl(store.key("done", quote.id)) <= 900
-    assert 0 < await redis.ttl(store.key("done", up.id)) <= 900
-    assert 7 * 86400 < await redis.ttl(store.key("done", flow.id)) <= 8 * 86400
-    await redis.delete(store.key("done", quote.id))  # the short marker has expired
-    prices = await redis.hgetall(store.key("prices"))
+    assert 0 < await redis.ttl(store.key("market", "done", quote.id)) <= 900
+    assert 0 < await redis.ttl(store.key("ops", "done", up.id)) <= 900
+    assert 7 * 86400 < await redis.ttl(store.key("stable", "done", flow.id)) <= 8 * 86400
+    await redis.delete(store.key("market", "done", quote.id))  # the short marker has expired
+    prices = await redis.hgetall(store.key("market", "prices"))
     assert await store.apply([quote]) == [False]
-    assert await redis.hgetall(store.key("prices")) == prices
+    assert await redis.hgetall(store.key("market", "prices")) == prices

@@ -155,10 +155,10 @@ async def test_windows_counted_before_providers_are_recounted(
     await store.apply(blocks)
     expected = (await store.snapshot(["btc"]))["btc"]
     # What an older version left: no provider or jurisdiction counts, no counts marker.
-    meta = store.key("btc", "meta")
+    meta = store.key("btc", "btc", "meta")
     await redis.hdel(meta, "counts")
     for n in ("5", "10", "20"):
-        win = store.key("btc", "win", n)
+        win = store.key("btc", "btc", "win", n)
         stale = [k for k in await redis.hkeys(win) if k[:2] in (b"t:", b"q:", b"j:")]
         await redis.hdel(win, *stale)
     assert (await store.snapshot(["btc"]))["btc"] != expected

@@ -17,6 +17,7 @@ from convmon.monitor.keys import Keys
 from convmon.rules.aggregates import AggregatesConfig, AggregateStore
 from tests.aggregates import factories as f
 from tests.aggregates.conftest import MakeStore
+from tests.conftest import client_for
 
 pytestmark = pytest.mark.all_redis  # the Lua scripts run on 6.2 too
 
@@ -74,11 +75,11 @@ async def test_big_amounts_sum_exactly(
     events = [f.mint("USD1", a, clock.now() - 60 * i, decimals=18, track="machine-native", n=i)
               for i, a in enumerate(amounts)]
     await store.apply(events)
-    total = await hget_int(redis, store.key("ts", "w", "mint:USD1/ethereum"), "tot")
+    total = await hget_int(redis, store.key("stable", "ts", "w", "mint:USD1/ethereum"), "tot")
     assert total == sum(amounts)
     clock.advance(HOUR - 60 * 19)  # the oldest ~20 leave the 1 h window
     await store.snapshot(["stablecoin"])
-    wk = store.key("ts", "w", "mint:USD1/ethereum")
+    wk = store.key("stable", "ts", "w", "mint:USD1/ethereum")
     bucket = store.config.bucket_s
     lo = int(clock.now() // bucket) - HOUR // bucket + 1
     assert (await hget_int(redis, wk, "lo3600")) == lo
@@ -217,7 +218,7 @@ def test_sliding_sums_equal_an_independent_sum(
     redis_url: str, steps: list[tuple[int, list[tuple[int, int]]]]
 ) -> None:
     async def scenario() -> None:
-        redis: Redis = Redis.from_url(redis_url)
+        redis: Redis = client_for(redis_url)
         keys = Keys(prefix=f"tp{uuid.uuid4().hex[:12]}")
         clock = ManualClock(f.T0)
         store = AggregateStore(redis, keys, clock, AggregatesConfig())
@@ -237,7 +238,7 @@ def test_sliding_sums_equal_an_independent_sum(
                 if not seen:
                     continue
                 cur = int(clock.now() // bucket)
-                wk = store.key("ts", "w", "mint:USD1/ethereum")
+                wk = store.key("stable", "ts", "w", "mint:USD1/ethereum")
                 for name, secs in store.config.time_windows.items():
                     lo = cur - secs // bucket + 1
                     expected = sum(u for t, u in seen if int(t // bucket) >= lo)

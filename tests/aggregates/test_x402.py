@@ -119,8 +119,8 @@ async def test_every_key_shares_the_aggregates_hash_tag(
     written: list[Any] = [k async for k in redis.scan_iter(match=f"{keys.prefix}*x402*")]
     # marker, totals, last seen, token tracks, 2 granularities x (hash + 2 HLLs)
     assert len(written) == 10
-    assert all(b"{agg}" in key for key in written)
-    assert all(key.startswith(keys.aggregates.encode()) for key in written)
+    assert all(b"{agg:x402}" in key for key in written)
+    assert all(key.startswith(keys.aggregate_base("x402").encode()) for key in written)
 
 
 async def test_event_context_gives_a_payment_its_amount_and_usd_at_peg(

@@ -2,7 +2,8 @@
 
 In: ``depin.emission``, ``depin.burn`` and ``depin.supply`` events (from the DePIN supply
 flows collector), applied one script call each (``lua/depin_flow.lua``, every key it
-touches passed in KEYS under the aggregates' ``{agg}`` hash tag), idempotently by event id.
+touches passed in KEYS, all in the ``market`` aggregate group beside the prices, see
+`layout`), idempotently by event id.
 A burn is valued at the market collector's price of its token at the burn's time: the
 ``market.price`` sample nearest to it within ``price_staleness_s``, from a per-minute price
 history kept for ``PRICE_HISTORY_MIN`` minutes (so a burn fetched late, after a restart or a
@@ -16,7 +17,7 @@ revenue change, burns per purpose, burn regularity, and the reconciliation of th
 supply against the flows seen since the first supply sample; and the Prometheus families of
 `flow_metrics`.
 
-Key layout under ``keys.aggregates``: ``depin:flows`` (series → meta), ``depin:flow:<network>/
+Keys under the ``market`` group's base: ``depin:flows`` (series → meta), ``depin:flow:<network>/
 <token>`` (hourly fields and totals, see the script), ``depin:px:<symbol>`` (minute →
 ``time|price``), ``done:<event id>``.
 """

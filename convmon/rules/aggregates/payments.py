@@ -14,7 +14,7 @@ count, a volume per token and two HyperLogLogs (payers, payees): 10-minute bucke
 means the current 10-minute bucket and the five before it); unique counts are HyperLogLog
 estimates (about 0.8 % standard error).
 
-Keys, all under ``keys.aggregates`` (one hash tag, passed to the scripts in KEYS):
+Keys, all in the ``x402`` aggregate group (one hash tag, passed to the scripts in KEYS):
 ``x402:done:<event id>``, ``x402:total``, ``x402:last``, ``x402:b:<bucket_s>:<series>:<n>``
 (hash), ``x402:p:<bucket_s>:<series>:<n>`` and ``x402:q:<bucket_s>:<series>:<n>`` (HLLs),
 ``x402:tracks`` (token -> its track label).

@@ -3,7 +3,7 @@
 In: ``bitcoin.template_cluster_changed`` events (each names a pool and the provider whose
 template it now mines on) and, per block window, the counts the apply script keeps by
 template provider (``t:<provider>``, ``q:<provider>|<pool>``) and by jurisdiction
-(``j:<code>``). Out: the mapping, kept in the ``{agg}`` key space (a hash, pool ->
+(``j:<code>``). Out: the mapping, kept in the ``btc`` aggregate group (a hash, pool ->
 provider; a pool mapped to itself builds its own template), and per window
 ``provider_top2_share``, ``provider_hhi``, ``provider_nakamoto`` and ``providers`` (blocks,
 share and pools per provider), with the definitions of `convmon.monitor.concentration`,

@@ -11,23 +11,16 @@ per height (all candidates, tombstones of disconnected hashes, one active block 
 height), so block windows depend only on which blocks are on the best chain, not on the
 order they arrived in.
 
-Key layout under ``keys.aggregates`` (one hash tag, so a cluster keeps them in
-one slot):
-- ``done:<event id>`` applied marker (TTL ``applied_ttl_s``; ``applied_ttl_latest_s``
-  for prices and collector statuses, whose effect is a latest value by time and so
-  idempotent without it);
-- ``btc:cand:<height>`` candidates (``r:<hash>`` record, ``s:<hash>`` arrival order,
-  ``a:<hash>`` attribution), ``btc:active`` height -> record of the best block,
-  ``btc:heights``/``btc:candh`` sorted sets of heights, ``btc:dead`` disconnected hashes,
-  ``btc:win:<N>`` counts per window, ``btc:meta`` (version, reorgs), ``btc:runs`` cache;
-- ``ts:b:<series>`` buckets (TTL), ``ts:w:<series>`` window sums and totals,
-  ``ts:meta`` series -> labels, ``supply:<token/chain>`` last two supply samples;
-- ``hll:<network>:<hour>`` recipients; ``prices``, ``price_sources``, ``collectors``,
-  ``stable:last``, ``depin:last`` last values; ``miner:hashprice`` day -> hashprice;
-- ``x402:*`` the machine-payment aggregates (see `payments`);
-- ``ops:last`` the latest ``ops.sample``, ``ops:hist`` its trend figures over
-  ``ops_history_s`` (scored by time), ``ops:procs`` instance -> when each process was last
-  seen and first missed, ``ops:down`` component -> the first sample that saw it down.
+The aggregates are kept in groups (`layout`), one cluster hash tag each: a batch makes one
+apply call per group it has events of, each declaring every key it touches, and the calls
+of one batch run on the groups' nodes at once. Applied markers (``done:<event id>``, in the
+event's group) live ``applied_ttl_s``; ``applied_ttl_latest_s`` for prices and collector
+statuses, whose effect is a latest value by time and so idempotent without it.
+
+In the ``ops`` group, ``ops:last`` holds the latest ``ops.sample``, ``ops:hist`` its trend
+figures over ``ops_history_s`` (scored by time), ``ops:procs`` instance -> when each
+process was last seen and first missed, ``ops:down`` component -> the first sample that
+saw it down.
 """
 
 from __future__ import annotations
@@ -63,6 +56,7 @@ from convmon.rules.aggregates import views
 from convmon.rules.aggregates.config import AggregatesConfig
 from convmon.rules.aggregates.depinflow import DepinFlowStore, flow_metrics
 from convmon.rules.aggregates.encoding import SEP, encode
+from convmon.rules.aggregates.layout import CODE_GROUP, Layout
 from convmon.rules.aggregates.metrics import build_metrics
 from convmon.rules.aggregates.payments import PaymentAggregates, payment_metrics
 from convmon.rules.aggregates.providers import apply_template_changes, decode_mapping
@@ -111,10 +105,14 @@ class AggregateStore:
         self.keys = keys
         self.clock = clock
         self.config = config
-        self.base = keys.aggregates
+        self.layout = Layout(keys, config)
         self._scripts = Scripts()
-        self._payments = PaymentAggregates(redis, self.base, config.applied_ttl_s)
-        self._flows = DepinFlowStore(redis, self.base, config)
+        self._payments = PaymentAggregates(
+            redis, self.layout.base["x402"], config.applied_ttl_s
+        )
+        self._flows = DepinFlowStore(redis, self.layout.base["market"], config)
+        self._series_names: dict[str, list[str]] = {}
+        """Group -> the names its ``ts:meta`` held when last read (the snapshot's list)."""
         self._entities = config.entity_map()
         self._prices = views.Prices()
         self._prices_read_at = -math.inf
@@ -135,8 +133,9 @@ class AggregateStore:
             str(cfg.applied_ttl_latest_s),
         ]
 
-    def key(self, *parts: str) -> str:
-        return ":".join((self.base, *parts))
+    def key(self, group: str, *parts: str) -> str:
+        """A key of aggregate group ``group`` (`layout`)."""
+        return self.layout.key(group, *parts)
 
     async def load(self) -> None:
         """Register the scripts; recount the block windows if their sizes changed.
@@ -145,16 +144,18 @@ class AggregateStore:
         Redis were built with (their bucket indices would mean other times)."""
         await self._scripts.load(self.redis)
         await self._flows.load()
-        layout = self.key("ts", "bucket_s")
+        layout = self.key("stable", "ts", "bucket_s")
         await self.redis.set(layout, str(self.config.bucket_s), nx=True)
         stored = await self.redis.get(layout)
         if stored is not None and int(stored) != self.config.bucket_s:
             raise AggregateError(
                 f"rules.aggregates.bucket_s is {self.config.bucket_s} but the time series in "
                 f"Redis were built with {int(stored)}; keep {int(stored)} or delete the keys "
-                f"{self.key('ts', '*')}"
+                f"{self.key('stable', 'ts', '*')} and {self.key('depin', 'ts', '*')}"
             )
-        current, counts = await self.redis.hmget(self.key("btc", "meta"), ["windows", "counts"])
+        current, counts = await self.redis.hmget(
+            self.key("btc", "btc", "meta"), ["windows", "counts"]
+        )
         if (current is None or _text(current) != self._windows_csv
                 or counts is None or _text(counts) != WINDOW_COUNTS):
             marker = f"rewindow:{self._windows_csv}:{time.time_ns()}"
@@ -183,7 +184,9 @@ class AggregateStore:
 
     async def _apply_template_changes(self, events: Sequence[Event], results: list[bool]) -> None:
         """Template provider changes are not windows: a hash the snapshot reads."""
-        changed = await apply_template_changes(self.redis, self.key("btc", "providers"), events)
+        changed = await apply_template_changes(
+            self.redis, self.key("btc", "btc", "providers"), events
+        )
         for i, flag in changed.items():
             results[i] = flag
 
@@ -234,12 +237,26 @@ class AggregateStore:
                 + ", ".join(failed[:5])
             )
 
-    def _queue(self, name: str, pipe: Pipeline, args: list[Any]) -> None:
-        """Queue script ``name``. Its one declared key is the ``{agg}`` prefix: it routes
-        the call to the node of the aggregates' slot, and every key the script builds from
-        that prefix (ARGV[1]) shares its hash tag."""
-        queue_source(pipe, self._scripts.sources[name], self._scripts.sha[name],
-                     [self.base], args)
+    def _queue(self, name: str, pipe: Pipeline, keys: list[str], args: list[Any]) -> None:
+        """Queue script ``name`` declaring ``keys`` (every key it touches, all of one
+        group, so a cluster routes the call to that group's node)."""
+        queue_source(pipe, self._scripts.sources[name], self._scripts.sha[name], keys, args)
+
+    def _apply_calls(self, encoded: list[str], now: float) -> list[tuple[list[int], list[str],
+                                                                          list[str]]]:
+        """(positions in ``encoded``, declared keys, arguments) of each apply call: one per
+        group and `EVENTS_PER_CALL` events, in ``encoded`` order within a group."""
+        groups: dict[str, list[int]] = {}
+        for i, arg in enumerate(encoded):
+            groups.setdefault(CODE_GROUP[arg[0]], []).append(i)
+        calls: list[tuple[list[int], list[str], list[str]]] = []
+        for group, positions in groups.items():
+            header = [self.layout.base[group], repr(now), *self._static_header]
+            for start in range(0, len(positions), EVENTS_PER_CALL):
+                part = positions[start : start + EVENTS_PER_CALL]
+                args = [encoded[i] for i in part]
+                calls.append((part, self.layout.apply_keys(group, args, now), header + args))
+        return calls
 
     async def _eval_batches(self, encoded: list[str]) -> list[int]:
         flags, _ = await self._eval_batches_then(encoded, None)
@@ -251,17 +268,14 @@ class AggregateStore:
         """Run the apply script over ``encoded``; with ``then``, queue that snapshot's
         reads in the same pipeline, after the script calls, so they see the applied state
         without another round trip. Returns the flags and the snapshot's replies."""
-        header = [self.base, repr(self.clock.now()), *self._static_header]
-        calls = range(0, len(encoded), EVENTS_PER_CALL)
+        calls = self._apply_calls(encoded, self.clock.now())
         for attempt in (1, 2):
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for start in calls:
-                        self._queue("apply", pipe, [
-                            *header, *encoded[start : start + EVENTS_PER_CALL]
-                        ])
+                    for _, keys, args in calls:
+                        self._queue("apply", pipe, keys, args)
                     if then is None:
-                        pipe.hgetall(self.key("prices"))
+                        pipe.hgetall(self.key("market", "prices"))
                     else:
                         self._queue_snapshot(pipe, then)
                     replies = await pipe.execute()
@@ -273,7 +287,10 @@ class AggregateStore:
             rest = replies[len(calls):]
             if then is None:
                 self._set_prices(rest[0])
-            flags = [int(flag) for reply in replies[: len(calls)] for flag in reply]
+            flags = [0] * len(encoded)
+            for (positions, _, _), reply in zip(calls, replies[: len(calls)], strict=True):
+                for i, flag in zip(positions, reply, strict=True):
+                    flags[i] = int(flag)
             return flags, rest
         raise AssertionError("unreachable")
 
@@ -283,7 +300,7 @@ class AggregateStore:
 
     async def _fresh_prices(self) -> views.Prices:
         if time.monotonic() - self._prices_read_at > PRICE_CACHE_S:
-            self._set_prices(await self.redis.hgetall(self.key("prices")))
+            self._set_prices(await self.redis.hgetall(self.key("market", "prices")))
         return self._prices
 
     async def snapshot(self, roots: Collection[str]) -> dict[str, Any]:
@@ -313,59 +330,92 @@ class AggregateStore:
 
     def _queue_snapshot(self, pipe: Pipeline, plan: _SnapshotPlan) -> None:
         """Queue the snapshot's reads on ``pipe``, noting each reply's slot in ``plan``."""
-        wanted, now, cfg = plan.wanted, plan.now, self.config
+        wanted, now = plan.wanted, plan.now
         slots = plan.slots
         slots.clear()
 
         def slot(name: str) -> None:
             slots[name] = len(slots)
 
-        families: list[str] = []
-        if "stablecoin" in wanted:
-            families += ["mint", "burn", "supply"]
-        if "depin" in wanted:
-            families += ["dp", "dpn"]
         if plan.need_btc:
-            self._queue("btc_snapshot", pipe, [self.base, self._windows_csv])
+            self._queue("btc_snapshot", pipe, self.layout.btc_snapshot_keys(),
+                        [self.layout.base["btc"], self._windows_csv])
             slot("btc")
-            pipe.hgetall(self.key("btc", "providers"))
+            pipe.hgetall(self.key("btc", "btc", "providers"))
             slot("providers")
-        if families:
-            self._queue("series_snapshot", pipe, [
-                self.base, repr(now), str(cfg.bucket_s), self._time_windows_csv,
-                str(cfg.time_windows["24h"]), str(cfg.recipients_bucket_s),
-                str(cfg.time_windows["24h"]), ",".join(families),
-            ])
-            slot("series")
+        for group in self._series_groups(wanted):
+            self._queue_series(pipe, group, now)
+            slot(f"series:{group}")
         if plan.need_prices:
-            pipe.hgetall(self.key("prices"))
+            pipe.hgetall(self.key("market", "prices"))
             slot("prices")
         if "market" in wanted:
-            pipe.hgetall(self.key("price_sources"))
+            pipe.hgetall(self.key("market", "price_sources"))
             slot("sources")
         if "stablecoin" in wanted:
-            pipe.hgetall(self.key("stable", "last"))
+            pipe.hgetall(self.key("stable", "stable", "last"))
             slot("stable_last")
         if "depin" in wanted:
-            pipe.hgetall(self.key("depin", "last"))
+            pipe.hgetall(self.key("depin", "depin", "last"))
             slot("depin_last")
         if "miner" in wanted:
-            pipe.hget(self.key("miner", "hashprice"), str(plan.day - 7))
+            pipe.hget(self.key("btc", "miner", "hashprice"), str(plan.day - 7))
             slot("hp_ago")
         if "collectors" in wanted:
             pipe.smembers(self.keys.collectors)
             slot("coll_names")
-            pipe.hgetall(self.key("collectors"))
+            pipe.hgetall(self.key("ops", "collectors"))
             slot("coll_events")
         if "ops" in wanted:
-            pipe.hget(self.key("ops", "last"), "sample")
+            pipe.hget(self.key("ops", "ops", "last"), "sample")
             slot("ops_last")
-            pipe.zrange(self.key("ops", "hist"), 0, -1, withscores=True)
+            pipe.zrange(self.key("ops", "ops", "hist"), 0, -1, withscores=True)
             slot("ops_hist")
-            pipe.hgetall(self.key("ops", "procs"))
+            pipe.hgetall(self.key("ops", "ops", "procs"))
             slot("ops_procs")
-            pipe.hgetall(self.key("ops", "down"))
+            pipe.hgetall(self.key("ops", "ops", "down"))
             slot("ops_down")
+
+    @staticmethod
+    def _series_groups(wanted: set[str]) -> list[str]:
+        """The aggregate groups whose time series the roots in ``wanted`` read."""
+        return [group for root, group in (("stablecoin", "stable"), ("depin", "depin"))
+                if root in wanted]
+
+    def _queue_series(self, pipe: Pipeline, group: str, now: float) -> None:
+        """Queue ``series_snapshot`` over the series of ``group`` known so far; the script
+        answers ``stale`` when ``ts:meta`` holds more (`_series_reply` then re-reads)."""
+        cfg = self.config
+        names = self._series_names.get(group, [])
+        buckets = self.layout.recipient_buckets(now)
+        self._queue("series_snapshot", pipe,
+                    self.layout.series_snapshot_keys(group, names, now), [
+                        self.layout.base[group], repr(now), str(cfg.bucket_s),
+                        self._time_windows_csv, str(cfg.time_windows["24h"]),
+                        str(buckets.start), str(buckets.stop - 1), str(len(names)), *names,
+                    ])
+
+    async def _series_reply(self, group: str, raw: Any, now: float) -> dict[str, Any]:
+        """The decoded ``series_snapshot`` reply of ``group``; when it was stale (a series
+        appeared since the names were read), the names are read again and the script
+        called again."""
+        for _ in range(5):
+            reply: dict[str, Any] = json.loads(raw)
+            if not reply.get("stale"):
+                return reply
+            names = await self.redis.hkeys(self.key(group, "ts", "meta"))
+            self._series_names[group] = sorted(_text(n) for n in names)
+            for attempt in (1, 2):
+                try:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        self._queue_series(pipe, group, now)
+                        (raw,) = await pipe.execute()
+                    break
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+                    await self._scripts.load(self.redis)
+        raise AggregateError(f"the {group} time series kept changing while being read")
 
     async def _finish_snapshot(self, plan: _SnapshotPlan, replies: list[Any]) -> dict[str, Any]:
         wanted, now, cfg, slots = plan.wanted, plan.now, self.config, plan.slots
@@ -376,9 +426,11 @@ class AggregateStore:
             self._set_prices(replies[slots["prices"]])
             prices = self._prices
         raw_btc: dict[str, Any] = json.loads(replies[slots["btc"]]) if need_btc else {}
-        raw_series: dict[str, Any] = (
-            json.loads(replies[slots["series"]]) if "series" in slots else {}
-        )
+        raw_series: dict[str, Any] = {"series": {}, "supply": {}, "recipients": {}}
+        for group in self._series_groups(wanted):
+            reply = await self._series_reply(group, replies[slots[f"series:{group}"]], now)
+            for part, values in reply.items():
+                raw_series.setdefault(part, {}).update(values)
         btc = views.btc_view(
             raw_btc, cfg, now, decode_mapping(replies[slots["providers"]])
         ) if need_btc else {}
@@ -428,7 +480,7 @@ class AggregateStore:
         if self._hashprice_written == (day, value):
             return
         self._hashprice_written = (day, value)
-        key = self.key("miner", "hashprice")
+        key = self.key("btc", "miner", "hashprice")
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(key, str(day), repr(value))
             pipe.hdel(key, *(str(d) for d in range(day - 40, day - 14)))

@@ -3,8 +3,9 @@
 --       hll_bucket_s, hll_ttl, ops_history_s, ops_process_retention_s, applied_ttl_latest,
 --       then one argument per event: code, id and the event's fields joined by the unit
 --       separator (0x1f).
--- KEYS[1]: the aggregates prefix (ARGV[1]); every key here is built from it and shares its
--- hash tag, so the whole script runs on one cluster slot.
+-- ARGV[1] is the base of one aggregate group and every event belongs to that group; every key
+-- here is built from that base, and KEYS declares each of them (`layout.Layout.apply_keys`),
+-- so the call runs on the group's cluster slot.
 -- Returns one value per event: 1 = first application, 0 = already applied or superseded,
 -- -1 = the event could not be applied (left unmarked so a later delivery retries it).
 
@@ -30,9 +31,21 @@ local ACTIVE = B .. ':btc:active'
 local HEIGHTS = B .. ':btc:heights'
 local CANDH = B .. ':btc:candh'
 local DEAD = B .. ':btc:dead'
+-- height -> JSON {r = hash -> record, s = hash -> arrival order, a = hash -> attribution}:
+-- one hash for every height, so the keys a call touches do not depend on the data.
+local CAND = B .. ':btc:cand'
 
-local function cand_key(h) return B .. ':btc:cand:' .. h end
 local function win_key(n) return B .. ':btc:win:' .. n end
+
+local function cand_get(h)
+  local v = redis.call('HGET', CAND, h)
+  if not v then return {r = {}, s = {}, a = {}} end
+  local c = cjson.decode(v)
+  c.r, c.s, c.a = c.r or {}, c.s or {}, c.a or {}
+  return c
+end
+
+local function cand_put(h, c) redis.call('HSET', CAND, h, cjson.encode(c)) end
 
 local function tip_get()
   local r = redis.call('ZREVRANGE', HEIGHTS, 0, 0)
@@ -82,11 +95,9 @@ end
 local function trim(tip)
   local cutoff = tip - KEEP
   local hs = redis.call('ZRANGEBYSCORE', CANDH, '-inf', cutoff)
-  for _, h in ipairs(hs) do
-    redis.call('DEL', cand_key(h))
-    redis.call('HDEL', ACTIVE, h)
-  end
   if #hs > 0 then
+    call_sliced('HDEL', CAND, hs)
+    call_sliced('HDEL', ACTIVE, hs)
     redis.call('ZREMRANGEBYSCORE', CANDH, '-inf', cutoff)
     redis.call('ZREMRANGEBYSCORE', HEIGHTS, '-inf', cutoff)
   end
@@ -128,14 +139,8 @@ end
 -- The live candidate applied last wins; an attribution overrides pool and entity when its
 -- registry version is not older than the block's.
 local function choose_active(h)
-  local flat = redis.call('HGETALL', cand_key(h))
-  local recs, seqs, attrs = {}, {}, {}
-  for i = 1, #flat, 2 do
-    local f, v = flat[i], flat[i + 1]
-    local t, hash = string.sub(f, 1, 1), string.sub(f, 3)
-    if t == 'r' then recs[hash] = v elseif t == 's' then seqs[hash] = tonumber(v)
-    elseif t == 'a' then attrs[hash] = v end
-  end
+  local c = cand_get(h)
+  local recs, seqs, attrs = c.r, c.s, c.a
   local best, best_seq = nil, -1
   for hash, rec in pairs(recs) do
     if not redis.call('ZSCORE', DEAD, hash) and seqs[hash] > best_seq then
@@ -165,14 +170,15 @@ end
 local function on_block(a)
   local h, hash = tonumber(a[1]), a[2]
   if below_history(h) or redis.call('ZSCORE', DEAD, hash) then return 0 end
-  local ck = cand_key(h)
-  if redis.call('HEXISTS', ck, 'r:' .. hash) == 1 then return 0 end
+  local c = cand_get(h)
+  if c.r[hash] then return 0 end
   local rec = table.concat({a[3], a[4], a[5], a[6], a[7], a[8], a[9], hash, a[10]}, '|')
   if (a[11] or '') ~= '' or (a[12] or 'unknown') ~= 'unknown' then
     rec = rec .. '|' .. (a[11] or '') .. '|' .. (a[12] or 'unknown')
   end
   local seq = redis.call('HINCRBY', META, 'seq', 1)
-  redis.call('HSET', ck, 'r:' .. hash, rec, 's:' .. hash, seq)
+  c.r[hash], c.s[hash] = rec, seq
+  cand_put(h, c)
   redis.call('ZADD', CANDH, h, h)
   choose_active(h)
   return 1
@@ -183,7 +189,7 @@ local function on_reorg(a)
   for i = 3, #a, 2 do
     local h, hash = tonumber(a[i]), a[i + 1]
     redis.call('ZADD', DEAD, h, hash)
-    if redis.call('EXISTS', cand_key(h)) == 1 then choose_active(h) end
+    if redis.call('HEXISTS', CAND, h) == 1 then choose_active(h) end
   end
   redis.call('HINCRBY', META, 'reorgs_total', 1)
   redis.call('HSET', META, 'last_reorg_depth', depth, 'last_reorg_time', a[2])
@@ -193,13 +199,14 @@ end
 local function on_attribution(a)
   local h, hash, version = tonumber(a[1]), a[2], a[5]
   if below_history(h) then return 0 end
-  local ck = cand_key(h)
-  local old = redis.call('HGET', ck, 'a:' .. hash)
+  local c = cand_get(h)
+  local old = c.a[hash]
   if old and split(old, '|')[3] > version then return 0 end
   local val = a[3] .. '|' .. a[4] .. '|' .. version
   if a[6] then val = val .. '|' .. a[6] end
   if old == val then return 0 end
-  redis.call('HSET', ck, 'a:' .. hash, val)
+  c.a[hash] = val
+  cand_put(h, c)
   redis.call('ZADD', CANDH, h, h)
   choose_active(h)
   return 1

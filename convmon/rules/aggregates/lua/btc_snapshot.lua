@@ -1,6 +1,7 @@
 -- Read the bitcoin windows: counts per window, tip record, reorg meta, and consecutive runs
 -- per pool (computed from the per-height records, cached until the next change).
--- ARGV: base, block_windows_csv. Returns a JSON document.
+-- ARGV: base, block_windows_csv. KEYS: every key read (`Layout.btc_snapshot_keys`).
+-- Returns a JSON document.
 
 local B = ARGV[1]
 local WINDOWS = num_list(ARGV[2])
