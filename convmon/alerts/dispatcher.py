@@ -52,6 +52,7 @@ from convmon.monitor.backoff import Backoff
 from convmon.monitor.bus import BusMetrics, Delivery, StreamConsumer
 from convmon.monitor.clock import Clock
 from convmon.monitor.config import BusSettings
+from convmon.monitor.durable import durable_scripts
 from convmon.monitor.keys import Keys
 from convmon.monitor.tasks import run_together
 
@@ -154,7 +155,9 @@ class Dispatcher:
         metrics.start_at_zero(r.name for r in config.receivers)
         self.instance = instance
         self.route = Route.build(config.route)
-        self.store = AlertStore(redis, keys, nflog_ttl_s=nflog_ttl_s(self.route, config))
+        self.durable = durable_scripts(redis, bus_settings)
+        self.store = AlertStore(redis, keys, nflog_ttl_s=nflog_ttl_s(self.route, config),
+                                durable=self.durable)
         self.silences = SilenceStore(redis, keys, registry=registry)
         self._routes = {r.id: r for r in _route_tree(self.route)}
         self.inhibitor = Inhibitor(config.inhibit_rules)
@@ -186,6 +189,8 @@ class Dispatcher:
             await self._session.close()
             self._session = None
         self.senders = dict(self._given_senders)
+        if self.durable is not None:
+            await self.durable.aclose()
 
     async def run(self) -> NoReturn:
         """Consume the outbox and flush due groups until cancelled. Any failure of either
@@ -264,22 +269,26 @@ class Dispatcher:
             async with limiter:
                 try:
                     return await self.flush_group(group_key, silences, firing)
-                except Exception:
-                    await self._group_failed(group_key, now)
+                except Exception as exc:
+                    await self._group_failed(group_key, now, exc)
                     return False
 
         results = await asyncio.gather(*(flush_one(group_key) for group_key in due))
         return sum(results)
 
-    async def _group_failed(self, group_key: str, now: float) -> None:
+    async def _group_failed(self, group_key: str, now: float, exc: Exception) -> None:
         """One group's unexpected failure must not stop its siblings (or close the HTTP
         session under their sends): count it, log it and look at the group again after
-        the longest backoff rather than on every tick."""
+        the longest backoff rather than on every tick; after the first backoff when Redis
+        was unavailable (a restart or failover: the group itself is fine)."""
         self.metrics.group_errors.inc()
         log.exception("evaluating an alert group failed; it will be retried",
                       extra={"group": group_key})
         try:
-            await self.store.reschedule(group_key, now + self.config.retry.max_backoff_s)
+            retry = self.config.retry
+            delay = (retry.initial_backoff_s if isinstance(exc, _REDIS_UNAVAILABLE)
+                     else retry.max_backoff_s)
+            await self.store.reschedule(group_key, now + delay)
         except Exception:
             log.warning("could not reschedule the failed group", extra={"group": group_key})
 

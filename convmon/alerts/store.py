@@ -37,10 +37,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from convmon.monitor.alerting import AlertTransition, decode_transition
+from convmon.monitor.durable import DurableScripts
 from convmon.monitor.keys import Keys
-from convmon.monitor.scripting import queue_script
+from convmon.monitor.scripting import ScriptCall, run_scripts
 
 NFLOG_TTL_S = 5 * 86400
 """The least a notification log is kept (Alertmanager's default retention)."""
@@ -118,10 +120,15 @@ return {1, redis.call('HGET', KEYS[1], 'thread')}
 
 _MARK_LUA = """
 -- KEYS[1] nflog; ARGV token, firing, resolved, sent_at, ttl
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+-- 1 when recorded, or already recorded under this token (a retry after a reply was lost);
+-- 0 when the claim is no longer this token's.
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then
+  if redis.call('HGET', KEYS[1], 'sent_token') == ARGV[1] then return 1 end
+  return 0
+end
 redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('HSET', KEYS[1], 'firing', ARGV[2], 'resolved', ARGV[3], 'sent_at', ARGV[4],
-           'attempts', 0)
+           'attempts', 0, 'sent_token', ARGV[1])
 redis.call('HDEL', KEYS[1], 'token', 'lease_until', 'first_failure_at', 'owed')
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
@@ -207,9 +214,16 @@ class Group:
 
 
 class AlertStore:
-    def __init__(self, redis: Redis, keys: Keys, *, nflog_ttl_s: float = NFLOG_TTL_S) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, *, nflog_ttl_s: float = NFLOG_TTL_S,
+        durable: DurableScripts | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
+        self.durable = durable
+        """With ``bus.replica_acks``: ingesting transitions, claiming a notification and
+        recording it sent are confirmed by the replicas before the dispatcher goes on (acks
+        the outbox entry, sends, or releases the claim), so a failover forgets none."""
         self.nflog_ttl_s = math.ceil(nflog_ttl_s)
         """How long a notification log outlives its last send (see `nflog_ttl_s` in the
         dispatcher: at least twice the longest repeat interval)."""
@@ -238,19 +252,19 @@ class AlertStore:
         False where a transition was already applied or is older than the last one."""
         if not items:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for t, data, targets in items:
-                keys = [self.keys.alert_seq(t.fingerprint), self.keys.alerts_firing, self.due_key]
-                args: list[Any] = [t.fingerprint, t.seq, t.state, data, SEQ_TTL_S]
-                for g in targets:
-                    keys += [self.keys.alert_group(g.group_key),
-                             self.keys.alert_group_alerts(g.group_key)]
-                    meta = json.dumps(
-                        {"route": g.route_id, "receiver": g.receiver, "labels": g.labels}
-                    )
-                    args += [g.group_key, meta, g.due_if_new, g.interval_s]
-                await queue_script(pipe, self._ingest, keys, args)
-            results = await pipe.execute()
+        calls: list[ScriptCall] = []
+        for t, data, targets in items:
+            keys = [self.keys.alert_seq(t.fingerprint), self.keys.alerts_firing, self.due_key]
+            args: list[Any] = [t.fingerprint, t.seq, t.state, data, SEQ_TTL_S]
+            for g in targets:
+                keys += [self.keys.alert_group(g.group_key),
+                         self.keys.alert_group_alerts(g.group_key)]
+                meta = json.dumps(
+                    {"route": g.route_id, "receiver": g.receiver, "labels": g.labels}
+                )
+                args += [g.group_key, meta, g.due_if_new, g.interval_s]
+            calls.append((self._ingest, keys, args))
+        results = await run_scripts(self.redis, self.durable, calls)
         return [bool(r) for r in results]
 
     async def due_groups(self, now: float, limit: int = 200) -> list[str]:
@@ -297,9 +311,9 @@ class AlertStore:
         A successful claim adds ``firing`` (the alerts about to be notified as firing) to
         the log's ``owed`` set, which only `mark_sent` clears: if the send never succeeds,
         the log still knows these alerts were due, across restarts and replicas."""
-        res = await self._claim(
-            keys=[self.nflog_key(group_key)],
-            args=[version, token, now, now + lease_s, f"{int(now * 1000):x}", *firing],
+        res = await self._run(
+            self._claim, [self.nflog_key(group_key)],
+            [version, token, now, now + lease_s, f"{int(now * 1000):x}", *firing],
         )
         if isinstance(res, list):
             thread = res[1]
@@ -309,10 +323,15 @@ class AlertStore:
     async def mark_sent(
         self, group_key: str, token: str, firing: list[str], resolved: list[str], now: float,
     ) -> bool:
-        return bool(await self._mark(
-            keys=[self.nflog_key(group_key)],
-            args=[token, json.dumps(firing), json.dumps(resolved), now, self.nflog_ttl_s],
+        return bool(await self._run(
+            self._mark, [self.nflog_key(group_key)],
+            [token, json.dumps(firing), json.dumps(resolved), now, self.nflog_ttl_s],
         ))
+
+    async def _run(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        if self.durable is not None:
+            return await self.durable.call(script, keys, args)
+        return await script(keys=keys, args=args)
 
     async def record_failure(
         self, group_key: str, token: str, now: float

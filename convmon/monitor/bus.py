@@ -40,7 +40,7 @@ from redis.exceptions import ResponseError
 
 from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.config import BusSettings
-from convmon.monitor.durable import DurableScripts
+from convmon.monitor.durable import DurableScripts, durable_scripts
 from convmon.monitor.events import Event, decode_event, encode_event
 from convmon.monitor.keys import Keys
 from convmon.monitor.redisconn import as_text
@@ -143,10 +143,14 @@ class EventBus:
         self.settings = settings
         self.metrics = metrics
         self._publish = redis.register_script(_PUBLISH_LUA)
-        self._durable = (
-            DurableScripts(redis, settings.replica_acks, settings.replica_ack_timeout_ms)
-            if settings.replica_acks else None
-        )
+        self._durable = durable_scripts(redis, settings)
+
+    @property
+    def durable(self) -> DurableScripts | None:
+        """How state writers confirm their writes on replicas (``bus.replica_acks``), or
+        None: the rule engine's aggregates and alert state go through it, so an event is
+        acknowledged only after what it changed is on a replica."""
+        return self._durable
 
     async def publish(
         self, events: Sequence[Event], *, checkpoint: tuple[str, str] | None = None

@@ -117,9 +117,13 @@ class BusSettings(Model):
     memory: see the memory model in deploy/README.md."""
 
     replica_acks: int = Field(default=0, ge=0, le=8)
-    """Replicas that must hold each published batch (``WAIT``) before `publish` returns;
-    with 1 on a Cluster or Sentinel setup, a primary that dies right after a publish
-    cannot take the events with it (the collector retries, the bus dedupes)."""
+    """Replicas that must hold each write that matters (``WAIT``) before convmon goes on:
+    a published batch before the collector's checkpoint moves, the aggregates and alert
+    state an event changed before the event is acknowledged, an alert transition before
+    the dispatcher acknowledges it, a notification's claim before it is sent and its sent
+    record before the claim is released. With 1 on a Cluster or Sentinel setup, a primary
+    that dies right after any of them cannot take it along (the writer retries; every one
+    of these writes is idempotent)."""
     replica_ack_timeout_ms: int = Field(default=2000, ge=10)
 
     @model_validator(mode="after")

@@ -105,7 +105,7 @@ async def migrate_legacy_keys(redis: Redis, keys: Keys) -> int:
     if stored == LAYOUT:
         return 0
     moved = 0
-    if stored in (None, "1") and not is_cluster(redis):
+    if stored in ("", "1") and not is_cluster(redis):
         moved += await _add_hash_tags(redis, keys)
     moved += await migrate_aggregates(redis, keys)
     await redis.set(marker, LAYOUT)

@@ -17,6 +17,7 @@ from typing import Any
 
 from redis.commands.core import AsyncScript
 
+from convmon.monitor.durable import DurableScripts
 from convmon.monitor.redistarget import is_cluster
 
 
@@ -39,3 +40,30 @@ def queue_source(
         pipe.eval(source, len(keys), *keys, *args)
     else:
         pipe.evalsha(sha, len(keys), *keys, *args)
+
+
+ScriptCall = tuple[AsyncScript, Sequence[Any], Sequence[Any]]
+"""A registered script, its keys and its arguments."""
+
+
+async def run_scripts(
+    redis: Any, durable: DurableScripts | None, calls: Sequence[ScriptCall]
+) -> list[Any]:
+    """The replies of ``calls``, sent as one pipeline; with ``durable`` (``bus.replica_acks``
+    > 0), only once the replicas hold their writes (`DurableScripts.run`)."""
+    if not calls:
+        return []
+    if durable is not None:
+        return await durable.run([
+            (str(script.script), script_sha(script), keys, args) for script, keys, args in calls
+        ])
+    async with redis.pipeline(transaction=False) as pipe:
+        for script, keys, args in calls:
+            await queue_script(pipe, script, keys, args)
+        replies: list[Any] = await pipe.execute()
+    return replies
+
+
+def script_sha(script: AsyncScript) -> str:
+    sha = script.sha
+    return sha.decode() if isinstance(sha, bytes) else str(sha)

@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from convmon.monitor.alerting import AlertTransition
 from convmon.monitor.clock import Clock
+from convmon.monitor.durable import DurableScripts
 from convmon.monitor.events import Event
 from convmon.monitor.keys import Keys
 from convmon.rules.expr import PARAMS_VAR
@@ -99,12 +100,13 @@ class RuleEngine:
         aggregates: AggregateSource,
         metrics: RuleMetrics,
         generator_url: str = "",
+        durable: DurableScripts | None = None,
     ) -> None:
         self.clock = clock
         self.rules = rules
         self.aggregates = aggregates
         self.metrics = metrics
-        self.store = InstanceStore(redis, keys)
+        self.store = InstanceStore(redis, keys, durable)
         self.generator_url = generator_url
         self._params = rules.params
         self._own_params = {name: {name: p} for name, p in self._params.items()}

@@ -68,9 +68,11 @@ def _components(runtime: Runtime, cfg: RulesConfig) -> Sequence[Component]:
     metrics = RuleMetrics(runtime.metrics)
 
     async def build() -> RuleEngine:
-        store = AggregateStore(runtime.redis, runtime.keys, runtime.clock, cfg.aggregates)
+        store = AggregateStore(runtime.redis, runtime.keys, runtime.clock, cfg.aggregates,
+                               durable=runtime.bus.durable)
         await store.load()
-        return RuleEngine(runtime.redis, runtime.keys, runtime.clock, rules, store, metrics)
+        return RuleEngine(runtime.redis, runtime.keys, runtime.clock, rules, store, metrics,
+                          durable=runtime.bus.durable)
 
     shared = SharedEngine(build)
     return [

@@ -25,8 +25,9 @@ import msgspec
 from redis.asyncio import Redis
 
 from convmon.monitor.alerting import AlertTransition, encode_transition
+from convmon.monitor.durable import DurableScripts
 from convmon.monitor.keys import Keys
-from convmon.monitor.scripting import queue_script
+from convmon.monitor.scripting import ScriptCall, run_scripts
 
 InstanceStatus = Literal["inactive", "pending", "firing", "resolved"]
 
@@ -112,9 +113,12 @@ class Write:
 
 
 class InstanceStore:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, durable: DurableScripts | None = None
+    ) -> None:
         self.redis = redis
         self.keys = keys
+        self.durable = durable
         self._write = redis.register_script(_WRITE_LUA)
 
     def instance_key(self, fingerprint: str) -> str:
@@ -164,20 +168,20 @@ class InstanceStore:
         """Apply compare-and-set writes; False where another writer got there first."""
         if not writes:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for w in writes:
-                t = w.transition
-                tdata = encode_transition(t) if t is not None else b""
-                await queue_script(
-                    pipe, self._write,
-                    keys=[self.instance_key(w.fingerprint), self.live_key(w.state.rule),
-                          self.keys.active_alerts, self.keys.alerts, self.index_key],
-                    args=[w.version, _enc.encode(w.state), "1" if w.live else "0",
-                          0 if w.live else INACTIVE_TTL_S,
-                          t.state if t is not None else "", tdata, w.fingerprint,
-                          t.id if t is not None else "", OUTBOX_MAXLEN, w.state.rule],
-                )
-            rows = await pipe.execute()
+        calls: list[ScriptCall] = []
+        for w in writes:
+            t = w.transition
+            tdata = encode_transition(t) if t is not None else b""
+            calls.append((
+                self._write,
+                [self.instance_key(w.fingerprint), self.live_key(w.state.rule),
+                 self.keys.active_alerts, self.keys.alerts, self.index_key],
+                [w.version, _enc.encode(w.state), "1" if w.live else "0",
+                 0 if w.live else INACTIVE_TTL_S,
+                 t.state if t is not None else "", tdata, w.fingerprint,
+                 t.id if t is not None else "", OUTBOX_MAXLEN, w.state.rule],
+            ))
+        rows = await run_scripts(self.redis, self.durable, calls)
         return [bool(int(r)) for r in rows]
 
 

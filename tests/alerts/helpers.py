@@ -172,11 +172,12 @@ class TcpProxy:
 
 def make_dispatcher(
     redis: Redis, keys: Keys, cfg: dict[str, Any] | AlertsConfig, clock: Clock,
-    registry: CollectorRegistry | None = None, instance: str = "d1",
+    registry: CollectorRegistry | None = None, instance: str = "d1", replica_acks: int = 0,
 ) -> Dispatcher:
     config = cfg if isinstance(cfg, AlertsConfig) else AlertsConfig.model_validate(cfg)
     reg = registry or CollectorRegistry()
-    settings = BusSettings(claim_idle_ms=200, block_ms=20, max_deliveries=5, batch=100)
+    settings = BusSettings(claim_idle_ms=200, block_ms=20, max_deliveries=5, batch=100,
+                           replica_acks=replica_acks)
     return Dispatcher(redis, keys, config, clock, DeliveryMetrics(reg),
                       bus_settings=settings, bus_metrics=BusMetrics(reg), instance=instance)
 

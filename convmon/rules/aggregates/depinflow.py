@@ -36,6 +36,7 @@ from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from convmon.monitor.durable import DurableScripts
 from convmon.monitor.events import DepinBurn, DepinEmission, DepinSupply, Event, MarketPrice
 from convmon.monitor.scripting import queue_source
 from convmon.rules.aggregates.config import AggregatesConfig
@@ -79,10 +80,14 @@ class DepinFlowStore:
     """Applies DePIN flow events and reads the ``depin_flows`` root, sharing the aggregate
     store's Redis, key base and configuration."""
 
-    def __init__(self, redis: Redis, base: str, config: AggregatesConfig) -> None:
+    def __init__(
+        self, redis: Redis, base: str, config: AggregatesConfig,
+        durable: DurableScripts | None = None,
+    ) -> None:
         self.redis = redis
         self.base = base
         self.config = config
+        self.durable = durable
         self.source = _script_source()
         self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
 
@@ -115,6 +120,8 @@ class DepinFlowStore:
                 calls.append((position, *self._flow_call(event, p, now)))
         if not calls:
             return {}
+        if self.durable is not None:
+            return await self._apply_durably(calls)
         for attempt in (1, 2):
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
@@ -137,6 +144,24 @@ class DepinFlowStore:
             else:
                 applied[at] = int(next(replies)) == 1
         return applied
+
+    async def _apply_durably(
+        self, calls: list[tuple[int | None, list[str], list[str]]]
+    ) -> dict[int, bool]:
+        """`apply` with ``bus.replica_acks``: the price samples first (they only value
+        later burns), then the flow scripts, confirmed by the replicas."""
+        assert self.durable is not None
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for at, keys, args in calls:
+                if at is None:
+                    _queue_price(pipe, keys[0], args)
+            await pipe.execute()
+        flows = [(at, keys, args) for at, keys, args in calls if at is not None]
+        replies = await self.durable.run(
+            [(self.source, self.sha, keys, args) for _, keys, args in flows]
+        )
+        return {at: int(reply) == 1 for (at, _, _), reply in zip(flows, replies, strict=True)
+                if at is not None}
 
     def _flow_call(
         self, event: Event, p: DepinEmission | DepinBurn | DepinSupply, now: float

@@ -34,8 +34,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
 
+from convmon.monitor.durable import DurableScripts
 from convmon.monitor.events import Event, PaymentX402
-from convmon.monitor.scripting import queue_script
+from convmon.monitor.scripting import ScriptCall, queue_script, run_scripts
 
 MICRO = 6
 FINE_S = 600
@@ -74,9 +75,12 @@ def _text(value: bytes | str) -> str:
 class PaymentAggregates:
     """The x402 aggregates in Redis; safe to share between workers and processes."""
 
-    def __init__(self, redis: Redis, base: str, applied_ttl_s: int) -> None:
+    def __init__(
+        self, redis: Redis, base: str, applied_ttl_s: int, durable: DurableScripts | None = None
+    ) -> None:
         self.redis = redis
         self.base = base
+        self.durable = durable
         self.applied_ttl_s = applied_ttl_s
         self._apply = redis.register_script(_script("x402_apply.lua"))
         self._window = redis.register_script(_script("x402_window.lua"))
@@ -91,27 +95,27 @@ class PaymentAggregates:
         """Apply the ``payment.x402`` events of a batch; position -> whether it changed
         state (False when applied before)."""
         positions: list[int] = []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for position, event in enumerate(events):
-                p = event.payload
-                if not isinstance(p, PaymentX402):
-                    continue
-                positions.append(position)
-                series = f"{p.chain}|{p.facilitator}"
-                keys = [self.key("done", event.id), self.key("total"), self.key("last")]
-                for size in (FINE_S, COARSE_S):
-                    n = int(event.occurred_at // size)
-                    keys += [self.key(kind, str(size), series, str(n)) for kind in "bpq"]
-                keys.append(self.key("tracks"))
-                args: list[str | int] = [
-                    self.applied_ttl_s, 86_400 + 2 * FINE_S, 7 * 86_400 + 2 * COARSE_S,
-                    series, p.token, micro_units(p.amount.units, p.amount.decimals),
-                    p.payer, p.payee, repr(float(event.occurred_at)), p.track or "unlabelled",
-                ]
-                await queue_script(pipe, self._apply, keys, args)
-            if not positions:
-                return {}
-            replies = await pipe.execute()
+        calls: list[ScriptCall] = []
+        for position, event in enumerate(events):
+            p = event.payload
+            if not isinstance(p, PaymentX402):
+                continue
+            positions.append(position)
+            series = f"{p.chain}|{p.facilitator}"
+            keys = [self.key("done", event.id), self.key("total"), self.key("last")]
+            for size in (FINE_S, COARSE_S):
+                n = int(event.occurred_at // size)
+                keys += [self.key(kind, str(size), series, str(n)) for kind in "bpq"]
+            keys.append(self.key("tracks"))
+            args: list[str | int] = [
+                self.applied_ttl_s, 86_400 + 2 * FINE_S, 7 * 86_400 + 2 * COARSE_S,
+                series, p.token, micro_units(p.amount.units, p.amount.decimals),
+                p.payer, p.payee, repr(float(event.occurred_at)), p.track or "unlabelled",
+            ]
+            calls.append((self._apply, keys, args))
+        if not positions:
+            return {}
+        replies = await run_scripts(self.redis, self.durable, calls)
         return {pos: int(flag) > 0 for pos, flag in zip(positions, replies, strict=True)}
 
     async def snapshot(self, now: float) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from convmon.monitor.clock import Clock
+from convmon.monitor.durable import DurableScripts
 from convmon.monitor.events import (
     BitcoinBlock,
     DepinBurn,
@@ -100,17 +101,23 @@ def _hash(raw: dict[Any, Any]) -> dict[str, str]:
 class AggregateStore:
     """Windows and aggregates in Redis; safe to share between workers and processes."""
 
-    def __init__(self, redis: Redis, keys: Keys, clock: Clock, config: AggregatesConfig) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, clock: Clock, config: AggregatesConfig, *,
+        durable: DurableScripts | None = None,
+    ) -> None:
         self.redis = redis
+        self.durable = durable
+        """With ``bus.replica_acks``: every apply call is confirmed by the replicas before
+        `apply` returns (so before the worker acknowledges the events)."""
         self.keys = keys
         self.clock = clock
         self.config = config
         self.layout = Layout(keys, config)
         self._scripts = Scripts()
         self._payments = PaymentAggregates(
-            redis, self.layout.base["x402"], config.applied_ttl_s
+            redis, self.layout.base["x402"], config.applied_ttl_s, durable
         )
-        self._flows = DepinFlowStore(redis, self.layout.base["market"], config)
+        self._flows = DepinFlowStore(redis, self.layout.base["market"], config, durable)
         self._series_names: dict[str, list[str]] = {}
         """Group -> the names its ``ts:meta`` held when last read (the snapshot's list)."""
         self._entities = config.entity_map()
@@ -269,6 +276,8 @@ class AggregateStore:
         reads in the same pipeline, after the script calls, so they see the applied state
         without another round trip. Returns the flags and the snapshot's replies."""
         calls = self._apply_calls(encoded, self.clock.now())
+        if self.durable is not None:
+            return await self._eval_durably(encoded, calls, then)
         for attempt in (1, 2):
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
@@ -293,6 +302,24 @@ class AggregateStore:
                     flags[i] = int(flag)
             return flags, rest
         raise AssertionError("unreachable")
+
+    async def _eval_durably(
+        self, encoded: list[str], calls: list[tuple[list[int], list[str], list[str]]],
+        then: _SnapshotPlan | None,
+    ) -> tuple[list[int], list[Any]]:
+        """`_eval_batches_then` with ``bus.replica_acks``: the apply calls confirmed by
+        the replicas (`DurableScripts.run`), then the reads."""
+        assert self.durable is not None
+        source, sha = self._scripts.sources["apply"], self._scripts.sha["apply"]
+        replies = await self.durable.run([(source, sha, keys, args) for _, keys, args in calls])
+        flags = [0] * len(encoded)
+        for (positions, _, _), reply in zip(calls, replies, strict=True):
+            for i, flag in zip(positions, reply, strict=True):
+                flags[i] = int(flag)
+        if then is None:
+            self._set_prices(await self.redis.hgetall(self.key("market", "prices")))
+            return flags, []
+        return flags, await self._run_snapshot(then)
 
     def _set_prices(self, raw: dict[Any, Any]) -> None:
         self._prices = views.Prices.parse(_hash(raw))
