@@ -8,13 +8,8 @@ checks that the scripts and transactions it is about really ran, so a passing au
 never an audit of nothing.
 
 One test function per area, named after it: extend an area's test when its code gains a
-script or a MULTI. The rule aggregates (``convmon/rules/aggregates``, being restructured)
-are not audited here yet; their test is one more function of the same shape::
-
-    async with audit_keys(redis_url, keys, scripts=SCRIPTS_BY_NAME) as audit:
-        await store.apply(events)
-        await store.snapshot(roots)
-    audit.assert_clean()
+script or a MULTI. The rule aggregates are audited the same way in
+``tests/aggregates/test_declared_keys.py``.
 
 The first tests check the auditor itself: it must catch a bad script and a cross-slot
 MULTI, on Redis 7 and 6.2, and pass clean code run beside another test's bad code.
