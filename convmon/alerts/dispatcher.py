@@ -157,7 +157,8 @@ class Dispatcher:
         self.route = Route.build(config.route)
         self.durable = durable_scripts(redis, bus_settings)
         self.store = AlertStore(redis, keys, nflog_ttl_s=nflog_ttl_s(self.route, config),
-                                durable=self.durable)
+                                durable=self.durable,
+                                dead_retention_s=bus_settings.dead_letter_retention_s)
         self.silences = SilenceStore(redis, keys, registry=registry)
         self._routes = {r.id: r for r in _route_tree(self.route)}
         self.inhibitor = Inhibitor(config.inhibit_rules)

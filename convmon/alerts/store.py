@@ -40,6 +40,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from convmon.monitor.alerting import AlertTransition, decode_transition
+from convmon.monitor.bus import DEAD_LETTER_MAXLEN, retention_minid
 from convmon.monitor.durable import DurableScripts
 from convmon.monitor.keys import Keys
 from convmon.monitor.scripting import ScriptCall, run_scripts
@@ -216,10 +217,12 @@ class Group:
 class AlertStore:
     def __init__(
         self, redis: Redis, keys: Keys, *, nflog_ttl_s: float = NFLOG_TTL_S,
-        durable: DurableScripts | None = None,
+        durable: DurableScripts | None = None, dead_retention_s: int = 14 * 86400,
     ) -> None:
         self.redis = redis
         self.keys = keys
+        self.dead_retention_s = dead_retention_s
+        """Notifications that gave up are kept this long (``bus.dead_letter_retention_s``)."""
         self.durable = durable
         """With ``bus.replica_acks``: ingesting transitions, claiming a notification and
         recording it sent are confirmed by the replicas before the dispatcher goes on (acks
@@ -371,4 +374,8 @@ class AlertStore:
         return None if int(count) <= per_minute else (minute + 1) * 60.0
 
     async def dead_letter(self, record: dict[Any, Any]) -> None:
-        await self.redis.xadd(self.dead_key, record, maxlen=100_000, approximate=True)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.dead_key, record, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+            pipe.xtrim(self.dead_key, minid=retention_minid(self.dead_retention_s),
+                       approximate=True)
+            await pipe.execute()

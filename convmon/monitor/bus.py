@@ -74,6 +74,16 @@ return added
 
 
 PRUNE_IDLE_MS = 24 * 3600 * 1000
+DEAD_LETTER_MAXLEN = 100_000
+"""Dead-letter streams are capped in length as well as trimmed by time
+(``bus.dead_letter_retention_s``)."""
+
+
+def retention_minid(retention_s: float, now: float | None = None) -> str:
+    """The stream id below which entries are older than ``retention_s`` (for ``XTRIM
+    MINID``; stream ids start with the Redis server's time in ms, close to ours)."""
+    ms = int(((time.time() if now is None else now) - retention_s) * 1000)
+    return f"{max(ms, 0)}-0"
 NO_WAIT = -1
 """``block_ms`` for `StreamConsumer.step`: read what is there, do not wait for more."""
 DEAD_LETTER_REASONS = ("max_deliveries", "undecodable")
@@ -455,7 +465,9 @@ class StreamConsumer(Generic[T]):
              b"deliveries": str(deliveries)}
         )
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.dead_stream, record, maxlen=100_000, approximate=True)
+            pipe.xadd(self.dead_stream, record, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+            pipe.xtrim(self.dead_stream, minid=retention_minid(
+                self.settings.dead_letter_retention_s), approximate=True)
             pipe.xack(self.stream, self.group, eid)
             await pipe.execute()
         self.metrics.dead_letters.labels(self.stream, self.group, reason).inc()

@@ -116,6 +116,14 @@ class BusSettings(Model):
     ``convmon_bus_trimmed_unprocessed_entries_total``). The stream is most of Redis's
     memory: see the memory model in deploy/README.md."""
 
+    outbox_retention_s: int = Field(default=7 * 86400, ge=3600)
+    """Alert outbox entries (the transitions the dispatcher reads) older than this are
+    trimmed (``XTRIM MINID ~``) as well as past 100,000 entries: how long the dispatchers
+    may all be down without losing a transition."""
+    dead_letter_retention_s: int = Field(default=14 * 86400, ge=3600)
+    """Dead-letter streams (events, alert transitions, notifications) keep an entry this
+    long (and at most 100,000): time to look at it and redrive it."""
+
     replica_acks: int = Field(default=0, ge=0, le=8)
     """Replicas that must hold each write that matters (``WAIT``) before convmon goes on:
     a published batch before the collector's checkpoint moves, the aggregates and alert

@@ -35,7 +35,7 @@ from convmon.rules.loader import Rule, RuleSet
 from convmon.rules.machine import AlertStateMachine, Observation, number
 from convmon.rules.metrics import RuleMetrics
 from convmon.rules.reconcile import Reconciler, Verdict
-from convmon.rules.state import InstanceStore, Write
+from convmon.rules.state import OUTBOX_RETENTION_S, InstanceStore, Write
 from convmon.rules.templates import render
 
 __all__ = ["AggregateSource", "FusedAggregateSource", "RuleEngine", "RuleMetrics"]
@@ -101,12 +101,13 @@ class RuleEngine:
         metrics: RuleMetrics,
         generator_url: str = "",
         durable: DurableScripts | None = None,
+        outbox_retention_s: int = OUTBOX_RETENTION_S,
     ) -> None:
         self.clock = clock
         self.rules = rules
         self.aggregates = aggregates
         self.metrics = metrics
-        self.store = InstanceStore(redis, keys, durable)
+        self.store = InstanceStore(redis, keys, durable, outbox_retention_s)
         self.generator_url = generator_url
         self._params = rules.params
         self._own_params = {name: {name: p} for name, p in self._params.items()}

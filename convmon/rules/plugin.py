@@ -72,7 +72,8 @@ def _components(runtime: Runtime, cfg: RulesConfig) -> Sequence[Component]:
                                durable=runtime.bus.durable)
         await store.load()
         return RuleEngine(runtime.redis, runtime.keys, runtime.clock, rules, store, metrics,
-                          durable=runtime.bus.durable)
+                          durable=runtime.bus.durable,
+                          outbox_retention_s=runtime.bus.settings.outbox_retention_s)
 
     shared = SharedEngine(build)
     return [

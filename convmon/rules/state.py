@@ -34,11 +34,14 @@ InstanceStatus = Literal["inactive", "pending", "firing", "resolved"]
 INACTIVE_TTL_S = 8 * 86400
 """How long an inactive/resolved record is kept (longer than the bus dedupe window)."""
 OUTBOX_MAXLEN = 100_000
+OUTBOX_RETENTION_S = 7 * 86400
+"""The default of ``bus.outbox_retention_s``: outbox entries older than this are trimmed."""
 
 _WRITE_LUA = """
 -- KEYS: instance, live set, active hash, outbox stream, rule index
 -- ARGV: expected version, state json, live (1|0), ttl, transition state ('' = none),
---       transition json, fingerprint, transition id, outbox maxlen, rule name
+--       transition json, fingerprint, transition id, outbox maxlen, rule name,
+--       outbox retention ms
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[2])
@@ -57,6 +60,12 @@ end
 if ARGV[5] ~= '' then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[9], '*',
              'id', ARGV[8], 'fp', ARGV[7], 'state', ARGV[5], 'data', ARGV[6])
+  local now = redis.call('TIME')
+  local minid = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+                - tonumber(ARGV[11])
+  if minid > 0 then
+    redis.call('XTRIM', KEYS[4], 'MINID', '~', string.format('%d', minid))
+  end
   if ARGV[3] == '1' then
     redis.call('HSET', KEYS[3], ARGV[7], ARGV[6])
   end
@@ -114,11 +123,13 @@ class Write:
 
 class InstanceStore:
     def __init__(
-        self, redis: Redis, keys: Keys, durable: DurableScripts | None = None
+        self, redis: Redis, keys: Keys, durable: DurableScripts | None = None,
+        outbox_retention_s: int = OUTBOX_RETENTION_S,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.durable = durable
+        self.outbox_retention_ms = outbox_retention_s * 1000
         self._write = redis.register_script(_WRITE_LUA)
 
     def instance_key(self, fingerprint: str) -> str:
@@ -179,7 +190,8 @@ class InstanceStore:
                 [w.version, _enc.encode(w.state), "1" if w.live else "0",
                  0 if w.live else INACTIVE_TTL_S,
                  t.state if t is not None else "", tdata, w.fingerprint,
-                 t.id if t is not None else "", OUTBOX_MAXLEN, w.state.rule],
+                 t.id if t is not None else "", OUTBOX_MAXLEN, w.state.rule,
+                 self.outbox_retention_ms],
             ))
         rows = await run_scripts(self.redis, self.durable, calls)
         return [bool(int(r)) for r in rows]
