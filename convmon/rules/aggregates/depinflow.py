@@ -110,12 +110,20 @@ class DepinFlowStore:
         """
         calls: list[tuple[int | None, list[str], list[str]]] = []
         """(position of a flow event, or None for a price sample; keys; arguments)"""
+        minutes: dict[tuple[str, int], int] = {}
+        """(symbol, minute) -> its price sample's place in ``calls``: the history keeps one
+        sample a minute, so a batch writes each minute once (the latest applied wins)."""
         for position, event in enumerate(events):
             p = event.payload
             if isinstance(p, MarketPrice):
-                calls.append(
-                    (None, [self.price_key(p.symbol)], [repr(event.occurred_at), repr(p.price_usd)])
-                )
+                call = (None, [self.price_key(p.symbol)],
+                        [repr(event.occurred_at), repr(p.price_usd)])
+                slot = (p.symbol, int(event.occurred_at // 60))
+                if slot in minutes:
+                    calls[minutes[slot]] = call
+                else:
+                    minutes[slot] = len(calls)
+                    calls.append(call)
             elif isinstance(p, DepinEmission | DepinBurn | DepinSupply):
                 calls.append((position, *self._flow_call(event, p, now)))
         if not calls:
