@@ -371,7 +371,11 @@ async def test_anvil_reorg_moving_the_mint_to_another_block_publishes_it_once(
     await node.mine(1)
 
     async def seen() -> bool:
-        return int((await run.status()).get("pending_logs", 0)) >= 1
+        status = await run.status()
+        # A websocket that reconnected (a loaded machine misses a ping) starts again with
+        # no pending log: the mint then comes back by eth_getLogs once confirmed, and the
+        # reorg below is met by that backfill instead; the outcome must be the same.
+        return int(status.get("pending_logs", 0)) >= 1 or int(status.get("reconnects", 0)) > 0
 
     await eventually(seen, "the mint to be seen")
     tx = {"from": await node.account(), "to": usdt.address, "data": encode_records(records),
