@@ -25,7 +25,8 @@ tag                keys (and the script or MULTI that needs them together)
 ``{sol:<name>}``   one Solana collector's signature queue, sequence, done and failed sets
 ``{btc}``          the bitcoin collector's block records, pool list and reorg journal
 (none)             keys only ever used alone: checkpoints, heartbeats, market sources,
-                   receiver rate counters, the layout version, plugin keys
+                   receiver rate counters, the layout version, the bus layout
+                   (`Keys.bus_layout`), plugin keys
 =================  =====================================================================
 
 The event stream is partitioned into ``bus.shards`` streams (`event_stream`); an event's
@@ -33,7 +34,10 @@ shard follows its source family (the part of its kind before the first dot, see
 `convmon.monitor.shards`), so one family's events stay in order on one stream and the
 families spread over the cluster's nodes (the tags ``{ev0}``..``{ev3}`` hash to slots
 9271, 13334, 1141 and 5204: one per primary of a three-primary cluster, and one more).
-Standalone Redis and Sentinel ignore tags: the same layout runs everywhere.
+Standalone Redis and Sentinel ignore tags: the same layout runs everywhere. The shard count
+and family pins the streams and markers were written with are recorded (`Keys.bus_layout`):
+a daemon configured otherwise refuses to start until ``convmon bus reshard`` has moved them
+(`convmon.monitor.reshard`).
 """
 
 from __future__ import annotations
@@ -84,6 +88,14 @@ class Keys:
         """Marker set when an event id was published (TTL bounded), beside the shard
         stream that carries the event (the publish script checks and appends at once)."""
         return self._k(_event_tag(shard), "seen", event_id)
+
+    @property
+    def bus_layout(self) -> str:
+        """String: the layout of the event bus this Redis holds, as JSON ``{"shards": N,
+        "family_shards": {family: shard}}`` (`convmon.monitor.buslayout`). Written by the
+        first daemon that starts on an empty Redis and by ``convmon bus reshard``; every
+        daemon compares it with its ``bus`` settings at start."""
+        return self._k("bus", "layout")
 
     def checkpoint(self, source: str) -> str:
         """Collector checkpoint (a string value, written atomically with its events)."""
