@@ -4,7 +4,8 @@ The server is ``CONVMON_TEST_REDIS_URL`` if set, else 127.0.0.1:6379 if it answe
 embedded redis-server started for the session (the same code path as the daemon's).
 
 Modules marked ``all_redis`` run again on Redis 6.2; the suites in `CLUSTER_SUITES` (the
-bus, the rule engine, workers and rule tests, alert delivery, a daemon and its API) run
+bus and its resharding, the rule engine, workers and rule tests, alert delivery, a daemon
+and its API) run
 again on a real local Redis Cluster (six nodes, three primaries with a replica each),
 started once per session the first time one of them asks for it and stopped at the end.
 """
@@ -118,6 +119,7 @@ CLUSTER_SUITES = (
     "tests/monitor/test_bus.py",
     "tests/monitor/test_cluster.py",
     "tests/monitor/test_daemon.py",
+    "tests/monitor/test_reshard.py",
     "tests/monitor/test_api_contract.py",
     "tests/rules/test_engine.py",
     "tests/rules/test_workers.py",

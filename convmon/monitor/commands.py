@@ -292,3 +292,87 @@ def _run_redis(factory: Any) -> Any:
     except RedisSetupError as exc:
         err_console.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None
+
+
+bus_app = typer.Typer(
+    help="The event bus: change its shards (bus.shards, bus.family_shards).",
+    no_args_is_help=True,
+)
+app.add_typer(bus_app, name="bus")
+
+
+@bus_app.command("reshard")
+def bus_reshard(
+    config: ConfigOption = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Go on while processes with the collectors or rules "
+                     "role run (e.g. rules workers on the previous settings left to drain "
+                     "the old shards; the collectors must be stopped)."),
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=0.0, help="Seconds to wait for the consumer groups "
+                     "of the old shards to drain (and for stopping processes to go)."),
+    ] = 60.0,
+) -> None:
+    """Move the event bus to the configured bus.shards and bus.family_shards.
+
+    Waits until the consumer groups have drained the old shards, copies the dedupe markers
+    of every family that moves to its new shard, creates the consumer groups on the new
+    shards and records the layout, after which daemons with these settings start. Run it
+    with the collectors and rules workers stopped; safe to run again (an interrupted run
+    is finished by the next). Exit 2 when it must not run now, 1 when the old shards did
+    not drain in time."""
+    from convmon.monitor.buslayout import BusLayout
+    from convmon.monitor.reshard import NotDrained, ReshardRefused, reshard
+
+    loaded = load_or_exit(config)
+    layout = BusLayout.of(loaded.core.bus)
+
+    def say(text: str) -> None:
+        console.print(escape(text), highlight=False)
+
+    async def move() -> Any:
+        # The configured Redis, or this data dir's embedded one: started if no daemon
+        # runs (a stopped deployment is what this is for), never another daemon's.
+        try:
+            async with open_runtime(loaded, start_embedded=True) as rt:
+                return await reshard(rt.redis, rt.keys, layout, force=force,
+                                     timeout_s=timeout, progress=say)
+        except DataDirInUse:
+            async with open_runtime(loaded, start_embedded=False,
+                                    require_daemon=False) as rt:
+                return await reshard(rt.redis, rt.keys, layout, force=force,
+                                     timeout_s=timeout, progress=say)
+
+    try:
+        report = _run_redis(move)
+    except ReshardRefused as exc:
+        err_console.print(f"[red]error[/red]: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    except NotDrained as exc:
+        err_console.print(
+            f"[red]error[/red]: the consumer groups of the old shards did not drain within "
+            f"{timeout:g} s; left:", highlight=False)
+        for left in exc.left:
+            err_console.print(f"  {escape(left.describe())}", highlight=False)
+        err_console.print(
+            "Let the rules workers drain them on the previous bus settings (with the "
+            "collectors stopped), then stop them and run this again, or run it with "
+            "--force while they drain. A group no process reads any more can be removed "
+            "with XGROUP DESTROY.", highlight=False)
+        raise typer.Exit(1) from None
+    for stream, length in sorted(report.stranded_dead_letters.items()):
+        err_console.print(
+            f"[yellow]warning[/yellow]: {escape(stream)} keeps {length} dead letters that "
+            f"`convmon deadletters` no longer reads (bus.shards is now {layout.shards})",
+            highlight=False)
+    if report.changed and report.other_processes:
+        err_console.print(
+            "[yellow]warning[/yellow]: restart "
+            f"{escape(', '.join(report.other_processes))}: they still run with the "
+            "previous bus settings", highlight=False)
+    if report.changed:
+        console.print(f"[green]ok[/green]: the event bus is laid out with "
+                      f"{escape(layout.describe())}", highlight=False)

@@ -97,7 +97,9 @@ class BusSettings(Model):
     shards: int = Field(default=1, ge=1, le=64)
     """Event stream shards (``convmon:{ev<k>}:events``); on Redis Cluster they spread the
     stream, its dedupe markers and the rules workers' reads over the nodes. An event's
-    shard follows its source family (see `family_shards`)."""
+    shard follows its source family (see `family_shards`). Changing it (or
+    `family_shards`) takes ``convmon bus reshard``: a daemon refuses to start with another
+    layout than the one its Redis records (`convmon.monitor.buslayout`)."""
     family_shards: dict[str, int] = Field(default_factory=dict)
     """Source family (``bitcoin``, ``solana``, ``stablecoin``, ``market``, ...) -> shard,
     overriding the default (a hash of the family name)."""

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from convmon import __version__
 from convmon.monitor import runfile
 from convmon.monitor.app import LoadedConfig, open_runtime
+from convmon.monitor.buslayout import LayoutMismatch, ensure_layout
 from convmon.monitor.clock import Clock
 from convmon.monitor.http import HttpServer, StateSource, StatusSource
 from convmon.monitor.keymigration import migrate_legacy_keys
@@ -167,9 +168,10 @@ async def run_daemon(
 ) -> int:
     """Run until ``stop`` is set or SIGTERM/SIGINT arrives. Returns the exit code.
 
-    Raises `StartupError` when the HTTP address is in use and `DataDirInUse` when another
-    daemon runs on the same data dir: both are errors at start (the CLI exits 2), never a
-    component restarting forever."""
+    Raises `StartupError` when the HTTP address is in use or the ``bus`` settings are not
+    the layout this Redis holds (`convmon.monitor.buslayout`), and `DataDirInUse` when
+    another daemon runs on the same data dir: all are errors at start (the CLI exits 2),
+    never a component restarting forever."""
     stop = stop or asyncio.Event()
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
@@ -183,6 +185,10 @@ async def run_daemon(
             start_embedded=True,
         ) as rt:
             await migrate_legacy_keys(rt.redis, rt.keys)
+            try:
+                await ensure_layout(rt.redis, rt.keys, config.core.bus, config.source)
+            except LayoutMismatch as exc:
+                raise StartupError(str(exc)) from None
             await _serve(rt, config, roles, registry, stop, started=started, extras=extras,
                          demo=demo)
     except RedisWaitAborted:

@@ -342,10 +342,23 @@ class OpsGroup(msgspec.Struct, frozen=True, kw_only=True):
     """Age of the oldest unacknowledged entry (from its id), None when nothing is pending."""
 
 
+class OpsRedisMemory(msgspec.Struct, frozen=True, kw_only=True):
+    """The memory of one Redis primary (``INFO memory``), as ``/metrics`` reports it
+    (`convmon.monitor.redismemory`)."""
+
+    node: str
+    """``primary`` on a standalone or Sentinel-managed server; ``host:port`` of each
+    primary on a cluster."""
+    used_memory: int
+    maxmemory: int = 0
+    """0: no limit set."""
+
+
 class OpsSample(_Payload, frozen=True, kw_only=True, tag="ops.sample"):
     """The monitor's view of itself, sampled from Redis by the ops sampler: live processes
-    and their components, consumer groups and dead-letter streams. One per sampling
-    interval across all replicas (id ``ops:sample:<interval start>``). Position = unix ms."""
+    and their components, consumer groups, dead-letter streams and Redis memory. One per
+    sampling interval across all replicas (id ``ops:sample:<interval start>``). Position =
+    unix ms."""
 
     interval_s: float
     processes: list[OpsProcess] = msgspec.field(default_factory=list)
@@ -353,6 +366,9 @@ class OpsSample(_Payload, frozen=True, kw_only=True, tag="ops.sample"):
     groups: list[OpsGroup] = msgspec.field(default_factory=list)
     dead_letters: dict[str, int] = msgspec.field(default_factory=dict)
     """Length of each dead-letter stream: ``events`` and ``alerts``."""
+    redis: list[OpsRedisMemory] = msgspec.field(default_factory=list)
+    """Memory of every Redis primary; empty when Redis refuses ``INFO`` (some managed
+    offerings restrict it) and in samples of releases before it was added."""
 
 
 Payload = (

@@ -31,7 +31,8 @@ tag                keys (and the script or MULTI that needs them together)
 ``{sol:<name>}``   one Solana collector's signature queue, sequence, done and failed sets
 ``{btc}``          the bitcoin collector's block records, pool list and reorg journal
 (none)             keys only ever used alone: checkpoints, heartbeats, market sources,
-                   receiver rate counters, the layout version, plugin keys
+                   receiver rate counters, the layout version, the bus layout
+                   (`Keys.bus_layout`), plugin keys
 =================  =====================================================================
 
 The event stream is partitioned into ``bus.shards`` streams (`event_stream`); an event's
@@ -43,7 +44,10 @@ The rules workers' windows spread the same way: each aggregate group is its own 
 (``{agg:btc}`` slot 2875, ``{agg:depin}`` 3049, ``{agg:ops}`` 6047, ``{agg:market}`` 8482,
 ``{agg:x402}`` 12411, ``{agg:stable}`` 14954: two per primary of a three-primary cluster),
 so one batch's script calls run on several nodes at once.
-Standalone Redis and Sentinel ignore tags: the same layout runs everywhere.
+Standalone Redis and Sentinel ignore tags: the same layout runs everywhere. The shard count
+and family pins the streams and markers were written with are recorded (`Keys.bus_layout`):
+a daemon configured otherwise refuses to start until ``convmon bus reshard`` has moved them
+(`convmon.monitor.reshard`).
 """
 
 from __future__ import annotations
@@ -96,6 +100,14 @@ class Keys:
         """Marker set when an event id was published (TTL bounded), beside the shard
         stream that carries the event (the publish script checks and appends at once)."""
         return self._k(_event_tag(shard), "seen", event_id)
+
+    @property
+    def bus_layout(self) -> str:
+        """String: the layout of the event bus this Redis holds, as JSON ``{"shards": N,
+        "family_shards": {family: shard}}`` (`convmon.monitor.buslayout`). Written by the
+        first daemon that starts on an empty Redis and by ``convmon bus reshard``; every
+        daemon compares it with its ``bus`` settings at start."""
+        return self._k("bus", "layout")
 
     def checkpoint(self, source: str) -> str:
         """Collector checkpoint (a string value, written atomically with its events)."""

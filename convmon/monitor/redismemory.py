@@ -3,8 +3,9 @@
 In: the client (standalone, Sentinel primary or Cluster). Out: ``convmon_redis_memory_bytes``
 (``used_memory``) and ``convmon_redis_maxmemory_bytes`` (0 when no limit is set) per node;
 on a cluster one series per primary (replicas hold copies). The operations alert
-``RedisMemoryNearLimit`` compares the two. What the figures should be is the memory model in
-deploy/README.md.
+``RedisMemoryNearLimit`` compares the two; so does the default rule pack's alert of the same
+name, from the figures the ops sampler (`convmon.monitor.selfwatch`) puts in each
+``ops.sample``. What the figures should be is the memory model in deploy/README.md.
 """
 
 from __future__ import annotations

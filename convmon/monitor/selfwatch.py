@@ -3,12 +3,14 @@
 In: what every process leaves in Redis — heartbeat hashes (they carry a TTL and vanish
 when their process dies) with the state of each supervised component, the collectors'
 status hashes and liveness keys, the consumer groups of the ``events`` and ``alerts``
-streams and the dead-letter streams. Out: one ``ops.sample`` event per sampling interval
-on the bus, and a ``collector.status`` disconnect for each collector whose status still
-says connected although its liveness key expired.
+streams, the dead-letter streams and the memory of every Redis primary (``INFO memory``).
+Out: one ``ops.sample`` event per sampling interval on the bus, and a ``collector.status``
+disconnect for each collector whose status still says connected although its liveness key
+expired.
 
 Why events: the rule engine only sees the bus, so "a component is down", "a consumer
-group falls behind" or "entries are being dead-lettered" become rules of the default pack
+group falls behind", "entries are being dead-lettered" or "Redis is near its maxmemory"
+become rules of the default pack
 like any other (``convmon/rules/pack/ops.yaml``), with the same routing, silences and
 notification log as every other alert.
 
@@ -27,8 +29,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import weakref
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -39,10 +43,12 @@ from convmon.monitor.events import (
     OpsComponent,
     OpsGroup,
     OpsProcess,
+    OpsRedisMemory,
     OpsSample,
 )
 from convmon.monitor.plugins import Runtime
 from convmon.monitor.redisconn import as_text
+from convmon.monitor.redismemory import redis_memory
 from convmon.monitor.shards import event_stream_labels
 
 log = logging.getLogger(__name__)
@@ -64,6 +70,22 @@ redis.call('HSET', KEYS[1], 'connected', ARGV[3], 'since', ARGV[4], 'updated_at'
            'detail', ARGV[5])
 return 1
 """
+
+
+# One counter per registry (a registry refuses a second metric of the same name, and a
+# process may build more than one sampler).
+_REFUSED: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
+
+
+def _refused_counter(registry: CollectorRegistry) -> Counter:
+    if registry not in _REFUSED:
+        _REFUSED[registry] = Counter(
+            "convmon_ops_redis_memory_refused",
+            "Ops samples taken without Redis memory because Redis refused INFO (some "
+            "managed offerings restrict it): RedisMemoryNearLimit cannot fire meanwhile.",
+            registry=registry,
+        )
+    return _REFUSED[registry]
 
 
 def _float(value: Any) -> float | None:
@@ -95,6 +117,8 @@ class OpsSampler:
         self.rt = runtime
         self.interval_s = float(interval_s)
         self._flip = runtime.redis.register_script(_FLIP_LUA)
+        self._memory_refused = _refused_counter(runtime.metrics)
+        self._memory_refusal_logged = False
 
     async def run(self) -> None:
         clock = self.rt.clock
@@ -115,6 +139,7 @@ class OpsSampler:
         processes, components = await self._processes()
         groups = await self._groups(redis_ms)
         dead = await self._dead_letters()
+        memory = await self._redis_memory()
         start_ms = round(math.floor(now / self.interval_s) * self.interval_s * 1000)
         event = Event(
             id=f"ops:sample:{start_ms}",
@@ -129,6 +154,7 @@ class OpsSampler:
                 components=components,
                 groups=groups,
                 dead_letters=dead,
+                redis=memory,
             ),
         )
         await self.rt.bus.publish([event])
@@ -138,6 +164,25 @@ class OpsSampler:
         """The Redis server's clock: stream entry ids are stamped with it."""
         sec, usec = await self.rt.redis.time()
         return int(sec) * 1000 + int(usec) // 1000
+
+    async def _redis_memory(self) -> list[OpsRedisMemory]:
+        """used_memory and maxmemory of every primary; none when Redis refuses ``INFO``
+        (counted on every sample, logged once per sampler)."""
+        try:
+            figures = await redis_memory(self.rt.redis)
+        except ResponseError as exc:
+            self._memory_refused.inc()
+            if not self._memory_refusal_logged:
+                self._memory_refusal_logged = True
+                log.warning(
+                    "Redis refuses INFO: ops samples carry no Redis memory, so the "
+                    "RedisMemoryNearLimit rule cannot fire (counted in "
+                    "convmon_ops_redis_memory_refused_total)",
+                    extra={"error": str(exc)[:ERROR_TEXT_MAX]},
+                )
+            return []
+        return [OpsRedisMemory(node=node, used_memory=used, maxmemory=limit)
+                for node, (used, limit) in sorted(figures.items())]
 
     async def _processes(self) -> tuple[list[OpsProcess], list[OpsComponent]]:
         redis, keys = self.rt.redis, self.rt.keys

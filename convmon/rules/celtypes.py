@@ -107,7 +107,7 @@ _MAPS = frozenset({
     "miner.revenue_usd_per_mwh", "miner.revenue_to_ai_low_ratio",
     "miner.revenue_to_ai_high_ratio",
     "collectors",
-    "ops.processes", "ops.components", "ops.groups", "ops.dead_letters",
+    "ops.processes", "ops.components", "ops.groups", "ops.dead_letters", "ops.redis",
     "payments.x402", "payments.x402.*.volume_by_token", "payments.track_share",
     "payments.track_share.*",
     "depin_flows.tokens", "depin_flows.tokens.*.burned_by_purpose",
@@ -131,6 +131,8 @@ _MAP_VALUES: Mapping[str, CelType] = {
     "payments.x402.*.volume_by_token": NUMBER,
     "payments.track_share.*": NUMBER,
     "depin_flows.tokens.*.burned_by_purpose": NUMBER,
+    "ops.redis": record({"node": STRING, "used_memory": NUMBER, "maxmemory": NUMBER,
+                         "used_ratio": NUMBER.or_null()}),
 }
 """Value types of maps that are empty on an empty state."""
 

@@ -9,7 +9,16 @@ import msgspec
 import pytest
 
 from convmon.monitor.clock import ManualClock
-from convmon.monitor.events import Event, OpsComponent, OpsGroup, OpsProcess, OpsSample
+from convmon.monitor.events import (
+    Event,
+    OpsComponent,
+    OpsGroup,
+    OpsProcess,
+    OpsRedisMemory,
+    OpsSample,
+    decode_event,
+    encode_event,
+)
 from tests.aggregates.conftest import MakeStore
 from tests.aggregates.factories import T0
 
@@ -45,7 +54,8 @@ async def ops_root(store: Any) -> dict[str, Any]:
 async def test_nothing_sampled_yet(make_store: MakeStore) -> None:
     ops = await ops_root(await make_store())
     assert ops == {"sampled_at": None, "sample_age_s": None, "interval_s": None,
-                   "processes": {}, "components": {}, "groups": {}, "dead_letters": {}}
+                   "processes": {}, "components": {}, "groups": {}, "dead_letters": {},
+                   "redis": {}, "redis_max_used_ratio": None}
 
 
 async def test_a_sample_applies_once_and_a_late_one_does_not_win(
@@ -148,3 +158,42 @@ async def test_a_process_that_said_it_was_stopping_stopped_however_long_it_took(
     await store.apply([msgspec.structs.replace(stopping, payload=payload)])
     await store.apply([sample(T0 + 60)])
     assert (await ops_root(store))["processes"]["a"]["state"] == "stopped"
+
+
+async def test_redis_memory_of_the_latest_sample_per_primary(make_store: MakeStore) -> None:
+    store = await make_store()
+    memory = [OpsRedisMemory(node="10.0.0.1:6379", used_memory=900, maxmemory=1000),
+              OpsRedisMemory(node="10.0.0.2:6379", used_memory=300, maxmemory=1000),
+              OpsRedisMemory(node="10.0.0.3:6379", used_memory=5000, maxmemory=0)]
+    event = sample(T0)
+    assert isinstance(event.payload, OpsSample)
+    payload = msgspec.structs.replace(event.payload, redis=memory)
+    await store.apply([msgspec.structs.replace(event, payload=payload)])
+    ops = await ops_root(store)
+    assert ops["redis"] == {
+        "10.0.0.1:6379": {"node": "10.0.0.1:6379", "used_memory": 900, "maxmemory": 1000,
+                          "used_ratio": 0.9},
+        "10.0.0.2:6379": {"node": "10.0.0.2:6379", "used_memory": 300, "maxmemory": 1000,
+                          "used_ratio": 0.3},
+        # No maxmemory: nothing to be near.
+        "10.0.0.3:6379": {"node": "10.0.0.3:6379", "used_memory": 5000, "maxmemory": 0,
+                          "used_ratio": None},
+    }
+    assert ops["redis_max_used_ratio"] == 0.9
+    # The next sample without memory (Redis refused INFO) leaves nothing to alert on.
+    await store.apply([sample(T0 + 15)])
+    ops = await ops_root(store)
+    assert ops["redis"] == {} and ops["redis_max_used_ratio"] is None
+
+
+async def test_a_sample_of_an_older_release_without_redis_memory_still_decodes(
+    make_store: MakeStore,
+) -> None:
+    raw = msgspec.json.decode(encode_event(sample(T0, backlog=1)))
+    del raw["payload"]["redis"]
+    event = decode_event(msgspec.json.encode(raw))
+    assert isinstance(event.payload, OpsSample) and event.payload.redis == []
+    store = await make_store()
+    assert await store.apply([event]) == [True]
+    ops = await ops_root(store)
+    assert ops["redis"] == {} and ops["groups"]["events/rules"]["backlog"] == 1

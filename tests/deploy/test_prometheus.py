@@ -141,6 +141,7 @@ MIRRORS: dict[str, Mirror] = {
     "ConsumerLagGrowing": Mirror(for_param="min_growing_s"),
     "ConsumerPendingHigh": Mirror(">", "max_pending", same_for=True),
     "PriceSourceStale": Mirror("==", None, same_for=True),
+    "RedisMemoryNearLimit": Mirror(">", "max_ratio", same_for=True),
 }
 """Prometheus alerts that mirror a pack rule, by the shared name. Not mirrored: the dead
 letter alerts (per metric, the pack's DeadLetters is per stream), BitcoinReorgAnyDepth (the

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import uuid
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from convmon.monitor.bus import EventBus
 from convmon.monitor.clock import ManualClock
@@ -235,6 +238,52 @@ async def test_the_ops_root_tells_a_process_that_died_from_one_that_stopped(
     assert ops["processes"]["crashed"]["gone_for_s"] == 0
     assert sorted(ops["components"]) == ["alive/bitcoin"]
     assert ops["sample_age_s"] == 0 and ops["interval_s"] == 15
+
+
+async def test_sample_carries_the_memory_of_the_redis_primary(
+    redis: Redis, keys: Keys, bus: EventBus, tmp_path: Path
+) -> None:
+    info = await redis.info("memory")
+    sample = (await OpsSampler(runtime(redis, keys, bus, ManualClock(T0), tmp_path))
+              .sample()).payload
+    assert isinstance(sample, OpsSample)
+    [memory] = sample.redis
+    assert memory.node == "primary"
+    assert memory.used_memory > 0 and memory.maxmemory == int(info["maxmemory"])
+
+
+async def test_a_redis_that_refuses_info_leaves_memory_out_and_says_so_once(
+    redis: Redis, keys: Keys, bus: EventBus, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Some managed offerings restrict INFO: here a real ACL user allowed everything else."""
+    user, password = f"{keys.prefix}-noinfo", uuid.uuid4().hex
+    await redis.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"],
+                            channels=["*"], commands=["+@all", "-info"], reset=True)
+    pool = redis.connection_pool
+    restricted = Redis(connection_pool=ConnectionPool(
+        connection_class=pool.connection_class,
+        **{**pool.connection_kwargs, "username": user, "password": password},
+    ))
+    try:
+        with pytest.raises(ResponseError):
+            await restricted.info("memory")
+        rt = runtime(restricted, keys, bus, ManualClock(T0), tmp_path)
+        sampler = OpsSampler(rt)
+        with caplog.at_level(logging.WARNING, logger="convmon.monitor.selfwatch"):
+            first = (await sampler.sample()).payload
+            rt.clock.advance(15)  # type: ignore[attr-defined]
+            second = (await sampler.sample()).payload
+        assert isinstance(first, OpsSample) and isinstance(second, OpsSample)
+        assert first.redis == [] and second.redis == []
+        assert [e.id for e in await stream_events(redis, keys, "ops.sample")] == [
+            f"ops:sample:{int(T0 * 1000)}", f"ops:sample:{int((T0 + 15) * 1000)}",
+        ]
+        refused = [r for r in caplog.records if "refuses INFO" in r.getMessage()]
+        assert len(refused) == 1
+        assert rt.metrics.get_sample_value("convmon_ops_redis_memory_refused_total") == 2.0
+    finally:
+        await restricted.aclose()
+        await redis.acl_deluser(user)
 
 
 async def test_a_failure_raises_out_of_run(

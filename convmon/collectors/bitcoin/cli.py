@@ -335,9 +335,12 @@ def backfill_bitcoin(
     async def backfill() -> int:
         from convmon.collectors.bitcoin.plugin import attributor_for, make_collector
         from convmon.monitor.app import open_runtime
+        from convmon.monitor.buslayout import ensure_layout
 
         # A backfill adds events for a daemon to process; it needs none running now.
         async with open_runtime(loaded, require_daemon=False) as rt:
+            # It publishes like a collector: to the shards the bus is laid out with.
+            await ensure_layout(rt.redis, rt.keys, loaded.core.bus, loaded.source)
             collector = make_collector(rt, cfg, await attributor_for(cfg, rt.data_dir))
             with Progress(
                 "[progress.description]{task.description}", BarColumn(),
@@ -353,8 +356,13 @@ def backfill_bitcoin(
                 finally:
                     await collector.source.close()
 
+    from convmon.monitor.buslayout import LayoutMismatch
+
     try:
         count = run_async(backfill)
+    except LayoutMismatch as exc:
+        err_console.print(f"[red]error[/red]: {escape(str(exc))}")
+        raise typer.Exit(2) from None
     except Exception as exc:
         err_console.print(f"[red]error[/red]: backfill failed: {escape(str(exc))}")
         raise typer.Exit(1) from None

@@ -418,7 +418,8 @@ def ops_view(
 ) -> dict[str, Any]:
     """The ``ops`` root from the latest ``ops.sample`` (``time|json``), the history of its
     trend figures (``(time, json)``, any order), the per-process sightings
-    (``last_seen|ttl|roles|gone_at``) and since which sample each component is down."""
+    (``last_seen|ttl|roles|gone_at``) and since which sample each component is down.
+    Redis memory (``redis``, ``redis_max_used_ratio``) is the latest sample's."""
     sample: dict[str, Any] = {}
     sampled_at: float | None = None
     if last:
@@ -482,6 +483,19 @@ def ops_view(
         }
         for name, length in (sample.get("dead_letters") or {}).items()
     }
+
+    # Samples of releases before the field carry no ``redis``: an empty map, no alert.
+    redis: dict[str, Any] = {}
+    for r in sample.get("redis") or []:
+        used, limit = int(r.get("used_memory") or 0), int(r.get("maxmemory") or 0)
+        redis[str(r["node"])] = {
+            "node": str(r["node"]),
+            "used_memory": used,
+            "maxmemory": limit,
+            # No maxmemory (0): no limit to be near, never a ratio.
+            "used_ratio": used / limit if limit > 0 else None,
+        }
+    ratios = [n["used_ratio"] for n in redis.values() if n["used_ratio"] is not None]
     return {
         "sampled_at": sampled_at,
         "sample_age_s": now - sampled_at if sampled_at is not None else None,
@@ -490,4 +504,6 @@ def ops_view(
         "components": components,
         "groups": groups,
         "dead_letters": dead_letters,
+        "redis": redis,
+        "redis_max_used_ratio": max(ratios) if ratios else None,
     }
