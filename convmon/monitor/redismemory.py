@@ -10,14 +10,20 @@ name, from the figures the ops sampler (`convmon.monitor.selfwatch`) puts in eac
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ResponseError
 
 from convmon.monitor.redistarget import is_cluster
+
+log = logging.getLogger(__name__)
+_refusal_logged: list[bool] = []
+"""Set once a refusal was logged (once per process)."""
 
 STANDALONE_NODE = "primary"
 """The ``node`` label of a standalone or Sentinel-managed server."""
@@ -50,7 +56,17 @@ async def redis_memory_metrics(redis: Redis) -> list[Metric]:
         "The maxmemory limit of each primary (0: none set).",
         labels=["node"],
     )
-    for node, (used_bytes, max_bytes) in sorted((await redis_memory(redis)).items()):
+    try:
+        figures = await redis_memory(redis)
+    except ResponseError as exc:
+        # A managed Redis may refuse INFO: /metrics goes on without these two families
+        # (the ops sampler counts the refusals in convmon_ops_redis_memory_refused_total).
+        if not _refusal_logged:
+            _refusal_logged.append(True)
+            log.warning("Redis refused INFO memory: no convmon_redis_memory_bytes",
+                        extra={"error": str(exc)[:200]})
+        return []
+    for node, (used_bytes, max_bytes) in sorted(figures.items()):
         used.add_metric([node], float(used_bytes))
         limit.add_metric([node], float(max_bytes))
     return [used, limit]

@@ -28,6 +28,7 @@ from convmon.monitor.config import CoreSettings
 from convmon.monitor.events import CollectorStatus, Event, OpsSample, decode_event
 from convmon.monitor.keys import Keys
 from convmon.monitor.plugins import Runtime
+from convmon.monitor.redismemory import redis_memory_metrics
 from convmon.monitor.selfwatch import EXPIRED_DETAIL, RESUMED_DETAIL, OpsSampler
 from convmon.rules.aggregates import AggregatesConfig, AggregateStore
 
@@ -281,6 +282,8 @@ async def test_a_redis_that_refuses_info_leaves_memory_out_and_says_so_once(
         refused = [r for r in caplog.records if "refuses INFO" in r.getMessage()]
         assert len(refused) == 1
         assert rt.metrics.get_sample_value("convmon_ops_redis_memory_refused_total") == 2.0
+        # /metrics goes on without the memory gauges rather than failing whole.
+        assert await redis_memory_metrics(restricted) == []
     finally:
         await restricted.aclose()
         await redis.acl_deluser(user)
