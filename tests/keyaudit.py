@@ -539,7 +539,9 @@ def _known_scripts(extra: Mapping[str, str] | Iterable[str]) -> dict[str, str]:
     constants, and ``extra``. Reports name scripts by them."""
     found: dict[str, str] = {}
     for obj in gc.get_objects():
-        if isinstance(obj, (Script, AsyncScript)):
+        # type(), not isinstance(): the heap holds weak proxies whose referent is gone,
+        # and isinstance() asks them for their class.
+        if type(obj) in (Script, AsyncScript):
             body = obj.script.decode() if isinstance(obj.script, bytes) else str(obj.script)
             found[_sha(body)] = body
     for name, module in list(sys.modules.items()):

@@ -12,7 +12,7 @@ ever ran on standalone Redis, so a cluster has nothing to rename. Bus dedupe mar
 not moved: they only guard republication, and collectors resume from their checkpoints
 (whose names did not change). Layout 2 -> 3: the aggregates leave their single ``{agg}``
 slot for their groups, with their applied markers, on every topology
-(`convmon.rules.aggregates.migration`).
+(`convmon.monitor.aggmigration`).
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
+from convmon.monitor.aggmigration import migrate_aggregates
 from convmon.monitor.keys import Keys
 from convmon.monitor.redisconn import as_text
 from convmon.monitor.redistarget import is_cluster
-from convmon.rules.aggregates.migration import migrate_aggregates
 
 log = logging.getLogger(__name__)
 
 LAYOUT = "3"
 """The key layout this release writes (1: before hash tags; 2: every aggregate under one
-``{agg}`` tag, moved to their groups by `convmon.rules.aggregates.migration`)."""
+``{agg}`` tag, moved to their groups by `convmon.monitor.aggmigration`)."""
 
 
 def _fixed(keys: Keys) -> dict[str, str]:

@@ -57,6 +57,11 @@ from dataclasses import dataclass
 DEFAULT_PREFIX = "convmon"
 AGGREGATE_GROUPS = ("btc", "stable", "depin", "market", "ops", "x402")
 """The aggregate groups, one hash tag each (`Keys.aggregate_base`)."""
+SERIES_GROUPS: dict[str, str] = {
+    "mint": "stable", "burn": "stable", "supply": "stable", "dp": "depin", "dpn": "depin",
+}
+"""Time-series family -> the aggregate group that keeps its series (and lists them in its
+``ts:meta``)."""
 
 
 @dataclass(frozen=True, slots=True)

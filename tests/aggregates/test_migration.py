@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from convmon.monitor.aggmigration import marker_groups
 from convmon.monitor.clock import ManualClock
 from convmon.monitor.events import Event
 from convmon.monitor.keymigration import LAYOUT, migrate_legacy_keys
@@ -16,7 +17,6 @@ from convmon.monitor.keys import AGGREGATE_GROUPS, Keys
 from convmon.rules.aggregates import AggregatesConfig, AggregateStore
 from convmon.rules.aggregates.encoding import encode
 from convmon.rules.aggregates.layout import CODE_GROUP
-from convmon.rules.aggregates.migration import marker_groups
 from tests.aggregates import factories as f
 from tests.aggregates.factories import T0
 

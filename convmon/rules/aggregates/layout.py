@@ -52,10 +52,6 @@ CODE_GROUP: dict[str, str] = {
 }
 """The group of each apply-script event code (``encoding.encode``)."""
 
-SERIES_GROUP: dict[str, str] = {
-    "mint": "stable", "burn": "stable", "supply": "stable", "dp": "depin", "dpn": "depin",
-}
-"""The group whose ``ts:meta`` lists the series of each family."""
 
 HLL_HORIZON_S = 86_400
 """Payout recipients older than this (plus one bucket) are not counted (``apply.lua``)."""

@@ -2,9 +2,9 @@
 
 In: a Redis (standalone, Sentinel or Cluster) whose aggregates sit under the single
 ``{agg}`` tag (`Keys.aggregates_legacy`), bitcoin candidates as one hash per height. Out:
-the same data under the groups of `layout` (each key under its group's base, the
-candidates folded into the ``btc:cand`` hash, ``ts:meta`` split between the ``stable``
-and ``depin`` groups), and the old keys gone.
+the same data under the groups of `convmon.rules.aggregates.layout` (each key under its
+group's base, the candidates folded into the ``btc:cand`` hash, ``ts:meta`` split between
+the ``stable`` and ``depin`` groups), and the old keys gone.
 
 Every key moves with DUMP/RESTORE (value and TTL; it works between cluster nodes, where
 RENAME cannot) and is deleted after: a move interrupted midway is finished by the next
@@ -22,9 +22,8 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from convmon.monitor.keys import AGGREGATE_GROUPS, Keys
+from convmon.monitor.keys import AGGREGATE_GROUPS, SERIES_GROUPS, Keys
 from convmon.monitor.redisconn import as_text
-from convmon.rules.aggregates.layout import SERIES_GROUP
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ def key_groups(rest: str) -> tuple[str, ...]:
         return marker_groups(rest[len("done:"):])
     if rest.startswith(("ts:b:", "ts:w:")):
         family = rest[len("ts:b:"):].split(":", 1)[0]
-        group = SERIES_GROUP.get(family)
+        group = SERIES_GROUPS.get(family)
         return (group,) if group else ()
     for start, group in _KEY_GROUP:
         if rest.startswith(start):
@@ -114,7 +113,7 @@ async def _split_meta(redis: Redis, old: str, keys: Keys) -> None:
     """The one ``ts:meta`` into the ``stable`` and ``depin`` groups' (by series family)."""
     for field, value in (await redis.hgetall(old)).items():
         name = as_text(field)
-        group = SERIES_GROUP.get(name.split(":", 1)[0])
+        group = SERIES_GROUPS.get(name.split(":", 1)[0])
         if group is not None:
             await redis.hsetnx(f"{keys.aggregate_base(group)}:ts:meta", name, value)
     await redis.delete(old)
