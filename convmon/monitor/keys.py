@@ -243,7 +243,7 @@ class Keys:
     @property
     def aggregates_legacy(self) -> str:
         """Prefix every aggregate key had before the groups (layout 2, one ``{agg}`` slot);
-        only `convmon.rules.aggregates.migration` reads it."""
+        only `convmon.monitor.aggmigration` reads it."""
         return self._k("rules", "{agg}")
 
     # Alert delivery
