@@ -5,6 +5,7 @@ dropped connections, ``client.reconnect``), restarts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -387,3 +388,26 @@ async def test_stratum_v1_over_tls_with_a_private_certificate(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await server.close()
+
+
+async def test_a_flush_that_swallowed_the_cancellation_still_stops(rig: Rig) -> None:
+    """redis-py can swallow a cancellation that races its own cleanup (Python 3.11):
+    the collector's loop must still stop, not flush on for ever."""
+    collector = rig.collector()
+    flushes = 0
+
+    async def swallowing_flush() -> int:
+        nonlocal flushes
+        flushes += 1
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+        return 0
+
+    collector.flush = swallowing_flush  # type: ignore[method-assign]
+    task = await running(collector)
+    await eventually(lambda: flushes == 1, "the first flush under way")
+    task.cancel()
+    await eventually(task.done, "the collector stopped")
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert flushes == 1

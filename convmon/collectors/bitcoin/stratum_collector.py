@@ -42,6 +42,7 @@ from convmon.collectors.bitcoin.templates import (
     fingerprint,
 )
 from convmon.monitor.bus import EventBus
+from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.clock import Clock
 from convmon.monitor.events import BitcoinStratumJob, BitcoinTemplateCluster, Event
 from convmon.monitor.health import CollectorHealth
@@ -209,6 +210,9 @@ class StratumCollector:
         ]
         try:
             while True:
+                # redis-py (flush) may have swallowed our cancellation: without this the
+                # loop would run on and a stop would wait for ever.
+                honour_cancellation()
                 done = [t for t in tasks if t.done()]
                 if done:
                     # A source returned or failed: let the supervisor restart us.

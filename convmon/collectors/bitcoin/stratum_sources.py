@@ -28,6 +28,7 @@ from convmon.collectors.bitcoin.errors import MalformedJob, SourceUnavailable
 from convmon.collectors.bitcoin.sources import describe_error
 from convmon.collectors.bitcoin.stratum import StratumJob, job_from_notify, jobs_from_frame
 from convmon.monitor.backoff import Backoff
+from convmon.monitor.cancel import honour_cancellation
 from convmon.monitor.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class MempoolStratumSource:
                     detail = await self._follow(session, sink)
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     detail = describe_error(exc)
+                honour_cancellation()  # aiohttp may turn our cancellation into an error
                 await sink.down(self.name, detail)
                 await asyncio.sleep(self.backoff.next_delay())
 
@@ -135,6 +137,7 @@ class StratumV1Source:
             except ValueError as exc:  # a line longer than the limit
                 sink.malformed("stratum_line", str(exc))
                 detail = "line too long"
+            honour_cancellation()  # a library may turn our cancellation into an error
             await sink.down(self.name, f"{host}:{port}: {detail}")
             if redirect is not None:
                 host, port, wait = redirect
