@@ -50,7 +50,21 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_PUBLISH_LUA = """
+TRIM_BY_TIME_LUA = """
+-- Trim a stream by time (XTRIM MINID ~): entries older than retention_ms before the
+-- server's clock go (in whole stream nodes).
+local function trim_by_time(stream, retention_ms)
+  local now = redis.call('TIME')
+  local minid = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+                - tonumber(retention_ms)
+  if minid > 0 then
+    redis.call('XTRIM', stream, 'MINID', '~', string.format('%d', minid))
+  end
+end
+"""
+"""A Lua helper the scripts that append to a stream start with."""
+
+_PUBLISH_LUA = TRIM_BY_TIME_LUA + """
 -- KEYS[1] stream shard, KEYS[2..] the dedupe marker of each event (same hash tag)
 -- ARGV: maxlen, retention ms, then (id, kind, data, dedupe ttl)* in KEYS order
 local added = 0
@@ -61,14 +75,7 @@ for i = 3, #ARGV, 4 do
     added = added + 1
   end
 end
-if added > 0 then
-  local now = redis.call('TIME')
-  local minid = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-                - tonumber(ARGV[2])
-  if minid > 0 then
-    redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', minid))
-  end
-end
+if added > 0 then trim_by_time(KEYS[1], ARGV[2]) end
 return added
 """
 

@@ -25,6 +25,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from convmon.monitor.alerting import AlertTransition, encode_transition
+from convmon.monitor.bus import TRIM_BY_TIME_LUA
 from convmon.monitor.durable import DurableScripts
 from convmon.monitor.keys import Keys
 from convmon.monitor.scripting import ScriptCall, run_scripts
@@ -37,7 +38,7 @@ OUTBOX_MAXLEN = 100_000
 OUTBOX_RETENTION_S = 7 * 86400
 """The default of ``bus.outbox_retention_s``: outbox entries older than this are trimmed."""
 
-_WRITE_LUA = """
+_WRITE_LUA = TRIM_BY_TIME_LUA + """
 -- KEYS: instance, live set, active hash, outbox stream, rule index
 -- ARGV: expected version, state json, live (1|0), ttl, transition state ('' = none),
 --       transition json, fingerprint, transition id, outbox maxlen, rule name,
@@ -60,12 +61,7 @@ end
 if ARGV[5] ~= '' then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[9], '*',
              'id', ARGV[8], 'fp', ARGV[7], 'state', ARGV[5], 'data', ARGV[6])
-  local now = redis.call('TIME')
-  local minid = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-                - tonumber(ARGV[11])
-  if minid > 0 then
-    redis.call('XTRIM', KEYS[4], 'MINID', '~', string.format('%d', minid))
-  end
+  trim_by_time(KEYS[4], ARGV[11])
   if ARGV[3] == '1' then
     redis.call('HSET', KEYS[3], ARGV[7], ARGV[6])
   end
