@@ -1,6 +1,7 @@
 """Scale-out: events/s end to end with 1, 2 and 4 rules worker processes, on a standalone
 Redis and on a local Redis Cluster (six nodes, three primaries), and the ratio to one worker
-measured in the same run; then Redis memory per 100k events, before and after retention
+measured in the same run, and on the cluster how the Redis commands of each run spread over
+its primaries; then Redis memory per 100k events, before and after retention
 (``--memory-only`` skips the throughput runs).
 
 End to end = the realistic event mix of bench/rules.py, published to a 4-shard bus, consumed
@@ -23,9 +24,11 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from rules import engine_handler, make_event
 
 from convmon.monitor.bus import BusMetrics, Delivery, EventBus
@@ -35,7 +38,7 @@ from convmon.monitor.events import Event
 from convmon.monitor.keys import AGGREGATE_GROUPS, Keys
 from convmon.monitor.redisconn import EmbeddedRedis, find_redis_server
 from convmon.monitor.redismemory import redis_memory
-from convmon.monitor.redistarget import connect, parse_redis_url
+from convmon.monitor.redistarget import connect, is_cluster, parse_redis_url
 from convmon.rules.aggregates import AggregatesConfig, AggregateStore
 from convmon.sim.redis_cluster import LocalRedisCluster
 
@@ -163,14 +166,35 @@ async def memory_per_100k(url: str) -> None:
           f"window state {per_event(windows, base)})")
 
 
+async def commands_per_primary(url: str) -> dict[str, int]:
+    """node -> commands processed so far, per primary (one entry on a standalone)."""
+    redis = client(url)
+    try:
+        if is_cluster(redis):
+            raw: Any = await cast(RedisCluster, redis).info(
+                "stats", target_nodes=RedisCluster.PRIMARIES)
+            per_node = raw if "total_commands_processed" not in raw else {"cluster": raw}
+            return {str(n): int(i["total_commands_processed"]) for n, i in per_node.items()}
+        return {"primary": int((await redis.info("stats"))["total_commands_processed"])}
+    finally:
+        await redis.aclose()
+
+
 async def measure(label: str, url: str, total: int) -> None:
     print(f"[{label}] {total:,} events, {SHARDS} shards")
     base = 0.0
     for workers in WORKERS:
+        before = await commands_per_primary(url)
         rate = await end_to_end(url, workers, total)
+        after = await commands_per_primary(url)
         base = base or rate
         print(f"  {workers} rules worker(s): {rate:,.0f} events/s  ratio to 1 worker "
               f"{rate / base:.2f}")
+        if len(after) > 1:
+            spent = {node: after[node] - before.get(node, 0) for node in after}
+            every = sum(spent.values()) or 1
+            shares = "  ".join(f"{spent[n] / every:.0%}" for n in sorted(spent))
+            print(f"    Redis commands per primary (publish + consume): {shares}")
 
 
 async def main() -> None:
