@@ -87,7 +87,16 @@ class RedisSettings(Model):
 class BusSettings(Model):
     maxlen: int = Field(default=1_000_000, ge=1000)
     """Approximate cap on stream length (XADD MAXLEN ~)."""
-    dedupe_ttl_s: int = Field(default=14 * 86400, ge=60)
+    dedupe_ttl_s: int = Field(default=2 * 86400, ge=60)
+    """How long a published event id is remembered, so a collector that publishes it again
+    (a retry, a replica, a reconnect that re-reads recent history) adds nothing. Collectors
+    resume from checkpoints written with their events, so replays reach back minutes, not
+    days: two days covers them with margin. A replay from further back (an operator's
+    backfill) is still counted once in the windows (the aggregates' applied markers live
+    ``rules.aggregates.applied_ttl_s``, past the longest window); bitcoin blocks, which a
+    backfill replays over weeks and which are few, keep theirs 30 days
+    (`family_dedupe_ttl_s`). Markers are a large part of Redis's memory: see the memory
+    model in deploy/README.md."""
     batch: int = Field(default=500, ge=1, le=10_000)
     block_ms: int = Field(default=1000, ge=1)
     claim_idle_ms: int = Field(default=60_000, ge=100)
@@ -104,12 +113,15 @@ class BusSettings(Model):
     """Source family (``bitcoin``, ``solana``, ``stablecoin``, ``market``, ...) -> shard,
     overriding the default (a hash of the family name)."""
     family_dedupe_ttl_s: dict[str, int] = Field(
-        default_factory=lambda: {"market": 3600, "ops": 3600}
+        default_factory=lambda: {
+            "market": 3600, "ops": 3600, "collector": 3600, "bitcoin": 30 * 86400,
+        }
     )
-    """Source family -> dedupe TTL replacing `dedupe_ttl_s` for its events. Prices and ops
-    samples are never published again after the moment they describe (ids carry the
-    sampling time), so their markers only need to outlive a retried publish; they are
-    most of the events, and so most of the markers."""
+    """Source family -> dedupe TTL replacing `dedupe_ttl_s` for its events. Prices, ops
+    samples and collector statuses are never published again after the moment they
+    describe (ids carry the sampling time), so their markers only need to outlive a
+    retried publish; they are most of the events, and so most of the markers. Bitcoin
+    blocks keep theirs 30 days: ``convmon backfill bitcoin`` replays up to two weeks."""
     retention_s: int = Field(default=86400, ge=3600)
     """Event stream entries older than this are trimmed (``XTRIM MINID ~``) as well as by
     `maxlen`. The stream is a buffer between collectors and consumers (windows live in the

@@ -1,6 +1,7 @@
 """Applied-event markers live as long as the state they protect needs: a mint (summed in
-time windows) for ``applied_ttl_s``, a price or a status (a latest value, idempotent on its
-own) for ``applied_ttl_latest_s``; and a redelivered price changes nothing either way."""
+time windows) for ``applied_ttl_s``, a price, a status or an ops sample (a latest value,
+idempotent on its own) for ``applied_ttl_latest_s``; and a redelivered price or ops sample
+changes nothing either way."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from redis.asyncio import Redis
 
 from tests.aggregates.conftest import MakeStore
 from tests.aggregates.factories import T0, mint, price, status
+from tests.aggregates.test_ops import sample
 
 pytestmark = pytest.mark.all_redis  # the Lua scripts run on 6.2 too
 
@@ -24,3 +26,17 @@ async def test_marker_ttls_follow_what_the_event_feeds(make_store: MakeStore, re
     prices = await redis.hgetall(store.key("market", "prices"))
     assert await store.apply([quote]) == [False]
     assert await redis.hgetall(store.key("market", "prices")) == prices
+
+
+async def test_an_ops_sample_applied_again_after_its_marker_changes_nothing(
+    make_store: MakeStore, redis: Redis
+) -> None:
+    store = await make_store(applied_ttl_latest_s=900)
+    first = sample(T0, processes=("a", "b"), backlog=3, down=("rules",))
+    later = sample(T0 + 15, processes=("a",), backlog=5, down=("rules",))
+    assert await store.apply([first, later]) == [True, True]
+    assert 0 < await redis.ttl(store.key("ops", "done", first.id)) <= 900
+    before = await store.snapshot(["ops"])
+    await redis.delete(store.key("ops", "done", first.id))  # the short marker has expired
+    await store.apply([first])
+    assert await store.snapshot(["ops"]) == before

@@ -37,11 +37,18 @@ def as_text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+DONE_TTL_S = 2 * 86400
+"""How long a handled signature is remembered: announcements of it again (the websocket and
+gap recovery overlapping, a reconnect) come within minutes, and gap recovery stops at the
+newest signature seen before a gap, so two days covers them with margin (the bus dedupes
+the events again for ``bus.dedupe_ttl_s``)."""
+
+
 class SignatureQueue:
     """Deduplicating, persistent, ordered queue of signatures for one collector."""
 
     def __init__(
-        self, redis: Redis, keys: Keys, collector: str, *, done_ttl_s: float = 14 * 86400
+        self, redis: Redis, keys: Keys, collector: str, *, done_ttl_s: float = DONE_TTL_S
     ) -> None:
         self.redis = redis
         self.queue_key = keys.solana_queue(collector)

@@ -95,9 +95,10 @@ class AggregatesConfig(Model):
     applied_ttl_s: int = Field(default=8 * 86_400, ge=3_600)
     """How long an applied event id is remembered (must exceed the largest time window)."""
     applied_ttl_latest_s: int = Field(default=3_600, ge=60)
-    """How long the id of an applied price or collector status is remembered: they only
-    replace a latest value when newer, so a redelivery changes nothing without the marker;
-    it only saves the work (and most events are prices: this is most of the markers)."""
+    """How long the id of an applied price, collector status or ops sample is remembered:
+    they only replace a latest value when newer, so a redelivery changes nothing without
+    the marker; it only saves the work (and most events are prices: this is most of the
+    markers)."""
     hashprice_window: int = Field(default=144, ge=1)
     fleet_efficiencies_j_per_th: list[float] = Field(default_factory=lambda: [15.0, 20.0, 25.0])
     ai_benchmark_low_usd_per_mwh: float = Field(default=200.0, gt=0)
