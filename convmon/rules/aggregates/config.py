@@ -92,13 +92,15 @@ class AggregatesConfig(Model):
     """Time bucket size; every time window must be a multiple of it."""
     recipients_bucket_s: int = Field(default=3_600, ge=60)
     """HyperLogLog bucket for unique DePIN recipients (24 h = union of the last buckets)."""
-    applied_ttl_s: int = Field(default=8 * 86_400, ge=3_600)
-    """How long an applied event id is remembered (must exceed the largest time window)."""
+    applied_ttl_s: int = Field(default=7 * 86_400 + 7_200, ge=3_600)
+    """How long an applied event id is remembered: it must exceed the largest time window
+    (an event applied again inside it would count twice); the default is that window and
+    two hours. Markers are a large part of Redis's memory (deploy/README.md)."""
     applied_ttl_latest_s: int = Field(default=3_600, ge=60)
-    """How long the id of an applied price, collector status or ops sample is remembered:
-    they only replace a latest value when newer, so a redelivery changes nothing without
-    the marker; it only saves the work (and most events are prices: this is most of the
-    markers)."""
+    """How long the id of an applied price, collector status, ops sample or stablecoin
+    supply is remembered: they only replace a latest value when newer, so a redelivery
+    changes nothing without the marker; it only saves the work (and most events are prices:
+    this is most of the markers)."""
     hashprice_window: int = Field(default=144, ge=1)
     fleet_efficiencies_j_per_th: list[float] = Field(default_factory=lambda: [15.0, 20.0, 25.0])
     ai_benchmark_low_usd_per_mwh: float = Field(default=200.0, gt=0)

@@ -21,10 +21,10 @@ local HLL_TTL = ARGV[9]
 local OPS_HIST = tonumber(ARGV[10])
 local OPS_RETAIN = tonumber(ARGV[11])
 local LATEST_TTL = ARGV[12]
--- Prices and statuses only replace a latest value when newer (latest_put), and an ops
--- sample only moves what it describes forward in time: idempotent without the marker,
--- which is kept briefly.
-local LATEST_KINDS = {P = true, C = true, O = true}
+-- Prices, statuses and supplies only replace a latest value when newer (latest_put; a
+-- supply sample not newer than the stored one returns early), and an ops sample only moves
+-- what it describes forward in time: idempotent without the marker, which is kept briefly.
+local LATEST_KINDS = {P = true, C = true, O = true, S = true}
 
 -- Bitcoin: candidates per height, one active block per height, windows over (tip-N, tip].
 local META = B .. ':btc:meta'
