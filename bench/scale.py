@@ -2,13 +2,15 @@
 Redis and on a local Redis Cluster (six nodes, three primaries), and the ratio to one worker
 measured in the same run, and on the cluster how the Redis commands of each run spread over
 its primaries; then Redis memory per 100k events, before and after retention
-(``--memory-only`` skips the throughput runs).
+(``--memory-only`` skips the throughput runs). bench/soak.py checks the memory model over
+a simulated month.
 
 End to end = the realistic event mix of bench/rules.py, published to a 4-shard bus, consumed
 by W processes in the ``rules`` group, each applying aggregates and evaluating the default
-rule pack. Both servers are private (a redis-server in a temporary directory and the local
-cluster), so other work on the machine's shared Redis does not skew the figures; the CPU is
-shared all the same: on a 2-core machine the ratio cannot pass ~2 whatever the design.
+rule pack. Both servers are private (a redis-server without persistence in a temporary
+directory, `_redis.PrivateRedis`, and the local cluster), so other work on the machine's
+shared Redis does not skew the figures; the CPU is shared all the same: on a 2-core machine
+the ratio cannot pass ~2 whatever the design.
 
     PYTHONPATH=. python bench/scale.py [--quick]
 """
@@ -19,15 +21,13 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, cast
 
+from _redis import PrivateRedis, client, used_memory
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from rules import engine_handler, make_event
 
@@ -36,9 +36,8 @@ from convmon.monitor.clock import SystemClock
 from convmon.monitor.config import BusSettings
 from convmon.monitor.events import Event
 from convmon.monitor.keys import AGGREGATE_GROUPS, Keys
-from convmon.monitor.redisconn import EmbeddedRedis, find_redis_server
-from convmon.monitor.redismemory import redis_memory
-from convmon.monitor.redistarget import connect, is_cluster, parse_redis_url
+from convmon.monitor.redisconn import find_redis_server
+from convmon.monitor.redistarget import is_cluster
 from convmon.rules.aggregates import AggregatesConfig, AggregateStore
 from convmon.sim.redis_cluster import LocalRedisCluster
 
@@ -50,11 +49,6 @@ FAMILIES = {"market": 0, "stablecoin": 1, "solana": 2, "collector": 3, "bitcoin"
 def settings() -> BusSettings:
     return BusSettings(shards=SHARDS, family_shards=FAMILIES, batch=500, block_ms=100,
                        maxlen=10_000_000)
-
-
-def client(url: str) -> Redis:
-    return connect(parse_redis_url(url), client_name=f"bench-{os.getpid()}",
-                   socket_timeout=30, max_connections=64)
 
 
 def worker_proc(url: str, prefix: str, name: str, handled: mp.Value, total: int,  # type: ignore[type-arg]
@@ -128,7 +122,7 @@ async def memory_per_100k(url: str) -> None:
     events = [make_event(i, now - 86400 + i * 0.5, run) for i in range(n)]
 
     async def used() -> int:
-        return sum(u for u, _ in (await redis_memory(redis)).values())
+        return await used_memory(redis)
 
     async def drop(pattern: str) -> None:
         async for key in redis.scan_iter(match=pattern, count=5000):
@@ -208,15 +202,10 @@ async def main() -> None:
     cluster = LocalRedisCluster.from_path()
     if binary is None or cluster is None:
         raise SystemExit("needs redis-server and redis-cli")
-    with tempfile.TemporaryDirectory(prefix="cm-scale-") as tmp:
-        server = EmbeddedRedis(Path(tmp), binary=binary)
-        await server.start()
-        try:
-            if not args.memory_only:
-                await measure("standalone", server.url, total)
-            await memory_per_100k(server.url)
-        finally:
-            await server.stop()
+    with PrivateRedis(binary) as server:
+        if not args.memory_only:
+            await measure("standalone", server.url, total)
+        await memory_per_100k(server.url)
     if args.memory_only:
         return
     cluster.start()
