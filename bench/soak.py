@@ -92,8 +92,9 @@ from convmon.rules.worker import CONSUMER_GROUP
 
 MB = 1e6
 TARGET_MB = 200.0
-MODEL_MB = 290.0
-"""What the model states for the default mix ("about 290 MB"; it said 150 before this soak)."""
+MODEL_MB = 185.0
+"""What the model states for the default mix ("about 185 MB"; 290 MB with the 14-day dedupe
+and 8-day applied markers of earlier defaults)."""
 PREFIX = "convmon"
 DEFAULT_SCALE = 1_800
 DEFAULT_WORKERS = 2
